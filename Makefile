@@ -1,0 +1,43 @@
+# Two commands do all the set-up on a fresh machine:  make demo  (the main job)  and  make test.
+# Both install what they need (apt packages, the venv, pinned Python packages) and are quick when
+# everything is already there.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SPEC ?= specs/digits.yaml
+WAREHOUSE ?= warehouse/warehouse.duckdb
+APT_PACKAGES := python3-graph-tool python3-venv dataset-fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Prefect keeps its database under the project; no telemetry (the machines have no internet).
+export PREFECT_HOME := $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_LOGGING_LEVEL := WARNING
+
+.PHONY: setup demo test bench clean-data
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+		echo "installing apt packages: $(APT_PACKAGES)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+	@[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $(STAMP)
+
+demo: setup
+	$(PY) -m flows.train_sweep --spec $(SPEC) --warehouse $(WAREHOUSE)
+
+test: setup
+	$(PY) -m pytest -q tests
+
+bench: setup
+	$(PY) benchmarks/graph_metrics.py
+	$(PY) benchmarks/train_throughput.py
+
+clean-data:
+	rm -rf warehouse/warehouse.duckdb* warehouse/data

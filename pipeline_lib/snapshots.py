@@ -1,0 +1,91 @@
+"""Weight snapshots as Parquet: one file per (run, epoch), one row per state_dict tensor.
+
+Layout (hive-style, so one glob reads a whole study with DuckDB or Polars):
+
+    {data_dir}/snapshots/run_id={run_id}/epoch={epoch}/snapshot.parquet
+
+Schema: `name` (string, the state_dict key), `shape` (list<int64>), `values` (list<float32>,
+the tensor flattened in row-major order). Buffers (BatchNorm running statistics) are included.
+Writes go to a temporary file that is renamed into place, so a crash never leaves a partial
+file under the final name.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+SNAPSHOT_SCHEMA = pa.schema(
+    [("name", pa.string()), ("shape", pa.list_(pa.int64())), ("values", pa.list_(pa.float32()))]
+)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Where one run's weights at one epoch lie."""
+
+    run_id: str
+    epoch: int
+    path: Path
+    bytes: int
+    n_params: int
+
+
+def snapshot_path(data_dir: str | Path, run_id: str, epoch: int) -> Path:
+    return Path(data_dir) / "snapshots" / f"run_id={run_id}" / f"epoch={epoch}" / "snapshot.parquet"
+
+
+def atomic_write_table(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file under a temporary name and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def state_to_table(state: dict[str, torch.Tensor]) -> pa.Table:
+    names, shapes, values = [], [], []
+    for name, tensor in state.items():
+        t = tensor.detach().to("cpu", torch.float32).contiguous()
+        names.append(name)
+        shapes.append(list(t.shape))
+        values.append(t.numpy().reshape(-1))
+    offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])]).astype(np.int32)
+    flat = np.concatenate(values) if values else np.zeros(0, np.float32)
+    value_col = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.float32()))
+    return pa.Table.from_arrays(
+        [pa.array(names, pa.string()), pa.array(shapes, pa.list_(pa.int64())), value_col], schema=SNAPSHOT_SCHEMA
+    )
+
+
+def write_snapshot(state: dict[str, torch.Tensor], data_dir: str | Path, run_id: str, epoch: int) -> Snapshot:
+    """Write one snapshot atomically and describe it."""
+    path = snapshot_path(data_dir, run_id, epoch)
+    table = state_to_table(state)
+    atomic_write_table(table, path)
+    n_params = int(sum(int(np.prod(s)) for s in table.column("shape").to_pylist()))
+    return Snapshot(run_id, epoch, path, path.stat().st_size, n_params)
+
+
+def read_snapshot(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a snapshot back as a state_dict of float32 CPU tensors."""
+    table = pq.read_table(path, columns=["name", "shape", "values"])
+    flat = table.column("values").combine_chunks()
+    offsets = flat.offsets.to_numpy()
+    data = flat.values.to_numpy(zero_copy_only=False)
+    state = {}
+    for i, (name, shape) in enumerate(zip(table.column("name").to_pylist(), table.column("shape").to_pylist())):
+        state[name] = torch.from_numpy(data[offsets[i]:offsets[i + 1]].copy()).reshape(shape)
+    return state
+
+
+def read_snapshot_info(path: str | Path, run_id: str, epoch: int) -> Snapshot:
+    """Describe an existing snapshot from its file and Parquet footer, without reading the values."""
+    path = Path(path)
+    shapes = pq.read_table(path, columns=["shape"]).column("shape").to_pylist()
+    return Snapshot(run_id, epoch, path, path.stat().st_size, int(sum(int(np.prod(s)) for s in shapes)))

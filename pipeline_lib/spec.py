@@ -1,0 +1,245 @@
+"""Study specs: the YAML a user writes, validated, and the runs it expands to.
+
+A `Study` is validated with pydantic (unknown keys are errors). `expand_runs` draws the
+hyper-parameter configurations deterministically from the spec and crosses them with
+architectures x widths x seeds; every `RunConfig` has a stable `run_id` derived from its full
+configuration, so re-running a study never duplicates a run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from pathlib import Path
+from typing import Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Architecture = Literal["lenet", "vgg", "alexnet", "resnet"]
+DatasetName = Literal["digits", "fashion_mnist", "cifar10", "svhn"]
+Optimizer = Literal["sgd", "adam"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LogUniform(_Strict):
+    log_uniform: tuple[float, float]
+
+    @field_validator("log_uniform")
+    @classmethod
+    def _positive_ordered(cls, v):
+        lo, hi = v
+        if not (0 < lo <= hi):
+            raise ValueError("log_uniform needs 0 < low <= high")
+        return v
+
+    def draw(self, rng: random.Random) -> float:
+        lo, hi = self.log_uniform
+        return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+
+
+class Uniform(_Strict):
+    uniform: tuple[float, float]
+
+    @field_validator("uniform")
+    @classmethod
+    def _ordered(cls, v):
+        if v[0] > v[1]:
+            raise ValueError("uniform needs low <= high")
+        return v
+
+    def draw(self, rng: random.Random) -> float:
+        return float(rng.uniform(*self.uniform))
+
+
+def _draw(dimension, rng: random.Random):
+    if isinstance(dimension, list):
+        return rng.choice(dimension)
+    return dimension.draw(rng)
+
+
+FloatDimension = Union[list[float], LogUniform, Uniform]
+
+
+class Sweep(_Strict):
+    """Hyper-parameter space: a list means choose among values; log_uniform/uniform are sampled."""
+
+    lr: FloatDimension = LogUniform(log_uniform=(3e-4, 0.3))
+    dropout: FloatDimension = [0.0]
+    weight_decay: FloatDimension = [0.0]
+    optimizer: list[Optimizer] = ["sgd"]
+    batch_size: list[int] = [128]
+
+    @field_validator("optimizer", "batch_size", "dropout", "weight_decay", "lr")
+    @classmethod
+    def _non_empty(cls, v):
+        if isinstance(v, list) and not v:
+            raise ValueError("must list at least one value")
+        return v
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive_batch(cls, v):
+        if any(b < 1 for b in v):
+            raise ValueError("batch sizes must be >= 1")
+        return v
+
+
+class DatasetSpec(_Strict):
+    name: DatasetName = "digits"
+    root: str | None = None
+    subset: int | None = Field(default=None, ge=1, description="training images used")
+
+
+class PredictSpec(_Strict):
+    k_epochs: list[int] = [1, 2, 3, 5]
+    good_run_quantile: float = Field(default=0.5, gt=0, lt=1)
+    n_folds: int = Field(default=5, ge=2)
+
+    @field_validator("k_epochs")
+    @classmethod
+    def _positive_k(cls, v):
+        if not v or any(k < 1 for k in v):
+            raise ValueError("k_epochs must be a non-empty list of epochs >= 1")
+        return sorted(set(v))
+
+
+class WidthTransferSpec(_Strict):
+    train_widths: list[float] = []
+    test_widths: list[float] = []
+
+
+class Study(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    dataset: DatasetSpec = DatasetSpec()
+    architectures: list[Architecture] = ["lenet"]
+    widths: list[float] = [1.0]
+    depth: int = Field(default=1, ge=1, description="residual blocks per stage (resnet only)")
+    epochs: int = Field(default=10, ge=1)
+    seeds: list[int] = [0]
+    samples: int = Field(default=4, ge=1)
+    sweep: Sweep = Sweep()
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    runs_per_device: int = Field(default=0, ge=0, description="concurrent runs per GPU/CPU; 0 = auto")
+    predict: PredictSpec = PredictSpec()
+    width_transfer: WidthTransferSpec = WidthTransferSpec()
+
+    @field_validator("widths")
+    @classmethod
+    def _positive_widths(cls, v):
+        if not v or any(w <= 0 for w in v):
+            raise ValueError("widths must be a non-empty list of positive multipliers")
+        return v
+
+    @field_validator("architectures", "seeds")
+    @classmethod
+    def _non_empty_list(cls, v):
+        if not v:
+            raise ValueError("must list at least one value")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        unknown = set(self.width_transfer.train_widths + self.width_transfer.test_widths) - set(self.widths)
+        if unknown:
+            raise ValueError(f"width_transfer names widths {sorted(unknown)} that are not in widths {self.widths}")
+        if self.predict.k_epochs[-1] >= self.epochs:
+            raise ValueError(f"predict.k_epochs {self.predict.k_epochs} must be below epochs={self.epochs}")
+        return self
+
+
+class RunConfig(_Strict):
+    """One run's full configuration; everything that determines its outcome."""
+
+    study: str
+    dataset: DatasetSpec
+    architecture: Architecture
+    width: float
+    depth: int
+    epochs: int
+    seed: int
+    config_id: str
+    lr: float
+    dropout: float
+    weight_decay: float
+    optimizer: Optimizer
+    batch_size: int
+
+    @property
+    def run_id(self) -> str:
+        """Stable identifier: a hash of everything but the study name."""
+        payload = self.model_dump(mode="json", exclude={"study"})
+        payload["dataset"].pop("root")  # where the files lie does not change the run
+        return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def group_key(self) -> tuple:
+        """Runs with equal keys can train stacked in one vectorised model."""
+        return (self.architecture, self.width, self.depth, self.optimizer, self.batch_size, self.epochs)
+
+
+def draw_configurations(study: Study) -> list[dict]:
+    """Hyper-parameter configurations, drawn deterministically from the study name and sweep."""
+    seed = int(hashlib.sha1(study.name.encode()).hexdigest()[:8], 16)
+    rng = random.Random(seed)
+    configs = []
+    for _ in range(study.samples):
+        hp = {name: _draw(getattr(study.sweep, name), rng) for name in Sweep.model_fields}
+        hp["config_id"] = hashlib.sha1(json.dumps(hp, sort_keys=True).encode()).hexdigest()[:10]
+        configs.append(hp)
+    return configs
+
+
+def expand_runs(study: Study) -> list[RunConfig]:
+    """Every run of the study: configurations x architectures x widths x seeds."""
+    runs = []
+    for hp in draw_configurations(study):
+        for arch in study.architectures:
+            for width in study.widths:
+                for seed in study.seeds:
+                    runs.append(
+                        RunConfig(
+                            study=study.name, dataset=study.dataset, architecture=arch, width=width,
+                            depth=study.depth, epochs=study.epochs, seed=seed, **hp,
+                        )
+                    )
+    unique = {r.run_id: r for r in runs}
+    return list(unique.values())
+
+
+class SpecError(ValueError):
+    """A spec file that cannot be used; the message names the fields at fault."""
+
+
+def _format_validation_error(path: Path, err: ValidationError) -> str:
+    lines = [f"invalid study spec {path}:"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (not part of the study spec)"
+        elif e["type"] == "literal_error":
+            msg = f"{msg}, got {e.get('input')!r}"
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a YAML spec; raises SpecError with a readable message."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SpecError(f"spec {path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"spec {path} must be a YAML mapping of keys to values")
+    try:
+        return Study.model_validate(raw)
+    except ValidationError as e:
+        raise SpecError(_format_validation_error(path, e)) from None

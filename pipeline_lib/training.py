@@ -1,0 +1,214 @@
+"""Training one run: evaluate at epoch 0 and after every epoch, snapshot weights, resume, detect divergence.
+
+Needs only torch and pyarrow. Everything a run produces lives under its run directory and its
+snapshot partition, so a run can be resumed after a crash and re-running a finished run is free:
+
+    {data_dir}/runs/{run_id}/state.pt       model + optimizer + metrics after the last finished epoch
+    {data_dir}/snapshots/run_id=.../epoch=.../snapshot.parquet
+
+Randomness is keyed by (seed, epoch): initialisation by the seed, data order and dropout masks by
+(seed, epoch). A resumed run therefore follows exactly the path it would have followed.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .datasets import TensorData
+from .models import build_model
+from .snapshots import Snapshot, read_snapshot_info, snapshot_path, write_snapshot
+from .spec import RunConfig
+
+EVAL_BATCH = 2048
+TRAIN_EVAL_LIMIT = 10_000  # train metrics are measured on at most this many (fixed) training images
+
+COMPLETED, DIVERGED = "completed", "diverged"
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    seconds: float  # training time of this epoch (0 for epoch 0), evaluation excluded
+
+
+@dataclass
+class RunResult:
+    """What a run produced; the flow loads it into the warehouse."""
+
+    run_id: str
+    status: str
+    epochs_done: int
+    diverged_epoch: int | None
+    train_seconds: float
+    metrics: list[EpochMetrics] = field(default_factory=list)
+    snapshots: list[Snapshot] = field(default_factory=list)
+    device: str = "cpu"
+
+    @property
+    def final_test_acc(self) -> float | None:
+        return self.metrics[-1].test_acc if self.metrics else None
+
+
+def make_model(config: RunConfig, data: TensorData) -> nn.Module:
+    """The run's model, initialised from its seed."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return build_model(config.architecture, in_channels=data.in_channels, image_size=data.image_size,
+                           num_classes=data.num_classes, width=config.width, dropout=config.dropout,
+                           depth=config.depth)
+
+
+def make_optimizer(config: RunConfig, params) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed for the data order and dropout masks of one epoch of one run."""
+    return seed * 1_000_003 + epoch
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The permutation of training examples used in one epoch (drawn on CPU, so devices agree)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy in eval mode."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(y), EVAL_BATCH):
+        logits = model(x[i:i + EVAL_BATCH])
+        loss_sum += float(F.cross_entropy(logits, y[i:i + EVAL_BATCH], reduction="sum"))
+        correct += int((logits.argmax(1) == y[i:i + EVAL_BATCH]).sum())
+    return loss_sum / len(y), correct / len(y)
+
+
+def measure(model: nn.Module, data: TensorData, epoch: int, seconds: float) -> EpochMetrics:
+    n = min(len(data.y_train), TRAIN_EVAL_LIMIT)
+    train_loss, train_acc = evaluate(model, data.x_train[:n], data.y_train[:n])
+    test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
+    return EpochMetrics(epoch, train_loss, train_acc, test_loss, test_acc, seconds)
+
+
+def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: TensorData, config: RunConfig,
+                    epoch: int) -> bool:
+    """One pass over the training data; returns False as soon as the loss is not finite."""
+    model.train()
+    order = epoch_order(config.seed, epoch, len(data.y_train)).to(data.x_train.device)
+    torch.manual_seed(epoch_seed(config.seed, epoch))
+    for i in range(0, len(order), config.batch_size):
+        idx = order[i:i + config.batch_size]
+        loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+        if not torch.isfinite(loss):
+            return False
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return True
+
+
+def _state_file(data_dir: Path, run_id: str) -> Path:
+    return data_dir / "runs" / run_id / "state.pt"
+
+
+def _save_state(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _load_state(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _existing_snapshots(data_dir: Path, run_id: str, epochs: int) -> list[Snapshot]:
+    return [read_snapshot_info(snapshot_path(data_dir, run_id, e), run_id, e) for e in range(epochs + 1)]
+
+
+def is_finished(config: RunConfig, data_dir: str | Path) -> bool:
+    state = _load_state(_state_file(Path(data_dir), config.run_id))
+    return state is not None and state["status"] in (COMPLETED, DIVERGED)
+
+
+def train_run(config: RunConfig, data: TensorData, data_dir: str | Path, device: str = "cpu",
+              on_epoch: Callable[[EpochMetrics], None] | None = None) -> RunResult:
+    """Train one run to its last epoch (or divergence), resuming from its saved state if any.
+
+    A finished run is not trained again: its stored result is returned.
+    """
+    data_dir = Path(data_dir)
+    run_id = config.run_id
+    state_file = _state_file(data_dir, run_id)
+    saved = _load_state(state_file)
+    if saved is not None and saved["status"] in (COMPLETED, DIVERGED):
+        return _result_from_state(saved, data_dir, run_id)
+
+    data = data.to(device)
+    model = make_model(config, data).to(device)
+    optimizer = make_optimizer(config, model.parameters())
+    if saved is None:
+        metrics = [measure(model, data, 0, 0.0)]
+        write_snapshot(model.state_dict(), data_dir, run_id, 0)
+        saved = {"status": "running", "epochs_done": 0, "diverged_epoch": None, "train_seconds": 0.0,
+                 "metrics": [asdict(metrics[0])], "device": device}
+        _save_state(state_file, {**saved, "model": model.state_dict(), "optimizer": optimizer.state_dict()})
+        if on_epoch:
+            on_epoch(metrics[0])
+    else:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+
+    for epoch in range(saved["epochs_done"] + 1, config.epochs + 1):
+        start = time.perf_counter()
+        finite = train_one_epoch(model, optimizer, data, config, epoch)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - start
+        saved["train_seconds"] += seconds
+        if not finite or not all(torch.isfinite(p).all() for p in model.parameters()):
+            saved.update(status=DIVERGED, diverged_epoch=epoch)
+            break
+        m = measure(model, data, epoch, seconds)
+        if not (math.isfinite(m.train_loss) and math.isfinite(m.test_loss)):
+            saved.update(status=DIVERGED, diverged_epoch=epoch)
+            break
+        write_snapshot(model.state_dict(), data_dir, run_id, epoch)
+        saved["metrics"].append(asdict(m))
+        saved["epochs_done"] = epoch
+        if on_epoch:
+            on_epoch(m)
+        if epoch < config.epochs:
+            _save_state(state_file, {**saved, "model": model.state_dict(), "optimizer": optimizer.state_dict()})
+    else:
+        saved["status"] = COMPLETED
+    saved["device"] = device
+    # A finished run keeps only its result: the snapshots hold its weights.
+    _save_state(state_file, {k: v for k, v in saved.items() if k not in ("model", "optimizer")})
+    return _result_from_state(saved, data_dir, run_id)
+
+
+def _result_from_state(state: dict, data_dir: Path, run_id: str) -> RunResult:
+    return RunResult(
+        run_id=run_id, status=state["status"], epochs_done=state["epochs_done"],
+        diverged_epoch=state["diverged_epoch"], train_seconds=state["train_seconds"],
+        metrics=[EpochMetrics(**m) for m in state["metrics"]],
+        snapshots=_existing_snapshots(data_dir, run_id, state["epochs_done"]), device=state.get("device", "cpu"),
+    )

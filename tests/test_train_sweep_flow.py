@@ -1,0 +1,50 @@
+import pytest
+
+from flows.train_sweep import train_sweep
+from pipeline_lib.spec import expand_runs, load_study
+from warehouse.db import Warehouse
+from tests.conftest import write_spec
+
+pytestmark = pytest.mark.slow
+
+
+def test_sweep_through_prefect_into_duckdb(tmp_path, prefect_harness):
+    spec = write_spec(tmp_path, sweep={"lr": {"log_uniform": [0.01, 0.1]}, "batch_size": [64]},
+                      samples=2)
+    wh_path = tmp_path / "w.duckdb"
+    counts = train_sweep(str(spec), str(wh_path))
+    study = load_study(spec)
+    runs = expand_runs(study)
+    assert counts == {"completed": len(runs)}
+    wh = Warehouse(wh_path)
+    got = wh.query("SELECT run_id, status, epochs_done, final_test_acc, config_id FROM runs WHERE study = 'tiny'")
+    assert sorted(got["run_id"]) == sorted(r.run_id for r in runs)
+    assert set(got["status"]) == {"completed"} and set(got["epochs_done"]) == {study.epochs}
+    assert got["final_test_acc"].is_between(0, 1).all()
+    n_metrics = wh.query("SELECT count(*) AS n FROM epoch_metrics")["n"][0]
+    assert n_metrics == len(runs) * (study.epochs + 1)
+    snaps = wh.query("SELECT path, bytes FROM snapshots")
+    assert snaps.height == len(runs) * (study.epochs + 1) and (snaps["bytes"] > 0).all()
+    # final accuracy in runs equals the last epoch's test accuracy
+    mismatch = wh.query("""SELECT count(*) AS n FROM runs r JOIN epoch_metrics m
+                           ON m.run_id = r.run_id AND m.epoch = r.epochs WHERE m.test_acc <> r.final_test_acc""")
+    assert mismatch["n"][0] == 0
+
+    # a re-run trains nothing and duplicates nothing
+    before = {p: (wh.data_dir / "snapshots").stat().st_mtime_ns for p in snaps["path"]}
+    assert train_sweep(str(spec), str(wh_path)) == counts
+    assert wh.query("SELECT count(*) AS n FROM runs")["n"][0] == len(runs)
+    assert wh.query("SELECT count(*) AS n FROM epoch_metrics")["n"][0] == n_metrics
+    assert {p: (wh.data_dir / "snapshots").stat().st_mtime_ns for p in snaps["path"]} == before
+
+
+def test_diverging_runs_do_not_stop_the_sweep(tmp_path, prefect_harness):
+    spec = write_spec(tmp_path, name="mixed", sweep={"lr": [1e6, 0.05], "batch_size": [64]}, samples=6,
+                      widths=[1.0], seeds=[0], width_transfer={})
+    counts = train_sweep(str(spec), str(tmp_path / "w.duckdb"))
+    rows = Warehouse(tmp_path / "w.duckdb").query(
+        "SELECT lr, status, diverged_epoch, final_test_acc FROM runs ORDER BY lr")
+    assert counts.get("diverged", 0) >= 1 and counts.get("completed", 0) >= 1
+    diverged = rows.filter(rows["status"] == "diverged")
+    assert (diverged["lr"] == 1e6).all() and (diverged["diverged_epoch"] == 1).all()
+    assert diverged["final_test_acc"].is_null().all()

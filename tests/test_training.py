@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+from pipeline_lib.datasets import load_dataset
+from pipeline_lib.snapshots import read_snapshot, snapshot_path
+from pipeline_lib.spec import expand_runs, load_study
+from pipeline_lib.training import COMPLETED, DIVERGED, make_model, train_run
+from tests.conftest import write_spec
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", subset=300)
+
+
+def _config(tmp_path, **sweep):
+    spec = write_spec(tmp_path, sweep={"lr": [0.05], "batch_size": [64], "dropout": [0.25], **sweep},
+                      widths=[1.0], seeds=[0], samples=1)
+    return expand_runs(load_study(spec))[0]
+
+
+def test_run_records_every_epoch_and_snapshot(tmp_path, digits):
+    config = _config(tmp_path)
+    result = train_run(config, digits, tmp_path)
+    assert result.status == COMPLETED and result.epochs_done == config.epochs
+    assert [m.epoch for m in result.metrics] == list(range(config.epochs + 1))
+    assert [s.epoch for s in result.snapshots] == list(range(config.epochs + 1))
+    assert result.metrics[0].seconds == 0 and all(m.seconds > 0 for m in result.metrics[1:])
+    assert result.metrics[-1].train_loss < result.metrics[0].train_loss
+    # epoch-0 snapshot is the seeded initialisation
+    init = make_model(config, digits).state_dict()
+    snap0 = read_snapshot(snapshot_path(tmp_path, config.run_id, 0))
+    assert all(torch.equal(snap0[k], v.float()) for k, v in init.items())
+
+
+def test_finished_run_is_not_trained_again(tmp_path, digits):
+    config = _config(tmp_path)
+    first = train_run(config, digits, tmp_path)
+    mtime = snapshot_path(tmp_path, config.run_id, config.epochs).stat().st_mtime_ns
+    again = train_run(config, digits, tmp_path)
+    assert again.metrics == first.metrics
+    assert snapshot_path(tmp_path, config.run_id, config.epochs).stat().st_mtime_ns == mtime
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, digits):
+    torch.set_num_threads(1)
+    config = _config(tmp_path)
+    reference = train_run(config, digits, tmp_path / "straight")
+
+    def crash_after_epoch_2(m):
+        if m.epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_run(config, digits, tmp_path / "resumed", on_epoch=crash_after_epoch_2)
+    assert not snapshot_path(tmp_path / "resumed", config.run_id, 3).exists()
+    resumed = train_run(config, digits, tmp_path / "resumed")
+    assert resumed.status == COMPLETED
+    assert [m.test_acc for m in resumed.metrics] == [m.test_acc for m in reference.metrics]
+    final_a = read_snapshot(snapshot_path(tmp_path / "straight", config.run_id, config.epochs))
+    final_b = read_snapshot(snapshot_path(tmp_path / "resumed", config.run_id, config.epochs))
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
+
+
+def test_divergence_is_recorded_with_its_epoch(tmp_path, digits):
+    config = _config(tmp_path, lr=[1e6], dropout=[0.0])
+    result = train_run(config, digits, tmp_path)
+    assert result.status == DIVERGED
+    assert result.diverged_epoch == 1 and result.epochs_done == 0
+    assert len(result.snapshots) == 1  # only the initialisation

@@ -1,0 +1,68 @@
+"""Loading studies, runs, epoch metrics and the snapshot index into the warehouse."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime, timezone
+
+import polars as pl
+
+from pipeline_lib.spec import RunConfig, Study
+from pipeline_lib.training import COMPLETED, RunResult
+
+from .db import Warehouse, replace_where, upsert
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def record_study(wh: Warehouse, study: Study) -> None:
+    frame = pl.DataFrame([{"study": study.name, "spec_json": study.model_dump_json(), "data_dir": str(wh.data_dir),
+                           "updated_at": _now()}])
+    with wh.writer() as con:
+        upsert(con, "studies", frame)
+
+
+def _run_row(study: str, config: RunConfig, result: RunResult | None, error: str | None) -> dict:
+    row = {
+        "study": study, "run_id": config.run_id, "config_id": config.config_id,
+        "architecture": config.architecture, "width": config.width, "depth": config.depth,
+        "dataset": config.dataset.name, "dataset_subset": config.dataset.subset, "lr": config.lr,
+        "dropout": config.dropout, "weight_decay": config.weight_decay, "optimizer": config.optimizer,
+        "batch_size": config.batch_size, "seed": config.seed, "epochs": config.epochs,
+        "status": "failed" if error else "pending", "epochs_done": 0, "diverged_epoch": None,
+        "final_test_acc": None, "train_seconds": None, "device": None, "error": error, "updated_at": _now(),
+    }
+    if result is not None:
+        row.update(status=result.status, epochs_done=result.epochs_done, diverged_epoch=result.diverged_epoch,
+                   final_test_acc=result.final_test_acc if result.status == COMPLETED else None,
+                   train_seconds=result.train_seconds, device=result.device)
+    return row
+
+
+RUN_SCHEMA = {"dataset_subset": pl.Int64, "diverged_epoch": pl.Int64, "final_test_acc": pl.Float64,
+              "train_seconds": pl.Float64, "device": pl.Utf8, "error": pl.Utf8}
+
+
+def record_runs(wh: Warehouse, study: str, configs: list[RunConfig], results: dict[str, RunResult],
+                errors: dict[str, str] | None = None) -> None:
+    """Upsert the runs of a study with whatever results exist; reload their metrics and snapshots."""
+    errors = errors or {}
+    rows = [_run_row(study, c, results.get(c.run_id), errors.get(c.run_id)) for c in configs]
+    runs = pl.DataFrame(rows, schema_overrides=RUN_SCHEMA, infer_schema_length=None)
+    metrics = pl.DataFrame(
+        [{"run_id": r.run_id, **asdict(m)} for r in results.values() for m in r.metrics],
+        schema={"run_id": pl.Utf8, "epoch": pl.Int64, "train_loss": pl.Float64, "train_acc": pl.Float64,
+                "test_loss": pl.Float64, "test_acc": pl.Float64, "seconds": pl.Float64},
+    )
+    snaps = pl.DataFrame(
+        [{"run_id": s.run_id, "epoch": s.epoch, "path": str(s.path), "bytes": s.bytes, "n_params": s.n_params}
+         for r in results.values() for s in r.snapshots],
+        schema={"run_id": pl.Utf8, "epoch": pl.Int64, "path": pl.Utf8, "bytes": pl.Int64, "n_params": pl.Int64},
+    )
+    ids = list(results)
+    with wh.writer() as con:
+        upsert(con, "runs", runs)
+        if ids:
+            replace_where(con, "epoch_metrics", metrics, "run_id IN (SELECT unnest(?))", [ids])
+            replace_where(con, "snapshots", snaps, "run_id IN (SELECT unnest(?))", [ids])
