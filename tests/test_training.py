@@ -15,7 +15,7 @@ def digits():
 
 def _config(tmp_path, **sweep):
     spec = write_spec(tmp_path, sweep={"lr": [0.05], "batch_size": [64], "dropout": [0.25], **sweep},
-                      widths=[1.0], seeds=[0], samples=1)
+                      widths=[1.0], seeds=[0], samples=1, width_transfer={})
     return expand_runs(load_study(spec))[0]
 
 
