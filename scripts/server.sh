@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# A real local Prefect server, the process work pool, the deployments of prefect.yaml and a worker.
+#
+#   scripts/server.sh start            server + work pool + deploy --all + worker (what `make server` runs)
+#   scripts/server.sh stop             stop the worker and the server by their recorded process ids
+#   scripts/server.sh status           which of them run, and the UI address
+#   scripts/server.sh serve | pool | deploy [NAME...] | worker    the steps of `start`, one at a time
+#
+# Settings (environment): PREFECT_HOME (default ./.prefect: the server's SQLite database, logs and
+# process ids live there), PREFECT_SERVER_PORT (default 4200), PREFECT_SERVER_HOST (default
+# 127.0.0.1: loopback only), WORK_POOL (default local-process, the pool prefect.yaml names).
+# Each process runs in its own session, so `stop` ends it with everything it started.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+export PREFECT_HOME="${PREFECT_HOME:-$ROOT/.prefect}"
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+HOST="${PREFECT_SERVER_HOST:-127.0.0.1}"
+PORT="${PREFECT_SERVER_PORT:-4200}"
+POOL="${WORK_POOL:-local-process}"
+PREFECT="$ROOT/.venv/bin/prefect"
+export PREFECT_API_URL="http://$HOST:$PORT/api"
+RUN_DIR="$PREFECT_HOME/run"
+mkdir -p "$RUN_DIR"
+
+running() {  # running NAME: the recorded process of NAME is alive
+    [[ -f "$RUN_DIR/$1.pid" ]] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null
+}
+
+launch() {  # launch NAME COMMAND...: start in a new session, log and record its process id
+    local name=$1; shift
+    if running "$name"; then echo "$name already running (pid $(cat "$RUN_DIR/$name.pid"))"; return; fi
+    setsid "$@" >"$RUN_DIR/$name.log" 2>&1 </dev/null &
+    echo $! >"$RUN_DIR/$name.pid"
+    echo "$name started (pid $!, log $RUN_DIR/$name.log)"
+}
+
+serve() {
+    launch server "$PREFECT" server start --host "$HOST" --port "$PORT" --log-level WARNING
+    for _ in $(seq 1 240); do
+        if curl -fsS "$PREFECT_API_URL/health" >/dev/null 2>&1; then
+            echo "Prefect server ready: UI http://$HOST:$PORT  API $PREFECT_API_URL"
+            return
+        fi
+        running server || { cat "$RUN_DIR/server.log" >&2; echo "server exited" >&2; exit 1; }
+        sleep 0.25
+    done
+    echo "server did not answer within 60 s; see $RUN_DIR/server.log" >&2
+    exit 1
+}
+
+pool() {
+    "$PREFECT" work-pool inspect "$POOL" >/dev/null 2>&1 || "$PREFECT" work-pool create "$POOL" --type process
+}
+
+deploy() {  # deploy [NAME...]: the named deployments of prefect.yaml, or all of them
+    if (($#)); then
+        local args=(); for name in "$@"; do args+=(--name "$name"); done
+        "$PREFECT" --no-prompt deploy "${args[@]}"
+    else
+        "$PREFECT" --no-prompt deploy --all
+    fi
+}
+
+worker() {
+    launch worker "$PREFECT" worker start --pool "$POOL" --type process
+}
+
+stop() {  # TERM each recorded process's session, KILL what is left after 10 s
+    for name in worker server; do
+        running "$name" || { rm -f "$RUN_DIR/$name.pid"; continue; }
+        local pid; pid=$(cat "$RUN_DIR/$name.pid")
+        kill -TERM -- "-$pid" 2>/dev/null || true
+        for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+        kill -KILL -- "-$pid" 2>/dev/null || true
+        rm -f "$RUN_DIR/$name.pid"
+        echo "$name stopped (pid $pid)"
+    done
+}
+
+status() {
+    for name in server worker; do
+        if running "$name"; then echo "$name: running (pid $(cat "$RUN_DIR/$name.pid"))"; else echo "$name: stopped"; fi
+    done
+    echo "UI: http://$HOST:$PORT"
+}
+
+case "${1:-}" in
+    start) serve; pool; deploy; worker ;;
+    serve|pool|worker|stop|status) "$1" ;;
+    deploy) shift; deploy "$@" ;;
+    *) sed -n '2,12p' "$0"; exit 2 ;;
+esac
