@@ -24,8 +24,12 @@ export PREFECT_API_URL="http://$HOST:$PORT/api"
 RUN_DIR="$PREFECT_HOME/run"
 mkdir -p "$RUN_DIR"
 
+alive() {  # alive PID: the process exists and is not a zombie waiting to be reaped
+    local state; state=$(ps -o stat= -p "$1" 2>/dev/null) && [[ -n "$state" && "$state" != Z* ]]
+}
+
 running() {  # running NAME: the recorded process of NAME is alive
-    [[ -f "$RUN_DIR/$1.pid" ]] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null
+    [[ -f "$RUN_DIR/$1.pid" ]] && alive "$(cat "$RUN_DIR/$1.pid")"
 }
 
 launch() {  # launch NAME COMMAND...: start in a new session, log and record its process id
@@ -37,6 +41,10 @@ launch() {  # launch NAME COMMAND...: start in a new session, log and record its
 }
 
 serve() {
+    if ! running server && curl -fsS "$PREFECT_API_URL/health" >/dev/null 2>&1; then
+        echo "something else already answers on $HOST:$PORT; choose another PREFECT_SERVER_PORT" >&2
+        exit 1
+    fi
     launch server "$PREFECT" server start --host "$HOST" --port "$PORT" --log-level WARNING
     for _ in $(seq 1 240); do
         if curl -fsS "$PREFECT_API_URL/health" >/dev/null 2>&1; then
@@ -67,12 +75,17 @@ worker() {
     launch worker "$PREFECT" worker start --pool "$POOL" --type process
 }
 
-stop() {  # TERM each recorded process's session, KILL what is left after 10 s
+stop() {  # interrupt each recorded process's session (worker first); KILL what is left after 10 s
+    # Prefect's CLI answers the first SIGINT by forwarding it, which an idle worker may ignore; a
+    # second SIGINT makes it exit. So interrupt every 2 s until the process is gone.
     for name in worker server; do
         running "$name" || { rm -f "$RUN_DIR/$name.pid"; continue; }
         local pid; pid=$(cat "$RUN_DIR/$name.pid")
-        kill -TERM -- "-$pid" 2>/dev/null || true
-        for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+        for i in $(seq 0 39); do
+            alive "$pid" || break
+            ((i % 8)) || kill -INT -- "-$pid" 2>/dev/null || true
+            sleep 0.25
+        done
         kill -KILL -- "-$pid" 2>/dev/null || true
         rm -f "$RUN_DIR/$name.pid"
         echo "$name stopped (pid $pid)"
