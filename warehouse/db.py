@@ -18,7 +18,13 @@ import polars as pl
 
 SCHEMA_DIR = Path(__file__).parent / "schema"
 VIEWS_FILE = Path(__file__).parent / "views.sql"
+# Views over the prediction stage, applied once the tables they read exist.
+PREDICTION_VIEWS_FILE = Path(__file__).parent / "views_predictions.sql"
+PREDICTION_TABLES = frozenset({"features", "evaluations", "predictions", "costs"})
 DEFAULT_PATH = Path(__file__).parent / "warehouse.duckdb"
+# Write the file in a format DuckDB 1.4+ reads, so the DuckDB shell from PyPI (duckdb-cli 1.5.6,
+# the newest there) and other 1.x tools can open the warehouse that this DuckDB 2.0 writes.
+STORAGE_COMPATIBILITY = "v1.4.0"
 
 
 class Warehouse:
@@ -89,7 +95,8 @@ def _connect_with_retry(path: Path, read_only: bool, attempts: int = 50) -> duck
     """Open the file, waiting while a process outside our lock (the DuckDB CLI, say) holds it."""
     for attempt in range(attempts):
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            config = {} if read_only else {"storage_compatibility_version": STORAGE_COMPATIBILITY}
+            return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.IOException as e:
             if "lock" not in str(e).lower() or attempt == attempts - 1:
                 raise
@@ -98,11 +105,14 @@ def _connect_with_retry(path: Path, read_only: bool, attempts: int = 50) -> duck
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
-    """Apply every schema file in name order, then (re)create the views."""
+    """Apply every schema file in name order, then (re)create the views whose tables exist."""
     for sql_file in sorted(SCHEMA_DIR.glob("*.sql")):
         con.execute(sql_file.read_text())
     if VIEWS_FILE.exists():
         con.execute(VIEWS_FILE.read_text())
+    tables = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if PREDICTION_VIEWS_FILE.exists() and PREDICTION_TABLES <= tables:
+        con.execute(PREDICTION_VIEWS_FILE.read_text())
 
 
 def upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:

@@ -1,0 +1,190 @@
+"""The SQL surface: views.sql / views_predictions.sql and the example queries, on a real DuckDB file
+filled with known values and checked against numpy/scipy; the DuckDB shell reads the same file."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats
+
+from warehouse.db import Warehouse, upsert
+
+QUERIES = sorted((Path(__file__).resolve().parents[1] / "warehouse" / "queries").glob("*.sql"))
+DUCKDB_CLI = Path(sys.executable).with_name("duckdb")
+PREDICTION_QUERIES = {"leaderboard.sql", "width_transfer.sql", "cost.sql"}
+EPOCHS = 4
+
+
+def _fill(wh: Warehouse, rng: np.random.Generator) -> dict:
+    """Two studies of runs (configs x seeds), their epoch metrics, snapshots, some graphs and summaries."""
+    runs, metrics, snaps, graphs, summaries = [], [], [], [], []
+    for study in ("alpha", "beta"):
+        for config in range(6):
+            for seed in (0, 1):
+                run_id = f"{study}-c{config}-s{seed}"
+                # two decimals: ties between runs, which rank correlations must average
+                acc = np.round(rng.uniform(0.1, 0.9, EPOCHS + 1), 2)
+                acc = np.sort(acc) if config else acc
+                diverged = study == "beta" and config == 5 and seed == 1
+                runs.append({"study": study, "run_id": run_id, "config_id": f"{study}-c{config}", "architecture": "lenet",
+                             "width": 1.0, "depth": 1, "dataset": "digits", "lr": 0.01 * (config + 1),
+                             "dropout": 0.0, "weight_decay": 0.0, "optimizer": "sgd", "batch_size": 64, "seed": seed,
+                             "epochs": EPOCHS, "status": "diverged" if diverged else "completed",
+                             "epochs_done": EPOCHS, "diverged_epoch": 2 if diverged else None,
+                             "final_test_acc": None if diverged else float(acc[-1]),
+                             "train_seconds": float(EPOCHS), "updated_at": datetime(2026, 1, 1)})
+                for epoch in range(EPOCHS + 1):
+                    metrics.append({"run_id": run_id, "epoch": epoch, "train_loss": 1 - acc[epoch], "train_acc": acc[epoch],
+                                    "test_loss": 1 - acc[epoch], "test_acc": acc[epoch],
+                                    "seconds": 0.0 if epoch == 0 else float(rng.uniform(0.5, 1.5))})
+                    snaps.append({"run_id": run_id, "epoch": epoch, "path": f"/d/{run_id}/{epoch}.parquet",
+                                  "bytes": 1000 + epoch, "n_params": 10})
+                    if study == "alpha" and epoch <= 2:  # graphs: epoch 2 of config 0 failed, epochs 3.. pending
+                        failed = config == 0 and epoch == 2
+                        graphs.append({"run_id": run_id, "epoch": epoch, "nodes": None if failed else 20,
+                                       "edges": None if failed else 100, "seconds": 0.5,
+                                       "error": "boom" if failed else None})
+                        for stat in ("mean", "std"):
+                            summaries.append({"run_id": run_id, "epoch": epoch, "scope": "graph", "property": "strength",
+                                              "statistic": stat, "value": float(rng.normal())})
+    frames = {"runs": pl.DataFrame(runs, infer_schema_length=None), "epoch_metrics": pl.DataFrame(metrics),
+              "snapshots": pl.DataFrame(snaps), "graphs": pl.DataFrame(graphs, infer_schema_length=None),
+              "graph_summaries": pl.DataFrame(summaries)}
+    with wh.writer() as con:
+        for table, frame in frames.items():
+            upsert(con, table, frame)
+    return frames
+
+
+@pytest.fixture
+def filled(tmp_path):
+    wh = Warehouse(tmp_path / "views.duckdb")
+    return wh, _fill(wh, np.random.default_rng(7))
+
+
+def test_learning_curves_and_run_outcomes(filled):
+    wh, frames = filled
+    curves = wh.query("SELECT * FROM learning_curves ORDER BY study, run_id, epoch")
+    assert curves.height == frames["epoch_metrics"].height
+    metrics = frames["epoch_metrics"].sort("run_id", "epoch")
+    for run_id, group in metrics.group_by("run_id"):
+        got = curves.filter(pl.col("run_id") == run_id[0])
+        np.testing.assert_allclose(got["train_seconds_so_far"], np.cumsum(group.sort("epoch")["seconds"]))
+
+    outcomes = wh.query("SELECT * FROM run_outcomes ORDER BY run_id")
+    assert outcomes.height == frames["runs"].height
+    for row in outcomes.iter_rows(named=True):
+        acc = metrics.filter(pl.col("run_id") == row["run_id"])["test_acc"].to_numpy()
+        assert row["best_test_acc"] == pytest.approx(acc.max()) and acc[row["best_epoch"]] == acc.max()
+        assert row["test_acc_at_1"] == pytest.approx(acc[1]) and row["test_acc_at_3"] == pytest.approx(acc[3])
+        assert row["test_acc_at_5"] is None  # EPOCHS = 4
+
+    configs = wh.query("SELECT * FROM config_outcomes WHERE study = 'alpha' ORDER BY config_id")
+    runs = frames["runs"].filter(pl.col("study") == "alpha")
+    for row in configs.iter_rows(named=True):
+        finals = runs.filter(pl.col("config_id") == row["config_id"])["final_test_acc"].to_numpy()
+        assert row["mean_final_test_acc"] == pytest.approx(finals.mean())
+        assert row["std_final_test_acc"] == pytest.approx(finals.std(ddof=1))
+    diverged = wh.query("SELECT config_id, diverged, completed FROM config_outcomes WHERE diverged > 0")
+    assert diverged.rows() == [("beta-c5", 1, 1)]
+
+
+def test_snapshot_index_and_graph_progress(filled):
+    wh, frames = filled
+    index = wh.query("SELECT graph_state, count(*) AS n FROM snapshot_index GROUP BY ALL ORDER BY graph_state")
+    # alpha: 12 runs x epochs 0..2 have graph rows, 2 of them failed (config 0, epoch 2, two seeds)
+    assert dict(index.rows()) == {"done": 12 * 3 - 2, "failed": 2, "pending": 24 * (EPOCHS + 1) - 12 * 3}
+    progress = wh.query("SELECT * FROM graph_progress ORDER BY study")
+    assert progress["snapshots"].to_list() == [12 * (EPOCHS + 1)] * 2
+    assert progress["graphs_done"].to_list() == [34, 0] and progress["graphs_failed"].to_list() == [2, 0]
+    expected_bytes = frames["snapshots"].filter(pl.col("run_id").str.starts_with("alpha"))["bytes"].sum()
+    assert progress["snapshot_bytes"][0] == expected_bytes
+    trajectories = wh.query("SELECT count(*) AS n FROM graph_trajectories")["n"][0]
+    assert trajectories == frames["graph_summaries"].height
+
+
+def test_spearman_queries_match_scipy(filled):
+    wh, frames = filled
+    got = wh.query((QUERIES[0].parent / "early_stopping_proxy.sql").read_text())
+    runs = frames["runs"].filter(pl.col("status") == "completed")
+    metrics = frames["epoch_metrics"].join(runs.select("run_id", "study", "final_test_acc"), on="run_id")
+    assert sorted(set(got["k"])) == list(range(1, EPOCHS))
+    for row in got.iter_rows(named=True):
+        at_k = metrics.filter((pl.col("study") == row["study"]) & (pl.col("epoch") == row["k"]))
+        rho = stats.spearmanr(at_k["test_acc"], at_k["final_test_acc"]).statistic
+        assert row["runs"] == at_k.height and row["spearman_rho"] == pytest.approx(rho, abs=1e-4)
+
+    seeds = wh.query((QUERIES[0].parent / "seed_agreement.sql").read_text())
+    for row in seeds.iter_rows(named=True):
+        study_runs = runs.filter(pl.col("study") == row["study"])
+        wide = study_runs.pivot(on="seed", index="config_id", values="final_test_acc").drop_nulls()
+        assert row["configurations"] == wide.height
+        assert row["spearman_rho"] == pytest.approx(stats.spearmanr(wide["0"], wide["1"]).statistic, abs=1e-4)
+
+
+def _create_prediction_tables(wh: Warehouse) -> None:
+    """The prediction stage's tables with their planned columns, and a few known rows."""
+    with wh.writer() as con:
+        con.execute("""
+            CREATE TABLE features (study VARCHAR, run_id VARCHAR, k INTEGER, feature_set VARCHAR, feature VARCHAR,
+                                   value DOUBLE);
+            CREATE TABLE evaluations (study VARCHAR, task VARCHAR, predictor VARCHAR, feature_set VARCHAR, k INTEGER,
+                                      split VARCHAR, metric VARCHAR, mean DOUBLE, std DOUBLE, n INTEGER);
+            CREATE TABLE predictions (study VARCHAR, task VARCHAR, predictor VARCHAR, feature_set VARCHAR, k INTEGER,
+                                      split VARCHAR, run_id VARCHAR, y_true DOUBLE, y_pred DOUBLE);
+            CREATE TABLE costs (study VARCHAR, k INTEGER, seconds_to_predict DOUBLE);
+            INSERT INTO features VALUES ('alpha', 'alpha-c1-s0', 1, 'graph', 'strength_std', 0.5);
+            INSERT INTO evaluations VALUES
+                ('alpha', 'regression', 'ridge', 'graph', 1, 'cv', 'kendall_tau', 0.40, 0.1, 5),
+                ('alpha', 'regression', 'gbm', 'graph', 1, 'cv', 'kendall_tau', 0.55, 0.1, 5),
+                ('alpha', 'regression', 'ridge', 'early_acc', 1, 'cv', 'kendall_tau', 0.50, 0.1, 5),
+                ('alpha', 'regression', 'ridge', 'graph', 1, 'cv', 'mae', 0.05, 0.01, 5),
+                ('alpha', 'regression', 'gbm', 'graph', 1, 'cv', 'mae', 0.03, 0.01, 5),
+                ('alpha', 'regression', 'gbm', 'graph', 1, 'width_transfer', 'kendall_tau', 0.3, 0.0, 1);
+            INSERT INTO predictions VALUES ('alpha', 'regression', 'gbm', 'graph', 1, 'cv', 'alpha-c1-s0', 0.8, 0.75);
+            INSERT INTO costs VALUES ('alpha', 1, 3.5);
+        """)
+
+
+def test_prediction_views_appear_with_their_tables(filled):
+    wh, _ = filled
+    views = "SELECT view_name FROM duckdb_views() WHERE NOT internal"
+    assert "leaderboard" not in set(wh.query(views)["view_name"])  # no tables yet: the warehouse still opens
+    _create_prediction_tables(wh)
+    wh = Warehouse(wh.path)  # a new open applies views_predictions.sql
+    wh.migrate()
+    assert {"feature_table", "leaderboard", "best_per_k", "width_transfer_results", "cost_per_study",
+            "predicted_vs_true"} <= set(wh.query(views)["view_name"])
+
+    best = wh.query("SELECT metric, predictor, feature_set, mean FROM best_per_k WHERE split = 'cv' ORDER BY metric")
+    assert best.rows() == [("kendall_tau", "gbm", "graph", 0.55), ("mae", "gbm", "graph", 0.03)]  # mae: lowest wins
+    board = wh.query("SELECT predictor, feature_set, rank FROM leaderboard WHERE metric = 'kendall_tau' AND split = 'cv' "
+                     "ORDER BY rank")
+    assert board.rows() == [("gbm", "graph", 1), ("ridge", "early_acc", 2), ("ridge", "graph", 3)]
+    assert wh.query("SELECT split FROM width_transfer_results")["split"].to_list() == ["width_transfer"]
+    cost = wh.query("SELECT * FROM cost_per_study")
+    assert cost.select("k", "seconds_to_predict", "runs", "train_seconds_total").rows() == [(1, 3.5, 12, 12 * EPOCHS)]
+    assert wh.query("SELECT error FROM predicted_vs_true")["error"][0] == pytest.approx(-0.05)
+    features = wh.query("SELECT width, final_test_acc FROM feature_table")
+    assert features.height == 1 and features["final_test_acc"][0] is not None
+
+    lead = wh.query((QUERIES[0].parent / "leaderboard.sql").read_text())
+    assert lead.select("k", "predictor", "kendall_tau", "early_acc_tau").rows() == [(1, "gbm", 0.55, 0.5)]
+
+
+def test_every_example_query_runs_in_python_and_the_duckdb_shell(filled):
+    wh, _ = filled
+    _create_prediction_tables(wh)
+    Warehouse(wh.path).migrate()
+    for query in QUERIES:
+        frame = wh.query(query.read_text())
+        assert frame.height > 0, f"{query.name} returned no rows"
+        shell = subprocess.run([str(DUCKDB_CLI), "-readonly", "-csv", str(wh.path)], input=query.read_text(),
+                               capture_output=True, text=True, timeout=60)
+        assert shell.returncode == 0, f"{query.name}: {shell.stderr}"
+        assert len(shell.stdout.strip().splitlines()) == frame.height + 1, query.name  # header + rows
