@@ -7,7 +7,7 @@ from typing import Callable
 
 from pipeline_lib.datasets import DatasetUnavailable
 from pipeline_lib.placement import DeviceUnavailable
-from pipeline_lib.spec import SpecError
+from pipeline_lib.spec import ExecutionSpec, SpecError, Study
 from warehouse.db import DEFAULT_PATH
 
 USER_ERRORS = (SpecError, DatasetUnavailable, DeviceUnavailable)
@@ -17,7 +17,19 @@ def study_arguments(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--spec", required=True, help="study spec (YAML)")
     parser.add_argument("--warehouse", default=str(DEFAULT_PATH), help="DuckDB file (default: %(default)s)")
+    scale = parser.add_argument_group("execution (overrides the spec's execution: section)")
+    scale.add_argument("--runner", choices=["local", "ray"], help="local process pool or a Ray cluster")
+    scale.add_argument("--ray-address", help="Ray cluster address (implies --runner ray), e.g. 10.0.0.5:6379")
+    scale.add_argument("--data-dir", help="where snapshots and node metrics go (shared by all nodes on a cluster)")
     return parser
+
+
+def execution_from_args(args: argparse.Namespace, study: Study) -> ExecutionSpec:
+    """The spec's execution section with the command line's choices applied on top."""
+    overrides = {"runner": args.runner or ("ray" if args.ray_address else None),
+                 "ray_address": args.ray_address, "data_dir": args.data_dir}
+    return ExecutionSpec.model_validate({**study.execution.model_dump(),
+                                         **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def run_cli(main: Callable[[], object]) -> None:

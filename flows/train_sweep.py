@@ -13,14 +13,13 @@ from prefect.futures import as_completed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline_lib.placement import plan_placement
-from pipeline_lib.spec import expand_runs, load_study
+from pipeline_lib.spec import ExecutionSpec, expand_runs, load_study
 from pipeline_lib.training import is_finished
 from tasks.training import set_torch_threads, train_run_task
-from warehouse.db import Warehouse
 from warehouse.runs import record_runs, record_study
 
-from ._cli import run_cli, study_arguments
-from ._runtime import process_pool
+from ._cli import execution_from_args, run_cli, study_arguments
+from ._runtime import make_task_runner, open_warehouse, requesting, training_device
 
 
 def _progress() -> Progress:
@@ -29,11 +28,12 @@ def _progress() -> Progress:
 
 
 @flow(name="train-sweep", log_prints=True)
-def train_sweep(spec: str, warehouse: str | None = None) -> dict:
-    """Train every run of the study; returns counts by status."""
+def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpec | None = None) -> dict:
+    """Train every run of the study; returns counts by status. `execution` overrides the spec's."""
     logger = get_run_logger()
     study = load_study(spec)
-    wh = Warehouse(warehouse) if warehouse else Warehouse()
+    execution = execution or study.execution
+    wh = open_warehouse(warehouse, execution)
     record_study(wh, study)
     configs = expand_runs(study)
     data_dir = str(wh.data_dir)
@@ -48,11 +48,12 @@ def train_sweep(spec: str, warehouse: str | None = None) -> dict:
         if config not in todo:
             results[config.run_id] = train_run_task.fn(config, data_dir, "cpu")
     if todo:
-        runner = process_pool(min(placement.concurrency, len(todo)), set_torch_threads, (placement.threads_per_slot,))
-        with runner, _progress() as bar:
+        runner = make_task_runner(execution, min(placement.concurrency, len(todo)), set_torch_threads,
+                                  (placement.threads_per_slot,))
+        with runner, _progress() as bar, requesting(execution, "training"):
             job = bar.add_task(f"training {study.name}", total=len(todo), status="")
-            futures = {runner.submit(train_run_task, {"config": c, "data_dir": data_dir,
-                                                      "device": placement.slots[i % placement.concurrency]}): c
+            futures = {runner.submit(train_run_task, {"config": c, "data_dir": data_dir, "device": training_device(
+                           execution, placement.slots[i % placement.concurrency])}): c
                        for i, c in enumerate(todo)}
             for future in as_completed(list(futures)):
                 config = futures[future]
@@ -74,8 +75,8 @@ def train_sweep(spec: str, warehouse: str | None = None) -> dict:
 
 def main() -> None:
     args = study_arguments(__doc__.splitlines()[0]).parse_args()
-    load_study(args.spec)  # validate before starting Prefect, so bad specs fail fast and plainly
-    train_sweep(args.spec, args.warehouse)
+    study = load_study(args.spec)  # validate before starting Prefect, so bad specs fail fast and plainly
+    train_sweep(args.spec, args.warehouse, execution_from_args(args, study))
 
 
 if __name__ == "__main__":

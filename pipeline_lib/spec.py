@@ -113,6 +113,24 @@ class WidthTransferSpec(_Strict):
     test_widths: list[float] = []
 
 
+class ExecutionSpec(_Strict):
+    """Where the tasks run: this machine's process pool, or a Ray cluster (see README "Scale-out on Ray").
+
+    On Ray each training task asks for `gpus_per_training_task` GPUs (a fraction packs several
+    small runs on one GPU; 0 trains on CPU) and `cpus_per_training_task` CPUs; each graph task
+    asks for `cpus_per_graph_task` CPUs. `data_dir` is where snapshots and node metrics go: on a
+    cluster, a directory every node mounts at the same path.
+    """
+
+    runner: Literal["local", "ray"] = "local"
+    ray_address: str | None = Field(default=None, description="e.g. 10.0.0.5:6379 or ray://head:10001; "
+                                    "None with runner ray starts a temporary local Ray")
+    gpus_per_training_task: float = Field(default=0.0, ge=0)
+    cpus_per_training_task: float = Field(default=1.0, gt=0)
+    cpus_per_graph_task: float = Field(default=1.0, gt=0)
+    data_dir: str | None = Field(default=None, description="default: beside the warehouse file")
+
+
 class Study(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     dataset: DatasetSpec = DatasetSpec()
@@ -127,6 +145,7 @@ class Study(_Strict):
     runs_per_device: int = Field(default=0, ge=0, description="concurrent runs per GPU/CPU; 0 = auto")
     predict: PredictSpec = PredictSpec()
     width_transfer: WidthTransferSpec = WidthTransferSpec()
+    execution: ExecutionSpec = ExecutionSpec()
 
     @field_validator("widths")
     @classmethod
