@@ -16,7 +16,7 @@ export PREFECT_HOME := $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_LOGGING_LEVEL := WARNING
 
-.PHONY: setup demo test bench clean-data
+.PHONY: setup demo test bench clean-data server stop
 
 setup: $(STAMP)
 
@@ -41,3 +41,11 @@ bench: setup
 
 clean-data:
 	rm -rf warehouse/warehouse.duckdb* warehouse/data
+
+# A local Prefect server (UI on http://127.0.0.1:4200), the process work pool, every deployment of
+# prefect.yaml and a worker; `make stop` stops the worker and the server (scripts/server.sh).
+server: setup
+	scripts/server.sh start
+
+stop:
+	scripts/server.sh stop

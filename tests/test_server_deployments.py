@@ -97,7 +97,8 @@ def test_deployment_runs_on_worker_and_lands_in_warehouse(tmp_path, server):
     script("worker")
     script("deploy", *present)  # all of prefect.yaml once every flow has landed
 
-    spec = write_spec(tmp_path, name="ops-e2e", seeds=[0], epochs=2, predict={"k_epochs": [1], "n_folds": 2})
+    small = {} if target == "study" else {"samples": 1, "widths": [0.5], "width_transfer": {}}  # one run
+    spec = write_spec(tmp_path, name="ops-e2e", seeds=[0], epochs=2, predict={"k_epochs": [1], "n_folds": 2}, **small)
     wh_path = tmp_path / "ops.duckdb"
     with SyncPrefectClient(api_url) as client:
         deployments = {d.name: d for d in client.read_deployments()}
