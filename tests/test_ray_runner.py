@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from flows.train_sweep import train_sweep
-from pipeline_lib.spec import ExecutionSpec, expand_runs, load_study
+from pipeline_lib.spec import expand_runs, load_study
 from tests.conftest import write_spec
 from warehouse.db import Warehouse
 
 pytestmark = pytest.mark.slow
 
 RAY = Path(sys.executable).with_name("ray")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _free_loopback_port() -> int:
@@ -84,19 +84,26 @@ def ray_head(monkeypatch):
 
 
 def test_sweep_on_a_ray_cluster(tmp_path, ray_head, prefect_harness):
+    from prefect.settings import PREFECT_API_URL
+
     address, temp_dir = ray_head
     spec = write_spec(tmp_path, name="on-ray", widths=[0.5], seeds=[0, 1], samples=1, epochs=2,
                       dataset={"name": "digits", "subset": 200}, predict={"k_epochs": [1], "n_folds": 2},
                       width_transfer={})
     data_dir = tmp_path / "shared-data"
-    execution = ExecutionSpec(runner="ray", ray_address=address, cpus_per_training_task=1, data_dir=str(data_dir))
-    counts = train_sweep(str(spec), str(tmp_path / "w.duckdb"), execution)
+    # the command line a user types; its own process, so Ray's settings above apply to its driver
+    flow = subprocess.run(
+        [sys.executable, "-m", "flows.train_sweep", "--spec", str(spec), "--warehouse", str(tmp_path / "w.duckdb"),
+         "--ray-address", address, "--data-dir", str(data_dir)],
+        cwd=ROOT, env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()},
+        capture_output=True, text=True, timeout=300)
+    assert flow.returncode == 0, flow.stdout[-2000:] + flow.stderr[-3000:]
 
     runs = expand_runs(load_study(spec))
-    assert counts == {"completed": len(runs)}
     wh = Warehouse(tmp_path / "w.duckdb")
     got = wh.query("SELECT run_id, status, device FROM runs")
-    assert sorted(got["run_id"]) == sorted(r.run_id for r in runs) and set(got["device"]) == {"cpu"}
+    assert sorted(got["run_id"]) == sorted(r.run_id for r in runs)
+    assert set(got["status"]) == {"completed"} and set(got["device"]) == {"cpu"}
     paths = wh.query("SELECT path FROM snapshots")["path"]
     assert paths.len() == len(runs) * 3 and all(p.startswith(str(data_dir)) for p in paths)
     assert wh.query("SELECT data_dir FROM studies")["data_dir"][0] == str(data_dir)
