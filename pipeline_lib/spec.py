@@ -117,8 +117,8 @@ class GraphOptions(_Strict):
     """How snapshots become rolled graphs and node properties (see README "Graphs")."""
 
     fold_batchnorm: bool = True
-    exact_limit: int = Field(default=256, ge=0, description="closeness/betweenness exact up to this many nodes")
-    pivots: int = Field(default=32, ge=1, description="sampled sources for closeness/betweenness above exact_limit")
+    exact_limit: int = Field(default=1000, ge=0, description="closeness/betweenness exact up to this many nodes")
+    pivots: int = Field(default=64, ge=1, description="sampled sources for closeness/betweenness above exact_limit")
     betweenness: bool = True
     katz_factor: float = Field(default=0.9, gt=0, lt=2, description="Katz alpha = katz_factor / lambda_1(A + A^T)")
     pagerank_damping: float = Field(default=0.85, gt=0, lt=1)

@@ -8,11 +8,14 @@ from pipeline_lib.spec import GraphOptions
 
 
 def set_graph_threads(threads: int) -> None:
-    """Process-pool initializer: graph-tool's OpenMP threads and torch's, so workers x threads = cores."""
+    """Process-pool initializer: graph-tool's OpenMP threads, BLAS's (scipy's eigensolvers) and torch's,
+    so that workers x threads = cores (oversubscribed BLAS threads made ARPACK 3x slower here)."""
     import graph_tool
     import torch
+    from threadpoolctl import threadpool_limits
 
     graph_tool.openmp_set_num_threads(threads)
+    threadpool_limits(threads)
     torch.set_num_threads(threads)
 
 

@@ -7,7 +7,7 @@ and S = A + A^T its undirected version. n is the number of nodes.
 | --- | --- | --- |
 | in_strength, out_strength, strength | column sums, row sums of A, their sum | raw, in weight units |
 | eigenvector | Perron vector of S (ARPACK `eigsh(k=1, which='LA')`, exact) | unit L2 norm x sqrt(n): mean square 1 |
-| pagerank | graph-tool PageRank on A, damping 0.85, dangling mass spread uniformly | x n: mean 1 |
+| pagerank | PageRank on A, damping 0.85, dangling mass spread uniformly; exact (linear system) | x n: mean 1 |
 | katz | x = alpha A^T x + 1, solved exactly (finite series on a DAG), alpha = 0.9 / lambda_1(S) | / mean: mean 1 |
 | hub, authority | HITS: top left / right singular vectors of A (ARPACK `svds`), hub = A authority | unit L2 norm x sqrt(n) |
 | closeness | harmonic closeness on the undirected graph, distance 1/w: sum_u 1/d(u, v) / (n - 1) | as defined |
@@ -21,6 +21,7 @@ Why these choices:
   tying alpha to lambda_1(S) (which bounds the spectral radius of any non-negative A) keeps the
   path sums bounded and makes Katz invariant to a global rescaling of the weights.
 - On a DAG the Katz series is finite (A^T is nilpotent), so summing it to the longest path is exact.
+  PageRank is the same kind of system (see `pagerank`), solved the same way instead of iterated.
 - Closeness and betweenness cost one Dijkstra per source (O(n m log n) in all); up to
   `exact_limit` nodes every node is a source (exact), above it `pivots` sources drawn without
   replacement give unbiased estimates: harmonic closeness (n / k) sum_{s in sample} 1/d(s, v) / (n-1),
@@ -80,19 +81,18 @@ def hits(adjacency: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
     return _positive_unit(adjacency @ authority), authority
 
 
-def katz(adjacency: sp.csr_matrix, alpha: float) -> np.ndarray:
-    """Solve x = alpha A^T x + 1 exactly.
+def solve_propagation(adjacency: sp.csr_matrix, scaled: sp.csr_matrix) -> np.ndarray:
+    """Solve x = scaled^T x + 1 exactly, where `scaled` has the sparsity of `adjacency`.
 
     When every edge goes from a lower to a higher node id (a DAG numbered topologically, as the
-    builders number it) A is nilpotent and x = sum_k (alpha A^T)^k 1 is a finite sum: its terms are
-    exactly zero beyond the longest path. Otherwise a sparse LU solve.
+    builders number it) the matrix is nilpotent and x = sum_k (scaled^T)^k 1 is a finite sum: its
+    terms are exactly zero beyond the longest path. Otherwise a sparse LU solve.
     """
     n = adjacency.shape[0]
     coo = adjacency.tocoo()
     if not (coo.row < coo.col).all():
-        system = sp.identity(n, format="csc") - alpha * adjacency.T.tocsc()
-        return spsolve(system, np.ones(n))
-    step = (alpha * adjacency.T).tocsr()
+        return spsolve((sp.identity(n, format="csc") - scaled.T.tocsc()), np.ones(n))
+    step = scaled.T.tocsr()
     x = term = np.ones(n)
     for _ in range(n):
         term = step @ term
@@ -100,6 +100,24 @@ def katz(adjacency: sp.csr_matrix, alpha: float) -> np.ndarray:
             break
         x = x + term
     return x
+
+
+def katz(adjacency: sp.csr_matrix, alpha: float) -> np.ndarray:
+    """Katz centrality with beta = 1: x = alpha A^T x + 1, exact."""
+    return solve_propagation(adjacency, (alpha * adjacency).tocsr())
+
+
+def pagerank(adjacency: sp.csr_matrix, damping: float = 0.85) -> np.ndarray:
+    """PageRank (sums to 1) with dangling nodes' mass spread uniformly, exact.
+
+    With P = D_out^-1 A (dangling rows zero), PageRank satisfies x = d P^T x + c 1 where the scalar
+    c = ((1 - d) + d * dangling mass) / n is the same for every node; so x is proportional to the
+    solution y of y = d P^T y + 1, and normalising y to sum 1 gives x without iterating.
+    """
+    out = np.asarray(adjacency.sum(axis=1)).ravel()
+    inverse = np.divide(damping, out, out=np.zeros_like(out), where=out > 0)
+    y = solve_propagation(adjacency, sp.diags(inverse) @ adjacency)
+    return y / y.sum()
 
 
 def _positive_unit(vector: np.ndarray) -> np.ndarray:
@@ -151,8 +169,6 @@ def betweenness(graph_tool_graph, distance, sources: np.ndarray | None = None) -
 # -- everything -------------------------------------------------------------------------------------
 def node_properties(graph: LayeredGraph, options: GraphOptions | None = None) -> NodeProperties:
     """Every property of PROPERTIES for every node, normalised for comparison across widths."""
-    import graph_tool.centrality as gtc
-
     options = options or GraphOptions()
     n = graph.n_nodes
     adjacency = graph.adjacency()
@@ -163,11 +179,11 @@ def node_properties(graph: LayeredGraph, options: GraphOptions | None = None) ->
     katz_values = katz(adjacency, alpha)
     hub, authority = hits(adjacency)
 
-    g = graph.to_graph_tool(attributes=False)
-    pagerank = gtc.pagerank(g, damping=options.pagerank_damping, weight=g.ep["weight"], epsilon=1e-12).a.copy()
+    pagerank_values = pagerank(adjacency, options.pagerank_damping)
     sources = pivot_sources(n, options)
     closeness = harmonic_closeness(distance_matrix(graph), sources)
     if options.betweenness:
+        g = graph.to_graph_tool(attributes=False)
         between = betweenness(g, g.new_edge_property("double", vals=1.0 / graph.weight), sources)
     else:
         between = np.full(n, np.nan)
@@ -175,7 +191,7 @@ def node_properties(graph: LayeredGraph, options: GraphOptions | None = None) ->
     root_n = np.sqrt(n)
     values = {
         "in_strength": in_strength, "out_strength": out_strength, "strength": in_strength + out_strength,
-        "eigenvector": eigenvector * root_n, "pagerank": pagerank * n, "katz": katz_values / katz_values.mean(),
+        "eigenvector": eigenvector * root_n, "pagerank": pagerank_values * n, "katz": katz_values / katz_values.mean(),
         "hub": hub * root_n, "authority": authority * root_n, "closeness": closeness, "betweenness": between,
     }
     return NodeProperties(values, perron_value, alpha, 0 if sources is None else len(sources))
