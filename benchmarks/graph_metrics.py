@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from datetime import datetime, timezone
@@ -164,7 +165,8 @@ def main() -> None:
     gt.openmp_set_num_threads(threads)
     options = GraphOptions()
     results = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.node(),
-               "cores": threads, "options": options.model_dump(), "args": vars(args), "graphs": {}}
+               "cores": threads, "load_average_at_start": os.getloadavg()[0], "options": options.model_dump(),
+               "args": vars(args), "graphs": {}}
     for name in args.graphs.split(","):
         model, shape = models()[name]
         template, t_trace = timed(lambda: RolledGraphTemplate.from_model(model, shape))
@@ -184,6 +186,7 @@ def main() -> None:
                                    "build_s": t_build, "pivots": 0 if mine["_sources"][0] is None else options.pivots,
                                    "all_but_betweenness_s": total, "properties": rows}
         print_graph(name, results["graphs"][name])
+    results["load_average_at_end"] = os.getloadavg()[0]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "graph_metrics.json").write_text(json.dumps(results, indent=2, default=float))
     (RESULTS / "graph_metrics.md").write_text(markdown(results))
@@ -207,10 +210,11 @@ def print_graph(name: str, graph: dict) -> None:
 
 
 def markdown(results: dict) -> str:
-    lines = [f"# Graph metrics benchmark ({results['measured_at']}, {results['cores']} cores)", "",
-             "`.venv/bin/python benchmarks/graph_metrics.py " + " ".join(
-                 f"--{k.replace('_', '-')} {v}" for k, v in results["args"].items()
-                 if v not in (None, False) and k != "graphs") + "`", "",
+    flags = [f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in results["args"].items()
+             if v not in (None, False) and k != "graphs"]
+    lines = [f"# Graph metrics benchmark ({results['measured_at']}, {results['cores']} cores, load average "
+             f"{results['load_average_at_start']:.1f} -> {results['load_average_at_end']:.1f})", "",
+             "`.venv/bin/python benchmarks/graph_metrics.py " + " ".join(flags) + "`", "",
              f"Options: {results['options']}", ""]
     for name, g in results["graphs"].items():
         sampled = f", closeness/betweenness from {g['pivots']} pivots" if g["pivots"] else ", all exact"

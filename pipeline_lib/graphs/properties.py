@@ -130,9 +130,12 @@ def _positive_unit(vector: np.ndarray) -> np.ndarray:
 
 # -- distances --------------------------------------------------------------------------------------
 def distance_matrix(graph: LayeredGraph) -> sp.csr_matrix:
-    """Directed distances 1/w (csgraph treats `directed=False` as the undirected version)."""
-    n = graph.n_nodes
-    return sp.csr_matrix((1.0 / graph.weight, (graph.src, graph.dst)), shape=(n, n))
+    """Undirected distances 1/w as a symmetric matrix (1/(w_uv + w_vu) where both directions exist,
+    matching S = A + A^T). Symmetrised once here: csgraph's `directed=False` redoes it per call."""
+    weights = graph.adjacency()
+    weights = (weights + weights.T).tocsr()
+    weights.data = 1.0 / weights.data
+    return weights
 
 
 def pivot_sources(n: int, options: GraphOptions) -> np.ndarray | None:
@@ -143,13 +146,13 @@ def pivot_sources(n: int, options: GraphOptions) -> np.ndarray | None:
 
 
 def harmonic_closeness(distances: sp.csr_matrix, sources: np.ndarray | None = None) -> np.ndarray:
-    """sum_{u != v} 1/d(u, v) / (n - 1) on the undirected graph; estimated from `sources` if given."""
+    """sum_{u != v} 1/d(u, v) / (n - 1) for symmetric `distances`; estimated from `sources` if given."""
     n = distances.shape[0]
     if n < 2:
         return np.zeros(n)
     sources = np.arange(n) if sources is None else sources
     with np.errstate(divide="ignore"):
-        inverse = 1.0 / csgraph.dijkstra(distances, directed=False, indices=sources)
+        inverse = 1.0 / csgraph.dijkstra(distances, directed=True, indices=sources)
     inverse[np.arange(len(sources)), sources] = 0.0  # d(s, s) = 0 is not a pair
     inverse[~np.isfinite(inverse)] = 0.0
     return inverse.sum(axis=0) * (n / len(sources)) / (n - 1)
