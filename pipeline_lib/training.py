@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,9 +28,11 @@ from .datasets import TensorData
 from .models import build_model
 from .models.dropout import DropoutMasks
 from .snapshots import Snapshot, read_snapshot_info, snapshot_path, write_snapshot
-from .spec import RunConfig
 
-EVAL_BATCH = 2048
+if TYPE_CHECKING:  # configs are read by attribute: training needs torch and pyarrow, not pydantic
+    from .spec import RunConfig
+
+EVAL_BATCH = 512  # measured on CPU: 1.7x the images/s of 2048 (activations stay in cache)
 TRAIN_EVAL_LIMIT = 10_000  # train metrics are measured on at most this many (fixed) training images
 
 COMPLETED, DIVERGED = "completed", "diverged"

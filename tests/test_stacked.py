@@ -197,10 +197,11 @@ def test_background_writer_keeps_order_and_reports_errors():
         failing.close()
 
 
-def test_auto_vector_width_fits_cpu_cache(digits):
+def test_auto_vector_width_bounds_cpu_memory(digits):
     small = _configs()[0]
     assert auto_vector_width(small, digits, "cpu", 64) == 64  # 8x8 digits: the whole group
     big = TensorData(torch.zeros(4, 3, 64, 64), torch.zeros(4, dtype=torch.int64), torch.zeros(4, 3, 64, 64),
                      torch.zeros(4, dtype=torch.int64), 10)
-    assert auto_vector_width(small.model_copy(update={"architecture": "vgg"}), big, "cpu", 64) == 1
-    assert auto_vector_width(small, digits, "cuda", 64) == 64
+    vgg = small.model_copy(update={"architecture": "vgg"})  # first activation: 64 images x 32 x 64 x 64 floats
+    assert auto_vector_width(vgg, big, "cpu", 64) == (256 << 20) // (64 * 32 * 64 * 64 * 4) == 8
+    assert auto_vector_width(vgg, big, "cuda", 64) == 64
