@@ -149,9 +149,13 @@ def _existing_snapshots(data_dir: Path, run_id: str, epochs: int) -> list[Snapsh
     return [read_snapshot_info(snapshot_path(data_dir, run_id, e), run_id, e) for e in range(epochs + 1)]
 
 
-def is_finished(config: RunConfig, data_dir: str | Path) -> bool:
-    state = load_state(state_file_path(Path(data_dir), config.run_id))
-    return state is not None and state["status"] in (COMPLETED, DIVERGED)
+def finished_result(config: RunConfig, data_dir: str | Path) -> RunResult | None:
+    """The stored result of a finished (completed or diverged) run; None while it has epochs to train."""
+    data_dir = Path(data_dir)
+    state = load_state(state_file_path(data_dir, config.run_id))
+    if state is None or state["status"] not in (COMPLETED, DIVERGED):
+        return None
+    return result_from_state(state, data_dir, config.run_id)
 
 
 def train_run(config: RunConfig, data: TensorData, data_dir: str | Path, device: str = "cpu",
