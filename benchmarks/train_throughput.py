@@ -14,7 +14,7 @@ model-epochs per second (runs x epochs / wall seconds):
            state files (background writer), divergence checks.
   vmap     (--vmap) torch.func stack_module_state + vmap(grad) + functional SGD, training only: the
            textbook stacking, as a reference for the stacked path's own design.
-Needs only torch, numpy and pyarrow. Results go to benchmarks/results/train_throughput_<mode>.{json,md}.
+Needs only torch, numpy and pyarrow. Results: benchmarks/results/train_throughput_<mode>_<n>threads.json.
 """
 from __future__ import annotations
 
@@ -232,8 +232,9 @@ def main() -> None:
               f"model-epochs/s: {speeds}; ratio vs plain: {ratios}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"train_throughput_{args.mode}.json").write_text(json.dumps(report, indent=2, default=str))
-    print(f"wrote {out / f'train_throughput_{args.mode}.json'}")
+    path = out / f"train_throughput_{args.mode}_{torch.get_num_threads()}threads.json"
+    path.write_text(json.dumps(report, indent=2, default=str))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
