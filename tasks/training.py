@@ -43,6 +43,10 @@ class TaskProgress:
         done = sum(e + 1 for e in self.file.epochs.values()) if self.file else 0
         update_progress_artifact(self.artifact, min(100.0, 100.0 * done / self.total))
 
+    def finish(self) -> None:
+        """Every run is completed or diverged (a diverged run's remaining epochs count as done)."""
+        update_progress_artifact(self.artifact, 100.0)
+
 
 @task(name="train-run", retries=1, retry_delay_seconds=1, persist_result=False, tags=["training"],
       task_run_name="train-{config.architecture}-w{config.width}-{config.config_id}-s{config.seed}")
@@ -52,7 +56,7 @@ def train_run_task(config: RunConfig, data_dir: str, device: str, progress_file:
     progress = TaskProgress([config], progress_file)
     result = train_run(config, data, data_dir, device=device,
                        on_epoch=lambda m: progress.record(config.run_id, m))
-    progress.update()
+    progress.finish()
     return result
 
 
@@ -66,5 +70,5 @@ def train_group_task(configs: list[RunConfig], data_dir: str, device: str, optio
     progress = TaskProgress(configs, progress_file)
     result = train_group(configs, data, data_dir, device=device, options=StackOptions(**options),
                          on_epoch=progress.record)
-    progress.update()
+    progress.finish()
     return result

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..background_writer import BackgroundWriter
 from ..datasets import TensorData
