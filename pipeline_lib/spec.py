@@ -125,6 +125,15 @@ class GraphOptions(_Strict):
     seed: int = 0
 
 
+class StackOptionsSpec(_Strict):
+    """How stacked groups execute (`stacked.StackOptions`); none of it changes a run's identity."""
+
+    vector_width: int = Field(default=0, ge=0, description="runs per wide model; 0 = auto")
+    channels_last: bool | None = Field(default=None, description="NHWC activations; null = auto (on)")
+    bf16: bool = Field(default=False, description="bfloat16 autocast (changes numerics)")
+    compile: bool = Field(default=False, description="torch.compile the wide models")
+
+
 class Study(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     dataset: DatasetSpec = DatasetSpec()
@@ -136,7 +145,11 @@ class Study(_Strict):
     samples: int = Field(default=4, ge=1)
     sweep: Sweep = Sweep()
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
-    runs_per_device: int = Field(default=0, ge=0, description="concurrent runs per GPU/CPU; 0 = auto")
+    runs_per_device: int = Field(default=0, ge=0, description="concurrent training tasks (a run, or a stacked "
+                                 "group) per GPU/CPU; 0 = auto")
+    stacked: bool = Field(default=True, description="train runs that share group_key together as one model")
+    stack_size: int = Field(default=64, ge=1, description="most runs in one stacked group")
+    stack_options: StackOptionsSpec = StackOptionsSpec()
     predict: PredictSpec = PredictSpec()
     width_transfer: WidthTransferSpec = WidthTransferSpec()
     graphs: GraphOptions = GraphOptions()
