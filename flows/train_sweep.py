@@ -2,29 +2,50 @@
 
     python -m flows.train_sweep --spec specs/digits.yaml [--warehouse warehouse/warehouse.duckdb]
 
-Runs are fanned out on a process pool, one worker per device slot (GPUs: `runs_per_device` per
-GPU; CPU: the cores divided among workers). Finished runs are skipped, interrupted runs resume.
-Only this flow's process writes the DuckDB file.
+With `stacked: true` (the default) runs that share `RunConfig.group_key` and dataset are cut into
+groups of at most `stack_size`, and each group trains as one vectorised model in one task
+(`pipeline_lib.stacked`); with `stacked: false` every run is its own task. Tasks go to a process
+pool, one worker per device slot (every visible GPU `runs_per_device` times, default 2; or the CPU
+cores, divided among the workers). Finished runs are read back, interrupted runs resume. A live
+display follows runs and epochs (tasks write per-epoch progress files that the flow polls; each
+task also keeps a Prefect progress artifact for the UI). Only this flow's process writes the DuckDB
+file; group timings (GPU utilisation and memory included) go to the `training_groups` table.
 """
 from __future__ import annotations
 
+import shutil
+import uuid
+from pathlib import Path
+
 from prefect import flow, get_run_logger
-from prefect.futures import as_completed
+from prefect.futures import wait
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline_lib.placement import plan_placement
-from pipeline_lib.spec import ExecutionSpec, expand_runs, load_study
-from pipeline_lib.training import is_finished
-from tasks.training import set_torch_threads, train_run_task
-from warehouse.runs import record_runs, record_study
+from pipeline_lib.placement import available_cores, plan_groups, plan_placement
+from pipeline_lib.progress import epochs_reported
+from pipeline_lib.spec import ExecutionSpec, RunConfig, expand_runs, load_study
+from pipeline_lib.training import RunResult, finished_result
+from tasks.training import set_torch_threads, train_group_task, train_run_task
+from warehouse.runs import record_runs, record_study, record_training_groups
 
 from ._cli import execution_from_args, run_cli, study_arguments
 from ._runtime import make_task_runner, open_warehouse, requesting, training_device
+
+POLL_SECONDS = 1.0
 
 
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[status]}"), TimeElapsedColumn())
+
+
+def _submit(runner, unit: list[RunConfig], stacked: bool, data_dir: str, device: str, options: dict,
+            progress_file: str):
+    if stacked:
+        return runner.submit(train_group_task, {"configs": unit, "data_dir": data_dir, "device": device,
+                                                "options": options, "progress_file": progress_file})
+    return runner.submit(train_run_task, {"config": unit[0], "data_dir": data_dir, "device": device,
+                                          "progress_file": progress_file})
 
 
 @flow(name="train-sweep", log_prints=True)
@@ -37,33 +58,39 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
     record_study(wh, study)
     configs = expand_runs(study)
     data_dir = str(wh.data_dir)
-    todo = [c for c in configs if not is_finished(c, data_dir)]
-    placement = plan_placement(study.device, study.runs_per_device)
-    logger.info("study %s: %d runs (%d to train) on %s, %d torch threads each",
-                study.name, len(configs), len(todo), ",".join(sorted(set(placement.slots))), placement.threads_per_slot)
-
-    results, errors = {}, {}
-    # Runs already finished are read back without a worker; the rest go to the pool.
+    results: dict[str, RunResult] = {}
+    todo = []
     for config in configs:
-        if config not in todo:
-            results[config.run_id] = train_run_task.fn(config, data_dir, "cpu")
-    if todo:
-        runner = make_task_runner(execution, min(placement.concurrency, len(todo)), set_torch_threads,
-                                  (placement.threads_per_slot,))
-        with runner, _progress() as bar, requesting(execution, "training"):
-            job = bar.add_task(f"training {study.name}", total=len(todo), status="")
-            futures = {runner.submit(train_run_task, {"config": c, "data_dir": data_dir, "device": training_device(
-                           execution, placement.slots[i % placement.concurrency])}): c
-                       for i, c in enumerate(todo)}
-            for future in as_completed(list(futures)):
-                config = futures[future]
-                try:
-                    results[config.run_id] = future.result()
-                except Exception as e:  # a failed run is recorded; the sweep goes on
-                    errors[config.run_id] = f"{type(e).__name__}: {e}"
-                    logger.error("run %s failed: %s", config.run_id, errors[config.run_id])
-                bar.update(job, advance=1, status=f"{len(errors)} failed" if errors else "")
+        done = finished_result(config, data_dir)  # finished runs are read back without a worker
+        if done is None:
+            todo.append(config)
+        else:
+            results[config.run_id] = done
+    placement = plan_placement(study.device, study.runs_per_device)
+    units = plan_groups(todo, study.stack_size, placement.concurrency) if study.stacked else [[c] for c in todo]
+    workers = min(placement.concurrency, len(units))
+    threads = max(1, available_cores() // max(workers, 1))
+    options = study.stack_options.model_dump()
+    logger.info("study %s: %d runs (%d to train) in %d %s on %s, %d workers x %d torch threads",
+                study.name, len(configs), len(todo), len(units), "stacked groups" if study.stacked else "tasks",
+                ",".join(sorted(set(placement.slots))), workers, threads)
+
+    errors: dict[str, str] = {}
+    groups = []
+    if units:
+        progress_dir = wh.data_dir / "progress" / uuid.uuid4().hex
+        runner = make_task_runner(execution, workers, set_torch_threads, (threads,))
+        try:
+            with runner, _progress() as bar, requesting(execution, "training"):
+                futures = {_submit(runner, unit, study.stacked, data_dir,
+                                   training_device(execution, placement.slots[i % placement.concurrency]),
+                                   options, str(progress_dir / f"{i}.json")): unit for i, unit in enumerate(units)}
+                _follow(futures, bar, progress_dir, todo, study.name, results, errors, groups, logger)
+        finally:
+            shutil.rmtree(progress_dir, ignore_errors=True)
     record_runs(wh, study.name, configs, results, errors)
+    if groups:
+        record_training_groups(wh, study.name, groups, options)
     counts: dict[str, int] = {}
     for r in results.values():
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -71,6 +98,39 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
         counts["failed"] = len(errors)
     logger.info("runs by status: %s; warehouse %s; snapshots under %s", counts, wh.path, wh.data_dir / "snapshots")
     return counts
+
+
+def _follow(futures: dict, bar: Progress, progress_dir: Path, todo: list[RunConfig], study: str,
+            results: dict, errors: dict, groups: list, logger) -> None:
+    """Collect results as tasks finish, polling per-epoch progress for the live display."""
+    epochs_total = sum(c.epochs + 1 for c in todo)
+    final_epoch = {c.run_id: c.epochs for c in todo}
+    runs_bar = bar.add_task(f"runs of {study}", total=len(todo), status="")
+    epochs_bar = bar.add_task("epochs", total=epochs_total, status="")
+    pending, finished_runs = list(futures), set()
+    while pending:
+        done, not_done = wait(pending, timeout=POLL_SECONDS)
+        for future in done:
+            unit = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as e:  # a failed task is recorded; the sweep goes on
+                for config in unit:
+                    errors[config.run_id] = f"{type(e).__name__}: {e}"
+                logger.error("training of %d run(s) failed: %s", len(unit), f"{type(e).__name__}: {e}")
+                outcome = None
+            if isinstance(outcome, RunResult):
+                results[outcome.run_id] = outcome
+            elif outcome is not None:  # a stacked group
+                results.update((r.run_id, r) for r in outcome.results)
+                groups.append(([c.run_id for c in unit], outcome.timings))
+            finished_runs.update(c.run_id for c in unit)
+        pending = list(not_done)
+        reported = epochs_reported(progress_dir) if progress_dir.exists() else {}
+        finished_runs.update(r for r, e in reported.items() if e == final_epoch.get(r))
+        epochs = sum(e + 1 for e in reported.values())
+        bar.update(runs_bar, completed=len(finished_runs), status=f"{len(errors)} failed" if errors else "")
+        bar.update(epochs_bar, completed=epochs_total if not pending else min(epochs, epochs_total))
 
 
 def main() -> None:

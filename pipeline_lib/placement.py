@@ -1,10 +1,15 @@
-"""Where runs execute: device slots for concurrent training and how many torch threads each gets."""
+"""Where runs execute: device slots for concurrent training, torch threads per slot, stacked groups."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
 
 import torch
+
+if TYPE_CHECKING:
+    from .spec import RunConfig
 
 
 class DeviceUnavailable(RuntimeError):
@@ -47,3 +52,23 @@ def plan_placement(device: str = "auto", runs_per_device: int = 0) -> Placement:
         return Placement(slots, max(1, cores // len(slots)))
     per = runs_per_device or cores
     return Placement(tuple(["cpu"] * per), max(1, cores // per))
+
+
+def plan_groups(configs: Sequence[RunConfig], stack_size: int, slots: int) -> list[list[RunConfig]]:
+    """Cut runs into stacked groups: equal (group_key, dataset) only, at most `stack_size` each.
+
+    Each kind of run is cut into near-equal chunks; then, while there are fewer groups than device
+    slots, the largest group is halved, so every slot gets work. Order inside a kind is kept.
+    """
+    kinds: dict[tuple, list[RunConfig]] = {}
+    for config in configs:
+        kinds.setdefault((config.group_key, config.dataset), []).append(config)
+    groups = []
+    for runs in kinds.values():
+        pieces = math.ceil(len(runs) / stack_size)
+        groups += [runs[i * len(runs) // pieces:(i + 1) * len(runs) // pieces] for i in range(pieces)]
+    while len(groups) < slots and max((len(g) for g in groups), default=1) > 1:
+        largest = max(range(len(groups)), key=lambda i: len(groups[i]))
+        runs = groups.pop(largest)
+        groups[largest:largest] = [runs[:len(runs) // 2], runs[len(runs) // 2:]]
+    return groups

@@ -131,6 +131,27 @@ class ExecutionSpec(_Strict):
     data_dir: str | None = Field(default=None, description="default: beside the warehouse file")
 
 
+class GraphOptions(_Strict):
+    """How snapshots become rolled graphs and node properties (see README "Graphs")."""
+
+    fold_batchnorm: bool = True
+    exact_limit: int = Field(default=1000, ge=0, description="closeness/betweenness exact up to this many nodes")
+    pivots: int = Field(default=64, ge=1, description="sampled sources for closeness/betweenness above exact_limit")
+    betweenness: bool = True
+    katz_factor: float = Field(default=0.9, gt=0, lt=2, description="Katz alpha = katz_factor / lambda_1(A + A^T)")
+    pagerank_damping: float = Field(default=0.85, gt=0, lt=1)
+    seed: int = 0
+
+
+class StackOptionsSpec(_Strict):
+    """How stacked groups execute (`stacked.StackOptions`); none of it changes a run's identity."""
+
+    vector_width: int = Field(default=0, ge=0, description="runs per wide model; 0 = auto")
+    channels_last: bool | None = Field(default=None, description="NHWC activations; null = auto (on)")
+    bf16: bool = Field(default=False, description="bfloat16 autocast (changes numerics)")
+    compile: bool = Field(default=False, description="torch.compile the wide models")
+
+
 class Study(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     dataset: DatasetSpec = DatasetSpec()
@@ -142,9 +163,14 @@ class Study(_Strict):
     samples: int = Field(default=4, ge=1)
     sweep: Sweep = Sweep()
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
-    runs_per_device: int = Field(default=0, ge=0, description="concurrent runs per GPU/CPU; 0 = auto")
+    runs_per_device: int = Field(default=0, ge=0, description="concurrent training tasks (a run, or a stacked "
+                                 "group) per GPU/CPU; 0 = auto")
+    stacked: bool = Field(default=True, description="train runs that share group_key together as one model")
+    stack_size: int = Field(default=64, ge=1, description="most runs in one stacked group")
+    stack_options: StackOptionsSpec = StackOptionsSpec()
     predict: PredictSpec = PredictSpec()
     width_transfer: WidthTransferSpec = WidthTransferSpec()
+    graphs: GraphOptions = GraphOptions()
     execution: ExecutionSpec = ExecutionSpec()
 
     @field_validator("widths")

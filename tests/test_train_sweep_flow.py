@@ -48,3 +48,35 @@ def test_diverging_runs_do_not_stop_the_sweep(tmp_path, prefect_harness):
     diverged = rows.filter(rows["status"] == "diverged")
     assert (diverged["lr"] == 1e6).all() and (diverged["diverged_epoch"] == 1).all()
     assert diverged["final_test_acc"].is_null().all()
+
+
+def test_stacked_and_single_run_sweeps_agree(tmp_path, prefect_harness):
+    """One study trained as stacked groups and as single runs: same results, timings, progress to 100%."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
+
+    common = dict(name="agree", sweep={"lr": [0.05, 0.02], "dropout": [0.0, 0.5], "batch_size": [64]},
+                  samples=2, widths=[1.0], seeds=[0, 1], epochs=2, width_transfer={},
+                  predict={"k_epochs": [1], "n_folds": 2}, runs_per_device=1)
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    states = [train_sweep(str(write_spec(tmp_path / "a", **common, stacked=True, stack_size=3)),
+                          str(tmp_path / "a.duckdb"), return_state=True),
+              train_sweep(str(write_spec(tmp_path / "b", **common, stacked=False)), str(tmp_path / "b.duckdb"),
+                          return_state=True)]
+    assert [s.result() for s in states] == [{"completed": 4}] * 2
+    sql = "SELECT run_id, epoch, test_loss, test_acc FROM epoch_metrics ORDER BY run_id, epoch"
+    a, b = Warehouse(tmp_path / "a.duckdb").query(sql), Warehouse(tmp_path / "b.duckdb").query(sql)
+    assert a["run_id"].to_list() == b["run_id"].to_list() and a.height == 4 * 3
+    assert (a["test_loss"] - b["test_loss"]).abs().max() < 1e-4
+    assert (a["test_acc"] - b["test_acc"]).abs().max() <= 1 / 400
+    groups = Warehouse(tmp_path / "a.duckdb").query("SELECT * FROM training_groups")
+    # 4 runs, stack_size 3: two groups of two (near-equal)
+    assert sorted(len(ids) for ids in groups["run_ids"]) == [2, 2]
+    assert sorted(i for ids in groups["run_ids"] for i in ids) == sorted(a["run_id"].unique())
+    assert set(groups["device"]) == {"cpu"} and (groups["model_epochs"] == 2 * 2).all()
+    assert (groups["wall_seconds"] >= groups["train_seconds"]).all() and (groups["train_seconds"] > 0).all()
+    with get_client(sync_client=True) as client:
+        progress = client.read_artifacts(artifact_filter=ArtifactFilter(
+            type=ArtifactFilterType(any_=["progress"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[s.state_details.flow_run_id for s in states])))
+    assert len(progress) == 2 + 4 and all(float(p.data) == 100.0 for p in progress)  # 2 groups, 4 single runs

@@ -1,12 +1,15 @@
 """Loading studies, runs, epoch metrics and the snapshot index into the warehouse."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict
 from datetime import datetime, timezone
 
 import polars as pl
 
 from pipeline_lib.spec import RunConfig, Study
+from pipeline_lib.stacked import GroupTimings
 from pipeline_lib.training import COMPLETED, RunResult
 
 from .db import Warehouse, replace_where, upsert
@@ -66,3 +69,16 @@ def record_runs(wh: Warehouse, study: str, configs: list[RunConfig], results: di
         if ids:
             replace_where(con, "epoch_metrics", metrics, "run_id IN (SELECT unnest(?))", [ids])
             replace_where(con, "snapshots", snaps, "run_id IN (SELECT unnest(?))", [ids])
+
+
+def record_training_groups(wh: Warehouse, study: str, groups: list[tuple[list[str], GroupTimings]],
+                           options: dict) -> None:
+    """Upsert one row per stacked group with its timings."""
+    rows = [{"study": study, "group_id": hashlib.sha1(",".join(sorted(ids)).encode()).hexdigest()[:16],
+             "run_ids": ids, **{k: v for k, v in asdict(t).items() if k != "runs"},
+             "options_json": json.dumps(options), "updated_at": _now()} for ids, t in groups]
+    frame = pl.DataFrame(rows, schema_overrides={"run_ids": pl.List(pl.Utf8), "lane_widths": pl.List(pl.Int32),
+                                                 "gpu_utilization": pl.Float64, "max_memory_mb": pl.Float64},
+                         infer_schema_length=None)
+    with wh.writer() as con:
+        upsert(con, "training_groups", frame)

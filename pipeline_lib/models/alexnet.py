@@ -2,6 +2,7 @@
 from torch import nn
 
 from ._common import pooled_size, scaled
+from .dropout import Dropout
 
 
 class AlexNet(nn.Module):
@@ -20,8 +21,8 @@ class AlexNet(nn.Module):
         hidden = scaled(256, width)
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Dropout(dropout), nn.Linear(c[4] * side * side, hidden), nn.ReLU(),
-            nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(),
+            Dropout(dropout), nn.Linear(c[4] * side * side, hidden), nn.ReLU(),
+            Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(),
             nn.Linear(hidden, num_classes),
         )
 

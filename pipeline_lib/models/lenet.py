@@ -2,6 +2,7 @@
 from torch import nn
 
 from ._common import pooled_size, scaled
+from .dropout import Dropout
 
 
 class LeNet(nn.Module):
@@ -17,8 +18,8 @@ class LeNet(nn.Module):
         side = pooled_size(image_size, 2)
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Dropout(dropout), nn.Linear(c2 * side * side, f1), nn.ReLU(),
-            nn.Dropout(dropout), nn.Linear(f1, f2), nn.ReLU(),
+            Dropout(dropout), nn.Linear(c2 * side * side, f1), nn.ReLU(),
+            Dropout(dropout), nn.Linear(f1, f2), nn.ReLU(),
             nn.Linear(f2, num_classes),
         )
 

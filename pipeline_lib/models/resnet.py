@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from ._common import scaled
+from .dropout import Dropout
 
 
 class BasicBlock(nn.Module):
@@ -40,7 +41,7 @@ class ResNet(nn.Module):
                 channels = out
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes)
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), Dropout(dropout), nn.Linear(channels, num_classes)
         )
 
     def forward(self, x):

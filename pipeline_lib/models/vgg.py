@@ -2,6 +2,7 @@
 from torch import nn
 
 from ._common import pooled_size, scaled
+from .dropout import Dropout
 
 # Channels per convolution; "M" is a 2x2 max-pool. Three pools keep 8x8 inputs valid.
 _CONFIG = [32, "M", 64, "M", 128, 128, "M"]
@@ -24,8 +25,8 @@ class VGG(nn.Module):
         hidden = scaled(256, width)
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Dropout(dropout), nn.Linear(channels * side * side, hidden), nn.ReLU(),
-            nn.Dropout(dropout), nn.Linear(hidden, num_classes),
+            Dropout(dropout), nn.Linear(channels * side * side, hidden), nn.ReLU(),
+            Dropout(dropout), nn.Linear(hidden, num_classes),
         )
 
     def forward(self, x):
