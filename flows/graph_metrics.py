@@ -21,14 +21,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pipeline_lib.graphs.snapshot_metrics import GRAPH_ROW_SCHEMA, GraphBatch, SnapshotJob
 from pipeline_lib.placement import available_cores
-from pipeline_lib.spec import load_study
+from pipeline_lib.spec import ExecutionSpec, load_study
 from tasks.graphs import graph_metrics_task, set_graph_threads
-from warehouse.db import Warehouse
 from warehouse.graphs import pending_snapshots, record_graph_results
 from warehouse.runs import record_study
 
-from ._cli import run_cli, study_arguments
-from ._runtime import process_pool
+from ._cli import execution_from_args, run_cli, study_arguments
+from ._runtime import make_task_runner, open_warehouse, requesting
 
 BATCHES_PER_WORKER = 4  # enough to balance widths of different cost, few enough to keep task overhead small
 
@@ -47,12 +46,14 @@ def _failed_batch(batch: list[SnapshotJob], error: str) -> GraphBatch:
 
 
 @flow(name="graph-metrics", log_prints=True)
-def graph_metrics(spec: str, warehouse: str | None = None, recompute: bool = False) -> dict:
-    """Compute the graphs of every pending snapshot of the study; returns counts."""
+def graph_metrics(spec: str, warehouse: str | None = None, recompute: bool = False,
+                  execution: ExecutionSpec | None = None) -> dict:
+    """Compute the graphs of every pending snapshot of the study; returns counts. `execution` overrides the spec's."""
     logger = get_run_logger()
     start = time.perf_counter()
     study = load_study(spec)
-    wh = Warehouse(warehouse) if warehouse else Warehouse()
+    execution = execution or study.execution
+    wh = open_warehouse(warehouse, execution)
     record_study(wh, study)
     pending = pending_snapshots(wh, study.name, recompute)
     jobs = [SnapshotJob(**row) for row in pending.iter_rows(named=True)]
@@ -71,9 +72,9 @@ def graph_metrics(spec: str, warehouse: str | None = None, recompute: bool = Fal
         except Exception as e:
             results.append(_failed_batch(batches[0], f"{type(e).__name__}: {e}"))
     elif batches:
-        runner = process_pool(workers, set_graph_threads, (threads,))
+        runner = make_task_runner(execution, workers, set_graph_threads, (threads,))
         with runner, Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                              TimeElapsedColumn()) as bar:
+                              TimeElapsedColumn()) as bar, requesting(execution, "graphs"):
             job = bar.add_task(f"graphs of {study.name}", total=len(jobs))
             futures = {runner.submit(graph_metrics_task, {"jobs": b, "data_dir": data_dir, "options": options}): b
                        for b in batches}
@@ -104,8 +105,8 @@ def main() -> None:
     parser = study_arguments(__doc__.splitlines()[0])
     parser.add_argument("--recompute", action="store_true", help="recompute snapshots already in the warehouse")
     args = parser.parse_args()
-    load_study(args.spec)  # validate before starting Prefect, so bad specs fail fast and plainly
-    graph_metrics(args.spec, args.warehouse, args.recompute)
+    study = load_study(args.spec)  # validate before starting Prefect, so bad specs fail fast and plainly
+    graph_metrics(args.spec, args.warehouse, args.recompute, execution_from_args(args, study))
 
 
 if __name__ == "__main__":
