@@ -131,6 +131,10 @@ def test_deployment_runs_on_worker_and_lands_in_warehouse(tmp_path, server):
         task_runs = _wait_task_runs(client)
         assert task_runs and all(t.state.is_completed() for t in task_runs), \
             {t.name: t.state.name for t in task_runs if not t.state.is_completed()}
-        if target == "study":  # the study publishes its tables for the UI
-            artifacts = client.read_artifacts()
-            assert artifacts and all(a.flow_run_id for a in artifacts)
+        # what the UI shows beside the runs: training progress (100% once done), the study's tables
+        artifacts = client.read_artifacts()
+        assert artifacts and all(a.flow_run_id for a in artifacts)
+        assert all(float(a.data) == 100 for a in artifacts if a.type == "progress"), \
+            [(a.type, a.data) for a in artifacts]
+        if target == "study":
+            assert any(a.type in ("table", "markdown") for a in artifacts), [a.type for a in artifacts]
