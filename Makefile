@@ -29,6 +29,8 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	@touch $(STAMP)
 
+# The terminal shows a progress bar; per-task state lines stay in the Prefect UI.
+demo: export PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL := WARNING
 demo: setup
 	$(PY) -m flows.train_sweep --spec $(SPEC) --warehouse $(WAREHOUSE)
 

@@ -105,27 +105,24 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(VIEWS_FILE.read_text())
 
 
-def upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
-    """Insert rows by column name, replacing rows with the same primary key."""
+def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, verb: str) -> int:
     if frame.is_empty():
         return 0
-    con.register("_upsert_frame", frame.to_arrow())
+    con.register("_insert_frame", frame.to_arrow())
     try:
-        con.execute(f"INSERT OR REPLACE INTO {table} BY NAME SELECT * FROM _upsert_frame")
+        con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM _insert_frame")
     finally:
-        con.unregister("_upsert_frame")
+        con.unregister("_insert_frame")
     return frame.height
+
+
+def upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
+    """Insert rows by column name, replacing rows with the same primary key."""
+    return _insert(con, table, frame, "INSERT OR REPLACE")
 
 
 def replace_where(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, where: str,
                   params: list) -> int:
     """Delete the rows matching `where`, then insert `frame`: recomputing a unit replaces its rows."""
     con.execute(f"DELETE FROM {table} WHERE {where}", params)
-    if frame.is_empty():
-        return 0
-    con.register("_replace_frame", frame.to_arrow())
-    try:
-        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _replace_frame")
-    finally:
-        con.unregister("_replace_frame")
-    return frame.height
+    return _insert(con, table, frame, "INSERT")
