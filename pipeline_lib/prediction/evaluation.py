@@ -99,10 +99,10 @@ def other_seed_predictions(task: str, targets: pl.DataFrame) -> pl.DataFrame:
     if "fold" not in targets.columns:
         targets = targets.with_columns(pl.lit(0, pl.Int64).alias("fold"))
     group = list(CONFIGURATION)
-    others = targets.with_columns(
-        ((pl.col(value).sum().over(group) - pl.col(value)) / (pl.len().over(group) - 1)).alias("other"),
-        pl.len().over(group).alias("seeds"),
-    ).filter(pl.col("seeds") > 1)
+    partners = targets.select(*group, pl.col("run_id").alias("partner"), pl.col(value).alias("partner_value"))
+    other = (targets.join(partners, on=group).filter(pl.col("partner") != pl.col("run_id"))
+             .group_by("run_id").agg(pl.col("partner_value").mean().alias("other")))
+    others = targets.join(other, on="run_id", how="inner", maintain_order="left")
     if task == "regression":
         pred = others.select(pl.col("other").alias("y_pred"), pl.lit(None, pl.Float64).alias("score"))
     else:

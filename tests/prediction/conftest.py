@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 from pipeline_lib.datasets import load_dataset
 from pipeline_lib.spec import Study, expand_runs, load_study
@@ -44,6 +45,13 @@ def build_study(directory: Path, **overrides) -> SmallStudy:
     record_runs(wh, study.name, configs, results)
     fill_graph_tables(wh, study.name)
     return SmallStudy(spec, study, wh)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def single_threaded_numerics():
+    """Like the flows' workers: tiny fits drown in OpenMP thread start-up otherwise."""
+    with threadpool_limits(1):
+        yield
 
 
 @pytest.fixture(scope="session")
