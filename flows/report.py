@@ -41,8 +41,8 @@ def report(spec: str, warehouse: str | None = None, reports_dir: str | None = No
     inputs = ReportInputs(**report_tables(wh, study.name))
     if inputs.evaluations.is_empty():
         get_run_logger().warning("no evaluations for %s yet; run the evaluate flow first", study.name)
-        return {"path": None, "summary": []}
-    markdown, tables = build_report(study, inputs, out_dir)
+        return {"path": None, "summary": [], "predictor": None}
+    markdown, tables, predictor = build_report(study, inputs, out_dir)
     path = out_dir / "report.md"
     path.write_text(markdown)
     create_markdown_artifact(markdown, key=_artifact_key(study.name, "report"),
@@ -52,7 +52,7 @@ def report(spec: str, warehouse: str | None = None, reports_dir: str | None = No
             create_table_artifact(_rows(table), key=_artifact_key(study.name, name),
                                   description=f"{name} of study {study.name}")
     get_run_logger().info("report: %s", path.resolve())
-    return {"path": str(path.resolve()), "summary": _rows(tables["summary"])}
+    return {"path": str(path.resolve()), "summary": _rows(tables["summary"]), "predictor": predictor}
 
 
 def main() -> None:

@@ -31,8 +31,8 @@ def markdown_table(frame: pl.DataFrame, precision: int = 3) -> str:
         return str(frame)
 
 
-def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str, dict[str, pl.DataFrame]]:
-    """(Markdown text, the tables it shows by name); figures are written to out_dir."""
+def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str, dict[str, pl.DataFrame], str]:
+    """(Markdown text, the tables it shows by name, the predictor shown); figures are written to out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     ev, runs = inputs.evaluations, inputs.runs
     predictor = table_predictor(ev)
@@ -119,4 +119,4 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
         f"- A good run has final accuracy above the {study.predict.good_run_quantile:.0%} quantile of the study.",
         "- Every number above is computed from the warehouse tables `evaluations`, `predictions` and `costs`.",
     ]
-    return "\n".join(lines) + "\n", {"summary": summary, "width_transfer": transfer, "costs": costs}
+    return "\n".join(lines) + "\n", {"summary": summary, "width_transfer": transfer, "costs": costs}, predictor
