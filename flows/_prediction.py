@@ -6,16 +6,33 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from threadpoolctl import threadpool_limits
 
 import pipeline_lib.prediction as prediction_package
 from pipeline_lib.features import FEATURE_SETS
 from pipeline_lib.prediction.evaluation import PREDICTION_SCHEMA, feature_matrix, other_seed_predictions
+from pipeline_lib.placement import available_cores
 from pipeline_lib.prediction.models import TASKS
 from pipeline_lib.spec import Study
 from warehouse.db import Warehouse
+from tasks.predict import single_threaded_numerics
 from warehouse.predict import input_fingerprint, load_features
 
+from ._runtime import process_pool
+
 SEED_AGREEMENT = ("other_seeds", "seed_agreement")  # (predictor, feature_set) of the noise ceiling
+POOL_MIN_RUNS = 40  # below this, fits take milliseconds and a process pool's start-up costs more than it saves
+
+
+def run_per_design(task, parameters: list[dict], n_runs: int) -> list:
+    """Run one task per design matrix: on a process pool of single-threaded workers for a real
+    study, in this process for a small one; results in the order of `parameters`."""
+    if n_runs < POOL_MIN_RUNS or len(parameters) < 2:
+        with threadpool_limits(1):
+            return [task(**p) for p in parameters]
+    with process_pool(min(available_cores(), len(parameters)), single_threaded_numerics) as runner:
+        futures = [runner.submit(task, p) for p in parameters]
+        return [f.result() for f in futures]
 
 
 def design_matrices(wh: Warehouse, study: Study, run_ids: list[str]) -> tuple[dict[tuple[str, int], np.ndarray], list[str]]:

@@ -13,21 +13,19 @@ import polars as pl
 from prefect import flow, get_run_logger
 
 from pipeline_lib.features import FEATURE_SETS
-from pipeline_lib.placement import available_cores
 from pipeline_lib.prediction.costs import compute_costs
 from pipeline_lib.prediction.evaluation import grouped_folds
 from pipeline_lib.prediction.metrics import evaluation_table
 from pipeline_lib.prediction.models import PREDICTORS, TASKS
 from pipeline_lib.prediction.targets import run_targets
 from pipeline_lib.spec import load_study
-from tasks.predict import cross_validate_task, single_threaded_numerics
+from tasks.predict import cross_validate_task
 from warehouse.db import Warehouse
 from warehouse.predict import (epoch_metrics, graph_seconds, record_stage, stage_fingerprint, study_runs,
                                write_results)
 
 from ._cli import run_cli, study_arguments
-from ._prediction import design_matrices, seed_agreement_rows, stage_inputs, with_unit
-from ._runtime import process_pool
+from ._prediction import design_matrices, run_per_design, seed_agreement_rows, stage_inputs, with_unit
 
 STAGE = "evaluate"
 GRAPH_SETS = {name for name, bases in FEATURE_SETS.items() if "graph" in bases}
@@ -49,11 +47,10 @@ def evaluate(spec: str, warehouse: str | None = None) -> dict:
     designs, left_out = design_matrices(wh, study, targets["run_id"].to_list())
     if left_out:
         logger.warning("not evaluated (features incomplete): %s", ", ".join(left_out))
-    runner = process_pool(min(available_cores(), len(designs)), single_threaded_numerics)
-    with runner:  # one task per design matrix: fewer, larger tasks keep Prefect's overhead small
-        futures = {(fs, k): runner.submit(cross_validate_task, {"feature_set": fs, "k": k, "X": X, "targets": targets})
-                   for (fs, k), X in designs.items()}
-        frames = [with_unit(f.result(), feature_set=fs, k=k, split="cv") for (fs, k), f in futures.items()]
+    # one task per design matrix: fewer, larger tasks keep Prefect's overhead small
+    results = run_per_design(cross_validate_task, [{"feature_set": fs, "k": k, "X": X, "targets": targets}
+                                                   for (fs, k), X in designs.items()], targets.height)
+    frames = [with_unit(r, feature_set=fs, k=k, split="cv") for (fs, k), r in zip(designs, results)]
     frames += seed_agreement_rows(targets, study.predict.k_epochs, "cv")
     predictions = pl.concat(frames)
     evaluations = evaluation_table(predictions)

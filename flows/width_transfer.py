@@ -13,17 +13,15 @@ from __future__ import annotations
 import polars as pl
 from prefect import flow, get_run_logger
 
-from pipeline_lib.placement import available_cores
 from pipeline_lib.prediction.metrics import evaluation_table
 from pipeline_lib.prediction.targets import run_targets
 from pipeline_lib.spec import load_study
-from tasks.predict import single_threaded_numerics, transfer_task
+from tasks.predict import transfer_task
 from warehouse.db import Warehouse
 from warehouse.predict import record_stage, stage_fingerprint, study_runs, write_results
 
 from ._cli import run_cli, study_arguments
-from ._prediction import design_matrices, seed_agreement_rows, stage_inputs, with_unit
-from ._runtime import process_pool
+from ._prediction import design_matrices, run_per_design, seed_agreement_rows, stage_inputs, with_unit
 
 STAGE = "width_transfer"
 SPLITS = ("width_transfer", "width_transfer_reverse")
@@ -50,12 +48,10 @@ def width_transfer(spec: str, warehouse: str | None = None) -> dict:
     width = targets["width"]
     train, test = width.is_in(train_widths).to_numpy(), width.is_in(test_widths).to_numpy()
     directions = {"width_transfer": (train, test), "width_transfer_reverse": (test, train)}
-    runner = process_pool(min(available_cores(), max(1, len(designs))), single_threaded_numerics)
-    with runner:
-        futures = {(fs, k): runner.submit(transfer_task, {"feature_set": fs, "k": k, "X": X, "targets": targets,
-                                                          "directions": directions})
-                   for (fs, k), X in designs.items()}
-        frames = [with_unit(f.result(), feature_set=fs, k=k) for (fs, k), f in futures.items()]
+    results = run_per_design(transfer_task, [{"feature_set": fs, "k": k, "X": X, "targets": targets,
+                                              "directions": directions} for (fs, k), X in designs.items()],
+                             targets.height)
+    frames = [with_unit(r, feature_set=fs, k=k) for (fs, k), r in zip(designs, results)]
     for split, (_, tested) in directions.items():
         frames += seed_agreement_rows(targets.filter(pl.Series(tested)), study.predict.k_epochs, split)
     predictions = pl.concat(frames)

@@ -35,14 +35,18 @@ def grouped_folds(targets: pl.DataFrame, n_folds: int) -> pl.DataFrame:
 
 
 def feature_matrix(features: pl.DataFrame, run_ids: list[str]) -> tuple[np.ndarray, list[str]]:
-    """Long feature rows (run_id, feature, value) -> matrix with one row per run_id, in order.
+    """Long feature rows (run_id, feature, value) -> matrix with one row per run_id, in order, and
+    one column per feature, sorted by name (NaN where a run lacks a feature).
 
-    A feature shared by two base sets of a combination (the divergence flag) appears once."""
-    wide = (features.unique(subset=["run_id", "feature"], keep="first")
-            .pivot(on="feature", index="run_id", values="value"))
-    columns = sorted(c for c in wide.columns if c != "run_id")
-    aligned = pl.DataFrame({"run_id": run_ids}).join(wide, on="run_id", how="left", maintain_order="left")
-    return aligned.select(columns).to_numpy().astype(np.float64), columns
+    A feature shared by two base sets of a combination (the divergence flag) appears once.
+    (Placed by index: Polars' pivot takes seconds for the thousands of graph columns.)"""
+    columns = sorted(features["feature"].unique().to_list())
+    cells = (features.join(pl.DataFrame({"run_id": run_ids, "row": range(len(run_ids))}), on="run_id")
+             .join(pl.DataFrame({"feature": columns, "column": range(len(columns))}), on="feature")
+             .unique(subset=["row", "column"], keep="first"))
+    matrix = np.full((len(run_ids), len(columns)), np.nan)
+    matrix[cells["row"].to_numpy(), cells["column"].to_numpy()] = cells["value"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    return matrix, columns
 
 
 def _target(task: str, targets: pl.DataFrame) -> np.ndarray:

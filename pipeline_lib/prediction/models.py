@@ -17,6 +17,8 @@ Models:
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy.stats import rankdata
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
@@ -52,7 +54,9 @@ def inner_splits(task: str, y: np.ndarray, groups: np.ndarray) -> list | None:
         return None
     folds = min(INNER_FOLDS, n_groups)
     splitter = StratifiedGroupKFold(folds) if task == "classification" else GroupKFold(folds)
-    splits = list(splitter.split(np.zeros(len(y)), y, groups))
+    with warnings.catch_warnings():  # few configurations per class is the normal case here, not news
+        warnings.filterwarnings("ignore", message="The least populated class")
+        splits = list(splitter.split(np.zeros(len(y)), y, groups))
     if task == "classification" and any(len(np.unique(y[train])) < 2 for train, _ in splits):
         return None
     return splits

@@ -1,12 +1,15 @@
 """The report's figures (matplotlib, headless), drawn from warehouse tables."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+with warnings.catch_warnings():  # Debian's matplotlib beside the venv's cannot offer 3D axes; none are drawn
+    warnings.filterwarnings("ignore", message="Unable to import Axes3D")
+    import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 from scipy.stats import kendalltau  # noqa: E402
 from sklearn.metrics import r2_score  # noqa: E402
