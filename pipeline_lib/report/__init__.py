@@ -60,8 +60,10 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
         f"Grouped {study.predict.n_folds}-fold cross-validation by configuration (seeds and widths of a "
         f"configuration never on both sides); mean over folds. `{predictor}` has the higher Kendall tau "
         "averaged over all feature sets and k; the other predictor's rows are in the `evaluations` table. "
-        "`seed_tau` is the noise ceiling: how well one seed's final accuracy ranks the runs of the other seeds "
-        "of the same configuration, on the same folds.",
+        "`seed_tau` is the seed-agreement reference: how well the other seed's final accuracy ranks each run "
+        "(same configuration and width), on the same folds. It measures how much of the ranking the "
+        "configuration fixes; a model that pools many configurations can exceed it, since one seed is a noisy "
+        "estimate of its configuration.",
         "",
         markdown_table(summary),
         "",

@@ -72,10 +72,10 @@ def metric_vs_k(evaluations: pl.DataFrame, predictor: str, split: str, path: Pat
 
 def compute_saving(cost_table: pl.DataFrame, path: Path) -> Path:
     """Fraction of the train-everything compute each strategy spends, with the best run it keeps."""
-    labels = [s if k is None else f"{s} k={k} {fs}"
+    labels = [s if not k else f"{s} k={k} {fs}"
               for s, k, fs in cost_table.select("strategy", "k", "feature_set").iter_rows()]
     fig, ax = plt.subplots(figsize=(9, 0.35 * len(labels) + 1.2))
-    bars = ax.barh(labels, cost_table["fraction"], color=["grey" if k is None else "tab:blue" for k in cost_table["k"]])
+    bars = ax.barh(labels, cost_table["fraction"], color=["tab:blue" if k else "grey" for k in cost_table["k"]])
     for bar, best in zip(bars, cost_table["best_final_acc"]):
         if best is not None:
             ax.text(bar.get_width() + 0.01, bar.get_y() + bar.get_height() / 2, f"best kept {best:.3f}",

@@ -89,4 +89,5 @@ def transfer_table(evaluations: pl.DataFrame, predictor: str) -> pl.DataFrame:
 def cost_table(costs: pl.DataFrame, predictor: str) -> pl.DataFrame:
     """Training all runs, early stopping, and predict-then-finish with the table's predictor."""
     keep = costs.filter(pl.col("predictor").is_null() | (pl.col("predictor") == predictor))
-    return keep.select("strategy", "k", "feature_set", "seconds", "fraction", "runs_to_end", "best_final_acc", "detail")
+    return keep.select("strategy", pl.col("k").cast(pl.Utf8).fill_null(""), pl.col("feature_set").fill_null(""),
+                       "seconds", "fraction", "runs_to_end", "best_final_acc", "detail")
