@@ -16,6 +16,9 @@ import torch
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 
+# (channels, image side, classes) of each dataset, for building a run's model without its data.
+DATASET_SHAPES = {"digits": (1, 8, 10), "fashion_mnist": (1, 28, 10), "cifar10": (3, 32, 10), "svhn": (3, 32, 10)}
+
 
 class DatasetUnavailable(FileNotFoundError):
     """The dataset's files are not where the spec says; the message says what to put where."""

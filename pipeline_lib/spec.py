@@ -114,6 +114,18 @@ class WidthTransferSpec(_Strict):
     test_widths: list[float] = []
 
 
+class GraphOptions(_Strict):
+    """How snapshots become rolled graphs and node properties (see README "Graphs")."""
+
+    fold_batchnorm: bool = True
+    exact_limit: int = Field(default=1000, ge=0, description="closeness/betweenness exact up to this many nodes")
+    pivots: int = Field(default=64, ge=1, description="sampled sources for closeness/betweenness above exact_limit")
+    betweenness: bool = True
+    katz_factor: float = Field(default=0.9, gt=0, lt=2, description="Katz alpha = katz_factor / lambda_1(A + A^T)")
+    pagerank_damping: float = Field(default=0.85, gt=0, lt=1)
+    seed: int = 0
+
+
 class Study(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     dataset: DatasetSpec = DatasetSpec()
@@ -128,6 +140,7 @@ class Study(_Strict):
     runs_per_device: int = Field(default=0, ge=0, description="concurrent runs per GPU/CPU; 0 = auto")
     predict: PredictSpec = PredictSpec()
     width_transfer: WidthTransferSpec = WidthTransferSpec()
+    graphs: GraphOptions = GraphOptions()
 
     @field_validator("widths")
     @classmethod

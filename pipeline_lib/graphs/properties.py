@@ -1,0 +1,200 @@
+"""Node properties of a layered weight graph: exact where exactness is cheap, sampled where documented.
+
+Let A be the directed weighted adjacency (A[u, v] = w for an edge u -> v, earlier -> later layer)
+and S = A + A^T its undirected version. n is the number of nodes.
+
+| property | definition | as stored (comparable across widths) |
+| --- | --- | --- |
+| in_strength, out_strength, strength | column sums, row sums of A, their sum | raw, in weight units |
+| eigenvector | Perron vector of S (ARPACK `eigsh(k=1, which='LA')`, exact) | unit L2 norm x sqrt(n): mean square 1 |
+| pagerank | PageRank on A, damping 0.85, dangling mass spread uniformly; exact (linear system) | x n: mean 1 |
+| katz | x = alpha A^T x + 1, solved exactly (finite series on a DAG), alpha = 0.9 / lambda_1(S) | / mean: mean 1 |
+| hub, authority | HITS: top left / right singular vectors of A (ARPACK `svds`), hub = A authority | unit L2 norm x sqrt(n) |
+| closeness | harmonic closeness on the undirected graph, distance 1/w: sum_u 1/d(u, v) / (n - 1) | as defined |
+| betweenness | graph-tool betweenness on the undirected graph, distance 1/w, normalised by (n-1)(n-2)/2 | as defined |
+
+Why these choices:
+- The rolled graph is a layered DAG, so S is (nearly) bipartite with eigenvalues +lambda and -lambda:
+  plain power iteration oscillates (graph-tool's `eigenvector` stops at max_iter, BRIEF §3).
+  Lanczos on the algebraically largest end finds the Perron vector exactly.
+- A DAG's directed adjacency is nilpotent (spectral radius 0), so Katz converges for any alpha;
+  tying alpha to lambda_1(S) (which bounds the spectral radius of any non-negative A) keeps the
+  path sums bounded and makes Katz invariant to a global rescaling of the weights.
+- On a DAG the Katz series is finite (A^T is nilpotent), so summing it to the longest path is exact.
+  PageRank is the same kind of system (see `pagerank`), solved the same way instead of iterated.
+- Closeness and betweenness cost one Dijkstra per source (O(n m log n) in all); up to
+  `exact_limit` nodes every node is a source (exact), above it `pivots` sources drawn without
+  replacement give unbiased estimates: harmonic closeness (n / k) sum_{s in sample} 1/d(s, v) / (n-1),
+  and graph-tool's pivot betweenness estimator. Closeness uses scipy's multi-source Dijkstra,
+  measured 4x faster than per-source graph-tool calls on the ResNet-18 graph.
+- Scale-free centralities (eigenvector, hub, authority, pagerank, katz) are rescaled so that an
+  average node scores about 1 whatever the node count, so wider networks give comparable values.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse import csgraph
+from scipy.sparse.linalg import eigsh, spsolve, svds
+
+from ..spec import GraphOptions
+from .layered import LayeredGraph
+
+PROPERTIES = ("in_strength", "out_strength", "strength", "eigenvector", "pagerank", "katz", "hub", "authority",
+              "closeness", "betweenness")
+DENSE_LIMIT = 64  # below this many nodes ARPACK is not applicable or not worth it: dense LAPACK
+
+
+@dataclass(frozen=True)
+class NodeProperties:
+    values: dict[str, np.ndarray]   # property name -> value per node, as stored
+    perron_value: float             # lambda_1(S)
+    katz_alpha: float
+    pivots: int                     # 0 when closeness and betweenness are exact
+
+
+# -- spectral ---------------------------------------------------------------------------------------
+def perron(symmetric: sp.spmatrix) -> tuple[float, np.ndarray]:
+    """Largest eigenvalue and its non-negative unit eigenvector of a symmetric non-negative matrix."""
+    n = symmetric.shape[0]
+    if n <= DENSE_LIMIT:
+        values, vectors = np.linalg.eigh(symmetric.toarray())
+        value, vector = values[-1], vectors[:, -1]
+    else:
+        values, vectors = eigsh(symmetric.astype(np.float64), k=1, which="LA", v0=np.ones(n), tol=0)
+        value, vector = values[0], vectors[:, 0]
+    return float(value), _positive_unit(vector)
+
+
+def hits(adjacency: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
+    """HITS (hub, authority), both unit L2 norm: top singular vectors of A (hub = A authority)."""
+    n = adjacency.shape[0]
+    if n <= DENSE_LIMIT:
+        _, _, vt = np.linalg.svd(adjacency.toarray())
+        authority = vt[0]
+    else:
+        _, _, vt = svds(adjacency.astype(np.float64), k=1, v0=np.ones(n), tol=0)
+        authority = vt[0]
+    authority = _positive_unit(authority)
+    return _positive_unit(adjacency @ authority), authority
+
+
+def solve_propagation(adjacency: sp.csr_matrix, scaled: sp.csr_matrix) -> np.ndarray:
+    """Solve x = scaled^T x + 1 exactly, where `scaled` has the sparsity of `adjacency`.
+
+    When every edge goes from a lower to a higher node id (a DAG numbered topologically, as the
+    builders number it) the matrix is nilpotent and x = sum_k (scaled^T)^k 1 is a finite sum: its
+    terms are exactly zero beyond the longest path. Otherwise a sparse LU solve.
+    """
+    n = adjacency.shape[0]
+    coo = adjacency.tocoo()
+    if not (coo.row < coo.col).all():
+        return spsolve((sp.identity(n, format="csc") - scaled.T.tocsc()), np.ones(n))
+    step = scaled.T.tocsr()
+    x = term = np.ones(n)
+    for _ in range(n):
+        term = step @ term
+        if not term.any():
+            break
+        x = x + term
+    return x
+
+
+def katz(adjacency: sp.csr_matrix, alpha: float) -> np.ndarray:
+    """Katz centrality with beta = 1: x = alpha A^T x + 1, exact."""
+    return solve_propagation(adjacency, (alpha * adjacency).tocsr())
+
+
+def pagerank(adjacency: sp.csr_matrix, damping: float = 0.85) -> np.ndarray:
+    """PageRank (sums to 1) with dangling nodes' mass spread uniformly, exact.
+
+    With P = D_out^-1 A (dangling rows zero), PageRank satisfies x = d P^T x + c 1 where the scalar
+    c = ((1 - d) + d * dangling mass) / n is the same for every node; so x is proportional to the
+    solution y of y = d P^T y + 1, and normalising y to sum 1 gives x without iterating.
+    """
+    out = np.asarray(adjacency.sum(axis=1)).ravel()
+    inverse = np.divide(damping, out, out=np.zeros_like(out), where=out > 0)
+    y = solve_propagation(adjacency, sp.diags(inverse) @ adjacency)
+    return y / y.sum()
+
+
+def _positive_unit(vector: np.ndarray) -> np.ndarray:
+    vector = np.asarray(vector, dtype=np.float64)
+    vector = vector if vector.sum() >= 0 else -vector
+    vector = np.clip(vector, 0, None)  # Perron vectors are non-negative; clip round-off
+    norm = np.linalg.norm(vector)
+    return vector / norm if norm > 0 else vector
+
+
+# -- distances --------------------------------------------------------------------------------------
+def distance_matrix(graph: LayeredGraph) -> sp.csr_matrix:
+    """Undirected distances 1/w as a symmetric matrix (1/(w_uv + w_vu) where both directions exist,
+    matching S = A + A^T). Symmetrised once here: csgraph's `directed=False` redoes it per call."""
+    weights = graph.adjacency()
+    weights = (weights + weights.T).tocsr()
+    weights.data = 1.0 / weights.data
+    return weights
+
+
+def pivot_sources(n: int, options: GraphOptions) -> np.ndarray | None:
+    """The sampled sources, or None for exact (all nodes)."""
+    if n <= options.exact_limit or options.pivots >= n:
+        return None
+    return np.sort(np.random.default_rng(options.seed).choice(n, size=options.pivots, replace=False))
+
+
+def harmonic_closeness(distances: sp.csr_matrix, sources: np.ndarray | None = None) -> np.ndarray:
+    """sum_{u != v} 1/d(u, v) / (n - 1) for symmetric `distances`; estimated from `sources` if given."""
+    n = distances.shape[0]
+    if n < 2:
+        return np.zeros(n)
+    sources = np.arange(n) if sources is None else sources
+    with np.errstate(divide="ignore"):
+        inverse = 1.0 / csgraph.dijkstra(distances, directed=True, indices=sources)
+    inverse[np.arange(len(sources)), sources] = 0.0  # d(s, s) = 0 is not a pair
+    inverse[~np.isfinite(inverse)] = 0.0
+    return inverse.sum(axis=0) * (n / len(sources)) / (n - 1)
+
+
+def betweenness(graph_tool_graph, distance, sources: np.ndarray | None = None) -> np.ndarray:
+    """graph-tool betweenness of the undirected graph, normalised by (n-1)(n-2)/2; pivot estimate if sources."""
+    import graph_tool as gt
+    import graph_tool.centrality as gtc
+
+    undirected = gt.GraphView(graph_tool_graph, directed=False)
+    pivots = None if sources is None else [int(s) for s in sources]
+    vertex, _ = gtc.betweenness(undirected, pivots=pivots, weight=distance, norm=True)
+    return vertex.a.copy()
+
+
+# -- everything -------------------------------------------------------------------------------------
+def node_properties(graph: LayeredGraph, options: GraphOptions | None = None) -> NodeProperties:
+    """Every property of PROPERTIES for every node, normalised for comparison across widths."""
+    options = options or GraphOptions()
+    n = graph.n_nodes
+    adjacency = graph.adjacency()
+    in_strength = np.asarray(adjacency.sum(axis=0)).ravel()
+    out_strength = np.asarray(adjacency.sum(axis=1)).ravel()
+    perron_value, eigenvector = perron((adjacency + adjacency.T).tocsr())
+    alpha = options.katz_factor / perron_value if perron_value > 0 else 0.0
+    katz_values = katz(adjacency, alpha)
+    hub, authority = hits(adjacency)
+
+    pagerank_values = pagerank(adjacency, options.pagerank_damping)
+    sources = pivot_sources(n, options)
+    closeness = harmonic_closeness(distance_matrix(graph), sources)
+    if options.betweenness:
+        g = graph.to_graph_tool(attributes=False)
+        between = betweenness(g, g.new_edge_property("double", vals=1.0 / graph.weight), sources)
+    else:
+        between = np.full(n, np.nan)
+
+    root_n = np.sqrt(n)
+    values = {
+        "in_strength": in_strength, "out_strength": out_strength, "strength": in_strength + out_strength,
+        "eigenvector": eigenvector * root_n, "pagerank": pagerank_values * n, "katz": katz_values / katz_values.mean(),
+        "hub": hub * root_n, "authority": authority * root_n, "closeness": closeness, "betweenness": between,
+    }
+    return NodeProperties(values, perron_value, alpha, 0 if sources is None else len(sources))
