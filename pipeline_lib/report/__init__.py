@@ -12,7 +12,7 @@ import polars as pl
 
 from ..spec import Study
 from .figures import compute_saving, metric_vs_k, predicted_vs_true
-from .tables import cost_table, summary_table, table_predictor, transfer_table, verdict
+from .tables import cost_table, cost_verdict, summary_table, table_predictor, transfer_table, verdict
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,8 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
             f"Training every run to the end took {full['seconds'][0]:.1f} s of training time in total. "
             "`predict_then_finish` trains every run to epoch k, then only the runs the out-of-fold "
             "classifier calls good; `best_final_acc` is the best final accuracy among the runs a strategy keeps.",
+            "",
+            *[f"- {line}" for line in cost_verdict(costs)],
             "",
             markdown_table(costs),
             "",

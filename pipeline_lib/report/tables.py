@@ -91,3 +91,20 @@ def cost_table(costs: pl.DataFrame, predictor: str) -> pl.DataFrame:
     keep = costs.filter(pl.col("predictor").is_null() | (pl.col("predictor") == predictor))
     return keep.select("strategy", pl.col("k").cast(pl.Utf8).fill_null(""), pl.col("feature_set").fill_null(""),
                        "seconds", "fraction", "runs_to_end", "best_final_acc", "detail")
+
+
+def cost_verdict(costs: pl.DataFrame) -> list[str]:
+    """Sentences comparing the compute of each strategy (rows of `cost_table`)."""
+    full = costs.filter(pl.col("strategy") == "train_all").row(0, named=True)
+    stop = costs.filter(pl.col("strategy") == "early_stopping").row(0, named=True)
+    lines = [f"Early stopping ({stop['detail']}) spends {stop['fraction']:.0%} of training every run to the end "
+             f"and keeps a best run of {stop['best_final_acc']:.3f} (training everything: {full['best_final_acc']:.3f})."]
+    predicted = costs.filter(pl.col("strategy") == "predict_then_finish")
+    for k in sorted(predicted["k"].unique(), key=int):
+        at_k = {r["feature_set"]: r for r in predicted.filter(pl.col("k") == k).iter_rows(named=True)}
+        parts = [f"{fs} {r['fraction']:.0%} (best kept {r['best_final_acc']:.3f})"
+                 for fs, r in at_k.items() if fs in ("graph", "graph+learning_curve", "early_acc", "learning_curve")]
+        cheaper = "cheaper" if at_k.get("graph", {}).get("fraction", 2) < stop["fraction"] else "NOT cheaper"
+        lines.append(f"Predict at k={k}, then finish the predicted-good runs: {'; '.join(parts)}; "
+                     f"with graph features this is {cheaper} than early stopping.")
+    return lines
