@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from prefect.artifacts import Artifact
 from scipy.stats import kendalltau, spearmanr
 from sklearn.metrics import accuracy_score, mean_absolute_error, r2_score, roc_auc_score
 
@@ -110,6 +111,10 @@ def test_report_and_costs(flowed):
                                   "AND feature_set = 'graph' AND metric = 'kendall_tau' AND k = 1",
                                   [results["report"]["predictor"]])
     assert f"graph {evals['mean'][0]:.3f}" in text  # the verdict quotes the warehouse
+    artifacts = {key: Artifact.get(f"predict-small-{key}") for key in ("report", "summary", "costs", "width-transfer")}
+    assert all(artifacts.values())
+    assert "graph+learning_curve" in str(artifacts["summary"].data)
+    assert artifacts["report"].data == text
     costs = small.warehouse.query("SELECT * FROM costs")
     assert set(costs["strategy"]) == {"train_all", "early_stopping", "predict_then_finish"}
     assert (costs.filter(pl.col("strategy") == "train_all")["fraction"] == 1.0).all()
