@@ -32,7 +32,7 @@ $(STAMP): requirements.txt
 # The terminal shows a progress bar; per-task state lines stay in the Prefect UI.
 demo: export PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL := WARNING
 demo: setup
-	$(PY) -m flows.train_sweep --spec $(SPEC) --warehouse $(WAREHOUSE)
+	$(PY) -m flows.study --spec $(SPEC) --warehouse $(WAREHOUSE)
 
 test: setup
 	$(PY) -m pytest -q tests

@@ -99,6 +99,7 @@ class PredictSpec(_Strict):
     k_epochs: list[int] = [1, 2, 3, 5]
     good_run_quantile: float = Field(default=0.5, gt=0, lt=1)
     n_folds: int = Field(default=5, ge=2)
+    patience: int = Field(default=2, ge=1, description="early-stopping patience (epochs) in the cost comparison")
 
     @field_validator("k_epochs")
     @classmethod

@@ -1,0 +1,79 @@
+"""Helpers shared by the evaluate and width-transfer flows: design matrices and run fingerprints."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from threadpoolctl import threadpool_limits
+
+import pipeline_lib.prediction as prediction_package
+from pipeline_lib.features import FEATURE_SETS
+from pipeline_lib.prediction.evaluation import PREDICTION_SCHEMA, feature_matrix, other_seed_predictions
+from pipeline_lib.placement import available_cores
+from pipeline_lib.prediction.models import TASKS
+from pipeline_lib.spec import Study
+from warehouse.db import Warehouse
+from tasks.predict import single_threaded_numerics
+from warehouse.predict import input_fingerprint, load_features
+
+from ._runtime import process_pool
+
+SEED_AGREEMENT = ("other_seeds", "seed_agreement")  # (predictor, feature_set) of the noise ceiling
+POOL_MIN_RUNS = 40  # below this, fits take milliseconds and a process pool's start-up costs more than it saves
+
+
+def run_per_design(task, parameters: list[dict], n_runs: int) -> list:
+    """Run one task per design matrix: on a process pool of single-threaded workers for a real
+    study, in this process for a small one; results in the order of `parameters`."""
+    if n_runs < POOL_MIN_RUNS or len(parameters) < 2:
+        with threadpool_limits(1):
+            return [task(**p) for p in parameters]
+    with process_pool(min(available_cores(), len(parameters)), single_threaded_numerics) as runner:
+        futures = [runner.submit(task, p) for p in parameters]
+        return [f.result() for f in futures]
+
+
+def design_matrices(wh: Warehouse, study: Study, run_ids: list[str]) -> tuple[dict[tuple[str, int], np.ndarray], list[str]]:
+    """{(feature_set, k): matrix with one row per run_id} for every combination whose base sets are
+    stored for all the runs; and a note per combination left out."""
+    designs, left_out = {}, []
+    for k in study.predict.k_epochs:
+        for name, base_sets in FEATURE_SETS.items():
+            rows = load_features(wh, study.name, k, base_sets)
+            covered = [set(rows.filter(pl.col("feature_set") == b)["run_id"]) for b in base_sets]
+            missing = max(len(set(run_ids) - c) for c in covered)
+            if missing:
+                left_out.append(f"{name}@k={k} ({missing} runs lack features)")
+                continue
+            designs[(name, k)] = feature_matrix(rows, run_ids)[0]
+    return designs, left_out
+
+
+UNIT_COLUMNS = ("task", "predictor", "feature_set", "k", "split")
+
+
+def with_unit(frame: pl.DataFrame, **labels) -> pl.DataFrame:
+    """Prediction rows labelled with the unit (task, predictor, feature_set, k, split) they belong to."""
+    frame = frame.with_columns(*[pl.lit(v).alias(c) for c, v in labels.items()]).with_columns(pl.col("k").cast(pl.Int64))
+    return frame.select(*UNIT_COLUMNS, *PREDICTION_SCHEMA)
+
+
+def seed_agreement_rows(targets: pl.DataFrame, ks: list[int], split: str) -> list[pl.DataFrame]:
+    """The noise ceiling's predictions, repeated for every k (it does not depend on k) so that it
+    sits beside every result."""
+    predictor, feature_set = SEED_AGREEMENT
+    return [with_unit(other_seed_predictions(task, targets), task=task, predictor=predictor, feature_set=feature_set,
+                      k=k, split=split) for task in TASKS for k in ks]
+
+
+def code_digest() -> str:
+    """Digest of the prediction code: changing a predictor re-runs the evaluation."""
+    sources = sorted(Path(prediction_package.__file__).parent.glob("*.py"))
+    return hashlib.sha1(b"".join(p.read_bytes() for p in sources)).hexdigest()
+
+
+def stage_inputs(wh: Warehouse, study: Study) -> str:
+    return input_fingerprint(wh, study.name, study.predict.model_dump_json(),
+                             study.width_transfer.model_dump_json(), code_digest())

@@ -1,0 +1,76 @@
+"""Evaluation flow: grouped cross-validation of every predictor on every feature set and k.
+
+    python -m flows.evaluate --spec specs/digits.yaml [--warehouse warehouse/warehouse.duckdb]
+
+Folds: GroupKFold by config_id, the same for every feature set, k, task and predictor. Writes
+out-of-fold `predictions`, `evaluations` (split cv: mean/std over folds; cv_pooled: all
+out-of-fold predictions together), the seed-agreement noise ceiling beside them, and `costs`.
+Skipped when its inputs (features, run outcomes, spec, prediction code) have not changed.
+"""
+from __future__ import annotations
+
+import polars as pl
+from prefect import flow, get_run_logger
+
+from pipeline_lib.features import FEATURE_SETS
+from pipeline_lib.prediction.costs import compute_costs
+from pipeline_lib.prediction.evaluation import grouped_folds
+from pipeline_lib.prediction.metrics import evaluation_table
+from pipeline_lib.prediction.models import PREDICTORS, TASKS
+from pipeline_lib.prediction.targets import run_targets
+from pipeline_lib.spec import load_study
+from tasks.predict import cross_validate_task
+from warehouse.db import Warehouse
+from warehouse.predict import (epoch_metrics, graph_seconds, record_stage, stage_fingerprint, study_runs,
+                               write_results)
+
+from ._cli import run_cli, study_arguments
+from ._prediction import design_matrices, run_per_design, seed_agreement_rows, stage_inputs, with_unit
+
+STAGE = "evaluate"
+GRAPH_SETS = {name for name, bases in FEATURE_SETS.items() if "graph" in bases}
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate(spec: str, warehouse: str | None = None) -> dict:
+    """Cross-validate everything; returns counts of what was written (or that it was up to date)."""
+    logger = get_run_logger()
+    study = load_study(spec)
+    wh = Warehouse(warehouse) if warehouse else Warehouse()
+    fingerprint = stage_inputs(wh, study)
+    if stage_fingerprint(wh, study.name, STAGE) == fingerprint:
+        logger.info("evaluation of %s is up to date; nothing to do", study.name)
+        return {"up_to_date": True}
+
+    targets = grouped_folds(run_targets(study_runs(wh, study.name), study.predict.good_run_quantile),
+                            study.predict.n_folds)
+    designs, left_out = design_matrices(wh, study, targets["run_id"].to_list())
+    if left_out:
+        logger.warning("not evaluated (features incomplete): %s", ", ".join(left_out))
+    # one task per design matrix: fewer, larger tasks keep Prefect's overhead small
+    results = run_per_design(cross_validate_task, [{"feature_set": fs, "k": k, "X": X, "targets": targets}
+                                                   for (fs, k), X in designs.items()], targets.height)
+    frames = [with_unit(r, feature_set=fs, k=k, split="cv") for (fs, k), r in zip(designs, results)]
+    frames += seed_agreement_rows(targets, study.predict.k_epochs, "cv")
+    predictions = pl.concat(frames)
+    evaluations = evaluation_table(predictions)
+
+    classifications = predictions.filter((pl.col("task") == "classification") & (pl.col("split") == "cv")
+                                         & pl.col("feature_set").is_in(list(FEATURE_SETS)))
+    costs = compute_costs(epoch_metrics(wh, study.name), graph_seconds(wh, study.name), targets, classifications,
+                          study.epochs, study.predict.patience, GRAPH_SETS)
+    write_results(wh, study.name, ["cv", "cv_pooled"], evaluations, predictions, costs)
+    record_stage(wh, study.name, STAGE, fingerprint)
+    logger.info("evaluated %d designs (feature set x k) x %s x %s on %d runs in %d grouped folds", len(designs),
+                TASKS, PREDICTORS, targets.height, targets["fold"].n_unique())
+    return {"designs": len(designs), "runs": targets.height, "folds": targets["fold"].n_unique()}
+
+
+def main() -> None:
+    args = study_arguments(__doc__.splitlines()[0]).parse_args()
+    load_study(args.spec)
+    evaluate(args.spec, args.warehouse)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,71 @@
+"""Width-transfer flow: fit on some widths, predict others (RQ2), both directions.
+
+    python -m flows.width_transfer --spec specs/digits.yaml [--warehouse warehouse/warehouse.duckdb]
+
+split width_transfer: fit on every run of width_transfer.train_widths, test on every run of
+test_widths; width_transfer_reverse: the other way round. A configuration appears on both sides
+at different widths: the question is whether what was learnt on narrow networks holds for wide
+ones. Same feature sets, predictors and metrics as the cross-validation, and the seed agreement
+of the test runs beside them. Skipped when its inputs have not changed.
+"""
+from __future__ import annotations
+
+import polars as pl
+from prefect import flow, get_run_logger
+
+from pipeline_lib.prediction.metrics import evaluation_table
+from pipeline_lib.prediction.targets import run_targets
+from pipeline_lib.spec import load_study
+from tasks.predict import transfer_task
+from warehouse.db import Warehouse
+from warehouse.predict import record_stage, stage_fingerprint, study_runs, write_results
+
+from ._cli import run_cli, study_arguments
+from ._prediction import design_matrices, run_per_design, seed_agreement_rows, stage_inputs, with_unit
+
+STAGE = "width_transfer"
+SPLITS = ("width_transfer", "width_transfer_reverse")
+
+
+@flow(name="width-transfer", log_prints=True)
+def width_transfer(spec: str, warehouse: str | None = None) -> dict:
+    logger = get_run_logger()
+    study = load_study(spec)
+    wh = Warehouse(warehouse) if warehouse else Warehouse()
+    train_widths, test_widths = study.width_transfer.train_widths, study.width_transfer.test_widths
+    if not (train_widths and test_widths):
+        logger.info("no width_transfer widths in the spec; nothing to do")
+        return {"skipped": True}
+    fingerprint = stage_inputs(wh, study)
+    if stage_fingerprint(wh, study.name, STAGE) == fingerprint:
+        logger.info("width transfer of %s is up to date; nothing to do", study.name)
+        return {"up_to_date": True}
+
+    targets = run_targets(study_runs(wh, study.name), study.predict.good_run_quantile)
+    designs, left_out = design_matrices(wh, study, targets["run_id"].to_list())
+    if left_out:
+        logger.warning("not evaluated (features incomplete): %s", ", ".join(left_out))
+    width = targets["width"]
+    train, test = width.is_in(train_widths).to_numpy(), width.is_in(test_widths).to_numpy()
+    directions = {"width_transfer": (train, test), "width_transfer_reverse": (test, train)}
+    results = run_per_design(transfer_task, [{"feature_set": fs, "k": k, "X": X, "targets": targets,
+                                              "directions": directions} for (fs, k), X in designs.items()],
+                             targets.height)
+    frames = [with_unit(r, feature_set=fs, k=k) for (fs, k), r in zip(designs, results)]
+    for split, (_, tested) in directions.items():
+        frames += seed_agreement_rows(targets.filter(pl.Series(tested)), study.predict.k_epochs, split)
+    predictions = pl.concat(frames)
+    write_results(wh, study.name, list(SPLITS), evaluation_table(predictions), predictions)
+    record_stage(wh, study.name, STAGE, fingerprint)
+    logger.info("width transfer %s -> %s and back: %d designs (feature set x k)", train_widths, test_widths, len(designs))
+    return {"designs": len(designs)}
+
+
+def main() -> None:
+    args = study_arguments(__doc__.splitlines()[0]).parse_args()
+    load_study(args.spec)
+    width_transfer(args.spec, args.warehouse)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,60 @@
+"""Weight statistics at epoch k, after Unterthiner et al. 2020 ("Predicting Neural Network
+Accuracy from Weights"): moments and quantiles of the kernels and biases, per relative-depth bin.
+
+A layer is a `*.weight` tensor of rank >= 2 (convolution or linear kernel), in state_dict order;
+its bias is the `*.bias` beside it. BatchNorm parameters and buffers are not layers here. Layer i
+of L lies at relative depth (i + 0.5) / L and falls in bin floor(4 * depth) of DEPTH_BINS, so the
+columns are the same for every width and architecture.
+"""
+from __future__ import annotations
+
+import polars as pl
+
+from .curves import diverged_flag
+from .temporal import FEATURE_SCHEMA, finite_or_null
+
+DEPTH_BINS = 4
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def _binned_tensors(path: str) -> pl.DataFrame:
+    """The kernel and bias tensors of one snapshot with their depth bin and kind."""
+    table = pl.read_parquet(path, columns=["name", "shape", "values"])
+    kernels = (table.filter(pl.col("name").str.ends_with(".weight") & (pl.col("shape").list.len() >= 2))
+               .with_row_index("layer")
+               .with_columns(((pl.col("layer") + 0.5) * DEPTH_BINS / pl.len()).floor().cast(pl.Int64).alias("bin"),
+                             pl.col("name").str.strip_suffix(".weight").alias("prefix")))
+    biases = (table.join(kernels.select((pl.col("prefix") + ".bias").alias("name"), "bin"), on="name")
+              .with_columns(pl.lit("bias").alias("kind")))
+    return pl.concat([kernels.select("bin", pl.lit("weight").alias("kind"), "values"),
+                      biases.select("bin", "kind", "values")])
+
+
+def _statistics(values: pl.Expr) -> list[pl.Expr]:
+    stats = [values.mean().alias("mean"), values.std().alias("std"), values.skew().alias("skew"),
+             values.kurtosis().alias("kurtosis"), values.min().alias("min"), values.max().alias("max"),
+             values.abs().mean().alias("mean_abs")]
+    stats += [values.quantile(q, interpolation="linear").alias(f"q{round(q * 100)}") for q in QUANTILES]
+    return stats
+
+
+def snapshot_weight_stats(path: str) -> pl.DataFrame:
+    """Feature rows (feature, value) of one snapshot: `depth:<b>/<weight|bias>/<statistic>`."""
+    stats = (_binned_tensors(path).explode("values").group_by("bin", "kind")
+             .agg(_statistics(pl.col("values").cast(pl.Float64))))
+    return (stats.unpivot(index=["bin", "kind"], variable_name="statistic")
+            .select(pl.format("depth:{}/{}/{}", "bin", "kind", "statistic").alias("feature"), "value")
+            .with_columns(finite_or_null()))
+
+
+def weight_stats_features(runs: pl.DataFrame, snapshot_paths: pl.DataFrame, k: int) -> pl.DataFrame:
+    """Weight statistics of every run's epoch-k snapshot (snapshot_paths: run_id, epoch, path).
+
+    A run that diverged before k has no epoch-k snapshot: its statistics are absent (NULL) and
+    its diverged flag says why.
+    """
+    at_k = snapshot_paths.filter((pl.col("epoch") == k) & pl.col("run_id").is_in(runs["run_id"].implode()))
+    frames = [snapshot_weight_stats(path).with_columns(pl.lit(run_id).alias("run_id"))
+              for run_id, path in at_k.select("run_id", "path").iter_rows()]
+    stats = pl.concat(frames).select(FEATURE_SCHEMA.keys()) if frames else pl.DataFrame(schema=FEATURE_SCHEMA)
+    return pl.concat([stats.cast(FEATURE_SCHEMA), diverged_flag(runs, k)])

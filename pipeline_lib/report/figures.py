@@ -1,0 +1,87 @@
+"""The report's figures (matplotlib, headless), drawn from warehouse tables."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+with warnings.catch_warnings():  # Debian's matplotlib beside the venv's cannot offer 3D axes; none are drawn
+    warnings.filterwarnings("ignore", message="Unable to import Axes3D")
+    import matplotlib.pyplot as plt  # noqa: E402
+import polars as pl  # noqa: E402
+from scipy.stats import kendalltau  # noqa: E402
+from sklearn.metrics import r2_score  # noqa: E402
+
+from ..features import FEATURE_SETS  # noqa: E402
+from .tables import metric_frame  # noqa: E402
+
+METRIC_TITLES = {"kendall_tau": "Kendall tau (regression)", "r2": "R2 (regression)",
+                 "accuracy": "good-run accuracy", "roc_auc": "good-run ROC AUC"}
+SEED_COLUMN = {"kendall_tau": "seed_tau", "accuracy": "seed_accuracy"}
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def predicted_vs_true(predictions: pl.DataFrame, predictor: str, k: int, feature_sets: list[str], path: Path) -> Path:
+    """Out-of-fold predicted against true final accuracy, one panel per feature set."""
+    fig, axes = plt.subplots(1, len(feature_sets), figsize=(4 * len(feature_sets), 4), squeeze=False)
+    for ax, fs in zip(axes[0], feature_sets):
+        rows = predictions.filter((pl.col("task") == "regression") & (pl.col("split") == "cv")
+                                  & (pl.col("predictor") == predictor) & (pl.col("feature_set") == fs)
+                                  & (pl.col("k") == k))
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+        if rows.height:
+            ax.scatter(rows["y_true"], rows["y_pred"], s=14, c=rows["fold"], cmap="tab10")
+            tau = kendalltau(rows["y_true"], rows["y_pred"]).statistic
+            ax.set_title(f"{fs}, k={k}\npooled R2 {r2_score(rows['y_true'], rows['y_pred']):.2f}, tau {tau:.2f}",
+                         fontsize=9)
+        ax.set_xlabel("true final accuracy")
+        ax.set_ylabel(f"predicted ({predictor}, out of fold)")
+    return _save(fig, path)
+
+
+def metric_vs_k(evaluations: pl.DataFrame, predictor: str, split: str, path: Path, title: str = "") -> Path:
+    """Every headline metric against k, one line per feature set (error bars: std over folds),
+    the seed agreement dashed."""
+    wide = metric_frame(evaluations, predictor, split)
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    for ax, (metric, label) in zip(axes.flat, METRIC_TITLES.items()):
+        for fs in FEATURE_SETS:
+            rows = wide.filter(pl.col("feature_set") == fs).sort("k")
+            if rows.height and metric in rows.columns:
+                std = rows[f"{metric}_std"] if f"{metric}_std" in rows.columns else None
+                ax.errorbar(rows["k"], rows[metric], yerr=std, marker="o", ms=3, capsize=2, lw=1.2,
+                            label=fs, ls="-" if "graph" in fs else "--")
+        seed = SEED_COLUMN.get(metric)
+        if seed and seed in wide.columns:
+            s = wide.group_by("k").agg(pl.col(seed).first()).sort("k")
+            ax.plot(s["k"], s[seed], color="black", ls=":", lw=2, label="seed agreement")
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("k (epochs observed)")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title or f"{predictor}, split {split}", fontsize=11)
+    return _save(fig, path)
+
+
+def compute_saving(cost_table: pl.DataFrame, path: Path) -> Path:
+    """Fraction of the train-everything compute each strategy spends, with the best run it keeps."""
+    labels = [s if not k else f"{s} k={k} {fs}"
+              for s, k, fs in cost_table.select("strategy", "k", "feature_set").iter_rows()]
+    fig, ax = plt.subplots(figsize=(9, 0.35 * len(labels) + 1.2))
+    bars = ax.barh(labels, cost_table["fraction"], color=["tab:blue" if k else "grey" for k in cost_table["k"]])
+    for bar, best in zip(bars, cost_table["best_final_acc"]):
+        if best is not None:
+            ax.text(bar.get_width() + 0.01, bar.get_y() + bar.get_height() / 2, f"best kept {best:.3f}",
+                    va="center", fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("compute, fraction of training every run to the end")
+    ax.set_xlim(0, max(1.25, float(cost_table["fraction"].max() or 0) + 0.25))
+    return _save(fig, path)
+

@@ -1,0 +1,59 @@
+"""A small real study for the prediction tests, trained once per session without Prefect:
+28 LeNet runs on 400 digits (7 configurations, one of which diverges, 2 widths, 2 seeds, 4 epochs),
+with graph tables filled by a real numpy strength computation (tests/_strength_summaries.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from threadpoolctl import threadpool_limits
+
+from pipeline_lib.datasets import load_dataset
+from pipeline_lib.spec import Study, expand_runs, load_study
+from pipeline_lib.training import train_run
+from tests._strength_summaries import fill_graph_tables
+from tests.conftest import write_spec
+from warehouse.db import Warehouse
+from warehouse.runs import record_runs, record_study
+
+SMALL_STUDY = {
+    "name": "predict-small",
+    "samples": 7,
+    "epochs": 4,
+    "sweep": {"lr": [0.002, 0.005, 0.01, 0.03, 0.1, 0.3, 1e6], "dropout": [0.0, 0.25, 0.5], "batch_size": [64]},
+    "predict": {"k_epochs": [1, 3], "n_folds": 3},
+}
+
+
+@dataclass(frozen=True)
+class SmallStudy:
+    spec: Path
+    study: Study
+    warehouse: Warehouse
+
+
+def build_study(directory: Path, **overrides) -> SmallStudy:
+    """Train every run of the spec with the library, load the warehouse, compute graph tables."""
+    spec = write_spec(directory, **{**SMALL_STUDY, **overrides})
+    study = load_study(spec)
+    wh = Warehouse(directory / "w.duckdb")
+    record_study(wh, study)
+    configs = expand_runs(study)
+    data = load_dataset(study.dataset.name, subset=study.dataset.subset)
+    results = {c.run_id: train_run(c, data, wh.data_dir) for c in configs}
+    record_runs(wh, study.name, configs, results)
+    fill_graph_tables(wh, study.name)
+    return SmallStudy(spec, study, wh)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def single_threaded_numerics():
+    """Like the flows' workers: tiny fits drown in OpenMP thread start-up otherwise."""
+    with threadpool_limits(1):
+        yield
+
+
+@pytest.fixture(scope="session")
+def small_study(tmp_path_factory) -> SmallStudy:
+    return build_study(tmp_path_factory.mktemp("predict-small"))

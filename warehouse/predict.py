@@ -1,0 +1,129 @@
+"""Reading the prediction stage's inputs from the warehouse and writing its tables.
+
+Inputs: runs, epoch_metrics, snapshots, graph_summaries (graph and depth scopes), graphs.seconds.
+Outputs: features, evaluations, predictions, costs, stage_fingerprints (schema/003_predict.sql).
+"""
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+
+import polars as pl
+
+from .db import Warehouse, replace_where, upsert
+
+FINISHED = ("completed", "diverged")
+
+
+def study_runs(wh: Warehouse, study: str) -> pl.DataFrame:
+    """The study's runs that have an outcome (completed or diverged)."""
+    return wh.query("SELECT * FROM runs WHERE study = ? AND status IN ('completed', 'diverged') ORDER BY run_id",
+                    [study])
+
+
+def epoch_metrics(wh: Warehouse, study: str) -> pl.DataFrame:
+    return wh.query("""SELECT m.* FROM epoch_metrics m JOIN runs r USING (run_id)
+                       WHERE r.study = ? ORDER BY m.run_id, m.epoch""", [study])
+
+
+def snapshot_paths(wh: Warehouse, study: str) -> pl.DataFrame:
+    return wh.query("""SELECT s.run_id, s.epoch, s.path FROM snapshots s JOIN runs r USING (run_id)
+                       WHERE r.study = ? ORDER BY s.run_id, s.epoch""", [study])
+
+
+def invariant_graph_summaries(wh: Warehouse, study: str, max_epoch: int) -> pl.DataFrame:
+    """graph_summaries rows of the width-invariant scopes ('graph', 'depth:<b>') up to max_epoch."""
+    return wh.query("""SELECT g.run_id, g.epoch, g.scope, g.property, g.statistic, g.value
+                       FROM graph_summaries g JOIN runs r USING (run_id)
+                       WHERE r.study = ? AND g.epoch <= ? AND (g.scope = 'graph' OR g.scope LIKE 'depth:%')""",
+                    [study, max_epoch])
+
+
+def graph_ready_runs(wh: Warehouse, study: str, k: int) -> set[str]:
+    """Runs whose every snapshot at epochs <= k has a processed graph with summaries."""
+    rows = wh.query("""
+        SELECT s.run_id FROM snapshots s JOIN runs r USING (run_id)
+        LEFT JOIN graphs g ON g.run_id = s.run_id AND g.epoch = s.epoch AND g.error IS NULL
+        LEFT JOIN (SELECT DISTINCT run_id, epoch FROM graph_summaries) gs ON gs.run_id = s.run_id AND gs.epoch = s.epoch
+        WHERE r.study = ? AND s.epoch <= ?
+        GROUP BY s.run_id HAVING bool_and(g.run_id IS NOT NULL AND gs.run_id IS NOT NULL)""", [study, k])
+    return set(rows["run_id"])
+
+
+def graph_seconds(wh: Warehouse, study: str) -> pl.DataFrame:
+    return wh.query("""SELECT g.run_id, g.epoch, coalesce(g.seconds, 0) AS seconds FROM graphs g
+                       JOIN runs r USING (run_id) WHERE r.study = ?""", [study])
+
+
+def feature_keys(wh: Warehouse, study: str) -> pl.DataFrame:
+    """The (run_id, k, feature_set) units already stored."""
+    return wh.query("SELECT DISTINCT run_id, k, feature_set FROM features WHERE study = ?", [study])
+
+
+def write_features(wh: Warehouse, study: str, rows: pl.DataFrame) -> int:
+    """Replace the stored units (run_id, k, feature_set) that `rows` holds."""
+    if rows.is_empty():
+        return 0
+    frame = rows.with_columns(pl.lit(study).alias("study"))
+    keys = frame.select("run_id", "k", "feature_set").unique()
+    with wh.writer() as con:
+        con.register("_feature_keys", keys.to_arrow())
+        try:
+            con.execute("""DELETE FROM features WHERE study = ? AND (run_id, k, feature_set) IN
+                           (SELECT (run_id, k, feature_set) FROM _feature_keys)""", [study])
+        finally:
+            con.unregister("_feature_keys")
+        return upsert(con, "features", frame)
+
+
+def load_features(wh: Warehouse, study: str, k: int, base_sets: tuple[str, ...]) -> pl.DataFrame:
+    """Long feature rows (run_id, feature_set, feature, value) of the given base sets at k."""
+    return wh.query("""SELECT run_id, feature_set, feature, value FROM features
+                       WHERE study = ? AND k = ? AND feature_set IN (SELECT unnest(?))""", [study, k, list(base_sets)])
+
+
+def write_results(wh: Warehouse, study: str, splits: list[str], evaluations: pl.DataFrame,
+                  predictions: pl.DataFrame, costs: pl.DataFrame | None = None) -> None:
+    """Replace the study's evaluations and predictions of the given splits (and its costs) at once."""
+    where = "study = ? AND split IN (SELECT unnest(?))"
+    with wh.writer() as con:
+        replace_where(con, "evaluations", evaluations.with_columns(pl.lit(study).alias("study")), where, [study, splits])
+        replace_where(con, "predictions", predictions.with_columns(pl.lit(study).alias("study")), where, [study, splits])
+        if costs is not None:
+            replace_where(con, "costs", costs.with_columns(pl.lit(study).alias("study")), "study = ?", [study])
+
+
+def input_fingerprint(wh: Warehouse, study: str, *extra: str) -> str:
+    """A digest of everything the evaluation reads: the study's features and run outcomes, plus `extra`
+    (the spec's settings, a digest of the code)."""
+    row = wh.query("""
+        SELECT (SELECT count(*) FROM features WHERE study = $1)::VARCHAR || ':' ||
+               coalesce((SELECT sum(hash(run_id, k, feature_set, feature, value)) FROM features WHERE study = $1), 0)::VARCHAR
+               || ':' || coalesce((SELECT sum(hash(run_id, config_id, width, status, final_test_acc)) FROM runs
+                                   WHERE study = $1), 0)::VARCHAR
+               || ':' || coalesce((SELECT sum(hash(run_id, epoch, seconds)) FROM graphs JOIN runs USING (run_id)
+                                   WHERE study = $1), 0)::VARCHAR AS digest""", [study])
+    return hashlib.sha1("|".join([row["digest"][0], *extra]).encode()).hexdigest()
+
+
+def stage_fingerprint(wh: Warehouse, study: str, stage: str) -> str | None:
+    rows = wh.query("SELECT fingerprint FROM stage_fingerprints WHERE study = ? AND stage = ?", [study, stage])
+    return rows["fingerprint"][0] if rows.height else None
+
+
+def record_stage(wh: Warehouse, study: str, stage: str, fingerprint: str) -> None:
+    frame = pl.DataFrame([{"study": study, "stage": stage, "fingerprint": fingerprint,
+                           "finished_at": datetime.now(timezone.utc).replace(tzinfo=None)}])
+    with wh.writer() as con:
+        upsert(con, "stage_fingerprints", frame)
+
+
+def report_tables(wh: Warehouse, study: str) -> dict[str, pl.DataFrame]:
+    """What the report reads: runs, evaluations, cross-validated regression predictions, costs."""
+    return {
+        "runs": wh.query("SELECT run_id, config_id, width, status, final_test_acc FROM runs WHERE study = ?", [study]),
+        "evaluations": wh.query("SELECT * EXCLUDE (study) FROM evaluations WHERE study = ?", [study]),
+        "predictions": wh.query("""SELECT * EXCLUDE (study) FROM predictions
+                                   WHERE study = ? AND task = 'regression' AND split = 'cv'""", [study]),
+        "costs": wh.query("SELECT * EXCLUDE (study) FROM costs WHERE study = ?", [study]),
+    }
