@@ -56,7 +56,10 @@ def inner_splits(task: str, y: np.ndarray, groups: np.ndarray) -> list | None:
     splitter = StratifiedGroupKFold(folds) if task == "classification" else GroupKFold(folds)
     with warnings.catch_warnings():  # few configurations per class is the normal case here, not news
         warnings.filterwarnings("ignore", message="The least populated class")
-        splits = list(splitter.split(np.zeros(len(y)), y, groups))
+        try:
+            splits = list(splitter.split(np.zeros(len(y)), y, groups))
+        except ValueError:  # a class with fewer members than folds: no inner CV, fixed penalty
+            return None
     if task == "classification" and any(len(np.unique(y[train])) < 2 for train, _ in splits):
         return None
     return splits
