@@ -11,9 +11,9 @@ from __future__ import annotations
 import polars as pl
 from prefect import flow
 
-from pipeline_lib.spec import load_study
+from pipeline_lib.spec import ExecutionSpec, load_study
 
-from ._cli import run_cli, study_arguments
+from ._cli import execution_from_args, run_cli, study_arguments
 from .evaluate import evaluate
 from .features import features
 from .graph_metrics import graph_metrics
@@ -34,11 +34,12 @@ def format_summary(rows: list[dict], predictor: str) -> str:
 
 
 @flow(name="study", log_prints=True)
-def study(spec: str, warehouse: str | None = None, reports_dir: str | None = None) -> dict:
-    """Run every stage; returns the stages' results and the report path."""
+def study(spec: str, warehouse: str | None = None, reports_dir: str | None = None,
+          execution: ExecutionSpec | None = None) -> dict:
+    """Run every stage; returns the stages' results and the report path. `execution` overrides the spec's."""
     results = {
-        "train_sweep": train_sweep(spec, warehouse),
-        "graph_metrics": graph_metrics(spec, warehouse),
+        "train_sweep": train_sweep(spec, warehouse, execution=execution),
+        "graph_metrics": graph_metrics(spec, warehouse, execution=execution),
         "features": features(spec, warehouse),
         "evaluate": evaluate(spec, warehouse),
         "width_transfer": width_transfer(spec, warehouse),
@@ -49,8 +50,7 @@ def study(spec: str, warehouse: str | None = None, reports_dir: str | None = Non
 
 def main() -> None:
     args = study_arguments(__doc__.splitlines()[0]).parse_args()
-    load_study(args.spec)
-    results = study(args.spec, args.warehouse)
+    results = study(args.spec, args.warehouse, execution=execution_from_args(args, load_study(args.spec)))
     final = results["report"]
     if final["path"]:
         print(format_summary(final["summary"], final["predictor"]))

@@ -95,12 +95,23 @@ def test_deployment_runs_on_worker_and_lands_in_warehouse(tmp_path, server):
 
     script("pool")
     script("worker")
-    script("deploy", *present)  # all of prefect.yaml once every flow has landed
+    script("deploy", target)
 
-    small = {} if target == "study" else {"samples": 1, "widths": [0.5], "width_transfer": {}}  # one run
-    spec = write_spec(tmp_path, name="ops-e2e", seeds=[0], epochs=2, predict={"k_epochs": [1], "n_folds": 2}, **small)
+    if target == "study":  # the smallest study that has folds, seeds to compare and a width transfer
+        size = {"samples": 2, "seeds": [0, 1], "graphs": {"exact_limit": 200, "pivots": 8}}
+    else:  # one run
+        size = {"samples": 1, "seeds": [0], "widths": [0.5], "width_transfer": {}}
+    spec = write_spec(tmp_path, name="ops-e2e", epochs=2, predict={"k_epochs": [1], "n_folds": 2}, **size)
     wh_path = tmp_path / "ops.duckdb"
+    parameters = {"spec": str(spec), "warehouse": str(wh_path)}
+    if target == "study":
+        parameters["reports_dir"] = str(tmp_path / "reports")
     with SyncPrefectClient(api_url) as client:
+        (deployment,) = client.read_deployments()
+        run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+
+        # while the worker runs it: the rest of prefect.yaml (all of it, once every flow has landed)
+        script("deploy", *[name for name in present if name != target])
         deployments = {d.name: d for d in client.read_deployments()}
         assert sorted(deployments) == sorted(present)
         assert client.read_work_pool("local-process").type == "process"
@@ -112,8 +123,6 @@ def test_deployment_runs_on_worker_and_lands_in_warehouse(tmp_path, server):
                 assert got.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
                 assert [s.schedule.cron for s in got.schedules] == [s["cron"] for s in d.get("schedules", [])]
 
-        run = client.create_flow_run_from_deployment(
-            deployments[target].id, parameters={"spec": str(spec), "warehouse": str(wh_path)})
         final = _wait_final(client, run.id, run_dir)
         assert final.state.is_completed(), f"{target} ended {final.state.name}: {final.state.message}"
 

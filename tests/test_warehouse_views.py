@@ -1,5 +1,5 @@
-"""The SQL surface: views.sql / views_predictions.sql and the example queries, on a real DuckDB file
-filled with known values and checked against numpy/scipy; the DuckDB shell reads the same file."""
+"""The SQL surface: views.sql and the example queries, on a real DuckDB file filled with known
+values and checked against numpy/scipy; the DuckDB shell reads the same file."""
 from __future__ import annotations
 
 import subprocess
@@ -16,7 +16,6 @@ from warehouse.db import Warehouse, upsert
 
 QUERIES = sorted((Path(__file__).resolve().parents[1] / "warehouse" / "queries").glob("*.sql"))
 DUCKDB_CLI = Path(sys.executable).with_name("duckdb")
-PREDICTION_QUERIES = {"leaderboard.sql", "width_transfer.sql", "cost.sql"}
 EPOCHS = 4
 
 
@@ -127,53 +126,53 @@ def test_spearman_queries_match_scipy(filled):
         assert row["spearman_rho"] == pytest.approx(stats.spearmanr(wide["0"], wide["1"]).statistic, abs=1e-4)
 
 
-def _create_prediction_tables(wh: Warehouse) -> None:
-    """A few known rows in the prediction stage's tables (created by warehouse/schema/004_predict.sql)."""
+def _fill_predictions(wh: Warehouse) -> None:
+    """A few known rows in the prediction stage's tables (schema/004_predict.sql)."""
     with wh.writer() as con:
         con.execute("""
             INSERT INTO features VALUES ('alpha', 'alpha-c1-s0', 1, 'graph', 'strength_std', 0.5);
             INSERT INTO evaluations VALUES
-                ('alpha', 'regression', 'ridge', 'graph', 1, 'cv', 'kendall_tau', 0.40, 0.1, 5, 5),
-                ('alpha', 'regression', 'gbm', 'graph', 1, 'cv', 'kendall_tau', 0.55, 0.1, 5, 5),
-                ('alpha', 'regression', 'ridge', 'early_acc', 1, 'cv', 'kendall_tau', 0.50, 0.1, 5, 5),
-                ('alpha', 'regression', 'ridge', 'graph', 1, 'cv', 'mae', 0.05, 0.01, 5, 5),
-                ('alpha', 'regression', 'gbm', 'graph', 1, 'cv', 'mae', 0.03, 0.01, 5, 5),
-                ('alpha', 'regression', 'gbm', 'graph', 1, 'width_transfer', 'kendall_tau', 0.3, NULL, 1, 1);
-            INSERT INTO predictions VALUES ('alpha', 'regression', 'gbm', 'graph', 1, 'cv', 'alpha-c1-s0', 0, 0.8, 0.75,
-                                            NULL);
-            INSERT INTO costs VALUES ('alpha', 'predict_then_finish', 1, 'graph', 'gbm', 3.5, 0.25, 4, 0.9, NULL);
+                ('alpha', 'regression', 'linear', 'graph', 1, 'cv', 'kendall_tau', 0.40, 0.1, 24, 2),
+                ('alpha', 'regression', 'hgb', 'graph', 1, 'cv', 'kendall_tau', 0.55, 0.1, 24, 2),
+                ('alpha', 'regression', 'linear', 'early_acc', 1, 'cv', 'kendall_tau', 0.50, 0.1, 24, 2),
+                ('alpha', 'regression', 'other_seeds', 'seed_agreement', 1, 'cv', 'kendall_tau', 0.80, 0.0, 24, 2),
+                ('alpha', 'regression', 'linear', 'graph', 1, 'cv', 'mae', 0.05, 0.01, 24, 2),
+                ('alpha', 'regression', 'hgb', 'graph', 1, 'cv', 'mae', 0.03, 0.01, 24, 2),
+                ('alpha', 'regression', 'hgb', 'graph', 1, 'width_transfer', 'kendall_tau', 0.3, NULL, 12, 1),
+                ('alpha', 'regression', 'hgb', 'graph', 1, 'width_transfer_reverse', 'kendall_tau', 0.2, NULL, 12, 1);
+            INSERT INTO predictions VALUES
+                ('alpha', 'regression', 'hgb', 'graph', 1, 'cv', 'alpha-c1-s0', 0, 0.8, 0.75, NULL);
+            INSERT INTO costs VALUES ('alpha', 'train_all', NULL, NULL, NULL, 48.0, 1.0, 24, 0.9, NULL),
+                                     ('alpha', 'predict_then_finish', 1, 'graph', 'hgb', 20.0, 0.4167, 6, 0.9, NULL);
         """)
 
 
-def test_prediction_views_appear_with_their_tables(filled):
+def test_prediction_views(filled):
     wh, _ = filled
-    views = "SELECT view_name FROM duckdb_views() WHERE NOT internal"
-    _create_prediction_tables(wh)
-    wh = Warehouse(wh.path)  # a new open applies views_predictions.sql
-    wh.migrate()
-    assert {"feature_table", "leaderboard", "best_per_k", "width_transfer_results", "cost_per_study",
-            "predicted_vs_true"} <= set(wh.query(views)["view_name"])
-
-    best = wh.query("SELECT metric, predictor, feature_set, mean FROM best_per_k WHERE split = 'cv' ORDER BY metric")
-    assert best.rows() == [("kendall_tau", "gbm", "graph", 0.55), ("mae", "gbm", "graph", 0.03)]  # mae: lowest wins
+    _fill_predictions(wh)
+    best = wh.query("SELECT metric, predictor, feature_set, mean, seed_agreement FROM best_per_k "
+                    "WHERE split = 'cv' ORDER BY metric")
+    # the noise ceiling is shown beside, never ranked; mae: lowest wins
+    assert best.rows() == [("kendall_tau", "hgb", "graph", 0.55, 0.80), ("mae", "hgb", "graph", 0.03, None)]
     board = wh.query("SELECT predictor, feature_set, rank FROM leaderboard WHERE metric = 'kendall_tau' AND split = 'cv' "
                      "ORDER BY rank")
-    assert board.rows() == [("gbm", "graph", 1), ("ridge", "early_acc", 2), ("ridge", "graph", 3)]
-    assert wh.query("SELECT split FROM width_transfer_results")["split"].to_list() == ["width_transfer"]
-    cost = wh.query("SELECT * FROM cost_per_study")
-    assert cost.select("k", "seconds", "runs", "train_seconds_total").rows() == [(1, 3.5, 12, 12 * EPOCHS)]
+    assert board.rows() == [("hgb", "graph", 1), ("linear", "early_acc", 2), ("linear", "graph", 3)]
+    assert sorted(wh.query("SELECT split FROM width_transfer_results")["split"]) == ["width_transfer",
+                                                                                      "width_transfer_reverse"]
+    cost = wh.query("SELECT strategy, fraction, runs, train_seconds_total FROM cost_per_study ORDER BY fraction")
+    assert cost.rows() == [("predict_then_finish", 0.4167, 12, 12 * EPOCHS), ("train_all", 1.0, 12, 12 * EPOCHS)]
     assert wh.query("SELECT error FROM predicted_vs_true")["error"][0] == pytest.approx(-0.05)
     features = wh.query("SELECT width, final_test_acc FROM feature_table")
     assert features.height == 1 and features["final_test_acc"][0] is not None
 
     lead = wh.query((QUERIES[0].parent / "leaderboard.sql").read_text())
-    assert lead.select("k", "predictor", "kendall_tau", "early_acc_tau").rows() == [(1, "gbm", 0.55, 0.5)]
+    assert lead.select("k", "predictor", "kendall_tau", "early_acc_tau", "seed_agreement_tau").rows() == \
+        [(1, "hgb", 0.55, 0.5, 0.8)]
 
 
 def test_every_example_query_runs_in_python_and_the_duckdb_shell(filled):
     wh, _ = filled
-    _create_prediction_tables(wh)
-    Warehouse(wh.path).migrate()
+    _fill_predictions(wh)
     for query in QUERIES:
         frame = wh.query(query.read_text())
         assert frame.height > 0, f"{query.name} returned no rows"

@@ -18,9 +18,6 @@ import polars as pl
 
 SCHEMA_DIR = Path(__file__).parent / "schema"
 VIEWS_FILE = Path(__file__).parent / "views.sql"
-# Views over the prediction stage, applied once the tables they read exist.
-PREDICTION_VIEWS_FILE = Path(__file__).parent / "views_predictions.sql"
-PREDICTION_TABLES = frozenset({"features", "evaluations", "predictions", "costs"})
 DEFAULT_PATH = Path(__file__).parent / "warehouse.duckdb"
 # Write the file in a format DuckDB 1.4+ reads, so the DuckDB shell from PyPI (duckdb-cli 1.5.6,
 # the newest there) and other 1.x tools can open the warehouse that this DuckDB 2.0 writes.
@@ -105,14 +102,11 @@ def _connect_with_retry(path: Path, read_only: bool, attempts: int = 50) -> duck
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
-    """Apply every schema file in name order, then (re)create the views whose tables exist."""
+    """Apply every schema file in name order, then (re)create the views."""
     for sql_file in sorted(SCHEMA_DIR.glob("*.sql")):
         con.execute(sql_file.read_text())
     if VIEWS_FILE.exists():
         con.execute(VIEWS_FILE.read_text())
-    tables = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    if PREDICTION_VIEWS_FILE.exists() and PREDICTION_TABLES <= tables:
-        con.execute(PREDICTION_VIEWS_FILE.read_text())
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, verb: str) -> int:

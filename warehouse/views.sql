@@ -1,7 +1,6 @@
 -- Views over the warehouse: the questions users ask, answered in one SELECT each.
 -- Re-created on every open by warehouse/db.py (after the schema files), so they always match the
--- tables. Views over the prediction tables (features, evaluations, predictions, costs) live in
--- views_predictions.sql.
+-- tables.
 --
 --   learning_curves   one row per run x epoch: the run's configuration and its metrics at that epoch
 --   run_outcomes      one row per run: final, best and early accuracies, divergence, cost
@@ -9,6 +8,13 @@
 --   snapshot_index    one row per weight snapshot: where its Parquet lies and whether its graph is done
 --   graph_progress    one row per study: snapshots, graphs computed, graphs failed
 --   graph_trajectories one row per run x epoch x scope x property x statistic, with the run's outcome
+--   feature_table     one row per run x k x feature: the value next to the run's target
+--   leaderboard       one row per study x task x split x k x metric x feature set x predictor, ranked,
+--                     with the seeds' agreement (the noise ceiling) beside
+--   best_per_k        the winner of each leaderboard (rank 1)
+--   width_transfer_results  the leaderboard of fits on some widths tested on others
+--   cost_per_study    the compute of each decision strategy, beside the study's total training time
+--   predicted_vs_true one row per out-of-fold prediction, with its error
 
 -- Per-run learning curves. `train_seconds_so_far` is the training time spent up to and including
 -- this epoch (evaluation excluded): the cost of stopping the run here.
@@ -81,3 +87,57 @@ SELECT r.study, g.run_id, r.config_id, r.architecture, r.width, r.seed, g.epoch,
        g.statistic, g.value, r.status, r.final_test_acc
 FROM graph_summaries g
 JOIN runs r USING (run_id);
+
+-- Features in long form with the run they describe and its target (final test accuracy).
+-- Pivot in DuckDB for one column per feature:
+--   PIVOT (SELECT run_id, k, feature, value FROM feature_table WHERE feature_set = 'graph') ON feature USING first(value);
+CREATE OR REPLACE VIEW feature_table AS
+SELECT f.study, f.run_id, r.config_id, r.architecture, r.width, r.seed, f.k, f.feature_set, f.feature, f.value,
+       r.status, r.final_test_acc
+FROM features f
+JOIN runs r ON r.study = f.study AND r.run_id = f.run_id;
+
+-- Every evaluation of a predictor ranked against the others that answer the same question (same
+-- study, task, split, k and metric). Error metrics (mae, mse, rmse, log_loss, brier) rank lowest
+-- first; every other metric (r2, kendall_tau, spearman_rho, accuracy, roc_auc) highest first.
+-- `seed_agreement` is how well the other seeds of the same configuration score (feature set
+-- seed_agreement in evaluations): a predictor above it exploits more than the configuration.
+CREATE OR REPLACE VIEW leaderboard AS
+SELECT e.study, e.task, e.split, e.k, e.metric, e.feature_set, e.predictor, e.mean, e.std, e.n,
+       rank() OVER (
+           PARTITION BY e.study, e.task, e.split, e.k, e.metric
+           ORDER BY CASE WHEN e.metric IN ('mae', 'mse', 'rmse', 'log_loss', 'brier') THEN e.mean ELSE -e.mean END
+       ) AS rank,
+       s.mean AS seed_agreement
+FROM evaluations e
+LEFT JOIN (SELECT study, task, split, k, metric, max(mean) AS mean FROM evaluations
+           WHERE feature_set = 'seed_agreement' GROUP BY ALL) s
+       ON s.study = e.study AND s.task = e.task AND s.split = e.split AND s.k = e.k AND s.metric = e.metric
+WHERE e.feature_set <> 'seed_agreement';
+
+CREATE OR REPLACE VIEW best_per_k AS
+SELECT study, task, split, k, metric, feature_set, predictor, mean, std, n, seed_agreement
+FROM leaderboard
+WHERE rank = 1;
+
+-- Width transfer (fit on train_widths, test on test_widths, and the reverse): the splits whose
+-- name starts with 'width_transfer'.
+CREATE OR REPLACE VIEW width_transfer_results AS
+SELECT *
+FROM leaderboard
+WHERE split LIKE 'width_transfer%';
+
+-- RQ3: the compute of each strategy (train_all | early_stopping | predict_then_finish, see
+-- schema/004_predict.sql) beside the study's runs and their summed training time.
+CREATE OR REPLACE VIEW cost_per_study AS
+SELECT c.*, t.runs, t.train_seconds_total
+FROM costs c
+LEFT JOIN (SELECT study, count(*) AS runs, sum(train_seconds) AS train_seconds_total
+           FROM runs GROUP BY study) t USING (study);
+
+-- Out-of-fold predictions next to the truth: the data of the "predicted vs true" figure.
+CREATE OR REPLACE VIEW predicted_vs_true AS
+SELECT p.study, p.task, p.predictor, p.feature_set, p.k, p.split, p.fold, p.run_id, r.architecture, r.width,
+       r.seed, p.y_true, p.y_pred, p.score, p.y_pred - p.y_true AS error
+FROM predictions p
+JOIN runs r ON r.study = p.study AND r.run_id = p.run_id;

@@ -1,5 +1,6 @@
--- RQ3: the compute spent to reach a prediction at k epochs, per study, beside the cost of training
--- every run to the end. Needs the prediction stage's tables (views_predictions.sql).
-SELECT *
+-- RQ3: the compute each strategy spends to reach a decision (train every run to the end, early
+-- stopping, or predict at epoch k and finish only the runs predicted good), per study.
+SELECT study, strategy, k, feature_set, predictor, round(seconds, 1) AS seconds, round(fraction, 3) AS fraction,
+       runs_to_end, runs, round(best_final_acc, 4) AS best_final_acc, detail
 FROM cost_per_study
-ORDER BY study, k;
+ORDER BY study, fraction, k;
