@@ -7,16 +7,19 @@ from typing import Callable
 
 from pipeline_lib.datasets import DatasetUnavailable
 from pipeline_lib.placement import DeviceUnavailable
-from pipeline_lib.spec import ExecutionSpec, SpecError, Study
+from pipeline_lib.spec import ExecutionSpec, SpecError, Study, load_study
 from warehouse.db import DEFAULT_PATH
 
 USER_ERRORS = (SpecError, DatasetUnavailable, DeviceUnavailable)
 
 
-def study_arguments(description: str) -> argparse.ArgumentParser:
+def study_arguments(description: str, execution: bool = True) -> argparse.ArgumentParser:
+    """--spec and --warehouse, plus the execution overrides for stages that fan out work."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--spec", required=True, help="study spec (YAML)")
     parser.add_argument("--warehouse", default=str(DEFAULT_PATH), help="DuckDB file (default: %(default)s)")
+    if not execution:
+        return parser
     scale = parser.add_argument_group("execution (overrides the spec's execution: section)")
     scale.add_argument("--runner", choices=["local", "ray"], help="local process pool or a Ray cluster")
     scale.add_argument("--ray-address", help="Ray cluster address (implies --runner ray), e.g. 10.0.0.5:6379")
@@ -39,3 +42,13 @@ def run_cli(main: Callable[[], object]) -> None:
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def run_warehouse_stage(flow_fn: Callable[[str, str], object], description: str) -> None:
+    """Command line of a stage that only reads and writes the warehouse (no fan-out to configure)."""
+    def main() -> None:
+        args = study_arguments(description, execution=False).parse_args()
+        load_study(args.spec)  # validate before starting Prefect
+        flow_fn(args.spec, args.warehouse)
+
+    run_cli(main)

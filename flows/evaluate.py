@@ -24,7 +24,7 @@ from warehouse.db import Warehouse
 from warehouse.predict import (epoch_metrics, graph_seconds, record_stage, stage_fingerprint, study_runs,
                                write_results)
 
-from ._cli import run_cli, study_arguments
+from ._cli import run_warehouse_stage
 from ._prediction import design_matrices, run_per_design, seed_agreement_rows, stage_inputs, with_unit
 
 STAGE = "evaluate"
@@ -66,11 +66,5 @@ def evaluate(spec: str, warehouse: str | None = None) -> dict:
     return {"designs": len(designs), "runs": targets.height, "folds": targets["fold"].n_unique()}
 
 
-def main() -> None:
-    args = study_arguments(__doc__.splitlines()[0]).parse_args()
-    load_study(args.spec)
-    evaluate(args.spec, args.warehouse)
-
-
 if __name__ == "__main__":
-    run_cli(main)
+    run_warehouse_stage(evaluate, __doc__.splitlines()[0])

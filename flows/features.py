@@ -18,7 +18,7 @@ from warehouse.db import Warehouse
 from warehouse.predict import (epoch_metrics, feature_keys, graph_ready_runs, invariant_graph_summaries,
                                snapshot_paths, study_runs, write_features)
 
-from ._cli import run_cli, study_arguments
+from ._cli import run_warehouse_stage
 
 
 @flow(name="features", log_prints=True)
@@ -53,11 +53,5 @@ def features(spec: str, warehouse: str | None = None) -> dict:
     return written
 
 
-def main() -> None:
-    args = study_arguments(__doc__.splitlines()[0]).parse_args()
-    load_study(args.spec)
-    features(args.spec, args.warehouse)
-
-
 if __name__ == "__main__":
-    run_cli(main)
+    run_warehouse_stage(features, __doc__.splitlines()[0])

@@ -19,7 +19,7 @@ from pipeline_lib.spec import load_study
 from warehouse.db import Warehouse
 from warehouse.predict import report_tables
 
-from ._cli import run_cli, study_arguments
+from ._cli import run_warehouse_stage
 
 REPORTS_DIR = Path("reports")
 
@@ -55,11 +55,5 @@ def report(spec: str, warehouse: str | None = None, reports_dir: str | None = No
     return {"path": str(path.resolve()), "summary": _rows(tables["summary"]), "predictor": predictor}
 
 
-def main() -> None:
-    args = study_arguments(__doc__.splitlines()[0]).parse_args()
-    load_study(args.spec)
-    report(args.spec, args.warehouse)
-
-
 if __name__ == "__main__":
-    run_cli(main)
+    run_warehouse_stage(report, __doc__.splitlines()[0])

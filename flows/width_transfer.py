@@ -20,7 +20,7 @@ from tasks.predict import transfer_task
 from warehouse.db import Warehouse
 from warehouse.predict import record_stage, stage_fingerprint, study_runs, write_results
 
-from ._cli import run_cli, study_arguments
+from ._cli import run_warehouse_stage
 from ._prediction import design_matrices, run_per_design, seed_agreement_rows, stage_inputs, with_unit
 
 STAGE = "width_transfer"
@@ -61,11 +61,5 @@ def width_transfer(spec: str, warehouse: str | None = None) -> dict:
     return {"designs": len(designs)}
 
 
-def main() -> None:
-    args = study_arguments(__doc__.splitlines()[0]).parse_args()
-    load_study(args.spec)
-    width_transfer(args.spec, args.warehouse)
-
-
 if __name__ == "__main__":
-    run_cli(main)
+    run_warehouse_stage(width_transfer, __doc__.splitlines()[0])
