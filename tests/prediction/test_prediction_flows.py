@@ -117,7 +117,7 @@ def test_report_and_costs(flowed):
     assert artifacts["report"].data == text
     costs = small.warehouse.query("SELECT * FROM costs")
     assert set(costs["strategy"]) == {"train_all", "early_stopping", "predict_then_finish"}
-    assert (costs.filter(pl.col("strategy") == "train_all")["fraction"] == 1.0).all()
+    assert costs.filter(pl.col("strategy") == "train_all")["fraction"].to_list() == [pytest.approx(1.0)]
 
 
 def test_rerun_does_nothing(flowed):
