@@ -23,6 +23,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import sys
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
 import graph_tool as gt
 import graph_tool.centrality as gtc
 import networkx as nx
@@ -36,6 +41,7 @@ from pipeline_lib.graphs.rolled import RolledGraph, RolledGraphTemplate
 from pipeline_lib.models import build_model
 from pipeline_lib.placement import available_cores
 from pipeline_lib.spec import GraphOptions
+from tests.networkx_reference import networkx_views
 
 RESULTS = Path(__file__).parent / "results"
 QUICK_SOURCES = 4
@@ -91,7 +97,7 @@ def ours(graph: RolledGraph, options: GraphOptions) -> dict[str, tuple[np.ndarra
 def reference(graph: RolledGraph, mine: dict, args) -> dict[str, dict]:
     """networkx on the same graph; graph-tool's own power iteration for the eigenvector as a second reference."""
     n = graph.n_nodes
-    (directed, undirected), t_build = timed(lambda: nx_views(graph))
+    (directed, undirected), t_build = timed(lambda: networkx_views(graph))
     print(f"    networkx graphs built in {t_build:.1f} s (not counted)", flush=True)
     rows = {}
 
@@ -142,16 +148,6 @@ def reference(graph: RolledGraph, mine: dict, args) -> dict[str, dict]:
     else:
         rows["betweenness"]["note"] = " (both sampled, different pivots: values not compared)"
     return rows
-
-
-def nx_views(graph: RolledGraph) -> tuple[nx.DiGraph, nx.Graph]:
-    directed = nx.DiGraph()
-    directed.add_nodes_from(range(graph.n_nodes))
-    directed.add_weighted_edges_from(zip(graph.src.tolist(), graph.dst.tolist(), graph.weight.tolist()))
-    undirected = directed.to_undirected()
-    for _, _, d in undirected.edges(data=True):
-        d["distance"] = 1.0 / d["weight"]
-    return directed, undirected
 
 
 def main() -> None:

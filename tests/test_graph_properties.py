@@ -11,6 +11,7 @@ from pipeline_lib.graphs.rolled import rolled_graph_of_snapshot
 from pipeline_lib.snapshots import read_snapshot, snapshot_path
 from pipeline_lib.spec import GraphOptions, RunConfig
 from pipeline_lib.training import train_run
+from tests.networkx_reference import networkx_views
 
 
 def random_layered_graph(sizes: list[int], seed: int, density: float = 0.6, skips: int = 5) -> LayeredGraph:
@@ -49,16 +50,6 @@ GRAPHS = {
     "small": lambda: random_layered_graph([3, 5, 4, 2], seed=0),
     "wide": lambda: random_layered_graph([8, 30, 40, 20, 5], seed=1, density=0.3, skips=20),  # > DENSE_LIMIT: ARPACK
 }
-
-
-def networkx_views(graph: LayeredGraph) -> tuple[nx.DiGraph, nx.Graph]:
-    directed = nx.DiGraph()
-    directed.add_nodes_from(range(graph.n_nodes))
-    directed.add_weighted_edges_from(zip(graph.src.tolist(), graph.dst.tolist(), graph.weight.tolist()))
-    undirected = directed.to_undirected()
-    for _, _, d in undirected.edges(data=True):
-        d["distance"] = 1.0 / d["weight"]
-    return directed, undirected
 
 
 def as_array(values: dict, n: int) -> np.ndarray:
