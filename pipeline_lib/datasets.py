@@ -131,9 +131,9 @@ def _load_full(name: str, root: str | None) -> TensorData:
     raise ValueError(f"unknown dataset {name!r}; known: digits, fashion_mnist, cifar10, svhn")
 
 
-def load_dataset(name: str, root: str | None = None, subset: int | None = None) -> TensorData:
-    """Load (and cache in-process) a dataset; `subset` keeps the first N training images."""
+def load_dataset(name: str, root: str | None = None, subset: int | None = None,
+                 test_subset: int | None = None) -> TensorData:
+    """Load (and cache in-process) a dataset; `subset` and `test_subset` keep the first N images."""
     data = _load_full(name, root)
-    if subset is not None and subset < len(data.y_train):
-        data = TensorData(data.x_train[:subset], data.y_train[:subset], data.x_test, data.y_test, data.num_classes)
-    return data
+    return TensorData(data.x_train[:subset], data.y_train[:subset], data.x_test[:test_subset],
+                      data.y_test[:test_subset], data.num_classes)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import random
 from pathlib import Path
 from typing import Literal, Union
 
 import yaml
+from scipy.stats import qmc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Architecture = Literal["lenet", "vgg", "alexnet", "resnet"]
@@ -37,9 +37,10 @@ class LogUniform(_Strict):
             raise ValueError("log_uniform needs 0 < low <= high")
         return v
 
-    def draw(self, rng: random.Random) -> float:
+    def at(self, u: float) -> float:
+        """The value at quantile u in [0, 1)."""
         lo, hi = self.log_uniform
-        return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+        return float(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))))
 
 
 class Uniform(_Strict):
@@ -52,14 +53,17 @@ class Uniform(_Strict):
             raise ValueError("uniform needs low <= high")
         return v
 
-    def draw(self, rng: random.Random) -> float:
-        return float(rng.uniform(*self.uniform))
+    def at(self, u: float) -> float:
+        """The value at quantile u in [0, 1)."""
+        lo, hi = self.uniform
+        return float(lo + u * (hi - lo))
 
 
-def _draw(dimension, rng: random.Random):
+def _value_at(dimension, u: float):
+    """A dimension's value at quantile u: a list is cut into equal strata, one per value."""
     if isinstance(dimension, list):
-        return rng.choice(dimension)
-    return dimension.draw(rng)
+        return dimension[min(int(u * len(dimension)), len(dimension) - 1)]
+    return dimension.at(u)
 
 
 FloatDimension = Union[list[float], LogUniform, Uniform]
@@ -92,7 +96,10 @@ class Sweep(_Strict):
 class DatasetSpec(_Strict):
     name: DatasetName = "digits"
     root: str | None = None
-    subset: int | None = Field(default=None, ge=1, description="training images used")
+    subset: int | None = Field(default=None, ge=1, description="training images used (the first N)")
+    test_subset: int | None = Field(default=None, ge=1, description="test images used (the first N); on a "
+                                    "CPU, evaluating every run on the whole test set each epoch costs more "
+                                    "than training on a subset")
 
 
 class PredictSpec(_Strict):
@@ -220,6 +227,8 @@ class RunConfig(_Strict):
         """Stable identifier: a hash of everything but the study name."""
         payload = self.model_dump(mode="json", exclude={"study"})
         payload["dataset"].pop("root")  # where the files lie does not change the run
+        if payload["dataset"]["test_subset"] is None:  # added later: unset keeps earlier run ids
+            payload["dataset"].pop("test_subset")
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -229,12 +238,17 @@ class RunConfig(_Strict):
 
 
 def draw_configurations(study: Study) -> list[dict]:
-    """Hyper-parameter configurations, drawn deterministically from the study name and sweep."""
+    """Hyper-parameter configurations: a scrambled Latin hypercube seeded from the study name.
+
+    Every dimension is cut into `samples` equal strata and each stratum is drawn once, so even a
+    4-configuration sweep spans its learning-rate range (independent draws can bunch at one end).
+    """
     seed = int(hashlib.sha1(study.name.encode()).hexdigest()[:8], 16)
-    rng = random.Random(seed)
+    names = list(Sweep.model_fields)
+    points = qmc.LatinHypercube(d=len(names), seed=seed).random(study.samples)
     configs = []
-    for _ in range(study.samples):
-        hp = {name: _draw(getattr(study.sweep, name), rng) for name in Sweep.model_fields}
+    for point in points:
+        hp = {name: _value_at(getattr(study.sweep, name), float(u)) for name, u in zip(names, point)}
         hp["config_id"] = hashlib.sha1(json.dumps(hp, sort_keys=True).encode()).hexdigest()[:10]
         configs.append(hp)
     return configs

@@ -52,7 +52,8 @@ class TaskProgress:
       task_run_name="train-{config.architecture}-w{config.width}-{config.config_id}-s{config.seed}")
 def train_run_task(config: RunConfig, data_dir: str, device: str, progress_file: str | None = None) -> RunResult:
     """Train (or resume, or skip if finished) one run. A retry resumes from the last finished epoch."""
-    data = load_dataset(config.dataset.name, config.dataset.root, config.dataset.subset)
+    data = load_dataset(config.dataset.name, config.dataset.root, config.dataset.subset,
+                        config.dataset.test_subset)
     progress = TaskProgress([config], progress_file)
     result = train_run(config, data, data_dir, device=device,
                        on_epoch=lambda m: progress.record(config.run_id, m))
@@ -66,7 +67,7 @@ def train_group_task(configs: list[RunConfig], data_dir: str, device: str, optio
                      progress_file: str | None = None) -> GroupResult:
     """Train (or resume, or read back) one stacked group. A retry resumes every run from its last epoch."""
     first = configs[0].dataset
-    data = load_dataset(first.name, first.root, first.subset)
+    data = load_dataset(first.name, first.root, first.subset, first.test_subset)
     progress = TaskProgress(configs, progress_file)
     result = train_group(configs, data, data_dir, device=device, options=StackOptions(**options),
                          on_epoch=progress.record)

@@ -1,10 +1,11 @@
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from pipeline_lib.spec import SpecError, expand_runs, load_study
+from pipeline_lib.spec import SpecError, draw_configurations, expand_runs, load_study
 from tests.conftest import write_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,3 +67,16 @@ def test_cli_reports_bad_spec_without_traceback(tmp_path):
     assert "optimizer_typo: unknown key" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_small_sweeps_cover_every_stratum(tmp_path):
+    """Latin hypercube: n configurations put one learning rate in each of n equal log-range strata,
+    and list dimensions use every value about equally."""
+    study = load_study(write_spec(tmp_path, samples=4, sweep={"lr": {"log_uniform": [0.003, 0.5]},
+                                                              "weight_decay": [0.0, 0.0005, 0.005, 0.05]}))
+    configs = draw_configurations(study)
+    strata = sorted(int(4 * (math.log(c["lr"]) - math.log(0.003)) / (math.log(0.5) - math.log(0.003)))
+                    for c in configs)
+    assert strata == [0, 1, 2, 3]
+    assert sorted(c["weight_decay"] for c in configs) == [0.0, 0.0005, 0.005, 0.05]
+    assert draw_configurations(study) == configs  # seeded from the study
