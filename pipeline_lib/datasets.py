@@ -58,8 +58,9 @@ def _standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[torch.Tensor,
 
 def _tensor_data(x_train, y_train, x_test, y_test, num_classes) -> TensorData:
     xtr, xte = _standardise(x_train.astype(np.float32), x_test.astype(np.float32))
-    return TensorData(xtr, torch.as_tensor(y_train, dtype=torch.int64), xte,
-                      torch.as_tensor(y_test, dtype=torch.int64), num_classes)
+    # labels are copied: IDX labels are read-only views of the decompressed bytes
+    return TensorData(xtr, torch.tensor(y_train, dtype=torch.int64), xte,
+                      torch.tensor(y_test, dtype=torch.int64), num_classes)
 
 
 def _digits() -> TensorData:
