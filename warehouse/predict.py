@@ -89,13 +89,15 @@ def load_features(wh: Warehouse, study: str, k: int, base_sets: tuple[str, ...])
 
 
 def write_results(wh: Warehouse, study: str, splits: list[str], evaluations: pl.DataFrame,
-                  predictions: pl.DataFrame, comparisons: pl.DataFrame, costs: pl.DataFrame | None = None) -> None:
+                  predictions: pl.DataFrame, comparisons: pl.DataFrame | None = None,
+                  costs: pl.DataFrame | None = None) -> None:
     """Replace the study's evaluations, predictions and comparisons of the given splits (split names,
-    or prefixes ending in ':' such as 'cv:') and its costs, at once."""
+    or prefixes ending in ':' such as 'cv:') and its costs, at once; a table given None is kept."""
     where = "study = ? AND (list_contains(?, split) OR list_contains(?, split_part(split, ':', 1) || ':'))"
     with wh.writer() as con:
         for table, frame in (("evaluations", evaluations), ("predictions", predictions), ("comparisons", comparisons)):
-            replace_where(con, table, frame.with_columns(pl.lit(study).alias("study")), where, [study, splits, splits])
+            if frame is not None:
+                replace_where(con, table, frame.with_columns(pl.lit(study).alias("study")), where, [study, splits, splits])
         if costs is not None:
             replace_where(con, "costs", costs.with_columns(pl.lit(study).alias("study")), "study = ?", [study])
 
@@ -128,7 +130,7 @@ def record_stage(wh: Warehouse, study: str, stage: str, fingerprint: str) -> Non
 def report_tables(wh: Warehouse, study: str) -> dict[str, pl.DataFrame]:
     """What the report reads: runs, evaluations, comparisons, cross-validated regression predictions, costs."""
     return {
-        "runs": wh.query("SELECT run_id, config_id, architecture, width, depth, dataset, status, final_test_acc "
+        "runs": wh.query("SELECT run_id, config_id, architecture, width, depth, seed, dataset, status, final_test_acc "
                          "FROM runs WHERE study = ?", [study]),
         "evaluations": wh.query("SELECT * EXCLUDE (study) FROM evaluations WHERE study = ?", [study]),
         "comparisons": wh.query("SELECT * EXCLUDE (study) FROM comparisons WHERE study = ?", [study]),
