@@ -3,8 +3,10 @@
     python -m flows.evaluate --spec specs/digits.yaml [--warehouse warehouse/warehouse.duckdb]
 
 Folds: GroupKFold by config_id, the same for every feature set, k, task and predictor. Writes
-out-of-fold `predictions`, `evaluations` (split cv: mean/std over folds; cv_pooled: all
-out-of-fold predictions together), the seed-agreement noise ceiling beside them, and `costs`.
+out-of-fold `predictions`; `evaluations` of split cv (and cv:<architecture>, the same predictions
+within each family): pooled metrics with configuration-bootstrap intervals, fold spread beside,
+the seed-agreement reference alike; paired `comparisons` of every two feature sets; `costs`.
+Logs why conclusions are not possible when the study is degenerate (pipeline_lib.prediction.guard).
 Skipped when its inputs (features, run outcomes, spec, prediction code) have not changed.
 """
 from __future__ import annotations
@@ -12,12 +14,13 @@ from __future__ import annotations
 import polars as pl
 from prefect import flow, get_run_logger
 
-from pipeline_lib.features import FEATURE_SETS
+from pipeline_lib.features import FEATURE_SETS, GRAPH_SETS
 from pipeline_lib.prediction.costs import compute_costs
-from pipeline_lib.prediction.evaluation import grouped_folds
-from pipeline_lib.prediction.metrics import evaluation_table
+from pipeline_lib.prediction.evaluation import grouped_folds, per_architecture
+from pipeline_lib.prediction.guard import degenerate_reasons
+from pipeline_lib.prediction.metrics import comparison_table, evaluation_table
 from pipeline_lib.prediction.models import PREDICTORS, TASKS
-from pipeline_lib.prediction.targets import run_targets
+from pipeline_lib.prediction.targets import chance_accuracy, run_targets
 from pipeline_lib.spec import load_study
 from tasks.predict import cross_validate_task
 from warehouse.db import Warehouse
@@ -25,10 +28,9 @@ from warehouse.predict import (epoch_metrics, graph_seconds, record_stage, stage
                                write_results)
 
 from ._cli import run_warehouse_stage
-from ._prediction import design_matrices, run_per_design, seed_agreement_rows, stage_inputs, with_unit
+from ._prediction import SEED_AGREEMENT, design_matrices, run_per_design, seed_agreement_rows, stage_inputs, with_unit
 
 STAGE = "evaluate"
-GRAPH_SETS = {name for name, bases in FEATURE_SETS.items() if "graph" in bases}
 
 
 @flow(name="evaluate", log_prints=True)
@@ -44,6 +46,11 @@ def evaluate(spec: str, warehouse: str | None = None) -> dict:
 
     targets = grouped_folds(run_targets(study_runs(wh, study.name), study.predict.good_run_quantile),
                             study.predict.n_folds)
+    folds = targets["fold"].n_unique()
+    reasons = degenerate_reasons(targets, chance_accuracy(study.dataset.name))
+    if reasons:
+        logger.warning("conclusions about %s are not possible: %s (%d runs, %d grouped folds)", study.name,
+                       "; ".join(reasons), targets.height, folds)
     designs, left_out = design_matrices(wh, study, targets["run_id"].to_list())
     if left_out:
         logger.warning("not evaluated (features incomplete): %s", ", ".join(left_out))
@@ -53,17 +60,18 @@ def evaluate(spec: str, warehouse: str | None = None) -> dict:
     frames = [with_unit(r, feature_set=fs, k=k, split="cv") for (fs, k), r in zip(designs, results)]
     frames += seed_agreement_rows(targets, study.predict.k_epochs, "cv")
     predictions = pl.concat(frames)
-    evaluations = evaluation_table(predictions)
+    evaluations = evaluation_table(pl.concat([predictions, per_architecture(predictions, targets)]), targets)
+    comparisons = comparison_table(predictions, targets, exclude=(SEED_AGREEMENT[1],))
 
     classifications = predictions.filter((pl.col("task") == "classification") & (pl.col("split") == "cv")
                                          & pl.col("feature_set").is_in(list(FEATURE_SETS)))
     costs = compute_costs(epoch_metrics(wh, study.name), graph_seconds(wh, study.name), targets, classifications,
-                          study.epochs, study.predict.patience, GRAPH_SETS)
-    write_results(wh, study.name, ["cv", "cv_pooled"], evaluations, predictions, costs)
+                          study.epochs, study.predict.patience, set(GRAPH_SETS))
+    write_results(wh, study.name, ["cv", "cv:"], evaluations, predictions, comparisons, costs)
     record_stage(wh, study.name, STAGE, fingerprint)
     logger.info("evaluated %d designs (feature set x k) x %s x %s on %d runs in %d grouped folds", len(designs),
-                TASKS, PREDICTORS, targets.height, targets["fold"].n_unique())
-    return {"designs": len(designs), "runs": targets.height, "folds": targets["fold"].n_unique()}
+                TASKS, PREDICTORS, targets.height, folds)
+    return {"designs": len(designs), "runs": targets.height, "folds": folds, "not_conclusive": reasons}
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import polars as pl
 from prefect import flow, get_run_logger
 
-from pipeline_lib.features import BASE_SETS
+from pipeline_lib.features import BASE_SETS, GRAPH_BASE_SETS
 from pipeline_lib.spec import load_study
 from tasks.predict import base_set_features_task
 from warehouse.db import Warehouse
@@ -39,7 +39,7 @@ def features(spec: str, warehouse: str | None = None) -> dict:
         for feature_set in BASE_SETS:
             done = stored.filter((pl.col("k") == k) & (pl.col("feature_set") == feature_set))["run_id"]
             todo = runs.filter(~pl.col("run_id").is_in(done.implode()))
-            if feature_set == "graph":
+            if feature_set in GRAPH_BASE_SETS:
                 todo = todo.filter(pl.col("run_id").is_in(list(graph_ready)))
             if todo.height:
                 futures.append(base_set_features_task.submit(feature_set, k, todo, **inputs))

@@ -41,7 +41,7 @@ def report(spec: str, warehouse: str | None = None, reports_dir: str | None = No
     inputs = ReportInputs(**report_tables(wh, study.name))
     if inputs.evaluations.is_empty():
         get_run_logger().warning("no evaluations for %s yet; run the evaluate flow first", study.name)
-        return {"path": None, "summary": [], "predictor": None}
+        return {"path": None, "summary": [], "predictor": None, "verdict": []}
     markdown, tables, predictor = build_report(study, inputs, out_dir)
     path = out_dir / "report.md"
     path.write_text(markdown)
@@ -52,7 +52,8 @@ def report(spec: str, warehouse: str | None = None, reports_dir: str | None = No
             create_table_artifact(_rows(table), key=_artifact_key(study.name, name),
                                   description=f"{name} of study {study.name}")
     get_run_logger().info("report: %s", path.resolve())
-    return {"path": str(path.resolve()), "summary": _rows(tables["summary"]), "predictor": predictor}
+    return {"path": str(path.resolve()), "summary": _rows(tables["summary"]), "predictor": predictor,
+            "verdict": tables["verdict"]["verdict"].to_list()}
 
 
 if __name__ == "__main__":

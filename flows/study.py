@@ -11,6 +11,7 @@ from __future__ import annotations
 import polars as pl
 from prefect import flow
 
+from pipeline_lib.report.tables import display_table
 from pipeline_lib.spec import ExecutionSpec, load_study
 
 from ._cli import execution_from_args, run_cli, study_arguments
@@ -21,16 +22,15 @@ from .report import report
 from .train_sweep import train_sweep
 from .width_transfer import width_transfer
 
-TABLE_COLUMNS = {"feature_set": "features", "k": "k", "r2": "R2", "kendall_tau": "tau", "kendall_tau_std": "tau sd",
-                 "accuracy": "good acc", "roc_auc": "AUC", "seed_tau": "seed tau"}
-
-
-def format_summary(rows: list[dict], predictor: str) -> str:
-    """The compact table: feature sets x k for the table's predictor, with the seed-agreement tau."""
-    frame = pl.DataFrame(rows).select(list(TABLE_COLUMNS)).rename(TABLE_COLUMNS)
+def format_summary(rows: list[dict], predictor: str, headline: list[str]) -> str:
+    """The verdict, then the compact table: feature sets x k for the table's predictor, pooled out-of-fold
+    values with their 95% intervals, and the seed-agreement tau."""
+    frame = display_table(pl.DataFrame(rows, infer_schema_length=None))
     with pl.Config(tbl_formatting="ASCII_MARKDOWN", tbl_hide_column_data_types=True, tbl_hide_dataframe_shape=True,
-                   tbl_rows=-1, tbl_cols=-1, float_precision=3, tbl_width_chars=200):
-        return f"grouped cross-validation, predictor {predictor} (mean over folds)\n{frame}"
+                   tbl_rows=-1, tbl_cols=-1, float_precision=3, tbl_width_chars=250, fmt_str_lengths=40):
+        return "\n".join([*[f"- {line}" for line in headline],
+                          f"grouped cross-validation, predictor {predictor}: pooled out of fold [95% configuration-bootstrap interval]",
+                          str(frame)])
 
 
 @flow(name="study", log_prints=True)
@@ -53,7 +53,7 @@ def main() -> None:
     results = study(args.spec, args.warehouse, execution=execution_from_args(args, load_study(args.spec)))
     final = results["report"]
     if final["path"]:
-        print(format_summary(final["summary"], final["predictor"]))
+        print(format_summary(final["summary"], final["predictor"], final["verdict"]))
         print(f"report: {final['path']}")
 
 

@@ -1,15 +1,19 @@
-"""Width-transfer flow: fit on some widths, predict others (RQ2), both directions.
+"""Transfer flow (RQ2): fit on some widths and predict others, both ways, and leave one
+architecture out.
 
     python -m flows.width_transfer --spec specs/digits.yaml [--warehouse warehouse/warehouse.duckdb]
 
 split width_transfer: fit on every run of width_transfer.train_widths, test on every run of
 test_widths; width_transfer_reverse: the other way round. A configuration appears on both sides
 at different widths: the question is whether what was learnt on narrow networks holds for wide
-ones. Same feature sets, predictors and metrics as the cross-validation, and the seed agreement
-of the test runs beside them. Skipped when its inputs have not changed.
+ones. leave_out:<architecture> (studies of two or more families): fit on the other families,
+test on that one. Same feature sets, predictors and pooled metrics with configuration-bootstrap
+intervals as the cross-validation, and the seed agreement of the test runs beside them. Skipped
+when its inputs have not changed.
 """
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 from prefect import flow, get_run_logger
 
@@ -24,7 +28,22 @@ from ._cli import run_warehouse_stage
 from ._prediction import design_matrices, run_per_design, seed_agreement_rows, stage_inputs, with_unit
 
 STAGE = "width_transfer"
-SPLITS = ("width_transfer", "width_transfer_reverse")
+SPLITS = ("width_transfer", "width_transfer_reverse", "leave_out:")
+
+
+def transfer_directions(targets: pl.DataFrame, train_widths: list[float],
+                        test_widths: list[float]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{split: (train_mask, test_mask)} of the widths both ways and of every left-out architecture."""
+    directions = {}
+    if train_widths and test_widths:
+        train, test = targets["width"].is_in(train_widths).to_numpy(), targets["width"].is_in(test_widths).to_numpy()
+        directions |= {"width_transfer": (train, test), "width_transfer_reverse": (test, train)}
+    families = sorted(targets["architecture"].unique())
+    if len(families) > 1:
+        for family in families:
+            left_out = (targets["architecture"] == family).to_numpy()
+            directions[f"leave_out:{family}"] = (~left_out, left_out)
+    return directions
 
 
 @flow(name="width-transfer", log_prints=True)
@@ -32,22 +51,19 @@ def width_transfer(spec: str, warehouse: str | None = None) -> dict:
     logger = get_run_logger()
     study = load_study(spec)
     wh = Warehouse(warehouse) if warehouse else Warehouse()
-    train_widths, test_widths = study.width_transfer.train_widths, study.width_transfer.test_widths
-    if not (train_widths and test_widths):
-        logger.info("no width_transfer widths in the spec; nothing to do")
+    targets = run_targets(study_runs(wh, study.name), study.predict.good_run_quantile)
+    directions = transfer_directions(targets, study.width_transfer.train_widths, study.width_transfer.test_widths)
+    if not directions:
+        logger.info("no width_transfer widths in the spec and a single architecture; nothing to do")
         return {"skipped": True}
     fingerprint = stage_inputs(wh, study)
     if stage_fingerprint(wh, study.name, STAGE) == fingerprint:
-        logger.info("width transfer of %s is up to date; nothing to do", study.name)
+        logger.info("transfer evaluation of %s is up to date; nothing to do", study.name)
         return {"up_to_date": True}
 
-    targets = run_targets(study_runs(wh, study.name), study.predict.good_run_quantile)
     designs, left_out = design_matrices(wh, study, targets["run_id"].to_list())
     if left_out:
         logger.warning("not evaluated (features incomplete): %s", ", ".join(left_out))
-    width = targets["width"]
-    train, test = width.is_in(train_widths).to_numpy(), width.is_in(test_widths).to_numpy()
-    directions = {"width_transfer": (train, test), "width_transfer_reverse": (test, train)}
     results = run_per_design(transfer_task, [{"feature_set": fs, "k": k, "X": X, "targets": targets,
                                               "directions": directions} for (fs, k), X in designs.items()],
                              targets.height)
@@ -55,10 +71,10 @@ def width_transfer(spec: str, warehouse: str | None = None) -> dict:
     for split, (_, tested) in directions.items():
         frames += seed_agreement_rows(targets.filter(pl.Series(tested)), study.predict.k_epochs, split)
     predictions = pl.concat(frames)
-    write_results(wh, study.name, list(SPLITS), evaluation_table(predictions), predictions)
+    write_results(wh, study.name, list(SPLITS), evaluation_table(predictions, targets), predictions)
     record_stage(wh, study.name, STAGE, fingerprint)
-    logger.info("width transfer %s -> %s and back: %d designs (feature set x k)", train_widths, test_widths, len(designs))
-    return {"designs": len(designs)}
+    logger.info("transfer %s: %d designs (feature set x k)", sorted(directions), len(designs))
+    return {"designs": len(designs), "splits": sorted(directions)}
 
 
 if __name__ == "__main__":

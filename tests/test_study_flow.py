@@ -25,7 +25,7 @@ def test_study_end_to_end_and_rerun(tmp_path, prefect_harness):
     assert set(results["features"]) == {"graph", "early_acc", "learning_curve", "weight_stats", "hparams"}
     assert results["evaluate"]["runs"] == n_runs
     evals = wh.query("SELECT DISTINCT split, feature_set FROM evaluations")
-    assert {"cv", "cv_pooled", "width_transfer", "width_transfer_reverse"} <= set(evals["split"])
+    assert {"cv", "width_transfer", "width_transfer_reverse"} <= set(evals["split"])
     assert {"graph", "graph+learning_curve", "seed_agreement"} <= set(evals["feature_set"])
     summary = results["report"]["summary"]
     assert {(r["feature_set"], r["k"]) for r in summary} >= {("graph", 1), ("graph", 2), ("early_acc", 1)}

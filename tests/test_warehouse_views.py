@@ -12,6 +12,9 @@ import polars as pl
 import pytest
 from scipy import stats
 
+from pipeline_lib.prediction.evaluation import other_seed_predictions
+from pipeline_lib.prediction.metrics import metric_values
+from pipeline_lib.prediction.targets import run_targets
 from warehouse.db import Warehouse, upsert
 
 QUERIES = sorted((Path(__file__).resolve().parents[1] / "warehouse" / "queries").glob("*.sql"))
@@ -118,12 +121,17 @@ def test_spearman_queries_match_scipy(filled):
         rho = stats.spearmanr(at_k["test_acc"], at_k["final_test_acc"]).statistic
         assert row["runs"] == at_k.height and row["spearman_rho"] == pytest.approx(rho, abs=1e-4)
 
+    # one definition of seed agreement: the SQL query equals the evaluation's pooled tau of the other seeds
     seeds = wh.query((QUERIES[0].parent / "seed_agreement.sql").read_text())
+    assert seeds["study"].to_list() == ["alpha", "beta"]
+    all_runs = frames["runs"]
     for row in seeds.iter_rows(named=True):
-        study_runs = runs.filter(pl.col("study") == row["study"])
-        wide = study_runs.pivot(on="seed", index="config_id", values="final_test_acc").drop_nulls()
-        assert row["configurations"] == wide.height
-        assert row["spearman_rho"] == pytest.approx(stats.spearmanr(wide["0"], wide["1"]).statistic, abs=1e-4)
+        targets = run_targets(all_runs.filter(pl.col("study") == row["study"]))
+        predicted = other_seed_predictions("regression", targets)
+        assert row["runs"] == predicted.height
+        assert row["kendall_tau"] == pytest.approx(metric_values("regression", predicted)["kendall_tau"], abs=1e-4)
+        assert row["kendall_tau"] == pytest.approx(stats.kendalltau(predicted["y_true"], predicted["y_pred"]).statistic,
+                                                   abs=1e-4)
 
 
 def _fill_predictions(wh: Warehouse) -> None:
@@ -131,15 +139,17 @@ def _fill_predictions(wh: Warehouse) -> None:
     with wh.writer() as con:
         con.execute("""
             INSERT INTO features VALUES ('alpha', 'alpha-c1-s0', 1, 'graph', 'strength_std', 0.5);
-            INSERT INTO evaluations VALUES
-                ('alpha', 'regression', 'linear', 'graph', 1, 'cv', 'kendall_tau', 0.40, 0.1, 24, 2),
-                ('alpha', 'regression', 'hgb', 'graph', 1, 'cv', 'kendall_tau', 0.55, 0.1, 24, 2),
-                ('alpha', 'regression', 'linear', 'early_acc', 1, 'cv', 'kendall_tau', 0.50, 0.1, 24, 2),
-                ('alpha', 'regression', 'other_seeds', 'seed_agreement', 1, 'cv', 'kendall_tau', 0.80, 0.0, 24, 2),
-                ('alpha', 'regression', 'linear', 'graph', 1, 'cv', 'mae', 0.05, 0.01, 24, 2),
-                ('alpha', 'regression', 'hgb', 'graph', 1, 'cv', 'mae', 0.03, 0.01, 24, 2),
-                ('alpha', 'regression', 'hgb', 'graph', 1, 'width_transfer', 'kendall_tau', 0.3, NULL, 12, 1),
-                ('alpha', 'regression', 'hgb', 'graph', 1, 'width_transfer_reverse', 'kendall_tau', 0.2, NULL, 12, 1);
+            INSERT INTO evaluations (study, task, predictor, feature_set, k, split, metric, value, low, high, n, folds,
+                                     configs) VALUES
+                ('alpha', 'regression', 'linear', 'graph', 1, 'cv', 'kendall_tau', 0.40, 0.2, 0.6, 24, 2, 6),
+                ('alpha', 'regression', 'hgb', 'graph', 1, 'cv', 'kendall_tau', 0.55, 0.3, 0.7, 24, 2, 6),
+                ('alpha', 'regression', 'linear', 'early_acc', 1, 'cv', 'kendall_tau', 0.50, 0.3, 0.7, 24, 2, 6),
+                ('alpha', 'regression', 'other_seeds', 'seed_agreement', 1, 'cv', 'kendall_tau', 0.80, 0.7, 0.9, 24, 2, 6),
+                ('alpha', 'regression', 'linear', 'graph', 1, 'cv', 'mae', 0.05, 0.04, 0.06, 24, 2, 6),
+                ('alpha', 'regression', 'hgb', 'graph', 1, 'cv', 'mae', 0.03, 0.02, 0.04, 24, 2, 6),
+                ('alpha', 'regression', 'hgb', 'graph', 1, 'width_transfer', 'kendall_tau', 0.3, 0.1, 0.5, 12, 1, 6),
+                ('alpha', 'regression', 'hgb', 'graph', 1, 'width_transfer_reverse', 'kendall_tau', 0.2, 0.0, 0.4, 12, 1, 6),
+                ('alpha', 'regression', 'hgb', 'graph', 1, 'leave_out:lenet', 'kendall_tau', 0.1, -0.1, 0.3, 12, 1, 6);
             INSERT INTO predictions VALUES
                 ('alpha', 'regression', 'hgb', 'graph', 1, 'cv', 'alpha-c1-s0', 0, 0.8, 0.75, NULL);
             INSERT INTO costs VALUES ('alpha', 'train_all', NULL, NULL, NULL, 48.0, 1.0, 24, 0.9, NULL),
@@ -150,15 +160,15 @@ def _fill_predictions(wh: Warehouse) -> None:
 def test_prediction_views(filled):
     wh, _ = filled
     _fill_predictions(wh)
-    best = wh.query("SELECT metric, predictor, feature_set, mean, seed_agreement FROM best_per_k "
+    best = wh.query("SELECT metric, predictor, feature_set, value, low, seed_agreement, seed_agreement_low FROM best_per_k "
                     "WHERE split = 'cv' ORDER BY metric")
     # the noise ceiling is shown beside, never ranked; mae: lowest wins
-    assert best.rows() == [("kendall_tau", "hgb", "graph", 0.55, 0.80), ("mae", "hgb", "graph", 0.03, None)]
+    assert best.rows() == [("kendall_tau", "hgb", "graph", 0.55, 0.3, 0.80, 0.7), ("mae", "hgb", "graph", 0.03, 0.02, None, None)]
     board = wh.query("SELECT predictor, feature_set, rank FROM leaderboard WHERE metric = 'kendall_tau' AND split = 'cv' "
                      "ORDER BY rank")
     assert board.rows() == [("hgb", "graph", 1), ("linear", "early_acc", 2), ("linear", "graph", 3)]
-    assert sorted(wh.query("SELECT split FROM width_transfer_results")["split"]) == ["width_transfer",
-                                                                                      "width_transfer_reverse"]
+    assert sorted(wh.query("SELECT split FROM width_transfer_results")["split"]) == [
+        "leave_out:lenet", "width_transfer", "width_transfer_reverse"]
     cost = wh.query("SELECT strategy, fraction, runs, train_seconds_total FROM cost_per_study ORDER BY fraction")
     assert cost.rows() == [("predict_then_finish", 0.4167, 12, 12 * EPOCHS), ("train_all", 1.0, 12, 12 * EPOCHS)]
     assert wh.query("SELECT error FROM predicted_vs_true")["error"][0] == pytest.approx(-0.05)
@@ -166,8 +176,8 @@ def test_prediction_views(filled):
     assert features.height == 1 and features["final_test_acc"][0] is not None
 
     lead = wh.query((QUERIES[0].parent / "leaderboard.sql").read_text())
-    assert lead.select("k", "predictor", "kendall_tau", "early_acc_tau", "seed_agreement_tau").rows() == \
-        [(1, "hgb", 0.55, 0.5, 0.8)]
+    assert lead.select("k", "predictor", "kendall_tau", "low", "high", "early_acc_tau", "seed_agreement_tau").rows() == \
+        [(1, "hgb", 0.55, 0.3, 0.7, 0.5, 0.8)]
 
 
 def test_every_example_query_runs_in_python_and_the_duckdb_shell(filled):

@@ -1,7 +1,8 @@
 """Reading the prediction stage's inputs from the warehouse and writing its tables.
 
 Inputs: runs, epoch_metrics, snapshots, graph_summaries (graph and depth scopes), graphs.seconds.
-Outputs: features, evaluations, predictions, costs, stage_fingerprints (schema/003_predict.sql).
+Outputs: features, evaluations, predictions, comparisons, costs, stage_fingerprints
+(schema/004_predict.sql, 005_evaluation.sql).
 """
 from __future__ import annotations
 
@@ -32,10 +33,15 @@ def snapshot_paths(wh: Warehouse, study: str) -> pl.DataFrame:
 
 
 def invariant_graph_summaries(wh: Warehouse, study: str, max_epoch: int) -> pl.DataFrame:
-    """graph_summaries rows of the width-invariant scopes ('graph', 'depth:<b>') up to max_epoch."""
+    """graph_summaries rows of the width-invariant scopes ('graph', 'depth:<b>') up to max_epoch, and
+    each graph's Perron value as a row (scope 'graph', property 'perron_value', statistic 'value')."""
     return wh.query("""SELECT g.run_id, g.epoch, g.scope, g.property, g.statistic, g.value
                        FROM graph_summaries g JOIN runs r USING (run_id)
-                       WHERE r.study = ? AND g.epoch <= ? AND (g.scope = 'graph' OR g.scope LIKE 'depth:%')""",
+                       WHERE r.study = $1 AND g.epoch <= $2 AND (g.scope = 'graph' OR g.scope LIKE 'depth:%')
+                       UNION ALL
+                       SELECT g.run_id, g.epoch, 'graph', 'perron_value', 'value', g.perron_value
+                       FROM graphs g JOIN runs r USING (run_id)
+                       WHERE r.study = $1 AND g.epoch <= $2 AND g.error IS NULL AND g.perron_value IS NOT NULL""",
                     [study, max_epoch])
 
 
@@ -83,12 +89,15 @@ def load_features(wh: Warehouse, study: str, k: int, base_sets: tuple[str, ...])
 
 
 def write_results(wh: Warehouse, study: str, splits: list[str], evaluations: pl.DataFrame,
-                  predictions: pl.DataFrame, costs: pl.DataFrame | None = None) -> None:
-    """Replace the study's evaluations and predictions of the given splits (and its costs) at once."""
-    where = "study = ? AND split IN (SELECT unnest(?))"
+                  predictions: pl.DataFrame, comparisons: pl.DataFrame | None = None,
+                  costs: pl.DataFrame | None = None) -> None:
+    """Replace the study's evaluations, predictions and comparisons of the given splits (split names,
+    or prefixes ending in ':' such as 'cv:') and its costs, at once; a table given None is kept."""
+    where = "study = ? AND (list_contains(?, split) OR list_contains(?, split_part(split, ':', 1) || ':'))"
     with wh.writer() as con:
-        replace_where(con, "evaluations", evaluations.with_columns(pl.lit(study).alias("study")), where, [study, splits])
-        replace_where(con, "predictions", predictions.with_columns(pl.lit(study).alias("study")), where, [study, splits])
+        for table, frame in (("evaluations", evaluations), ("predictions", predictions), ("comparisons", comparisons)):
+            if frame is not None:
+                replace_where(con, table, frame.with_columns(pl.lit(study).alias("study")), where, [study, splits, splits])
         if costs is not None:
             replace_where(con, "costs", costs.with_columns(pl.lit(study).alias("study")), "study = ?", [study])
 
@@ -119,10 +128,12 @@ def record_stage(wh: Warehouse, study: str, stage: str, fingerprint: str) -> Non
 
 
 def report_tables(wh: Warehouse, study: str) -> dict[str, pl.DataFrame]:
-    """What the report reads: runs, evaluations, cross-validated regression predictions, costs."""
+    """What the report reads: runs, evaluations, comparisons, cross-validated regression predictions, costs."""
     return {
-        "runs": wh.query("SELECT run_id, config_id, width, status, final_test_acc FROM runs WHERE study = ?", [study]),
+        "runs": wh.query("SELECT run_id, config_id, architecture, width, depth, seed, dataset, status, final_test_acc "
+                         "FROM runs WHERE study = ?", [study]),
         "evaluations": wh.query("SELECT * EXCLUDE (study) FROM evaluations WHERE study = ?", [study]),
+        "comparisons": wh.query("SELECT * EXCLUDE (study) FROM comparisons WHERE study = ?", [study]),
         "predictions": wh.query("""SELECT * EXCLUDE (study) FROM predictions
                                    WHERE study = ? AND task = 'regression' AND split = 'cv'""", [study]),
         "costs": wh.query("SELECT * EXCLUDE (study) FROM costs WHERE study = ?", [study]),

@@ -12,7 +12,7 @@
 --   leaderboard       one row per study x task x split x k x metric x feature set x predictor, ranked,
 --                     with the seeds' agreement (the noise ceiling) beside
 --   best_per_k        the winner of each leaderboard (rank 1)
---   width_transfer_results  the leaderboard of fits on some widths tested on others
+--   width_transfer_results  the leaderboard of fits on some widths (or architectures) tested on others
 --   cost_per_study    the compute of each decision strategy, beside the study's total training time
 --   predicted_vs_true one row per out-of-fold prediction, with its error
 
@@ -98,34 +98,35 @@ FROM features f
 JOIN runs r ON r.study = f.study AND r.run_id = f.run_id;
 
 -- Every evaluation of a predictor ranked against the others that answer the same question (same
--- study, task, split, k and metric). Error metrics (mae, mse, rmse, log_loss, brier) rank lowest
--- first; every other metric (r2, kendall_tau, spearman_rho, accuracy, roc_auc) highest first.
--- `seed_agreement` is how well the other seeds of the same configuration score (feature set
--- seed_agreement in evaluations): a predictor above it exploits more than the configuration.
+-- study, task, split, k and metric), by the pooled value (schema/005_evaluation.sql; low/high: its
+-- 95% configuration-bootstrap interval). Error metrics (mae) rank lowest first; every other metric
+-- highest first. `seed_agreement` is how well the other seeds of the same configuration score
+-- (feature set seed_agreement in evaluations), with its interval.
 CREATE OR REPLACE VIEW leaderboard AS
-SELECT e.study, e.task, e.split, e.k, e.metric, e.feature_set, e.predictor, e.mean, e.std, e.n,
+SELECT e.study, e.task, e.split, e.k, e.metric, e.feature_set, e.predictor, e.value, e.low, e.high, e.std, e.n,
        rank() OVER (
            PARTITION BY e.study, e.task, e.split, e.k, e.metric
-           ORDER BY CASE WHEN e.metric IN ('mae', 'mse', 'rmse', 'log_loss', 'brier') THEN e.mean ELSE -e.mean END
+           ORDER BY CASE WHEN e.metric IN ('mae', 'mse', 'rmse', 'log_loss', 'brier') THEN e.value ELSE -e.value END
        ) AS rank,
-       s.mean AS seed_agreement
+       s.value AS seed_agreement, s.low AS seed_agreement_low, s.high AS seed_agreement_high
 FROM evaluations e
-LEFT JOIN (SELECT study, task, split, k, metric, max(mean) AS mean FROM evaluations
-           WHERE feature_set = 'seed_agreement' GROUP BY ALL) s
+LEFT JOIN (SELECT study, task, split, k, metric, value, low, high FROM evaluations
+           WHERE feature_set = 'seed_agreement') s
        ON s.study = e.study AND s.task = e.task AND s.split = e.split AND s.k = e.k AND s.metric = e.metric
 WHERE e.feature_set <> 'seed_agreement';
 
 CREATE OR REPLACE VIEW best_per_k AS
-SELECT study, task, split, k, metric, feature_set, predictor, mean, std, n, seed_agreement
+SELECT study, task, split, k, metric, feature_set, predictor, value, low, high, std, n, seed_agreement,
+       seed_agreement_low, seed_agreement_high
 FROM leaderboard
 WHERE rank = 1;
 
--- Width transfer (fit on train_widths, test on test_widths, and the reverse): the splits whose
--- name starts with 'width_transfer'.
+-- Transfer (RQ2): fit on train_widths, test on test_widths, and the reverse (splits
+-- 'width_transfer%'), and fit on the other architectures, test on one ('leave_out:<architecture>').
 CREATE OR REPLACE VIEW width_transfer_results AS
 SELECT *
 FROM leaderboard
-WHERE split LIKE 'width_transfer%';
+WHERE split LIKE 'width_transfer%' OR split LIKE 'leave_out:%';
 
 -- RQ3: the compute of each strategy (train_all | early_stopping | predict_then_finish, see
 -- schema/004_predict.sql) beside the study's runs and their summed training time.

@@ -1,4 +1,6 @@
-"""Baselines from the recorded learning curve: test accuracy at k, and the curve over epochs 0..k.
+"""Baselines from the recorded learning curve: test accuracy at k, the curve over epochs 0..k, and
+the training speed estimators TSE / TSE-EMA (Ru et al., "Speedy Performance Estimation for Neural
+Architecture Search", NeurIPS 2021).
 
 Both carry the "diverged by epoch k" flag: a run whose loss or weights became non-finite at an
 epoch <= k is known to be lost at k, and its later epochs are simply missing (NULL).
@@ -32,3 +34,21 @@ def learning_curve_features(runs: pl.DataFrame, epoch_metrics: pl.DataFrame, k: 
     series = (epoch_metrics.filter(pl.col("run_id").is_in(runs["run_id"].implode()))
               .unpivot(index=["run_id", "epoch"], on=list(CURVE_METRICS), variable_name="series"))
     return pl.concat([temporal_summary(series, k), diverged_flag(runs, k)])
+
+
+TSE_EMA_DECAY = 0.9  # Ru et al.'s gamma
+
+
+def tse_features(runs: pl.DataFrame, epoch_metrics: pl.DataFrame, k: int, decay: float | None = None) -> pl.DataFrame:
+    """TSE = sum of the training losses of epochs 1..k; with `decay` g, TSE-EMA = sum of g^(k-t) L_t
+    (recent epochs weigh more). Ru et al. sum the minibatch losses seen during each epoch; the
+    per-epoch training loss recorded after each epoch stands in for them here. NULL when a loss of
+    epochs 1..k is missing or not finite (the run diverged), with the diverged flag beside it."""
+    weight = pl.lit(1.0) if decay is None else pl.lit(decay) ** (k - pl.col("epoch"))
+    losses = epoch_metrics.filter(pl.col("epoch").is_between(1, k)).with_columns(finite_or_null("train_loss"))
+    sums = losses.group_by("run_id").agg(
+        pl.when(pl.col("train_loss").is_not_null().all() & (pl.len() == k))
+        .then((weight * pl.col("train_loss")).sum()).alias("value"))
+    name = "tse" if decay is None else "tse_ema"
+    tse = runs.select("run_id").join(sums, on="run_id", how="left").select("run_id", pl.lit(name).alias("feature"), "value")
+    return pl.concat([tse.cast(FEATURE_SCHEMA), diverged_flag(runs, k)])

@@ -115,6 +115,15 @@ def other_seed_predictions(task: str, targets: pl.DataFrame) -> pl.DataFrame:
                      how="horizontal").cast(PREDICTION_SCHEMA)
 
 
+def per_architecture(predictions: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
+    """RQ1 within each family: the predictions of every split relabelled `<split>:<architecture>`,
+    one copy per architecture (empty for a single-architecture study)."""
+    joined = predictions.join(targets.select("run_id", "architecture"), on="run_id")
+    if joined["architecture"].n_unique() < 2:
+        return predictions.clear()
+    return joined.with_columns(pl.format("{}:{}", "split", "architecture").alias("split")).select(predictions.columns)
+
+
 def _labelled(frame: pl.DataFrame, **labels) -> pl.DataFrame:
     return frame.select(*[pl.lit(v).alias(k) for k, v in labels.items()], *PREDICTION_SCHEMA)
 

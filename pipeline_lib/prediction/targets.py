@@ -17,6 +17,10 @@ CLASSES = {"digits": 10, "fashion_mnist": 10, "cifar10": 10, "svhn": 10}
 CONFIGURATION = ("config_id", "architecture", "width", "depth")  # everything but the seed
 
 
+def chance_accuracy(dataset: str) -> float:
+    return 1.0 / CLASSES[dataset]
+
+
 def run_targets(runs: pl.DataFrame, good_quantile: float = 0.5) -> pl.DataFrame:
     """One row per evaluated run: identity columns, `final_acc`, `good` (0/1), `threshold`."""
     chance = 1.0 / pl.col("dataset").replace_strict(CLASSES, return_dtype=pl.Float64)

@@ -10,17 +10,22 @@ from pathlib import Path
 
 import polars as pl
 
+from ..prediction.guard import degenerate_reasons
+from ..prediction.metrics import BOOTSTRAP_SEED, N_RESAMPLES
+from ..prediction.targets import chance_accuracy, run_targets
 from ..spec import Study
 from .figures import compute_saving, metric_vs_k, predicted_vs_true
-from .tables import cost_table, cost_verdict, summary_table, table_predictor, transfer_table, verdict
+from .tables import (cost_table, cost_verdict, display_table, summary_table, table_predictor, transfer_table,
+                     verdict)
 
 
 @dataclass(frozen=True)
 class ReportInputs:
     """What the report reads from the warehouse."""
 
-    runs: pl.DataFrame          # run_id, config_id, width, status, final_test_acc
+    runs: pl.DataFrame          # run_id, config_id, architecture, width, depth, seed, dataset, status, final_test_acc
     evaluations: pl.DataFrame
+    comparisons: pl.DataFrame
     predictions: pl.DataFrame   # regression, split cv
     costs: pl.DataFrame
 
@@ -42,30 +47,40 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
     costs = cost_table(inputs.costs, predictor)
     status = runs.group_by("status").len().sort("status")
     finals = runs.filter(pl.col("status") == "completed")["final_test_acc"]
+    reasons = degenerate_reasons(run_targets(runs, study.predict.good_run_quantile), chance_accuracy(study.dataset.name))
+    folds = inputs.predictions["fold"].n_unique()
+    configs = runs["config_id"].n_unique()
+    headline = verdict(ev, inputs.comparisons, predictor, reasons)
     lines = [
         f"# Study `{study.name}`: predicting final accuracy from the first epochs",
         "",
-        f"{runs.height} runs ({', '.join(f'{n} {s}' for s, n in status.iter_rows())}) of "
-        f"{runs['config_id'].n_unique()} hyper-parameter configurations, widths {sorted(runs['width'].unique())}, "
+        "## Verdict (computed)",
+        "",
+        *[f"- {line}" for line in headline],
+        "",
+        f"Every number is pooled over all out-of-fold predictions of grouped {folds}-fold cross-validation by "
+        f"configuration, predictor `{predictor}`, with a 95% bootstrap interval that resamples the {configs} "
+        f"configurations ({N_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}). \"A beats B\" only when the paired interval "
+        "of their difference (same resamples) excludes 0.",
+        "",
+        "## Study",
+        "",
+        f"{runs.height} runs ({', '.join(f'{n} {s}' for s, n in status.iter_rows())}) of {configs} hyper-parameter "
+        f"configurations, architectures {sorted(runs['architecture'].unique())}, widths {sorted(runs['width'].unique())}, "
         f"{study.epochs} epochs on `{study.dataset.name}`. Final test accuracy of completed runs: median "
         f"{finals.median():.3f}, interquartile range {finals.quantile(0.25):.3f}-{finals.quantile(0.75):.3f}. "
         "Diverged runs count as chance accuracy.",
         "",
-        "## Verdict (computed)",
-        "",
-        *[f"- {line}" for line in verdict(ev, predictor)],
-        "",
         f"## Cross-validated results ({predictor} predictor)",
         "",
-        f"Grouped {study.predict.n_folds}-fold cross-validation by configuration (seeds and widths of a "
-        f"configuration never on both sides); mean over folds. `{predictor}` has the higher Kendall tau "
-        "averaged over all feature sets and k; the other predictor's rows are in the `evaluations` table. "
-        "`seed_tau` is the seed-agreement reference: how well the other seed's final accuracy ranks each run "
-        "(same configuration and width), on the same folds. It measures how much of the ranking the "
-        "configuration fixes; a model that pools many configurations can exceed it, since one seed is a noisy "
-        "estimate of its configuration.",
+        f"`{predictor}` has the higher pooled Kendall tau averaged over all feature sets and k; the other "
+        "predictor's rows are in the `evaluations` table. `tau fold sd` is the spread of the per-fold tau "
+        "(each fold ranks only the configurations it holds: secondary). `bal acc` is the balanced accuracy of "
+        "the good-run classifier. `seed tau` is the seed-agreement reference: each run predicted by the other "
+        "seeds of its configuration and width, scored the same way. A model that pools many configurations "
+        "can exceed it, since one seed is a noisy estimate of its configuration.",
         "",
-        markdown_table(summary),
+        markdown_table(display_table(summary)),
         "",
         "![metric vs k](metric_vs_k.png)",
         "",
@@ -75,25 +90,27 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
         "",
     ]
     metric_vs_k(ev, predictor, "cv", out_dir / "metric_vs_k.png", f"grouped CV, {predictor}")
-    shown = [fs for fs in ("early_acc", "learning_curve", "graph", "graph+learning_curve")
+    shown = [fs for fs in ("early_acc", "tse", "graph_compact", "all")
              if summary.filter(pl.col("feature_set") == fs).height]
     predicted_vs_true(inputs.predictions, predictor, k_last, shown, out_dir / "predicted_vs_true.png")
 
     if transfer.height:
         wt = study.width_transfer
         lines += [
-            "## Width transfer",
+            "## Per architecture and transfer (RQ1, RQ2)",
             "",
+            "`cv:<architecture>`: the cross-validated predictions of one family, ranked within it. "
             f"`width_transfer`: fitted on widths {wt.train_widths}, tested on {wt.test_widths}; "
-            "`width_transfer_reverse`: the other way round. One train/test split each (no spread).",
+            "`width_transfer_reverse`: the other way round. `leave_out:<architecture>`: fitted on the other "
+            "families, tested on that one. One train/test split each; intervals resample configurations.",
             "",
             markdown_table(transfer),
             "",
-            "![width transfer](width_transfer.png)",
-            "",
+            *(["![width transfer](width_transfer.png)", ""] if ev.filter(pl.col("split") == "width_transfer").height else []),
         ]
-        metric_vs_k(ev, predictor, "width_transfer", out_dir / "width_transfer.png",
-                    f"width transfer {wt.train_widths} -> {wt.test_widths}, {predictor}")
+        if ev.filter(pl.col("split") == "width_transfer").height:
+            metric_vs_k(ev, predictor, "width_transfer", out_dir / "width_transfer.png",
+                        f"width transfer {wt.train_widths} -> {wt.test_widths}, {predictor}")
 
     if costs.height:
         full = costs.filter(pl.col("strategy") == "train_all")
@@ -121,6 +138,10 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
         "transform); the linear model's penalty is chosen by an inner grouped CV on the training folds only, "
         "the gradient boosting's hyper-parameters are fixed. Nothing is tuned on a test fold.",
         f"- A good run has final accuracy above the {study.predict.good_run_quantile:.0%} quantile of the study.",
-        "- Every number above is computed from the warehouse tables `evaluations`, `predictions` and `costs`.",
+        "- TSE is the sum of the training losses of epochs 1..k, TSE-EMA weighs epoch t by 0.9^(k-t) (Ru et al. "
+        "2021); `all` joins every feature set, `all_but_graph` every one but the graph sets.",
+        "- Every number above is computed from the warehouse tables `evaluations`, `comparisons`, `predictions` "
+        "and `costs`.",
     ]
-    return "\n".join(lines) + "\n", {"summary": summary, "width_transfer": transfer, "costs": costs}, predictor
+    return "\n".join(lines) + "\n", {"verdict": pl.DataFrame({"verdict": headline}), "summary": summary,
+                                      "width_transfer": transfer, "costs": costs}, predictor

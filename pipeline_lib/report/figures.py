@@ -11,15 +11,13 @@ with warnings.catch_warnings():  # Debian's matplotlib beside the venv's cannot 
     warnings.filterwarnings("ignore", message="Unable to import Axes3D")
     import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
-from scipy.stats import kendalltau  # noqa: E402
-from sklearn.metrics import r2_score  # noqa: E402
 
-from ..features import FEATURE_SETS  # noqa: E402
+from ..features import FEATURE_SETS, GRAPH_SETS  # noqa: E402
+from ..prediction.metrics import metric_values  # noqa: E402
 from .tables import metric_frame  # noqa: E402
 
 METRIC_TITLES = {"kendall_tau": "Kendall tau (regression)", "r2": "R2 (regression)",
-                 "accuracy": "good-run accuracy", "roc_auc": "good-run ROC AUC"}
-SEED_COLUMN = {"kendall_tau": "seed_tau", "accuracy": "seed_accuracy"}
+                 "balanced_accuracy": "good-run balanced accuracy", "roc_auc": "good-run ROC AUC"}
 
 
 def _save(fig, path: Path) -> Path:
@@ -39,8 +37,8 @@ def predicted_vs_true(predictions: pl.DataFrame, predictor: str, k: int, feature
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
         if rows.height:
             ax.scatter(rows["y_true"], rows["y_pred"], s=14, c=rows["fold"], cmap="tab10")
-            tau = kendalltau(rows["y_true"], rows["y_pred"]).statistic
-            ax.set_title(f"{fs}, k={k}\npooled R2 {r2_score(rows['y_true'], rows['y_pred']):.2f}, tau {tau:.2f}",
+            pooled = metric_values("regression", rows)
+            ax.set_title(f"{fs}, k={k}\npooled R2 {pooled['r2']:.2f}, tau {pooled['kendall_tau']:.2f}",
                          fontsize=9)
         ax.set_xlabel("true final accuracy")
         ax.set_ylabel(f"predicted ({predictor}, out of fold)")
@@ -48,19 +46,21 @@ def predicted_vs_true(predictions: pl.DataFrame, predictor: str, k: int, feature
 
 
 def metric_vs_k(evaluations: pl.DataFrame, predictor: str, split: str, path: Path, title: str = "") -> Path:
-    """Every headline metric against k, one line per feature set (error bars: std over folds),
-    the seed agreement dashed."""
+    """Every headline metric against k, one line per feature set (pooled, error bars: 95%
+    configuration-bootstrap interval), the seed agreement dotted."""
     wide = metric_frame(evaluations, predictor, split)
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     for ax, (metric, label) in zip(axes.flat, METRIC_TITLES.items()):
         for fs in FEATURE_SETS:
             rows = wide.filter(pl.col("feature_set") == fs).sort("k")
             if rows.height and metric in rows.columns:
-                std = rows[f"{metric}_std"] if f"{metric}_std" in rows.columns else None
-                ax.errorbar(rows["k"], rows[metric], yerr=std, marker="o", ms=3, capsize=2, lw=1.2,
-                            label=fs, ls="-" if "graph" in fs else "--")
-        seed = SEED_COLUMN.get(metric)
-        if seed and seed in wide.columns:
+                value = rows[metric].fill_null(float("nan")).to_numpy()
+                yerr = [value - rows[f"{metric}_low"].fill_null(float("nan")).to_numpy(),
+                        rows[f"{metric}_high"].fill_null(float("nan")).to_numpy() - value]
+                ax.errorbar(rows["k"], value, yerr=yerr, marker="o", ms=3, capsize=2, lw=1.2,
+                            label=fs, ls="-" if fs in GRAPH_SETS else "--")
+        seed = f"seed_{metric}"
+        if seed in wide.columns:
             s = wide.group_by("k").agg(pl.col(seed).first()).sort("k")
             ax.plot(s["k"], s[seed], color="black", ls=":", lw=2, label="seed agreement")
         ax.set_title(label, fontsize=10)

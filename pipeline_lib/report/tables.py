@@ -1,89 +1,135 @@
 """The report's tables and its plain-language verdict, computed from the warehouse's
-`evaluations` and `costs` (never typed in by hand)."""
+`evaluations`, `comparisons` and `costs` (never typed in by hand).
+
+Every number shown is a pooled out-of-fold value with its 95% configuration-bootstrap interval;
+the spread over folds is secondary. A sentence says one signal beats another only when the paired
+interval of their difference excludes 0."""
 from __future__ import annotations
 
 import polars as pl
 
-from ..features import BASELINES, FEATURE_SETS
+from ..features import FEATURE_SETS, GRAPH_SETS
 
 SEED = "seed_agreement"
-GRAPH_SETS = tuple(name for name, bases in FEATURE_SETS.items() if "graph" in bases)
-HEADLINE = {"regression": ("r2", "kendall_tau"), "classification": ("accuracy", "roc_auc")}
+HEADLINE = {"regression": "kendall_tau", "classification": "balanced_accuracy"}
+LABELS = {"kendall_tau": "Kendall tau", "balanced_accuracy": "balanced accuracy (good run)"}
+SUMMARY_METRICS = ("kendall_tau", "balanced_accuracy", "roc_auc", "r2")
+
+
+def interval(value, low, high) -> str:
+    """'0.612 [0.480, 0.720]' (a missing bound shows as '?')."""
+    if value is None:
+        return ""
+    bound = lambda b: "?" if b is None else f"{b:.3f}"  # noqa: E731
+    return f"{value:.3f} [{bound(low)}, {bound(high)}]"
 
 
 def table_predictor(evaluations: pl.DataFrame, split: str = "cv") -> str:
-    """The predictor shown in the summary: the one with the higher Kendall tau averaged over every
-    feature set and k (one choice for the whole table, stated beside it)."""
+    """The predictor shown: the one with the higher pooled Kendall tau averaged over every feature set
+    and k (one choice for the whole table, stated beside it)."""
     taus = (evaluations.filter((pl.col("split") == split) & (pl.col("metric") == "kendall_tau")
                                & (pl.col("feature_set") != SEED))
-            .group_by("predictor").agg(pl.col("mean").mean()).sort("mean", "predictor", descending=[True, False]))
+            .group_by("predictor").agg(pl.col("value").mean()).sort("value", "predictor", descending=[True, False]))
     return taus["predictor"][0]
 
 
 def metric_frame(evaluations: pl.DataFrame, predictor: str, split: str) -> pl.DataFrame:
-    """Wide rows (feature_set, k, <metric>, <metric>_std) of one predictor and split, with the seed
-    agreement's tau (`seed_tau`) and accuracy (`seed_accuracy`) beside every row."""
-    rows = evaluations.filter((pl.col("split") == split) & (pl.col("predictor") == predictor))
-    wide = rows.pivot(on="metric", index=["feature_set", "k"], values=["mean", "std"])
-    wide = wide.rename({c: (c.removeprefix("mean_") if c.startswith("mean_") else c.removeprefix("std_") + "_std")
-                        for c in wide.columns if c.startswith(("mean_", "std_"))})
-    seed = (evaluations.filter((pl.col("split") == split) & (pl.col("feature_set") == SEED)
-                               & pl.col("metric").is_in(["kendall_tau", "accuracy"]))
-            .pivot(on="metric", index="k", values="mean")
-            .rename({"kendall_tau": "seed_tau", "accuracy": "seed_accuracy"}, strict=False))
+    """Wide rows (feature_set, k, <metric>, <metric>_low, <metric>_high, <metric>_sd) of one predictor
+    and split, with the seed agreement's tau and balanced accuracy (`seed_<metric>`, with bounds) beside."""
+    rows = evaluations.filter(pl.col("split") == split)
+    values = ["value", "low", "high", "std"]
+    wide = (rows.filter(pl.col("predictor") == predictor)
+            .pivot(on="metric", index=["feature_set", "k"], values=values))
+    names = {"value": "", "low": "_low", "high": "_high", "std": "_sd"}
+    wide = wide.rename({c: c.split("_", 1)[1] + names[c.split("_", 1)[0]] for c in wide.columns
+                        if c.split("_", 1)[0] in names and c not in ("feature_set", "k")})
+    seed = (rows.filter((pl.col("feature_set") == SEED) & pl.col("metric").is_in(list(HEADLINE.values())))
+            .pivot(on="metric", index="k", values=["value", "low", "high"]))
+    seed = seed.rename({c: "seed_" + c.split("_", 1)[1] + names[c.split("_", 1)[0]] for c in seed.columns if c != "k"})
     order = pl.DataFrame({"feature_set": list(FEATURE_SETS), "order": range(len(FEATURE_SETS))})
-    return (wide.join(order, on="feature_set").join(seed, on="k", how="left")
-            .sort("k", "order").drop("order"))
+    return wide.join(order, on="feature_set").join(seed, on="k", how="left").sort("k", "order").drop("order")
 
 
 def summary_table(evaluations: pl.DataFrame, predictor: str, split: str = "cv") -> pl.DataFrame:
-    """The compact table: feature set x k -> R2, Kendall tau, good-run accuracy, seed agreement tau."""
+    """The compact table: feature set x k -> pooled tau and balanced accuracy with intervals, tau's fold
+    spread, AUC, R2, and the seed agreement's tau with its interval."""
     wide = metric_frame(evaluations, predictor, split)
-    columns = ["feature_set", "k", "r2", "kendall_tau", "kendall_tau_std", "accuracy", "roc_auc", "seed_tau"]
-    for c in columns:
-        if c not in wide.columns:
-            wide = wide.with_columns(pl.lit(None, pl.Float64).alias(c))
-    return wide.select(columns)
+    columns = ["feature_set", "k", *[f"kendall_tau{s}" for s in ("", "_low", "_high", "_sd")],
+               *[f"balanced_accuracy{s}" for s in ("", "_low", "_high")], "roc_auc", "r2",
+               "seed_kendall_tau", "seed_kendall_tau_low", "seed_kendall_tau_high"]
+    return wide.with_columns([pl.lit(None, pl.Float64).alias(c) for c in columns if c not in wide.columns]).select(columns)
 
 
-def verdict(evaluations: pl.DataFrame, predictor: str, split: str = "cv") -> list[str]:
-    """One sentence per k and headline metric: does the graph feature set beat each baseline?"""
-    wide = metric_frame(evaluations, predictor, split)
+def display_table(summary: pl.DataFrame) -> pl.DataFrame:
+    """summary_table rows as text: value [95% interval] columns first, secondary numbers after."""
+    return summary.select(
+        pl.col("feature_set").alias("features"), "k",
+        *[pl.struct(f"{m}", f"{m}_low", f"{m}_high").map_elements(lambda r, m=m: interval(r[m], r[f"{m}_low"], r[f"{m}_high"]),
+                                                                    return_dtype=pl.Utf8).alias(label)
+          for m, label in (("kendall_tau", "tau [95% CI]"), ("balanced_accuracy", "bal acc [95% CI]"))],
+        pl.col("kendall_tau_sd").round(3).alias("tau fold sd"), pl.col("roc_auc").round(3).alias("AUC"),
+        pl.col("r2").round(3).alias("R2"),
+        pl.struct("seed_kendall_tau", "seed_kendall_tau_low", "seed_kendall_tau_high").map_elements(
+            lambda r: interval(*r.values()), return_dtype=pl.Utf8).alias("seed tau [95% CI]"))
+
+
+def _compared(comparisons: pl.DataFrame, task: str, predictor: str, k: int, metric: str, a: str, b: str) -> dict | None:
+    rows = comparisons.filter((pl.col("task") == task) & (pl.col("predictor") == predictor) & (pl.col("k") == k)
+                              & (pl.col("split") == "cv") & (pl.col("metric") == metric)
+                              & (pl.col("feature_set") == a) & (pl.col("baseline") == b))
+    return rows.row(0, named=True) if rows.height else None
+
+
+def _difference(row: dict | None, a: str, b: str) -> str:
+    if row is None:
+        return f"{a} and {b} were not compared"
+    said = {"beats": f"{a} beats {b}", "is beaten by": f"{a} is beaten by {b}",
+            "no detectable difference": f"no detectable difference between {a} and {b}"}[row["verdict"]]
+    return f"{said} (difference {interval(row['difference'], row['low'], row['high'])})"
+
+
+def verdict(evaluations: pl.DataFrame, comparisons: pl.DataFrame, predictor: str, reasons: list[str]) -> list[str]:
+    """The headline, one line per k and task: the best signal with its interval, what the best graph set
+    does against the best non-graph set, and what graph features add to all the others. When the study
+    is degenerate, only why no conclusion is possible."""
+    if reasons:
+        return [f"Conclusions are not possible for this study: {'; '.join(reasons)}. The numbers below "
+                "describe this study only."]
     lines = []
-    for k in sorted(wide["k"].unique()):
-        at_k = {r["feature_set"]: r for r in wide.filter(pl.col("k") == k).iter_rows(named=True)}
-        if "graph" not in at_k:
-            lines.append(f"k={k}: no graph features were evaluated.")
+    for task, metric in HEADLINE.items():
+        wide = metric_frame(evaluations.filter(pl.col("task") == task), predictor, "cv")
+        if metric not in wide.columns:
             continue
-        for metric in ("kendall_tau", "accuracy", "roc_auc"):
-            graph = at_k["graph"].get(metric)
-            if graph is None:
+        for k in sorted(wide["k"].unique()):
+            at_k = wide.filter(pl.col("k") == k).drop_nulls(metric).sort(metric, descending=True)
+            if at_k.is_empty():
                 continue
-            better = [b for b in BASELINES if b in at_k and at_k[b].get(metric) is not None and at_k[b][metric] >= graph]
-            baseline_values = ", ".join(f"{b} {at_k[b][metric]:.3f}" for b in BASELINES if at_k.get(b, {}).get(metric) is not None)
-            if better:
-                head = f"graph features do NOT beat {', '.join(better)}"
-            else:
-                head = "graph features beat every baseline"
-            line = f"k={k}, {metric}: {head} (graph {graph:.3f}; {baseline_values})"
-            combo, curve = at_k.get("graph+learning_curve", {}).get(metric), at_k.get("learning_curve", {}).get(metric)
-            if combo is not None and curve is not None:
-                line += (f"; adding graph to the learning curve {'helps' if combo > curve else 'does not help'}"
-                         f" ({combo:.3f} vs {curve:.3f})")
-            lines.append(line + ".")
+            best = at_k.row(0, named=True)
+            text = (f"k={k}, {LABELS[metric]}: best signal `{best['feature_set']}` "
+                    f"{interval(best[metric], best[f'{metric}_low'], best[f'{metric}_high'])}")
+            seed = f"seed_{metric}"
+            if best.get(seed) is not None:
+                text += f"; seed agreement {interval(best[seed], best[f'{seed}_low'], best[f'{seed}_high'])}"
+            graph = at_k.filter(pl.col("feature_set").is_in(list(GRAPH_SETS)))
+            plain = at_k.filter(~pl.col("feature_set").is_in(list(GRAPH_SETS)))
+            if graph.height and plain.height:
+                g, p = graph["feature_set"][0], plain["feature_set"][0]
+                text += f". Best graph set vs best non-graph set: {_difference(_compared(comparisons, task, predictor, k, metric, g, p), f'`{g}`', f'`{p}`')}"
+            if {"all", "all_but_graph"} <= set(at_k["feature_set"]):
+                row = _compared(comparisons, task, predictor, k, metric, "all", "all_but_graph")
+                text += f". Graph features added to every other set: {_difference(row, '`all`', '`all_but_graph`')}"
+            lines.append(text + ".")
     return lines
 
 
 def transfer_table(evaluations: pl.DataFrame, predictor: str) -> pl.DataFrame:
-    frames = [metric_frame(evaluations, predictor, split).with_columns(pl.lit(split).alias("split"))
-              for split in ("width_transfer", "width_transfer_reverse")]
+    """Every split but cv (per architecture, width transfer both ways, leave one architecture out):
+    pooled tau and balanced accuracy with intervals, and the seed agreement's tau."""
+    splits = sorted(s for s in evaluations["split"].unique() if s != "cv")
+    frames = [display_table(summary_table(evaluations, predictor, split)).select(pl.lit(split).alias("split"), pl.all())
+              for split in splits]
     frames = [f for f in frames if f.height]
-    if not frames:
-        return pl.DataFrame()
-    wide = pl.concat(frames, how="diagonal_relaxed")
-    keep = [c for c in ["split", "feature_set", "k", "r2", "kendall_tau", "accuracy", "roc_auc", "seed_tau"]
-            if c in wide.columns]
-    return wide.select(keep)
+    return pl.concat(frames) if frames else pl.DataFrame()
 
 
 def cost_table(costs: pl.DataFrame, predictor: str) -> pl.DataFrame:

@@ -8,13 +8,14 @@ import polars as pl
 import pytest
 from prefect.artifacts import Artifact
 from scipy.stats import kendalltau, spearmanr
-from sklearn.metrics import accuracy_score, mean_absolute_error, r2_score, roc_auc_score
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, mean_absolute_error, r2_score, roc_auc_score
 
 from flows.evaluate import evaluate
 from flows.features import features
 from flows.report import report
 from flows.width_transfer import width_transfer
 from pipeline_lib.features import BASE_SETS, FEATURE_SETS
+from pipeline_lib.report.tables import interval
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.slow
 def _direct(task, rows):
     y, p = rows["y_true"].to_numpy(), rows["y_pred"].to_numpy()
     if task == "classification":
-        out = {"accuracy": accuracy_score(y, p)}
+        out = {"accuracy": accuracy_score(y, p), "balanced_accuracy": balanced_accuracy_score(y, p)}
         if len(np.unique(y)) > 1:
             out["roc_auc"] = roc_auc_score(y, rows["score"].to_numpy())
         return out
@@ -59,6 +60,9 @@ def test_stored_metrics_equal_direct_computation(flowed):
     evals = wh.query("SELECT * FROM evaluations")
     units = preds.select("task", "predictor", "feature_set", "k").unique()
     assert units.height == 2 * 2 * len(FEATURE_SETS) * 2 + 2 * 2  # + the seed agreement per task and k
+    assert evals.filter(pl.col("split").str.starts_with("cv:") | pl.col("split").str.starts_with("leave_out:")).is_empty()
+    comparisons = wh.query("SELECT * FROM comparisons")
+    assert comparisons.height == 2 * 2 * 2 * len(FEATURE_SETS) * (len(FEATURE_SETS) - 1) * 3.5  # reg 4 + cls 3 metrics
     checked = 0
     for task, predictor, fs, k in units.iter_rows():
         rows = preds.filter((pl.col("task") == task) & (pl.col("predictor") == predictor)
@@ -69,15 +73,16 @@ def test_stored_metrics_equal_direct_computation(flowed):
         for metric in {m for f in per_fold for m in f}:
             values = [f[metric] for f in per_fold if metric in f]
             cv = stored.filter((pl.col("split") == "cv") & (pl.col("metric") == metric))
-            assert cv["mean"][0] == pytest.approx(np.mean(values), abs=1e-12), (task, predictor, fs, k, metric)
-            assert cv["std"][0] == pytest.approx(np.std(values), abs=1e-12)
+            assert cv["mean"][0] == pytest.approx(np.mean(values), abs=1e-9), (task, predictor, fs, k, metric)
+            assert cv["std"][0] == pytest.approx(np.std(values), abs=1e-9)
             assert cv["folds"][0] == len(values)
             checked += 1
-        pooled = _direct(task, rows)
-        for metric, value in pooled.items():
-            row = stored.filter((pl.col("split") == "cv_pooled") & (pl.col("metric") == metric))
-            assert row["mean"][0] == pytest.approx(value, abs=1e-12)
-            assert row["n"][0] == rows.height
+        # the leading number: every out-of-fold prediction pooled, inside its bootstrap interval
+        for metric, value in _direct(task, rows).items():
+            row = stored.filter((pl.col("split") == "cv") & (pl.col("metric") == metric)).row(0, named=True)
+            assert row["value"] == pytest.approx(value, abs=1e-9), (task, predictor, fs, k, metric)
+            assert row["n"] == rows.height and row["configs"] == 7
+            assert row["low"] <= row["value"] + 1e-9 and row["value"] - 1e-9 <= row["high"]
     assert checked > 100
     # out-of-fold: every run predicted exactly once per unit, in its own configuration's fold
     runs = wh.query("SELECT run_id, config_id FROM runs")
@@ -110,7 +115,11 @@ def test_report_and_costs(flowed):
     evals = small.warehouse.query("SELECT * FROM evaluations WHERE split = 'cv' AND predictor = ? "
                                   "AND feature_set = 'graph' AND metric = 'kendall_tau' AND k = 1",
                                   [results["report"]["predictor"]])
-    assert f"graph {evals['mean'][0]:.3f}" in text  # the verdict quotes the warehouse
+    assert interval(*evals.select("value", "low", "high").row(0)) in text  # the table quotes the warehouse
+    # 7 configurations: the guard speaks instead of verdicts, in the report and in the flow's result
+    assert "Conclusions are not possible for this study: only 7 configurations" in text
+    assert results["report"]["verdict"][0].startswith("Conclusions are not possible")
+    assert "grouped 3-fold cross-validation" in text  # the folds actually used
     artifacts = {key: Artifact.get(f"predict-small-{key}") for key in ("report", "summary", "costs", "width-transfer")}
     assert all(artifacts.values())
     assert "graph+learning_curve" in str(artifacts["summary"].data)
