@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 from datetime import datetime, timezone
@@ -51,8 +52,11 @@ BUDGETS = (0.25, 0.5)
 
 
 def summarise(points: list[dict], target: float) -> dict:
-    cheapest = replay.cheapest_at_recall(points, target)
-    return {"at_target": cheapest, **{f"recall_within_{b}": replay.best_recall_within(points, b) for b in BUDGETS}}
+    """The cheapest point reaching the target recall and the best point within each budget; a keep
+    sweep (one point per n_keep) is stored as its Pareto front only."""
+    summary = {"at_target": replay.cheapest_at_recall(points, target),
+               **{f"within_{b}": replay.best_within(points, b) for b in BUDGETS}}
+    return {**summary, "points": replay.pareto_front(points) if "n_keep" in points[0] else points}
 
 
 def learned_policies(wh: Warehouse, study: Study, curves: replay.Curves, targets: pl.DataFrame,
@@ -77,7 +81,7 @@ def learned_policies(wh: Warehouse, study: Study, curves: replay.Curves, targets
         points = replay.keep_sweep(curves, replay.scores_from_predictions(curves, stored), k, graph_s + fit_seconds, share)
         policies.append({"family": "learned", "policy": f"{feature_set}/{predictor}", "k": k, "feature_set": feature_set,
                          "predictor": predictor, "graph_seconds": graph_s, "prediction_seconds": fit_seconds,
-                         "points": points, **summarise(points, target)})
+                         **summarise(points, target)})
     return policies
 
 
@@ -86,21 +90,41 @@ def score_policies(curves: replay.Curves, ks: list[int], share: float, target: f
     for k in ks:
         for name, score in (("early_acc", replay.early_accuracy), ("tse", replay.training_loss_sum)):
             points = replay.keep_sweep(curves, score(curves, k), k, share=share)
-            out.append({"family": name, "policy": name, "k": k, "points": points, **summarise(points, target)})
+            out.append({"family": name, "policy": name, "k": k, **summarise(points, target)})
     return out
 
 
-def pruner_policies(curves: replay.Curves, share: float, target: float) -> list[dict]:
+def pruner_policies(curves: replay.Curves, share: float, target: float, shuffles: int) -> list[dict]:
+    """Each pruner's settings replayed in the sweep's order, and again in `shuffles` seeded random
+    orders (a pruner's decisions depend on which trials came first)."""
+    orders = [np.random.default_rng(seed).permutation(len(curves.run_ids)) for seed in range(shuffles)]
     out = []
     for name, settings in replay.pruner_grid(curves.epochs).items():
-        points = [{"setting": label, **replay.outcome(curves, replay.optuna_decision(curves, make, name), share)}
-                  for label, make in settings]
-        out.append({"family": "optuna", "policy": name, "k": None, "points": points, **summarise(points, target)})
+        def points(c: replay.Curves) -> list[dict]:
+            return [{"setting": label, **replay.outcome(c, replay.optuna_decision(c, make, name), share)}
+                    for label, make in settings]
+        shuffled = [replay.cheapest_at_recall(points(curves.take(o)), target) for o in orders]
+        out.append({"family": "optuna", "policy": name, "k": None, **summarise(points(curves), target),
+                    "shuffled_at_target": [None if pt is None else pt["fraction"] for pt in shuffled]})
     return out
 
 
 def _cell(value, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _within(pt: dict | None) -> str:
+    return "-" if pt is None else f"{pt['recall_top']:.2f} / {_cell(pt['regret'], 4)}"
+
+
+def _shuffled(fractions: list | None) -> str:
+    if not fractions:
+        return ""
+    reached = sorted(f for f in fractions if f is not None)
+    if not reached:
+        return f"never ({len(fractions)} orders)"
+    return (f"{np.median(reached):.3f} [{reached[0]:.3f}, {reached[-1]:.3f}]"
+            + (f", {len(fractions) - len(reached)} never" if len(reached) < len(fractions) else ""))
 
 
 def markdown(result: dict) -> str:
@@ -109,47 +133,61 @@ def markdown(result: dict) -> str:
              f"{result['runs']} finished runs, {result['epochs']} epochs; train-all = {result['train_all_seconds']:.1f} s "
              f"of recorded training. Top {share:.0%} = the {result['top_runs']} runs of highest final accuracy "
              f"(best {result['best_final_acc']:.4f}); \"at {target:.0%}\" = the cheapest operating point that keeps at "
-             f"least {target:.0%} of them. Order of trials for the pruners: {result['trial_order']}.", "",
-             f"| policy | k | compute at {target:.0%} recall | setting there | best kept | regret | "
-             + " | ".join(f"recall within {b:.0%}" for b in BUDGETS) + " | graph s | predict s |",
-             "|---|---|---|---|---|---|" + "---|" * len(BUDGETS) + "---|---|"]
+             f"least {target:.0%} of them (here {result['top_needed']} of {result['top_runs']}). "
+             f"Pruners: trials in {result['trial_order']}; the last column replays {result['shuffles']} seeded random "
+             "orders (median [min, max] of the compute at the target). Learned predictors: stored out-of-fold "
+             "regression predictions (folds grouped by configuration), ranked by predicted final accuracy.", "",
+             f"| policy | k | compute at {target:.0%} | setting there | best kept | "
+             + " | ".join(f"recall / regret within {b:.0%}" for b in BUDGETS)
+             + " | graph s | predict s | pruner, shuffled orders |",
+             "|---|---|---|---|---|" + "---|" * len(BUDGETS) + "---|---|---|"]
     for p in result["policies"]:
         at = p["at_target"] or {}
         setting = at.get("setting") or (f"keep {at['n_keep']}" if "n_keep" in at else "-")
         lines.append(f"| {p['policy']} | {p['k'] or '-'} | {_cell(at.get('fraction'))} | {setting} | "
-                     f"{_cell(at.get('best_kept'), 4)} | {_cell(at.get('regret'), 4)} | "
-                     + " | ".join(_cell(p[f'recall_within_{b}'], 2) for b in BUDGETS)
-                     + f" | {_cell(p.get('graph_seconds'), 1)} | {_cell(p.get('prediction_seconds'), 1)} |")
-    lines += ["", "Compute is a fraction of train-all: training seconds of the epochs trained, plus for learned "
-              "predictors the recorded graph seconds of epochs 0..k (graph feature sets) and the measured "
-              "out-of-fold refit. `-` at the target: no setting reaches it (a pruner that never stops a top run "
-              "still needs its setting to stop others). Plot: " + Path(result["plot"]).name, ""]
+                     f"{_cell(at.get('best_kept'), 4)} | " + " | ".join(_within(p[f'within_{b}']) for b in BUDGETS)
+                     + f" | {_cell(p.get('graph_seconds'), 1)} | {_cell(p.get('prediction_seconds'), 1)} | "
+                     f"{_shuffled(p.get('shuffled_at_target'))} |")
+    lines += ["", "Compute is a fraction of train-all: recorded training seconds of the epochs trained, plus for a "
+              "learned predictor the recorded graph seconds of epochs 0..k of every run (graph feature sets: the "
+              "whole graph stage, every property) and its out-of-fold refit measured here (one thread, all folds). "
+              "`-`: no operating point reaches the target (or none is that cheap). Plot: "
+              + Path(result["plot"]).name, ""]
     return "\n".join(lines)
 
 
+PRUNER_MARKERS = {"MedianPruner": "o", "PercentilePruner": "s", "SuccessiveHalvingPruner": "^",
+                  "HyperbandPruner": "v", "WilcoxonPruner": "D"}
+
+
 def plot(result: dict, path: Path) -> None:
-    ks = result["ks"]
-    fig, axes = plt.subplots(1, len(ks), figsize=(6 * len(ks), 5), sharey=True, squeeze=False)
-    chosen = result["plot_predictor"]
+    """One panel per k: Pareto fronts of the learned predictors (the predictor of higher mean
+    Kendall tau), early accuracy and TSE at k, and every pruner's settings (the same in each panel)."""
+    ks, chosen = result["ks"], result["plot_predictor"]
+    fig, axes = plt.subplots(1, len(ks), figsize=(6 * len(ks), 5.5), sharey=True, squeeze=False)
+    xmax = max(q["fraction"] for p in result["policies"] for q in p["points"]) + 0.05
+    colours = plt.get_cmap("tab10").colors
     for ax, k in zip(axes[0], ks):
+        learned = 0
         for p in result["policies"]:
+            front = replay.pareto_front(p["points"])
+            xs, ys = [q["fraction"] for q in front], [q["recall_top"] for q in front]
             if p["family"] == "optuna":
-                pts = p["points"]
-                front = replay.pareto_front(pts)
-                line, = ax.step([q["fraction"] for q in front], [q["recall_top"] for q in front], where="post",
-                                linestyle=":", label=p["policy"])
-                ax.scatter([q["fraction"] for q in pts], [q["recall_top"] for q in pts], s=12, color=line.get_color())
-            elif p["k"] == k and (p["family"] != "learned" or p["predictor"] == chosen):
-                front = replay.pareto_front(p["points"])
-                style = "-" if p["family"] == "learned" else "--"
-                ax.step([q["fraction"] for q in front], [q["recall_top"] for q in front], where="post", linestyle=style,
-                        label=p["policy"] if p["family"] == "learned" else f"{p['policy']}@{k}")
-        ax.scatter([1.0], [1.0], marker="*", s=120, color="black", label="train-all", zorder=5)
+                ax.step(xs, ys, where="post", color="grey", linestyle=":", linewidth=0.8)
+                ax.scatter([q["fraction"] for q in p["points"]], [q["recall_top"] for q in p["points"]], s=22,
+                           marker=PRUNER_MARKERS[p["policy"]], facecolors="none", edgecolors="black", label=p["policy"])
+            elif p["k"] == k and p["family"] in ("early_acc", "tse"):
+                ax.step(xs, ys, where="post", linestyle="--", linewidth=1.6,
+                        color="black" if p["family"] == "early_acc" else "dimgrey", label=f"{p['policy']}@{k}")
+            elif p["k"] == k and p["family"] == "learned" and p["predictor"] == chosen:
+                ax.step(xs, ys, where="post", color=colours[learned % 10], label=p["feature_set"])
+                learned += 1
+        ax.scatter([1.0], [1.0], marker="*", s=140, color="red", label="train-all", zorder=5)
         ax.axhline(result["target_recall"], color="grey", linewidth=0.5)
-        ax.set(title=f"k = {k} (learned: {chosen})", xlabel="compute / train-all", xlim=(0, 1.15))
+        ax.set(title=f"k = {k} (learned predictor: {chosen})", xlabel="compute / train-all", xlim=(0, max(1.05, xmax)))
         ax.legend(fontsize=7, loc="lower right")
     axes[0][0].set_ylabel(f"recall of the true top {result['top_share']:.0%}")
-    fig.suptitle(f"{result['study']}: compute versus recall (Pareto fronts)")
+    fig.suptitle(f"{result['study']}: compute versus recall of the top runs (Pareto fronts)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -161,6 +199,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--top-share", type=float, default=replay.TOP_SHARE)
     parser.add_argument("--target-recall", type=float, default=replay.TARGET_RECALL)
+    parser.add_argument("--shuffles", type=int, default=5, help="random trial orders replayed for the pruners")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -179,9 +218,8 @@ def main() -> None:
     curves = replay.Curves.from_frames(epoch_metrics(wh, study.name), targets.select("run_id", "final_acc"), order)
 
     policies = [{"family": "train_all", "policy": "train_all", "k": None,
-                 "points": [replay.outcome(curves, replay.train_all(curves), args.top_share)]}]
-    policies[0].update(summarise(policies[0]["points"], args.target_recall))
-    policies += pruner_policies(curves, args.top_share, args.target_recall)
+                 **summarise([replay.outcome(curves, replay.train_all(curves), args.top_share)], args.target_recall)}]
+    policies += pruner_policies(curves, args.top_share, args.target_recall, args.shuffles)
     policies += score_policies(curves, args.k, args.top_share, args.target_recall)
     policies += sorted(learned_policies(wh, study, curves, targets, args.k, args.top_share, args.target_recall),
                        key=lambda p: (p["k"], p["feature_set"], p["predictor"]))
@@ -195,6 +233,8 @@ def main() -> None:
     result = {"study": study.name, "warehouse": str(wh.path), "runs": len(curves.run_ids), "epochs": curves.epochs,
               "ks": args.k, "top_share": args.top_share, "target_recall": args.target_recall,
               "top_runs": int(replay.top_runs(curves.final, args.top_share).sum()),
+              "top_needed": math.ceil(args.target_recall * replay.top_runs(curves.final, args.top_share).sum() - 1e-9),
+              "shuffles": args.shuffles,
               "best_final_acc": float(curves.final.max()), "train_all_seconds": curves.total_seconds,
               "trial_order": "the sweep's launch order (configuration, architecture, width, seed), one trial at a time",
               "plot_predictor": tau["predictor"][0], "plot": str(stem.with_suffix(".png")),

@@ -89,8 +89,10 @@ def test_sweep_finds_the_cheapest_point_reaching_the_recall(curves):
     # keep b, c, a: 3 + 6 + 3 + 1 + 1 = 14 s
     cheapest = replay.cheapest_at_recall(points, 0.9)
     assert cheapest["n_keep"] == 3 and cheapest["fraction"] == pytest.approx(14 / 17)
-    assert replay.best_recall_within(points, 12 / 17) == 0.5
-    assert replay.best_recall_within(points, 0.1) is None
+    # within 13/17 of train-all: keep 1 (8 s, recall 0) or keep 2 (12 s, recall .5, best kept c)
+    within = replay.best_within(points, 13 / 17)
+    assert within["n_keep"] == 2 and within["recall_top"] == 0.5 and within["regret"] == pytest.approx(0.04)
+    assert replay.best_within(points, 0.1) is None
     front = replay.pareto_front(points)
     assert [pt["n_keep"] for pt in front] == [1, 2, 3]
 

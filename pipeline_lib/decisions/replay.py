@@ -71,6 +71,11 @@ class Curves:
     def epochs(self) -> int:
         return self.acc.shape[1]
 
+    def take(self, rows: np.ndarray) -> Curves:
+        """The same runs in another launch order (rows: a permutation)."""
+        return Curves(tuple(self.run_ids[i] for i in rows), self.acc[rows], self.loss[rows], self.seconds[rows],
+                      self.epochs_done[rows], self.final[rows])
+
     @property
     def total_seconds(self) -> float:
         """Training every run to its end: the compute of train-all, the denominator of fractions."""
@@ -170,8 +175,9 @@ def optuna_decision(curves: Curves, make_pruner: PrunerFactory, study_name: str 
     never serves as a pruner's reference."""
     epochs = curves.epochs_done.copy()
     kept = np.ones(len(curves.run_ids), dtype=bool)
-    with warnings.catch_warnings():  # WilcoxonPruner is "experimental"; that is not news per replay
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with warnings.catch_warnings():  # not news per replay: WilcoxonPruner is "experimental", and
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # a curve has few steps
+        warnings.filterwarnings("ignore", message="Sample size too small for normal approximation")
         study = optuna.create_study(direction="maximize", pruner=make_pruner(), study_name=study_name,
                                     sampler=optuna.samplers.RandomSampler(seed=0))
         for i in range(len(curves.run_ids)):
@@ -194,7 +200,8 @@ def optuna_decision(curves: Curves, make_pruner: PrunerFactory, study_name: str 
 
 
 def pruner_grid(epochs: int) -> dict[str, list[tuple[str, PrunerFactory]]]:
-    """Per Optuna pruner, the settings replayed: each is one operating point of its curve."""
+    """Per Optuna pruner, the settings replayed, from aggressive to lenient: each is one operating
+    point of its curve."""
     p = optuna.pruners
     return {
         "MedianPruner": [(f"n_warmup_steps={w}", lambda w=w: p.MedianPruner(n_startup_trials=5, n_warmup_steps=w))
@@ -203,12 +210,13 @@ def pruner_grid(epochs: int) -> dict[str, list[tuple[str, PrunerFactory]]]:
                              for q in (10.0, 25.0, 50.0, 75.0, 90.0)],
         "SuccessiveHalvingPruner": [(f"min_resource={r},reduction_factor={f}",
                                      lambda r=r, f=f: p.SuccessiveHalvingPruner(min_resource=r, reduction_factor=f))
-                                    for r in (1, 2) for f in (2, 3, 4)],
-        "HyperbandPruner": [(f"reduction_factor={f}",
-                             lambda f=f: p.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=f))
-                            for f in (2, 3, 4)],
-        "WilcoxonPruner": [(f"p_threshold={t}", lambda t=t: p.WilcoxonPruner(p_threshold=t, n_startup_steps=2))
-                           for t in (0.01, 0.05, 0.1, 0.2, 0.5)],
+                                    for r in (1, 2, 4) if r < epochs for f in (4, 3, 2)],
+        "HyperbandPruner": [(f"min_resource={r},reduction_factor={f}",
+                             lambda r=r, f=f: p.HyperbandPruner(min_resource=r, max_resource=epochs, reduction_factor=f))
+                            for r in (1, 2) for f in (4, 3, 2)],
+        "WilcoxonPruner": [(f"p_threshold={t},n_startup_steps={n}",
+                            lambda t=t, n=n: p.WilcoxonPruner(p_threshold=t, n_startup_steps=n))
+                           for n in (2, 4) if n < epochs for t in (0.5, 0.2, 0.1, 0.05, 0.01)],
     }
 
 
@@ -220,10 +228,11 @@ def cheapest_at_recall(points: list[dict], target: float = TARGET_RECALL) -> dic
     return min(reaching, key=lambda pt: pt["fraction"]) if reaching else None
 
 
-def best_recall_within(points: list[dict], budget: float) -> float | None:
-    """The best recall of the top runs among operating points costing at most `budget` of train-all."""
-    within = [pt["recall_top"] for pt in points if pt["fraction"] <= budget + 1e-12]
-    return max(within) if within else None
+def best_within(points: list[dict], budget: float) -> dict | None:
+    """At matched compute: the operating point of best recall of the top runs (then least compute)
+    among those costing at most `budget` of train-all; None if none is that cheap."""
+    within = [pt for pt in points if pt["fraction"] <= budget + 1e-12]
+    return max(within, key=lambda pt: (pt["recall_top"], -pt["fraction"])) if within else None
 
 
 def pareto_front(points: list[dict]) -> list[dict]:
