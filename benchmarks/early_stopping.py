@@ -180,7 +180,7 @@ def plot(result: dict, path: Path) -> None:
                 ax.step(xs, ys, where="post", linestyle="--", linewidth=1.6,
                         color="black" if p["family"] == "early_acc" else "dimgrey", label=f"{p['policy']}@{k}")
             elif p["k"] == k and p["family"] == "learned" and p["predictor"] == chosen:
-                ax.step(xs, ys, where="post", color=colours[learned % 10], label=p["feature_set"])
+                ax.step(xs, ys, where="post", color=colours[learned % 10], label=f"learned: {p['feature_set']}")
                 learned += 1
         ax.scatter([1.0], [1.0], marker="*", s=140, color="red", label="train-all", zorder=5)
         ax.axhline(result["target_recall"], color="grey", linewidth=0.5)
