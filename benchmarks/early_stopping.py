@@ -221,8 +221,10 @@ def main() -> None:
                  **summarise([replay.outcome(curves, replay.train_all(curves), args.top_share)], args.target_recall)}]
     policies += pruner_policies(curves, args.top_share, args.target_recall, args.shuffles)
     policies += score_policies(curves, args.k, args.top_share, args.target_recall)
-    policies += sorted(learned_policies(wh, study, curves, targets, args.k, args.top_share, args.target_recall),
-                       key=lambda p: (p["k"], p["feature_set"], p["predictor"]))
+    learned = learned_policies(wh, study, curves, targets, args.k, args.top_share, args.target_recall)
+    for k in sorted(set(args.k) - {p["k"] for p in learned}):
+        print(f"note: no stored predictions at k={k} (not in the study's predict.k_epochs, or not evaluated yet)")
+    policies += sorted(learned, key=lambda p: (p["k"], p["feature_set"], p["predictor"]))
     policies.sort(key=lambda p: (p["k"] or 0, p["family"] != "train_all"))
     tau = wh.query("""SELECT predictor, avg(mean) AS tau FROM evaluations WHERE study = ? AND split = 'cv'
                       AND task = 'regression' AND metric = 'kendall_tau' AND predictor != 'other_seeds'
@@ -237,7 +239,7 @@ def main() -> None:
               "shuffles": args.shuffles,
               "best_final_acc": float(curves.final.max()), "train_all_seconds": curves.total_seconds,
               "trial_order": "the sweep's launch order (configuration, architecture, width, seed), one trial at a time",
-              "plot_predictor": tau["predictor"][0], "plot": str(stem.with_suffix(".png")),
+              "plot_predictor": tau["predictor"][0], "plot": stem.with_suffix(".png").name,
               "machine": platform.node(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "policies": policies}
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
