@@ -1,0 +1,1 @@
+"""Acting on predictions: which runs to stop, at what cost (no Prefect)."""

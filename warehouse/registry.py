@@ -1,0 +1,91 @@
+"""The predictor registry (schema/007_predictors.sql): fit, save and record every predictor of a
+study on all its finished runs; look one up and load it, refusing a changed file."""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+
+import polars as pl
+from sklearn.pipeline import Pipeline
+
+from pipeline_lib.decisions import registry
+from pipeline_lib.features import FEATURE_SETS
+from pipeline_lib.prediction.evaluation import feature_matrix
+from pipeline_lib.prediction.models import PREDICTORS, TASKS
+from pipeline_lib.prediction.targets import run_targets
+from pipeline_lib.spec import Study
+
+from .db import Warehouse, replace_where
+from .predict import load_features, study_runs
+
+
+def predictor_id(study: str, feature_set: str, k: int, task: str, predictor: str) -> str:
+    """Stable across refits, so a spec or a score that names it keeps pointing at the same unit."""
+    return hashlib.sha1(f"{study}|{feature_set}|{k}|{task}|{predictor}".encode()).hexdigest()[:12]
+
+
+def _metrics(evaluations: pl.DataFrame, task: str, predictor: str, feature_set: str, k: int) -> dict:
+    rows = evaluations.filter((pl.col("task") == task) & (pl.col("predictor") == predictor)
+                              & (pl.col("feature_set") == feature_set) & (pl.col("k") == k))
+    out: dict[str, dict] = {}
+    for r in rows.iter_rows(named=True):
+        entry = out.setdefault(r["metric"], {})
+        if r["split"] == "cv_pooled":
+            entry["pooled"] = r["mean"]
+        else:
+            entry.update(mean=r["mean"], std=r["std"], folds=r["folds"])
+    return out
+
+
+def register_study(wh: Warehouse, study: Study) -> pl.DataFrame:
+    """Fit every (feature set, k, task, predictor) whose features cover all finished runs, save it
+    under <data_dir>/predictors/ and replace the study's rows of `predictors`; returns them."""
+    targets = run_targets(study_runs(wh, study.name), study.predict.good_run_quantile)
+    run_ids = targets["run_id"].to_list()
+    runs = wh.query("SELECT DISTINCT dataset, architecture, width FROM runs WHERE study = ? AND run_id IN "
+                    "(SELECT unnest(?))", [study.name, run_ids])
+    evaluations = wh.query("SELECT * FROM evaluations WHERE study = ? AND split IN ('cv', 'cv_pooled')", [study.name])
+    code = registry.prediction_code_digest()
+    rows = []
+    for k in study.predict.k_epochs:
+        for feature_set, bases in FEATURE_SETS.items():
+            features = load_features(wh, study.name, k, bases)
+            if any(set(run_ids) - set(features.filter(pl.col("feature_set") == b)["run_id"]) for b in bases):
+                continue
+            X, columns = feature_matrix(features, run_ids)
+            for task in TASKS:
+                if task == "classification" and targets["good"].n_unique() < 2:
+                    continue
+                for predictor in PREDICTORS:
+                    pid = predictor_id(study.name, feature_set, k, task, predictor)
+                    path = wh.data_dir / "predictors" / f"{pid}.skops"
+                    digest = registry.save(registry.fit_on_all(task, predictor, X, targets), path)
+                    rows.append({"id": pid, "study": study.name, "dataset": runs["dataset"][0],
+                                 "architectures": sorted(runs["architecture"].unique().to_list()),
+                                 "widths": sorted(runs["width"].unique().to_list()), "feature_set": feature_set,
+                                 "k": k, "task": task, "predictor": predictor, "runs_used": len(run_ids),
+                                 "good_threshold": float(targets["threshold"][0]),
+                                 "metrics_json": json.dumps(_metrics(evaluations, task, predictor, feature_set, k)),
+                                 "features": columns, "path": str(path), "file_digest": digest, "code_digest": code,
+                                 "created": datetime.now(timezone.utc).replace(tzinfo=None)})
+    frame = pl.DataFrame(rows, schema_overrides={"k": pl.Int32, "runs_used": pl.Int32})
+    with wh.writer() as con:
+        replace_where(con, "predictors", frame, "study = ?", [study.name])
+    return frame
+
+
+def registered(wh: Warehouse, study: str | None = None) -> pl.DataFrame:
+    """Rows of `predictors`, of one study or of all."""
+    if study is None:
+        return wh.query("SELECT * FROM predictors ORDER BY study, k, feature_set, task, predictor")
+    return wh.query("SELECT * FROM predictors WHERE study = ? ORDER BY k, feature_set, task, predictor", [study])
+
+
+def load_predictor(wh: Warehouse, pid: str) -> tuple[Pipeline, dict]:
+    """The fitted model and its row; RegistryError if the id is unknown or the file fails its checks."""
+    rows = wh.query("SELECT * FROM predictors WHERE id = ?", [pid])
+    if rows.is_empty():
+        raise registry.RegistryError(f"no registered predictor {pid!r} in {wh.path}")
+    row = rows.row(0, named=True)
+    return registry.load(row["path"], row["file_digest"], row["code_digest"]), row
