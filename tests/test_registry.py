@@ -51,8 +51,9 @@ def wh(tmp_path, study) -> Warehouse:
                .with_columns(pl.lit(study.name).alias("study"), pl.lit(1).alias("k")))
         upsert(con, "evaluations", pl.DataFrame([
             {"study": study.name, "task": "regression", "predictor": "linear", "feature_set": "early_acc", "k": 1,
-             "split": s, "metric": "kendall_tau", "mean": m, "std": sd, "n": 12, "folds": f}
-            for s, m, sd, f in (("cv", 0.8, 0.1, 2), ("cv_pooled", 0.85, None, 1))]))
+             "split": s, "metric": "kendall_tau", "value": v, "low": v - 0.1, "high": v + 0.05, "mean": m, "std": sd,
+             "n": 12, "folds": f}
+            for s, v, m, sd, f in (("cv", 0.85, 0.8, 0.1, 2), ("width_transfer", 0.5, 0.5, None, 1))]))
     return wh
 
 
@@ -67,7 +68,8 @@ def test_registers_every_covered_unit_and_reloads_what_was_fitted(wh, study):
     assert row["runs_used"] == 12 and row["architectures"] == ["lenet"] and row["widths"] == [1.0]
     assert row["features"] == ["diverged_by_k", "test_acc@k"]
     assert row["file_digest"] == hashlib.sha256(open(row["path"], "rb").read()).hexdigest()
-    assert json.loads(row["metrics_json"]) == {"kendall_tau": {"pooled": 0.85, "mean": 0.8, "std": 0.1, "folds": 2}}
+    assert json.loads(row["metrics_json"]) == {"kendall_tau": {"value": 0.85, "low": 0.75, "high": 0.9,
+                                                               "fold_mean": 0.8, "fold_std": 0.1, "folds": 2}}
 
     model, loaded_row = load_predictor(wh, row["id"])
     assert loaded_row["id"] == row["id"]

@@ -28,14 +28,8 @@ def predictor_id(study: str, feature_set: str, k: int, task: str, predictor: str
 def _metrics(evaluations: pl.DataFrame, task: str, predictor: str, feature_set: str, k: int) -> dict:
     rows = evaluations.filter((pl.col("task") == task) & (pl.col("predictor") == predictor)
                               & (pl.col("feature_set") == feature_set) & (pl.col("k") == k))
-    out: dict[str, dict] = {}
-    for r in rows.iter_rows(named=True):
-        entry = out.setdefault(r["metric"], {})
-        if r["split"] == "cv_pooled":
-            entry["pooled"] = r["mean"]
-        else:
-            entry.update(mean=r["mean"], std=r["std"], folds=r["folds"])
-    return out
+    return {r["metric"]: {"value": r["value"], "low": r["low"], "high": r["high"], "fold_mean": r["mean"],
+                          "fold_std": r["std"], "folds": r["folds"]} for r in rows.iter_rows(named=True)}
 
 
 def register_study(wh: Warehouse, study: Study) -> pl.DataFrame:
@@ -45,7 +39,7 @@ def register_study(wh: Warehouse, study: Study) -> pl.DataFrame:
     run_ids = targets["run_id"].to_list()
     runs = wh.query("SELECT DISTINCT dataset, architecture, width FROM runs WHERE study = ? AND run_id IN "
                     "(SELECT unnest(?))", [study.name, run_ids])
-    evaluations = wh.query("SELECT * FROM evaluations WHERE study = ? AND split IN ('cv', 'cv_pooled')", [study.name])
+    evaluations = wh.query("SELECT * FROM evaluations WHERE study = ? AND split = 'cv'", [study.name])
     code = registry.prediction_code_digest()
     rows = []
     for k in study.predict.k_epochs:

@@ -1,7 +1,8 @@
 -- Predictor registry: predictors fitted on every finished run of a study, saved with skops under
 -- <data_dir>/predictors/<id>.skops, to score runs of this or another study of the same dataset.
---   metrics_json: per metric, the pooled out-of-fold value (split cv_pooled) and the mean, std and
---                 number of folds of split cv, e.g. {"kendall_tau": {"pooled": .., "mean": .., "std": .., "folds": 5}}
+--   metrics_json: per metric of split cv, the pooled out-of-fold value with its 95% configuration-
+--                 bootstrap interval and the per-fold spread, e.g.
+--                 {"kendall_tau": {"value": .., "low": .., "high": .., "fold_mean": .., "fold_std": .., "folds": 5}}
 --   good_threshold: the final accuracy above which a run counts as good (the classification target)
 --   file_digest:  sha256 of the file; code_digest: sha1 of the prediction code that fitted it.
 --   Loading refuses a file whose digest (or the code's) differs from these.
