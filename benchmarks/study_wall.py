@@ -53,10 +53,19 @@ def todays_groups(configs: list[RunConfig], stack_size: int, slots: int) -> list
     return groups
 
 
-def _set_threads(threads: int) -> None:
+def _start_worker(threads: int, dataset: dict) -> None:
+    """Pool initializer: the worker's share of the cores, and the dataset decoded before the clock starts."""
     import torch
 
+    from pipeline_lib.datasets import load_dataset
+    from pipeline_lib.stacked import train_group  # noqa: F401 - imported before the clock starts
+
     torch.set_num_threads(threads)
+    load_dataset(dataset["name"], None, dataset["subset"], dataset["test_subset"])
+
+
+def _ready() -> None:
+    time.sleep(0.5)  # holds its worker, so each of these starts one
 
 
 def _train_unit(configs: list[RunConfig], data_dir: str) -> dict:
@@ -76,9 +85,11 @@ def train_study(units: list[list[RunConfig]], cores: int, slots: int) -> dict:
     """Train every unit on a fresh pool, as the flow does: min(slots, units) workers, cores shared."""
     workers = min(slots, len(units))
     threads = max(1, cores // workers)
+    dataset = units[0][0].dataset.model_dump()
     with tempfile.TemporaryDirectory() as data_dir, \
-            ProcessPoolExecutor(workers, get_context("spawn"), _set_threads, (threads,)) as pool:
-        pool.submit(_set_threads, threads).result()  # workers started: the wall clock times training only
+            ProcessPoolExecutor(workers, get_context("spawn"), _start_worker, (threads, dataset)) as pool:
+        for ready in [pool.submit(_ready) for _ in range(workers)]:
+            ready.result()  # every worker started: the wall clock times training only
         start = time.time()
         tasks = [pool.submit(_train_unit, unit, data_dir) for unit in units]
         done = [t.result() for t in tasks]
@@ -91,8 +102,8 @@ def train_study(units: list[list[RunConfig]], cores: int, slots: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=6, help="configurations (runs = samples x 2 widths x 2 seeds)")
-    parser.add_argument("--subset", type=int, default=2000, help="training images")
+    parser.add_argument("--samples", type=int, default=12, help="configurations (runs = samples x 2 widths x 2 seeds)")
+    parser.add_argument("--subset", type=int, default=1000, help="training images")
     parser.add_argument("--test-subset", type=int, default=1000, help="test images")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
