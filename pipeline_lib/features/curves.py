@@ -1,5 +1,10 @@
 """Baselines from the recorded learning curve: test accuracy at k, and the curve over epochs 0..k.
 
+Training loss and accuracy of epochs >= 1 are, by default (`train_metrics: epoch`), the means over
+that epoch's minibatches as trained (what TSE sums), not a pass after the epoch; with `exact` they
+are an eval-mode pass on a fixed training subset. Epoch 0 is always that pass on the
+initialisation; test metrics are always an eval-mode pass after the epoch.
+
 Both carry the "diverged by epoch k" flag: a run whose loss or weights became non-finite at an
 epoch <= k is known to be lost at k, and its later epochs are simply missing (NULL).
 """
