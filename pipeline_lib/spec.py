@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 Architecture = Literal["lenet", "vgg", "alexnet", "resnet"]
 DatasetName = Literal["digits", "fashion_mnist", "cifar10", "svhn"]
 Optimizer = Literal["sgd", "adam"]
-TrainMetrics = Literal["epoch", "exact"]  # `training` module docstring
+TrainMetrics = Literal["epoch", "exact"]  # how training loss/accuracy are taken: `training` module docstring
 
 
 class _Strict(BaseModel):
