@@ -103,9 +103,9 @@ def train_study(units: list[list[RunConfig]], cores: int, slots: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=12, help="configurations (runs = samples x 2 widths x 2 seeds)")
-    parser.add_argument("--subset", type=int, default=1000, help="training images")
-    parser.add_argument("--test-subset", type=int, default=1000, help="test images")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--subset", type=int, default=800, help="training images")
+    parser.add_argument("--test-subset", type=int, default=800, help="test images")
+    parser.add_argument("--epochs", type=int, default=8, help="8, as in the study issue 14 timed")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "study_wall"))
     args = parser.parse_args()
