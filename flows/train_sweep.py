@@ -6,8 +6,8 @@ With `stacked: true` (the default) runs that share `RunConfig.group_key` and dat
 groups of at most `stack_size`, and each group trains as one vectorised model in one task
 (`pipeline_lib.stacked`); with `stacked: false` every run is its own task. Tasks are submitted
 largest estimated cost first, in more units than workers (`placement.plan_groups`), so the workers
-finish together. They go to a process pool, one worker per device slot (every visible GPU `runs_per_device` times, default 2; or the CPU
-cores, divided among the workers). Finished runs are read back, interrupted runs resume. A live
+finish together. They go to a process pool, one worker per device slot (every visible GPU
+`runs_per_device` times, default 2; or the CPU cores, divided among the workers). Finished runs are read back, interrupted runs resume. A live
 display follows runs and epochs (tasks write per-epoch progress files that the flow polls; each
 task also keeps a Prefect progress artifact for the UI). Only this flow's process writes the DuckDB
 file; group timings (GPU utilisation and memory included) go to the `training_groups` table.
