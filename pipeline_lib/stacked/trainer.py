@@ -5,9 +5,9 @@ metrics are taken and dataset (`RunConfig.group_key`); seed, learning rate, weig
 may differ. The group is cut into lanes of `vector_width` runs; each lane is one wide model
 (`layers.widen`) trained with one optimizer (`optim.StackedOptimizer`). Every run keeps its own
 initialisation (`make_model`), data order (`epoch_order`) and dropout stream (`DropoutMasks`), so
-it follows the path it follows alone. Per run, everything `train_run` writes is written the same way: the epoch-0 and per-epoch
-snapshots, the state file after every epoch (resume works per run, and runs may continue alone or
-in another group), and the final state that makes a re-run skip it. A run that diverges is
+it follows the path it follows alone. Per run, everything `train_run` writes is written the same
+way: the epoch-0 and per-epoch snapshots, the state file after every epoch (resume works per run,
+and runs may continue alone or in another group), and the final state that makes a re-run skip it. A run that diverges is
 recorded as `train_run` records it and leaves its lane; the others go on.
 
 Snapshot and state files are written by a background thread (bounded queue), so the device keeps
