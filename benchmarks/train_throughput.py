@@ -69,6 +69,7 @@ class BenchRun:
     depth: int = 1
     optimizer: str = "sgd"
     batch_size: int = 128
+    train_metrics: str = "exact"  # the metrics the plain loop measures (`training.measure`)
 
     @property
     def run_id(self) -> str:
@@ -76,7 +77,8 @@ class BenchRun:
 
     @property
     def group_key(self) -> tuple:
-        return (self.architecture, self.width, self.depth, self.optimizer, self.batch_size, self.epochs)
+        return (self.architecture, self.width, self.depth, self.optimizer, self.batch_size, self.epochs,
+                self.train_metrics)
 
 
 def sweep(architecture: str, runs: int, epochs: int, subset: int | None) -> list[BenchRun]:

@@ -4,9 +4,10 @@
 
 With `stacked: true` (the default) runs that share `RunConfig.group_key` and dataset are cut into
 groups of at most `stack_size`, and each group trains as one vectorised model in one task
-(`pipeline_lib.stacked`); with `stacked: false` every run is its own task. Tasks go to a process
-pool, one worker per device slot (every visible GPU `runs_per_device` times, default 2; or the CPU
-cores, divided among the workers). Finished runs are read back, interrupted runs resume. A live
+(`pipeline_lib.stacked`); with `stacked: false` every run is its own task. Tasks are submitted
+largest estimated cost first, in more units than workers (`placement.plan_groups`), so the workers
+finish together. They go to a process pool, one worker per device slot (every visible GPU
+`runs_per_device` times, default 2; or the CPU cores, divided among the workers). Finished runs are read back, interrupted runs resume. A live
 display follows runs and epochs (tasks write per-epoch progress files that the flow polls; each
 task also keeps a Prefect progress artifact for the UI). Only this flow's process writes the DuckDB
 file; group timings (GPU utilisation and memory included) go to the `training_groups` table.
@@ -21,7 +22,7 @@ from prefect import flow, get_run_logger
 from prefect.futures import wait
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline_lib.placement import available_cores, plan_groups, plan_placement
+from pipeline_lib.placement import available_cores, plan_groups, plan_placement, run_cost
 from pipeline_lib.progress import epochs_reported
 from pipeline_lib.spec import ExecutionSpec, RunConfig, expand_runs, load_study
 from pipeline_lib.training import RunResult, finished_result
@@ -67,7 +68,10 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
         else:
             results[config.run_id] = done
     placement = plan_placement(study.device, study.runs_per_device)
-    units = plan_groups(todo, study.stack_size, placement.concurrency) if study.stacked else [[c] for c in todo]
+    if study.stacked:
+        units = plan_groups(todo, study.stack_size, placement.concurrency)
+    else:
+        units = [[c] for c in sorted(todo, key=run_cost, reverse=True)]
     workers = min(placement.concurrency, len(units))
     threads = max(1, available_cores() // max(workers, 1))
     options = study.stack_options.model_dump()

@@ -18,6 +18,9 @@ FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 
 # (channels, image side, classes) of each dataset, for building a run's model without its data.
 DATASET_SHAPES = {"digits": (1, 8, 10), "fashion_mnist": (1, 28, 10), "cifar10": (3, 32, 10), "svhn": (3, 32, 10)}
+# (training, test) images of each full dataset, for estimating a run's cost without its data.
+DATASET_SIZES = {"digits": (1347, 450), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000),
+                 "svhn": (73257, 26032)}
 
 
 class DatasetUnavailable(FileNotFoundError):

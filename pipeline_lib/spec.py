@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 Architecture = Literal["lenet", "vgg", "alexnet", "resnet"]
 DatasetName = Literal["digits", "fashion_mnist", "cifar10", "svhn"]
 Optimizer = Literal["sgd", "adam"]
+TrainMetrics = Literal["epoch", "exact"]  # how training loss/accuracy are taken: `training` module docstring
 
 
 class _Strict(BaseModel):
@@ -167,6 +168,8 @@ class Study(_Strict):
     widths: list[float] = [1.0]
     depth: int = Field(default=1, ge=1, description="residual blocks per stage (resnet only)")
     epochs: int = Field(default=10, ge=1)
+    train_metrics: TrainMetrics = Field(default="epoch", description="training loss/accuracy: accumulated over "
+                                        "the epoch's minibatches, or an exact pass after it on a fixed subset")
     seeds: list[int] = [0]
     samples: int = Field(default=4, ge=1)
     sweep: Sweep = Sweep()
@@ -221,6 +224,7 @@ class RunConfig(_Strict):
     weight_decay: float
     optimizer: Optimizer
     batch_size: int
+    train_metrics: TrainMetrics = "epoch"
 
     @property
     def run_id(self) -> str:
@@ -229,12 +233,15 @@ class RunConfig(_Strict):
         payload["dataset"].pop("root")  # where the files lie does not change the run
         if payload["dataset"]["test_subset"] is None:  # added later: unset keeps earlier run ids
             payload["dataset"].pop("test_subset")
+        if payload["train_metrics"] == "exact":  # how every run was measured before the option: same ids
+            payload.pop("train_metrics")
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
     def group_key(self) -> tuple:
         """Runs with equal keys can train stacked in one vectorised model."""
-        return (self.architecture, self.width, self.depth, self.optimizer, self.batch_size, self.epochs)
+        return (self.architecture, self.width, self.depth, self.optimizer, self.batch_size, self.epochs,
+                self.train_metrics)
 
 
 def draw_configurations(study: Study) -> list[dict]:
@@ -264,7 +271,8 @@ def expand_runs(study: Study) -> list[RunConfig]:
                     runs.append(
                         RunConfig(
                             study=study.name, dataset=study.dataset, architecture=arch, width=width,
-                            depth=study.depth, epochs=study.epochs, seed=seed, **hp,
+                            depth=study.depth, epochs=study.epochs, seed=seed,
+                            train_metrics=study.train_metrics, **hp,
                         )
                     )
     unique = {r.run_id: r for r in runs}

@@ -1,10 +1,12 @@
-from pipeline_lib.placement import plan_groups
+import heapq
+
+from pipeline_lib.placement import MIN_GROUP_RUNS, plan_groups, run_cost
 from pipeline_lib.spec import expand_runs, load_study
 from tests.conftest import write_spec
 
 
-def _runs(tmp_path, **sweep):
-    spec = write_spec(tmp_path, samples=5, widths=[0.5, 1.0], seeds=[0, 1, 2], sweep={"lr": {"log_uniform": [0.01, 0.1]}, **sweep})
+def _runs(tmp_path, samples=5, **sweep):
+    spec = write_spec(tmp_path, samples=samples, widths=[0.5, 1.0], seeds=[0, 1, 2], sweep={"lr": {"log_uniform": [0.01, 0.1]}, **sweep})
     return expand_runs(load_study(spec))
 
 
@@ -22,10 +24,41 @@ def test_groups_share_their_key_and_are_cut_evenly(tmp_path):
         assert len(sizes) == -(-sum(sizes) // 4) and max(sizes) - min(sizes) <= 1
 
 
-def test_groups_are_split_until_every_slot_has_one(tmp_path):
+def _makespan(groups, slots):
+    """When the last of `slots` workers finishes, taking groups in order as they free up (a process pool)."""
+    finish = [0.0] * slots
+    for group in groups:
+        heapq.heapreplace(finish, finish[0] + sum(run_cost(r) for r in group))
+    return max(finish)
+
+
+def test_workers_finish_together_largest_groups_first(tmp_path):
+    """The issue's study: two widths, one kind each. Two groups (one per width) left a core idle."""
+    runs = _runs(tmp_path, samples=10)  # 30 runs per width
+    for slots in (2, 4):
+        groups = plan_groups(runs, stack_size=64, slots=slots)
+        assert sorted(r.run_id for g in groups for r in g) == sorted(r.run_id for r in runs)
+        assert all(len({(r.group_key, r.dataset) for r in g}) == 1 for g in groups)
+        assert len(groups) > slots and min(len(g) for g in groups) >= min(MIN_GROUP_RUNS, len(runs) // slots)
+        costs = [sum(run_cost(r) for r in g) for g in groups]
+        assert costs == sorted(costs, reverse=True)
+        ideal = sum(costs) / slots
+        assert _makespan(groups, slots) <= 1.15 * ideal
+    per_kind = [[r for r in runs if r.width == w] for w in (0.5, 1.0)]
+    assert _makespan(per_kind, 2) > 1.3 * sum(run_cost(r) for r in runs) / 2  # what the test guards against
+
+
+def test_cost_grows_with_width_images_and_exact_train_metrics(tmp_path):
+    run = _runs(tmp_path)[0]
+    wider = run.model_copy(update={"width": run.width * 2})
+    more_images = run.model_copy(update={"dataset": run.dataset.model_copy(update={"subset": 800})})
+    exact = run.model_copy(update={"train_metrics": "exact"})
+    resnet = run.model_copy(update={"architecture": "resnet"})
+    assert all(run_cost(other) > run_cost(run) for other in (wider, more_images, exact, resnet))
+
+
+def test_one_slot_keeps_whole_kinds_and_no_group_is_empty(tmp_path):
     runs = [r for r in _runs(tmp_path) if r.width == 1.0]  # one kind, 15 runs
-    assert len(runs) == 15
-    sizes = sorted(len(g) for g in plan_groups(runs, stack_size=64, slots=4))
-    assert sizes == [3, 4, 4, 4]
+    assert [len(g) for g in plan_groups(runs, stack_size=64, slots=1)] == [15]
     assert len(plan_groups(runs[:2], stack_size=64, slots=8)) == 2  # never below one run per group
     assert plan_groups([], stack_size=64, slots=2) == []

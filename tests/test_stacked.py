@@ -11,7 +11,7 @@ from pipeline_lib.snapshots import read_snapshot, snapshot_path
 from pipeline_lib.spec import DatasetSpec, RunConfig
 from pipeline_lib.stacked import StackOptions, auto_vector_width, train_group
 from pipeline_lib.stacked.optim import StackedOptimizer
-from pipeline_lib.training import COMPLETED, DIVERGED, train_run
+from pipeline_lib.training import COMPLETED, DIVERGED, make_model, train_run
 
 DIGITS = DatasetSpec(name="digits", subset=256)
 # (seed, lr, dropout, weight decay); the last run diverges in its first epoch (overflow, float32).
@@ -24,11 +24,11 @@ def digits():
     return load_dataset("digits", subset=256)
 
 
-def _configs(architecture="lenet", optimizer="sgd", epochs=3, runs=MIXED):
+def _configs(architecture="lenet", optimizer="sgd", epochs=3, runs=MIXED, train_metrics="epoch"):
     scale = 0.1 if optimizer == "adam" else 1.0
     return [RunConfig(study="t", dataset=DIGITS, architecture=architecture, width=1.0, depth=1, epochs=epochs,
                       seed=seed, config_id=f"c{seed}", lr=min(lr * scale, lr), dropout=dropout, weight_decay=wd,
-                      optimizer=optimizer, batch_size=64)
+                      optimizer=optimizer, batch_size=64, train_metrics=train_metrics)
             for seed, lr, dropout, wd in runs]
 
 
@@ -62,19 +62,22 @@ def _assert_same_run(stacked, single, data_dir_a, data_dir_b, weights_atol, loss
             torch.testing.assert_close(a[name], b[name], atol=weights_atol, rtol=0, msg=f"{name} epoch {epoch}")
 
 
-@pytest.mark.parametrize("architecture, optimizer, vector_width, dtype", [
-    ("lenet", "sgd", 0, "float32"),
-    ("lenet", "adam", 2, "float32"),
-    ("resnet", "sgd", 0, "float64"),  # BatchNorm: per-run batch statistics and running stats
-    ("resnet", "adam", 2, "float64"),
+@pytest.mark.parametrize("architecture, optimizer, vector_width, dtype, train_metrics", [
+    ("lenet", "sgd", 0, "float32", "epoch"),
+    ("lenet", "adam", 2, "float32", "epoch"),
+    ("lenet", "sgd", 2, "float32", "exact"),
+    ("resnet", "sgd", 0, "float64", "epoch"),  # BatchNorm: per-run batch statistics and running stats
+    ("resnet", "adam", 2, "float64", "exact"),
 ])
-def test_group_equals_runs_trained_alone(tmp_path, digits, request, architecture, optimizer, vector_width, dtype):
+def test_group_equals_runs_trained_alone(tmp_path, digits, request, architecture, optimizer, vector_width, dtype,
+                                         train_metrics):
     torch.set_num_threads(1)
     if dtype == "float64":
         request.getfixturevalue("float64")
         digits = _as_double(digits)
     runs = MIXED[:4] + [(4, OVERFLOW_LR[dtype], 0.0, 0.0)]
-    configs = _configs(architecture, optimizer, epochs=3 if architecture == "lenet" else 2, runs=runs)
+    configs = _configs(architecture, optimizer, epochs=3 if architecture == "lenet" else 2, runs=runs,
+                       train_metrics=train_metrics)
     group = train_group(configs, digits, tmp_path / "stacked", options=StackOptions(vector_width=vector_width))
     assert group.timings.lane_widths == ([5] if vector_width == 0 else [2, 2, 1])
     singles = [train_run(c, digits, tmp_path / "single") for c in configs]
@@ -83,6 +86,37 @@ def test_group_equals_runs_trained_alone(tmp_path, digits, request, architecture
                                                                                         loss_rtol=1e-7)
     for stacked, single in zip(group.results, singles):
         _assert_same_run(stacked, single, tmp_path / "stacked", tmp_path / "single", **tolerance)
+
+
+@torch.no_grad()
+def _todays_evaluate(model, x, y):
+    """The evaluation pass before issue 14 (per-batch host sums under no_grad): the reference."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(y), 512):
+        logits = model(x[i:i + 512])
+        loss_sum += float(torch.nn.functional.cross_entropy(logits, y[i:i + 512], reduction="sum"))
+        correct += int((logits.argmax(1) == y[i:i + 512]).sum())
+    return loss_sum / len(y), correct / len(y)
+
+
+def test_test_metrics_equal_todays_evaluation(tmp_path, digits):
+    """Every epoch's test loss and accuracy, alone and stacked, are what today's pass gives on its weights.
+
+    float32, so the snapshots hold the exact weights; the stack sums its convolutions in another order.
+    """
+    torch.set_num_threads(1)
+    configs = _configs(runs=MIXED[:3], epochs=2)
+    single = [train_run(c, digits, tmp_path / "single") for c in configs]
+    stacked = train_group(configs, digits, tmp_path / "stacked").results
+    for config, alone, together in zip(configs, single, stacked):
+        model = make_model(config, digits)
+        for epoch in range(config.epochs + 1):
+            model.load_state_dict(read_snapshot(snapshot_path(tmp_path / "single", config.run_id, epoch)))
+            loss, acc = _todays_evaluate(model, digits.x_test, digits.y_test)
+            assert (alone.metrics[epoch].test_loss, alone.metrics[epoch].test_acc) == (loss, acc)
+            assert together.metrics[epoch].test_acc == acc
+            assert together.metrics[epoch].test_loss == pytest.approx(loss, rel=1e-5)
 
 
 def test_runs_differ_from_each_other(tmp_path, digits):

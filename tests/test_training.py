@@ -4,7 +4,7 @@ import torch
 from pipeline_lib.datasets import load_dataset
 from pipeline_lib.snapshots import read_snapshot, snapshot_path
 from pipeline_lib.spec import expand_runs, load_study
-from pipeline_lib.training import COMPLETED, DIVERGED, make_model, train_run
+from pipeline_lib.training import COMPLETED, DIVERGED, evaluate, make_model, train_run
 from tests.conftest import write_spec
 
 
@@ -72,3 +72,29 @@ def test_divergence_is_recorded_with_its_epoch(tmp_path, digits):
     assert result.status == DIVERGED
     assert result.diverged_epoch == 1 and result.epochs_done == 0
     assert len(result.snapshots) == 1  # only the initialisation
+
+
+def test_train_metrics_come_from_the_epochs_minibatches(tmp_path, digits):
+    """With lr 0 and no dropout the weights stay put: the minibatch means are the exact pass over all images."""
+    config = _config(tmp_path, lr=[0.0], dropout=[0.0])
+    result = train_run(config, digits, tmp_path)
+    model = make_model(config, digits)
+    exact = evaluate(model, digits.x_train, digits.y_train)
+    for m in result.metrics:
+        assert m.train_acc == exact[1] and m.train_loss == pytest.approx(exact[0], rel=1e-6)
+
+
+def test_exact_train_metrics_are_a_pass_after_the_epoch(tmp_path, digits):
+    """`exact` measures the same weights after the epoch; `epoch` differs from it except at epoch 0."""
+    by_epoch = _config(tmp_path)
+    exact = by_epoch.model_copy(update={"train_metrics": "exact"})
+    assert exact.run_id != by_epoch.run_id
+    a, b = train_run(by_epoch, digits, tmp_path / "a"), train_run(exact, digits, tmp_path / "b")
+    assert [m.test_acc for m in a.metrics] == [m.test_acc for m in b.metrics]  # same weights
+    assert (a.metrics[0].train_loss, a.metrics[0].train_acc) == (b.metrics[0].train_loss, b.metrics[0].train_acc)
+    model = make_model(exact, digits)
+    for epoch in range(1, exact.epochs + 1):
+        model.load_state_dict(read_snapshot(snapshot_path(tmp_path / "b", exact.run_id, epoch)))
+        assert (b.metrics[epoch].train_loss, b.metrics[epoch].train_acc) == evaluate(model, digits.x_train,
+                                                                                      digits.y_train)
+        assert a.metrics[epoch].train_loss != b.metrics[epoch].train_loss

@@ -2,6 +2,11 @@
 the training speed estimators TSE / TSE-EMA (Ru et al., "Speedy Performance Estimation for Neural
 Architecture Search", NeurIPS 2021).
 
+Training loss and accuracy of epochs >= 1 are, by default (`train_metrics: epoch`), the means over
+that epoch's minibatches as trained (what TSE sums), not a pass after the epoch; with `exact` they
+are an eval-mode pass on a fixed training subset. Epoch 0 is always that pass on the
+initialisation; test metrics are always an eval-mode pass after the epoch.
+
 Both carry the "diverged by epoch k" flag: a run whose loss or weights became non-finite at an
 epoch <= k is known to be lost at k, and its later epochs are simply missing (NULL).
 """
@@ -41,8 +46,9 @@ TSE_EMA_DECAY = 0.9  # Ru et al.'s gamma
 
 def tse_features(runs: pl.DataFrame, epoch_metrics: pl.DataFrame, k: int, decay: float | None = None) -> pl.DataFrame:
     """TSE = sum of the training losses of epochs 1..k; with `decay` g, TSE-EMA = sum of g^(k-t) L_t
-    (recent epochs weigh more). Ru et al. sum the minibatch losses seen during each epoch; the
-    per-epoch training loss recorded after each epoch stands in for them here. NULL when a loss of
+    (recent epochs weigh more). Ru et al. sum the minibatch losses seen during each epoch: that is the
+    recorded training loss with `train_metrics: epoch` (the default); with `exact`, the loss of a pass
+    after the epoch stands in. NULL when a loss of
     epochs 1..k is missing or not finite (the run diverged), with the diverged flag beside it."""
     weight = pl.lit(1.0) if decay is None else pl.lit(decay) ** (k - pl.col("epoch"))
     losses = epoch_metrics.filter(pl.col("epoch").is_between(1, k)).with_columns(finite_or_null("train_loss"))

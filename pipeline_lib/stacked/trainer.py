@@ -1,13 +1,13 @@
 """Training a group of runs together as wide models, with per-run results identical to `train_run`.
 
-Runs of one group share architecture, width, depth, optimizer, batch size, epochs and dataset
-(`RunConfig.group_key`); seed, learning rate, weight decay and dropout may differ. The group is cut
-into lanes of `vector_width` runs; each lane is one wide model (`layers.widen`) trained with
-one optimizer (`optim.StackedOptimizer`). Every run keeps its own initialisation (`make_model`),
-data order (`epoch_order`) and dropout stream (`DropoutMasks`), so it follows the path it follows
-alone. Per run, everything `train_run` writes is written the same way: the epoch-0 and per-epoch
-snapshots, the state file after every epoch (resume works per run, and runs may continue alone or
-in another group), and the final state that makes a re-run skip it. A run that diverges is
+Runs of one group share architecture, width, depth, optimizer, batch size, epochs, how training
+metrics are taken and dataset (`RunConfig.group_key`); seed, learning rate, weight decay and dropout
+may differ. The group is cut into lanes of `vector_width` runs; each lane is one wide model
+(`layers.widen`) trained with one optimizer (`optim.StackedOptimizer`). Every run keeps its own
+initialisation (`make_model`), data order (`epoch_order`) and dropout stream (`DropoutMasks`), so
+it follows the path it follows alone. Per run, everything `train_run` writes is written the same
+way: the epoch-0 and per-epoch snapshots, the state file after every epoch (resume works per run,
+and runs may continue alone or in another group), and the final state that makes a re-run skip it. A run that diverges is
 recorded as `train_run` records it and leaves its lane; the others go on.
 
 Snapshot and state files are written by a background thread (bounded queue), so the device keeps
@@ -129,8 +129,12 @@ class _Lane:
                 return self.forward(x).float().view(x.shape[0], n, -1)
         return self.forward(x).view(x.shape[0], n, -1)
 
-    def train_epoch(self, data: TensorData) -> torch.Tensor:
-        """One epoch for every run (each its own next epoch); per run, whether every loss was finite."""
+    def train_epoch(self, data: TensorData) -> tuple[torch.Tensor, list[tuple[float, float]]]:
+        """One epoch for every run (each its own next epoch).
+
+        Per run: whether every loss was finite, and the mean loss and accuracy over its minibatches
+        as trained (`training.train_one_epoch`).
+        """
         n, cfg = len(self.runs), self.runs[0].config
         size = len(data.y_train)
         orders = torch.stack([epoch_order(r.config.seed, r.next_epoch, size) for r in self.runs], 1).to(self.device)
@@ -138,25 +142,32 @@ class _Lane:
                              [r.config.dropout for r in self.runs], self.device)
         params = list(self.optimizer.params.values())
         finite = torch.ones(n, dtype=torch.bool, device=self.device)
+        loss_sum = torch.zeros(n, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(n, dtype=torch.int64, device=self.device)
         self.wide.train()
         for i in range(0, size, cfg.batch_size):
             idx = orders[i:i + cfg.batch_size]  # (b, n)
+            targets = data.y_train[idx]
             with masks.active():
                 logits = self._logits(self._stacked_input(data.x_train[idx]), n)
-            losses = F.cross_entropy(logits.flatten(0, 1), data.y_train[idx].flatten(),
-                                     reduction="none").view(idx.shape).mean(0)
+            losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(idx.shape).mean(0)
             finite &= torch.isfinite(losses)
             for p in params:
                 p.grad = None
             losses.sum().backward()  # runs do not interact: each gets the gradient of its own mean loss
             self.optimizer.step()
-        return finite.cpu()
+            loss_sum += losses.detach().double() * len(idx)
+            correct += (logits.detach().argmax(2) == targets).sum(0)
+        train = zip((loss_sum / size).tolist(), (correct.double() / size).tolist())
+        return finite.cpu(), list(train)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
+        """`training.evaluate` for every run at once: the images are shared, sums stay on the device."""
         n = len(self.runs)
         self.wide.eval()
-        chunk = max(EVAL_BATCH // n, self.runs[0].config.batch_size)  # at most a training step's activations
+        # At most a training step's activations: on CPU, larger chunks measured slower (cache).
+        chunk = max(EVAL_BATCH // n, self.runs[0].config.batch_size)
         loss_sum = torch.zeros(n, dtype=torch.float64, device=self.device)
         correct = torch.zeros(n, dtype=torch.int64, device=self.device)
         for i in range(0, len(y), chunk):
@@ -167,13 +178,15 @@ class _Lane:
             correct += (logits.argmax(2) == targets).sum(0)
         return (loss_sum / len(y)).tolist(), (correct.double() / len(y)).tolist()
 
-    def measure(self, data: TensorData, seconds: list[float]) -> list[EpochMetrics]:
+    def measure(self, data: TensorData, seconds: list[float],
+                train: list[tuple[float, float]] | None = None) -> list[EpochMetrics]:
         """`training.measure` for every run of the lane (each at its current epoch)."""
-        n_train = min(len(data.y_train), TRAIN_EVAL_LIMIT)
-        train_loss, train_acc = self._evaluate(data.x_train[:n_train], data.y_train[:n_train])
+        if train is None:
+            n_train = min(len(data.y_train), TRAIN_EVAL_LIMIT)
+            train = list(zip(*self._evaluate(data.x_train[:n_train], data.y_train[:n_train])))
         test_loss, test_acc = self._evaluate(data.x_test, data.y_test)
-        return [EpochMetrics(r.saved["epochs_done"] if r.saved else 0, train_loss[i], train_acc[i], test_loss[i],
-                             test_acc[i], seconds[i]) for i, r in enumerate(self.runs)]
+        return [EpochMetrics(r.saved["epochs_done"] if r.saved else 0, *train[i], test_loss[i], test_acc[i],
+                             seconds[i]) for i, r in enumerate(self.runs)]
 
     def params_finite(self) -> torch.Tensor:
         flags = [torch.isfinite(p.detach().flatten(1)).all(1) for p in self.wide.parameters()]
@@ -309,7 +322,7 @@ def _lane_epoch(lane: _Lane, data: TensorData, data_dir: Path, device: str, writ
                 timings: GroupTimings, on_epoch) -> None:
     """Train every run of the lane one epoch, then record each as `train_run` would."""
     start = time.perf_counter()
-    losses_finite = lane.train_epoch(data)
+    losses_finite, train = lane.train_epoch(data)
     if device.startswith("cuda"):
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
@@ -322,7 +335,8 @@ def _lane_epoch(lane: _Lane, data: TensorData, data_dir: Path, device: str, writ
     start = time.perf_counter()
     for run in lane.runs:  # measure() labels metrics with epochs_done: advance it first
         run.saved["epochs_done"] += 1
-    metrics = lane.measure(data, [share] * len(lane))
+    exact = lane.runs[0].config.train_metrics == "exact"  # one group_key: one kind of train metrics
+    metrics = lane.measure(data, [share] * len(lane), None if exact else train)
     timings.eval_seconds += time.perf_counter() - start
     payloads = lane.run_payloads()
     keep = []
