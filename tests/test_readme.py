@@ -36,7 +36,7 @@ def _mirror(root: Path) -> None:
         for entry in (ROOT / folder).iterdir():
             if not entry.name.startswith("warehouse.duckdb") and entry.name not in {"data", "digits.yaml"}:
                 (root / folder / entry.name).symlink_to(entry)
-    write_spec(root / "specs", name="digits-demo", epochs=4, samples=3, predict={"k_epochs": [1, 3], "n_folds": 2},
+    write_spec(root / "specs", name="digits-demo", epochs=3, samples=3, predict={"k_epochs": [1, 2], "n_folds": 2},
                graphs={"exact_limit": 200, "pivots": 8})
     (root / "specs" / "digits-demo.yaml").rename(root / "specs" / "digits.yaml")
 
