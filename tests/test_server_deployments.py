@@ -156,11 +156,11 @@ def test_scheduled_study_runs_on_worker_with_results_on_its_run(tmp_path, server
         assert children  # the stages are subflows of the study run
 
         # the study's own Artifacts tab: summary table, report with embedded figures, progress at 100%
-        own = {a.key or a.type: a for a in client.read_artifacts(
+        own = {a.key: a for a in client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))}
         assert own["ops-e2e-summary"].type == "table"
         report_md = own["ops-e2e-report"].data
-        assert "data:image/png;base64," in report_md and "](figures/" not in report_md
+        assert "![" in report_md and not re.search(r"!\[[^\]]*\]\((?!data:image/png;base64,)", report_md)
         assert own["ops-e2e-progress"].type == "progress" and float(own["ops-e2e-progress"].data) == 100
         log_text = "\n".join(entry.message for entry in client.read_logs(
             log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id]))))
