@@ -11,10 +11,9 @@ WAREHOUSE ?= warehouse/warehouse.duckdb
 APT_PACKAGES := python3-graph-tool python3-venv dataset-fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# Prefect keeps its database under the project; no telemetry (the machines have no internet).
-export PREFECT_HOME := $(CURDIR)/.prefect
-export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export PREFECT_SERVER_LOGGING_LEVEL := WARNING
+# Prefect's settings (home under the project, no telemetry, log levels) are in prefect.toml, which
+# Prefect reads from the working directory: `.venv/bin/python -m flows.<name>` run from here behaves
+# the same as these targets.
 
 .PHONY: setup demo test bench clean-data server stop
 

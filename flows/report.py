@@ -3,16 +3,19 @@
     python -m flows.report --spec specs/digits.yaml [--warehouse warehouse/warehouse.duckdb]
 
 Writes reports/<study>/report.md with PNG figures beside it. Every number is read from the
-warehouse (evaluations, predictions, costs).
+warehouse (evaluations, predictions, costs). The report and its tables are published as artifacts
+on the run the user started: this flow's when run alone; in a study, the study run publishes them.
 """
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 
 import polars as pl
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.context import FlowRunContext
 
 from pipeline_lib.report import ReportInputs, build_report
 from pipeline_lib.spec import load_study
@@ -32,9 +35,30 @@ def _rows(frame: pl.DataFrame) -> list[dict]:
     return [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()} for row in frame.iter_rows(named=True)]
 
 
+def _embed_figures(markdown: str, out_dir: Path) -> str:
+    """The Markdown with each `![..](x.png)` as a data URI: the UI cannot reach files beside the report."""
+    def data_uri(m: re.Match) -> str:
+        png = base64.b64encode((out_dir / m[2]).read_bytes()).decode()
+        return f"![{m[1]}](data:image/png;base64,{png})"
+    return re.sub(r"!\[([^\]]*)\]\(([^)\s:]+\.png)\)", data_uri, markdown)
+
+
+def publish_report(study_name: str, result: dict) -> None:
+    """The report (figures embedded) and its tables as keyed artifacts of the current flow run; the
+    summary table's description carries the verdict."""
+    create_markdown_artifact(result["markdown"], key=_artifact_key(study_name, "report"),
+                             description=f"report of study {study_name} ({result['path']})")
+    for name, rows in result["tables"].items():
+        if rows:
+            description = "\n".join(f"- {line}" for line in result["verdict"]) if name == "summary" else ""
+            create_table_artifact(rows, key=_artifact_key(study_name, name),
+                                  description=f"{name} of study {study_name}\n\n{description}".strip())
+
+
 @flow(name="report", log_prints=True)
 def report(spec: str, warehouse: str | None = None, reports_dir: str | None = None) -> dict:
-    """Write the report; returns its path and the summary table (as rows)."""
+    """Write the report; returns its path, the summary table (as rows), the verdict, the Markdown with
+    embedded figures and the tables, which are published here unless a parent flow (the study) does."""
     study = load_study(spec)
     wh = Warehouse(warehouse) if warehouse else Warehouse()
     out_dir = Path(reports_dir or REPORTS_DIR) / study.name
@@ -45,15 +69,13 @@ def report(spec: str, warehouse: str | None = None, reports_dir: str | None = No
     markdown, tables, predictor = build_report(study, inputs, out_dir)
     path = out_dir / "report.md"
     path.write_text(markdown)
-    create_markdown_artifact(markdown, key=_artifact_key(study.name, "report"),
-                             description=f"report of study {study.name} ({path})")
-    for name, table in tables.items():
-        if table.height:
-            create_table_artifact(_rows(table), key=_artifact_key(study.name, name),
-                                  description=f"{name} of study {study.name}")
+    result = {"path": str(path.resolve()), "summary": _rows(tables["summary"]), "predictor": predictor,
+              "verdict": tables["verdict"]["verdict"].to_list(), "markdown": _embed_figures(markdown, out_dir),
+              "tables": {name: _rows(table) for name, table in tables.items()}}
+    if FlowRunContext.get().flow_run.parent_task_run_id is None:
+        publish_report(study.name, result)
     get_run_logger().info("report: %s", path.resolve())
-    return {"path": str(path.resolve()), "summary": _rows(tables["summary"]), "predictor": predictor,
-            "verdict": tables["verdict"]["verdict"].to_list()}
+    return result
 
 
 if __name__ == "__main__":

@@ -4,21 +4,26 @@
 
 train_sweep -> graph_metrics -> features -> evaluate -> width_transfer -> report. Every stage
 skips what is already done, so a re-run after an interruption (or with more runs in the spec)
-does only the missing work. Ends by printing the compact result table and the report's path.
+does only the missing work. The study's own flow run carries what a user looks for in the UI: a
+progress artifact (stages done, runs trained, graphs computed), the report with its figures
+embedded and its tables (the summary's description holds the verdict); its log ends with the
+compact result table and the report's path.
 """
 from __future__ import annotations
 
 import polars as pl
 from prefect import flow
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from pipeline_lib.report.tables import display_table
-from pipeline_lib.spec import ExecutionSpec, load_study
+from pipeline_lib.spec import ExecutionSpec, expand_runs, load_study
 
 from ._cli import execution_from_args, run_cli, study_arguments
+from ._runtime import open_warehouse
 from .evaluate import evaluate
 from .features import features
 from .graph_metrics import graph_metrics
-from .report import report
+from .report import _artifact_key, publish_report, report
 from .train_sweep import train_sweep
 from .width_transfer import width_transfer
 
@@ -33,28 +38,49 @@ def format_summary(rows: list[dict], predictor: str, headline: list[str]) -> str
                           str(frame)])
 
 
+def _progress_text(wh, name: str, planned_runs: int, done: list[str], stages: int) -> str:
+    """Stages done, runs trained, graphs computed: read from the warehouse, as the views count them."""
+    trained = wh.query("SELECT count(*) AS n FROM runs WHERE study = ? AND status IN ('completed', 'diverged')",
+                       [name])["n"][0]
+    graphs = wh.query("SELECT graphs_done, snapshots FROM graph_progress WHERE study = ?", [name])
+    graphs_done, snapshots = graphs.row(0) if graphs.height else (0, 0)
+    return (f"stages done {len(done)}/{stages} ({', '.join(done) or 'none'}); runs trained {trained}/{planned_runs}; "
+            f"graphs computed {graphs_done}/{snapshots} snapshots")
+
+
 @flow(name="study", log_prints=True)
 def study(spec: str, warehouse: str | None = None, reports_dir: str | None = None,
           execution: ExecutionSpec | None = None) -> dict:
     """Run every stage; returns the stages' results and the report path. `execution` overrides the spec's."""
-    results = {
-        "train_sweep": train_sweep(spec, warehouse, execution=execution),
-        "graph_metrics": graph_metrics(spec, warehouse, execution=execution),
-        "features": features(spec, warehouse),
-        "evaluate": evaluate(spec, warehouse),
-        "width_transfer": width_transfer(spec, warehouse),
+    plan = load_study(spec)
+    wh = open_warehouse(warehouse, execution or plan.execution)
+    planned_runs = len(expand_runs(plan))
+    stages = {
+        "train_sweep": lambda: train_sweep(spec, warehouse, execution=execution),
+        "graph_metrics": lambda: graph_metrics(spec, warehouse, execution=execution),
+        "features": lambda: features(spec, warehouse),
+        "evaluate": lambda: evaluate(spec, warehouse),
+        "width_transfer": lambda: width_transfer(spec, warehouse),
+        "report": lambda: report(spec, warehouse, reports_dir),
     }
-    results["report"] = report(spec, warehouse, reports_dir)
+    results: dict = {}
+    progress = create_progress_artifact(0.0, key=_artifact_key(plan.name, "progress"),
+                                        description=_progress_text(wh, plan.name, planned_runs, [], len(stages)))
+    for name, run_stage in stages.items():
+        results[name] = run_stage()
+        update_progress_artifact(progress, 100.0 * len(results) / len(stages),
+                                 _progress_text(wh, plan.name, planned_runs, list(results), len(stages)))
+    final = results["report"]
+    if final["path"]:
+        publish_report(plan.name, final)
+        print(format_summary(final["summary"], final["predictor"], final["verdict"]))
+        print(f"report: {final['path']}")
     return results
 
 
 def main() -> None:
     args = study_arguments(__doc__.splitlines()[0]).parse_args()
-    results = study(args.spec, args.warehouse, execution=execution_from_args(args, load_study(args.spec)))
-    final = results["report"]
-    if final["path"]:
-        print(format_summary(final["summary"], final["predictor"], final["verdict"]))
-        print(f"report: {final['path']}")
+    study(args.spec, args.warehouse, execution=execution_from_args(args, load_study(args.spec)))
 
 
 if __name__ == "__main__":

@@ -6,22 +6,23 @@
 #   scripts/server.sh status           which of them run, and the UI address
 #   scripts/server.sh serve | pool | deploy [NAME...] | worker    the steps of `start`, one at a time
 #
-# Settings (environment): PREFECT_HOME (default ./.prefect: the server's SQLite database, logs and
-# process ids live there), PREFECT_SERVER_PORT (default 4200), PREFECT_SERVER_HOST (default
-# 127.0.0.1: loopback only), WORK_POOL (default local-process, the pool prefect.yaml names).
-# Each process runs in its own session, so `stop` ends it with everything it started.
+# Settings (environment): PREFECT_HOME (default .prefect, from prefect.toml: the server's SQLite
+# database, and here the logs and process ids under run/), PREFECT_SERVER_PORT (default 4200),
+# PREFECT_SERVER_HOST (default 127.0.0.1: loopback only), WORK_POOL (default local-process, the pool
+# prefect.yaml names). The rest (no telemetry, log levels) is prefect.toml's, read from this folder.
+# Each process runs in its own session, so `stop` ends it with everything it started. Not
+# `prefect server start --background`: it pipes the server's output to the command, which returns
+# at once, so the server's log is lost.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-export PREFECT_HOME="${PREFECT_HOME:-$ROOT/.prefect}"
-export PREFECT_SERVER_ANALYTICS_ENABLED=false
 HOST="${PREFECT_SERVER_HOST:-127.0.0.1}"
 PORT="${PREFECT_SERVER_PORT:-4200}"
 POOL="${WORK_POOL:-local-process}"
 PREFECT="$ROOT/.venv/bin/prefect"
 export PREFECT_API_URL="http://$HOST:$PORT/api"
-RUN_DIR="$PREFECT_HOME/run"
+RUN_DIR="${PREFECT_HOME:-$ROOT/.prefect}/run"
 mkdir -p "$RUN_DIR"
 
 alive() {  # alive PID: the process exists and is not a zombie waiting to be reaped
@@ -45,7 +46,7 @@ serve() {
         echo "something else already answers on $HOST:$PORT; choose another PREFECT_SERVER_PORT" >&2
         exit 1
     fi
-    launch server "$PREFECT" server start --host "$HOST" --port "$PORT" --log-level WARNING
+    launch server "$PREFECT" server start --host "$HOST" --port "$PORT"
     for _ in $(seq 1 240); do
         if curl -fsS "$PREFECT_API_URL/health" >/dev/null 2>&1; then
             echo "Prefect server ready: UI http://$HOST:$PORT  API $PREFECT_API_URL"
@@ -103,5 +104,5 @@ case "${1:-}" in
     start) serve; pool; deploy; worker ;;
     serve|pool|worker|stop|status) "$1" ;;
     deploy) shift; deploy "$@" ;;
-    *) sed -n '2,12p' "$0"; exit 2 ;;
+    *) sed -n '2,15p' "$0"; exit 2 ;;
 esac

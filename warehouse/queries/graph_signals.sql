@@ -1,5 +1,5 @@
 -- Which whole-graph statistics after epoch 1 rank the runs by final accuracy? Spearman's rho per
--- property and statistic over completed runs, strongest first.
+-- property and statistic over completed runs, strongest first (undefined, from a constant statistic: NULL, last).
 WITH values_at_1 AS (
     SELECT study, property, statistic, value, final_test_acc
     FROM graph_trajectories
@@ -13,7 +13,8 @@ ranked AS (
     WINDOW w_value AS (PARTITION BY study, property, statistic ORDER BY value),
            w_final AS (PARTITION BY study, property, statistic ORDER BY final_test_acc)
 )
-SELECT study, property, statistic, count(*) AS runs, round(corr(rank_value, rank_final), 4) AS spearman_rho
+SELECT study, property, statistic, count(*) AS runs,
+       round(nullif(corr(rank_value, rank_final), 'NaN'::DOUBLE), 4) AS spearman_rho  -- NaN (a constant statistic) -> NULL, last
 FROM ranked
 GROUP BY ALL
 HAVING count(*) >= 3

@@ -1,0 +1,86 @@
+"""The README's examples run as written. Every fenced bash or SQL block after a `<!-- runnable -->`
+line runs from a copy of the project root whose specs/digits.yaml is a tiny digits study: the
+README's own study command builds warehouse/warehouse.duckdb, then the other blocks (bash as a
+script, SQL through `duckdb -readonly`) and every file of warehouse/queries/ run against it. Prefect
+gets no settings from the environment here, only prefect.toml's."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import write_spec
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+BLOCKS = re.findall(r"<!-- runnable -->\n```(bash|sql)\n(.*?)```", README, re.S)
+STUDY_COMMAND = ".venv/bin/python -m flows.study --spec specs/digits.yaml --warehouse warehouse/warehouse.duckdb"
+QUERIES = sorted((ROOT / "warehouse" / "queries").glob("*.sql"))
+
+
+def _mirror(root: Path) -> None:
+    """The project's entries as links, with warehouse/ and specs/ real folders (linked contents but no
+    database) and specs/digits.yaml a tiny study; nothing is written into the checkout."""
+    for entry in ROOT.iterdir():
+        if entry.name in {".git", ".prefect", "reports", "warehouse", "specs"}:
+            continue
+        (root / entry.name).symlink_to(entry)
+    for folder in ("warehouse", "specs"):
+        (root / folder).mkdir()
+        for entry in (ROOT / folder).iterdir():
+            if not entry.name.startswith("warehouse.duckdb") and entry.name not in {"data", "digits.yaml"}:
+                (root / folder / entry.name).symlink_to(entry)
+    write_spec(root / "specs", name="digits-demo", epochs=3, samples=3, predict={"k_epochs": [1, 2], "n_folds": 2},
+               graphs={"exact_limit": 200, "pivots": 8})
+    (root / "specs" / "digits-demo.yaml").rename(root / "specs" / "digits.yaml")
+
+
+def _run(root: Path, script: str, *, sql: bool = False, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    command = ([".venv/bin/duckdb", "-readonly", "-bail", "warehouse/warehouse.duckdb"] if sql
+               else ["bash", "-euo", "pipefail", "-c", script])
+    done = subprocess.run(command, input=script if sql else None, stdin=None if sql else subprocess.DEVNULL,
+                          cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0 and "Error" not in done.stderr, f"{script}\n---\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """The mirror with its warehouse built by the README's study command."""
+    root = tmp_path_factory.mktemp("project")
+    _mirror(root)
+    built = _run(root, STUDY_COMMAND)
+    assert "Failed to send telemetry" not in built.stdout + built.stderr
+    assert (root / ".prefect").is_dir()  # prefect.toml's home: under the project, not ~/.prefect
+    assert "| features" in built.stderr and "report: " in built.stderr  # the study's log ends with its table
+    return root
+
+
+def test_the_study_command_is_a_runnable_block():
+    assert ("bash", STUDY_COMMAND + "\n") in BLOCKS
+
+
+def test_spec_excerpt_is_the_demo_spec():
+    excerpt = re.search(r"<!-- same as specs/digits.yaml -->\n```yaml\n(.*?)```", README, re.S)[1]
+    assert yaml.safe_load(excerpt) == yaml.safe_load((ROOT / "specs" / "digits.yaml").read_text())
+
+
+@pytest.mark.parametrize("language,block", [b for b in BLOCKS if b[1] != STUDY_COMMAND + "\n"],
+                         ids=lambda v: v if v in ("bash", "sql") else v.strip().splitlines()[0][:50])
+def test_readme_block_runs(project, language, block):
+    done = _run(project, block, sql=language == "sql")
+    assert (done.stdout + done.stderr).strip()  # every example prints something (flows: their log, on stderr)
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=lambda p: p.name)
+def test_query_file_runs_in_the_duckdb_shell(project, query):
+    done = _run(project, f".read {query}\n", sql=True)
+    assert done.stdout.strip()
+    assert "nan" not in done.stdout.lower().split()  # undefined values show as NULL, never first as NaN
