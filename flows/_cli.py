@@ -6,7 +6,7 @@ import sys
 from typing import Callable
 
 from pipeline_lib.datasets import DatasetUnavailable
-from pipeline_lib.placement import DeviceUnavailable
+from pipeline_lib.placement import DeviceUnavailable, plan_placement
 from pipeline_lib.spec import ExecutionSpec, SpecError, Study, load_study
 from warehouse.db import DEFAULT_PATH
 
@@ -33,6 +33,17 @@ def execution_from_args(args: argparse.Namespace, study: Study) -> ExecutionSpec
                  "ray_address": args.ray_address, "data_dir": args.data_dir}
     return ExecutionSpec.model_validate({**study.execution.model_dump(),
                                          **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def load_trainable_study(path: str) -> Study:
+    """The validated spec with its device checked: a stage that trains fails here, before Prefect
+    starts or the warehouse file is created, when the spec's device is not on this machine."""
+    study = load_study(path)
+    try:
+        plan_placement(study.device, study.runs_per_device)
+    except DeviceUnavailable as e:
+        raise SpecError(f"invalid study spec {path}:\n  device: {e}") from None
+    return study
 
 
 def run_cli(main: Callable[[], object]) -> None:

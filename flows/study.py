@@ -11,9 +11,9 @@ from __future__ import annotations
 import polars as pl
 from prefect import flow
 
-from pipeline_lib.spec import ExecutionSpec, load_study
+from pipeline_lib.spec import ExecutionSpec
 
-from ._cli import execution_from_args, run_cli, study_arguments
+from ._cli import execution_from_args, load_trainable_study, run_cli, study_arguments
 from .evaluate import evaluate
 from .features import features
 from .graph_metrics import graph_metrics
@@ -50,7 +50,7 @@ def study(spec: str, warehouse: str | None = None, reports_dir: str | None = Non
 
 def main() -> None:
     args = study_arguments(__doc__.splitlines()[0]).parse_args()
-    results = study(args.spec, args.warehouse, execution=execution_from_args(args, load_study(args.spec)))
+    results = study(args.spec, args.warehouse, execution=execution_from_args(args, load_trainable_study(args.spec)))
     final = results["report"]
     if final["path"]:
         print(format_summary(final["summary"], final["predictor"]))
