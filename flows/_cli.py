@@ -35,14 +35,19 @@ def execution_from_args(args: argparse.Namespace, study: Study) -> ExecutionSpec
                                          **{k: v for k, v in overrides.items() if v is not None}})
 
 
-def load_trainable_study(path: str) -> Study:
-    """The validated spec with its device checked: a stage that trains fails here, before Prefect
-    starts or the warehouse file is created, when the spec's device is not on this machine."""
+def load_runnable_study(path: str, trains: bool = False, cross_validates: bool = False) -> Study:
+    """The validated spec, checked against what the stages about to run need (the training device
+    on this machine, configurations for grouped cross-validation), before Prefect starts or the
+    warehouse file is created."""
     study = load_study(path)
     try:
-        plan_placement(study.device, study.runs_per_device)
-    except DeviceUnavailable as e:
-        raise SpecError(f"invalid study spec {path}:\n  device: {e}") from None
+        if trains:
+            plan_placement(study.device, study.runs_per_device)
+        if cross_validates:
+            study.check_cross_validation()
+    except (DeviceUnavailable, SpecError) as e:
+        field = "device: " if isinstance(e, DeviceUnavailable) else ""
+        raise SpecError(f"invalid study spec {path}:\n  {field}{e}") from None
     return study
 
 
@@ -55,11 +60,12 @@ def run_cli(main: Callable[[], object]) -> None:
         sys.exit(2)
 
 
-def run_warehouse_stage(flow_fn: Callable[[str, str], object], description: str) -> None:
+def run_warehouse_stage(flow_fn: Callable[[str, str], object], description: str,
+                        cross_validates: bool = False) -> None:
     """Command line of a stage that only reads and writes the warehouse (no fan-out to configure)."""
     def main() -> None:
         args = study_arguments(description, execution=False).parse_args()
-        load_study(args.spec)  # validate before starting Prefect
+        load_runnable_study(args.spec, cross_validates=cross_validates)  # before starting Prefect
         flow_fn(args.spec, args.warehouse)
 
     run_cli(main)

@@ -13,7 +13,7 @@ from prefect import flow
 
 from pipeline_lib.spec import ExecutionSpec
 
-from ._cli import execution_from_args, load_trainable_study, run_cli, study_arguments
+from ._cli import execution_from_args, load_runnable_study, run_cli, study_arguments
 from .evaluate import evaluate
 from .features import features
 from .graph_metrics import graph_metrics
@@ -50,7 +50,8 @@ def study(spec: str, warehouse: str | None = None, reports_dir: str | None = Non
 
 def main() -> None:
     args = study_arguments(__doc__.splitlines()[0]).parse_args()
-    results = study(args.spec, args.warehouse, execution=execution_from_args(args, load_trainable_study(args.spec)))
+    checked = load_runnable_study(args.spec, trains=True, cross_validates=True)
+    results = study(args.spec, args.warehouse, execution=execution_from_args(args, checked))
     final = results["report"]
     if final["path"]:
         print(format_summary(final["summary"], final["predictor"]))

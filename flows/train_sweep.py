@@ -28,7 +28,7 @@ from pipeline_lib.training import RunResult, finished_result
 from tasks.training import set_torch_threads, train_group_task, train_run_task
 from warehouse.runs import record_runs, record_study, record_training_groups
 
-from ._cli import execution_from_args, load_trainable_study, run_cli, study_arguments
+from ._cli import execution_from_args, load_runnable_study, run_cli, study_arguments
 from ._runtime import make_task_runner, open_warehouse, requesting, training_device
 
 POLL_SECONDS = 1.0
@@ -135,7 +135,7 @@ def _follow(futures: dict, bar: Progress, progress_dir: Path, todo: list[RunConf
 
 def main() -> None:
     args = study_arguments(__doc__.splitlines()[0]).parse_args()
-    study = load_trainable_study(args.spec)  # before Prefect starts, so bad specs fail fast and plainly
+    study = load_runnable_study(args.spec, trains=True)  # before Prefect starts, so bad specs fail fast and plainly
     train_sweep(args.spec, args.warehouse, execution_from_args(args, study))
 
 

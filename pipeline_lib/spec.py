@@ -258,11 +258,17 @@ class Study(_Strict):
             raise ValueError(f"width_transfer names widths {sorted(unknown)} that are not in widths {self.widths}")
         if self.predict.k_epochs[-1] >= self.epochs:
             raise ValueError(f"predict.k_epochs {self.predict.k_epochs} must be below epochs={self.epochs}")
+        return self
+
+    def check_cross_validation(self) -> None:
+        """Raise SpecError unless the sweep gives enough configurations for the prediction stages.
+
+        Not a validator: a study that only trains may have a single configuration.
+        """
         distinct = len({hp["config_id"] for hp in draw_configurations(self)})
         if distinct < MIN_CONFIGURATIONS:
-            raise ValueError(f"samples: grouped cross-validation needs at least {MIN_CONFIGURATIONS} distinct "
-                             f"configurations; samples={self.samples} with this sweep gives {distinct}")
-        return self
+            raise SpecError(f"samples: grouped cross-validation needs at least {MIN_CONFIGURATIONS} distinct "
+                            f"configurations; samples={self.samples} with this sweep gives {distinct}")
 
 
 class RunConfig(_Strict):

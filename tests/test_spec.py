@@ -59,7 +59,6 @@ def test_run_id_ignores_dataset_root_but_not_subset(tmp_path):
         ({"widths": [0.5, 1.0, 0.5]}, "widths: lists [0.5] more than once"),
         ({"architectures": ["lenet", "lenet"]}, "architectures: lists ['lenet'] more than once"),
         ({"dataset": {"name": "svhn"}}, "svhn needs dataset.root"),
-        ({"samples": 4, "sweep": {"lr": [0.1]}}, "at least 2 distinct configurations; samples=4 with this sweep gives 1"),
     ],
 )
 def test_bad_specs_name_the_field(tmp_path, overrides, message):
@@ -131,6 +130,15 @@ def test_duplicated_yaml_key_is_an_error(tmp_path):
     spec.write_text("name: x\nsweep:\n  lr: [0.1]\n  dropout: [0.0]\n  lr: [0.2]\n")
     with pytest.raises(SpecError, match="key 'lr' is given twice"):
         load_study(spec)
+
+
+def test_cross_validation_needs_two_distinct_configurations(tmp_path):
+    """Checked only by the stages that cross-validate: a study that only trains may have one."""
+    study = load_study(write_spec(tmp_path, samples=4, sweep={"lr": [0.1]}))  # four draws, one configuration
+    with pytest.raises(SpecError, match="samples: grouped cross-validation needs at least 2 distinct "
+                                        "configurations; samples=4 with this sweep gives 1"):
+        study.check_cross_validation()
+    load_study(write_spec(tmp_path, samples=2)).check_cross_validation()
 
 
 def test_unavailable_device_fails_before_prefect_in_a_real_process(tmp_path):
