@@ -8,7 +8,7 @@ from typing import Callable
 from pipeline_lib.datasets import DatasetUnavailable
 from pipeline_lib.placement import DeviceUnavailable, plan_placement
 from pipeline_lib.spec import ExecutionSpec, SpecError, Study, load_study
-from warehouse.db import DEFAULT_PATH
+from warehouse.db import DEFAULT_PATH, WarehouseError
 
 USER_ERRORS = (SpecError, DatasetUnavailable, DeviceUnavailable)
 
@@ -52,12 +52,16 @@ def load_runnable_study(path: str, trains: bool = False, cross_validates: bool =
 
 
 def run_cli(main: Callable[[], object]) -> None:
-    """Run a flow entry point; bad input ends with a readable message and exit status 2, no traceback."""
+    """Run a flow entry point; bad input ends with a readable message and exit status 2, no traceback;
+    a warehouse that cannot be written ends with the original error and exit status 1."""
     try:
         main()
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except WarehouseError as e:  # the disk, a permission or a lock: said last, plainly, whatever was logged before
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 def run_warehouse_stage(flow_fn: Callable[[str, str], object], description: str,
