@@ -23,9 +23,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pipeline_lib.placement import available_cores, plan_groups, plan_placement
 from pipeline_lib.progress import epochs_reported
+from pipeline_lib.snapshots import clean_stale_temp_files
 from pipeline_lib.spec import ExecutionSpec, RunConfig, expand_runs, load_study
 from pipeline_lib.training import RunResult, finished_result
 from tasks.training import set_torch_threads, train_group_task, train_run_task
+from warehouse.quarantine import record_quarantined
 from warehouse.runs import record_runs, record_study, record_training_groups
 
 from ._cli import execution_from_args, load_runnable_study, run_cli, study_arguments
@@ -58,10 +60,12 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
     record_study(wh, study)
     configs = expand_runs(study)
     data_dir = str(wh.data_dir)
+    clean_stale_temp_files(data_dir)
     results: dict[str, RunResult] = {}
     todo = []
     for config in configs:
-        done = finished_result(config, data_dir)  # finished runs are read back without a worker
+        # finished runs are read back without a worker; one with a damaged file is trained again
+        done = finished_result(config, data_dir)
         if done is None:
             todo.append(config)
         else:
@@ -91,6 +95,9 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
     record_runs(wh, study.name, configs, results, errors)
     if groups:
         record_training_groups(wh, study.name, groups, options)
+    if quarantined := record_quarantined(wh):
+        logger.warning("%d damaged file(s) quarantined under %s (table quarantined_files); their runs were "
+                       "trained again", quarantined, wh.data_dir / "quarantine")
     counts: dict[str, int] = {}
     for r in results.values():
         counts[r.status] = counts.get(r.status, 0) + 1
