@@ -96,7 +96,7 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
     if groups:
         record_training_groups(wh, study.name, groups, options)
     if quarantined := record_quarantined(wh):
-        logger.warning("%d damaged file(s) quarantined under %s (table quarantined_files); their runs were "
+        logger.warning("%d file(s) quarantined so far under %s (table quarantined_files); their runs were "
                        "trained again", quarantined, wh.data_dir / "quarantine")
     counts: dict[str, int] = {}
     for r in results.values():
