@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
+import signal
 import sys
 from typing import Callable
 
@@ -51,9 +54,45 @@ def load_runnable_study(path: str, trains: bool = False, cross_validates: bool =
     return study
 
 
+INTERRUPTED = 130  # the shell's status for a command ended by SIGINT
+
+
+def _say(text: str) -> None:
+    """Write straight to stderr: the interrupted code may be inside a write to sys.stderr or a logging
+    handler, and re-entering those from a signal handler fails."""
+    os.write(2, (text + "\n").encode())
+
+
+def _stop_on_interrupt(signum, frame) -> None:
+    """First Ctrl-C: end the pool workers and the temporary Prefect server, say what was kept, exit.
+
+    Not through Prefect's own interrupt handling: the terminal's SIGINT also reaches the temporary
+    server, and a flow that reports its end to a stopped server waits for it forever. Every finished
+    epoch is already on disk (state file and snapshot, written atomically) and every loaded batch in
+    the warehouse, so stopping now loses at most the epochs and batches in flight.
+    """
+    signal.signal(signal.SIGINT, lambda *_: os._exit(INTERRUPTED))  # a second Ctrl-C: at once
+    _say("\ninterrupted: stopping the workers (Ctrl-C again to exit at once)")
+    workers = multiprocessing.active_children()
+    for worker in workers:
+        worker.kill()
+    for worker in workers:
+        worker.join(timeout=5)
+    server_module = sys.modules.get("prefect.server.api.server")  # never import in a handler: the import lock
+    for server in list(server_module.SubprocessASGIServer._instances.values()) if server_module else []:
+        if server.server_process is not None:
+            server.server_process.kill()
+            server.server_process.wait(timeout=5)
+    _say("stopped. Finished epochs, snapshots and loaded graphs are kept; run the same command again "
+         "to resume from them.")
+    os._exit(INTERRUPTED)
+
+
 def run_cli(main: Callable[[], object]) -> None:
     """Run a flow entry point; bad input ends with a readable message and exit status 2, no traceback;
-    a warehouse that cannot be written ends with the original error and exit status 1."""
+    a warehouse that cannot be written ends with the original error and exit status 1; Ctrl-C stops
+    within seconds with status 130."""
+    signal.signal(signal.SIGINT, _stop_on_interrupt)
     try:
         main()
     except USER_ERRORS as e:
