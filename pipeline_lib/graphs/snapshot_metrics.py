@@ -28,7 +28,7 @@ from .summaries import summarise
 
 GRAPH_ROW_SCHEMA = {"run_id": pl.Utf8, "epoch": pl.Int64, "nodes": pl.Int64, "edges": pl.Int64,
                     "seconds": pl.Float64, "error": pl.Utf8, "perron_value": pl.Float64,
-                    "katz_alpha": pl.Float64, "pivots": pl.Int64}
+                    "katz_alpha": pl.Float64, "pivots": pl.Int64, "perron_gap": pl.Float64, "hits_gap": pl.Float64}
 SUMMARY_SCHEMA = {"run_id": pl.Utf8, "epoch": pl.Int64, "scope": pl.Utf8, "property": pl.Utf8,
                   "statistic": pl.Utf8, "value": pl.Float64}
 
@@ -86,7 +86,8 @@ def snapshot_node_metrics(job: SnapshotJob, options: GraphOptions) -> tuple[pl.D
         **{name: pl.Series(name, props.values[name], dtype=pl.Float64, nan_to_null=True) for name in PROPERTIES},
     })
     row = {"nodes": graph.n_nodes, "edges": graph.n_edges, "perron_value": props.perron_value,
-           "katz_alpha": props.katz_alpha, "pivots": props.pivots}
+           "katz_alpha": props.katz_alpha, "pivots": props.pivots, "perron_gap": props.perron_gap,
+           "hits_gap": props.hits_gap}
     return nodes, row
 
 

@@ -5,3 +5,8 @@ CREATE TABLE IF NOT EXISTS quarantined_files (
     error VARCHAR NOT NULL,                -- why it could not be used
     quarantined_at TIMESTAMP NOT NULL
 );
+
+-- Relative gap between the top two eigenvalues of A + A^T / singular values of A: below
+-- properties.MIN_GAP the eigenvector / hub and authority are not determined and stored as NULL.
+ALTER TABLE graphs ADD COLUMN IF NOT EXISTS perron_gap DOUBLE;
+ALTER TABLE graphs ADD COLUMN IF NOT EXISTS hits_gap DOUBLE;
