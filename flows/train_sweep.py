@@ -21,6 +21,7 @@ from prefect import flow, get_run_logger
 from prefect.futures import wait
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pipeline_lib.claims import claimed_runs
 from pipeline_lib.placement import available_cores, plan_groups, plan_placement
 from pipeline_lib.progress import epochs_reported
 from pipeline_lib.snapshots import clean_stale_temp_files
@@ -61,37 +62,39 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
     configs = expand_runs(study)
     data_dir = str(wh.data_dir)
     clean_stale_temp_files(data_dir)
-    results: dict[str, RunResult] = {}
-    todo = []
-    for config in configs:
-        # finished runs are read back without a worker; one with a damaged file is trained again
-        done = finished_result(config, data_dir)
-        if done is None:
-            todo.append(config)
-        else:
-            results[config.run_id] = done
-    placement = plan_placement(study.device, study.runs_per_device)
-    units = plan_groups(todo, study.stack_size, placement.concurrency) if study.stacked else [[c] for c in todo]
-    workers = min(placement.concurrency, len(units))
-    threads = max(1, available_cores() // max(workers, 1))
-    options = study.stack_options.model_dump()
-    logger.info("study %s: %d runs (%d to train) in %d %s on %s, %d workers x %d torch threads",
-                study.name, len(configs), len(todo), len(units), "stacked groups" if study.stacked else "tasks",
-                ",".join(sorted(set(placement.slots))), workers, threads)
+    # another process training runs of this study: wait for it, then they are finished or resumable
+    with claimed_runs(data_dir, [c.run_id for c in configs], logger.warning):
+        results: dict[str, RunResult] = {}
+        todo = []
+        for config in configs:
+            # finished runs are read back without a worker; one with a damaged file is trained again
+            done = finished_result(config, data_dir)
+            if done is None:
+                todo.append(config)
+            else:
+                results[config.run_id] = done
+        placement = plan_placement(study.device, study.runs_per_device)
+        units = plan_groups(todo, study.stack_size, placement.concurrency) if study.stacked else [[c] for c in todo]
+        workers = min(placement.concurrency, len(units))
+        threads = max(1, available_cores() // max(workers, 1))
+        options = study.stack_options.model_dump()
+        logger.info("study %s: %d runs (%d to train) in %d %s on %s, %d workers x %d torch threads",
+                    study.name, len(configs), len(todo), len(units), "stacked groups" if study.stacked else "tasks",
+                    ",".join(sorted(set(placement.slots))), workers, threads)
 
-    errors: dict[str, str] = {}
-    groups = []
-    if units:
-        progress_dir = wh.data_dir / "progress" / uuid.uuid4().hex
-        runner = make_task_runner(execution, workers, set_torch_threads, (threads,))
-        try:
-            with runner, _progress() as bar, requesting(execution, "training"):
-                futures = {_submit(runner, unit, study.stacked, data_dir,
-                                   training_device(execution, placement.slots[i % placement.concurrency]),
-                                   options, str(progress_dir / f"{i}.json")): unit for i, unit in enumerate(units)}
-                _follow(futures, bar, progress_dir, todo, study.name, results, errors, groups, logger)
-        finally:
-            shutil.rmtree(progress_dir, ignore_errors=True)
+        errors: dict[str, str] = {}
+        groups = []
+        if units:
+            progress_dir = wh.data_dir / "progress" / uuid.uuid4().hex
+            runner = make_task_runner(execution, workers, set_torch_threads, (threads,))
+            try:
+                with runner, _progress() as bar, requesting(execution, "training"):
+                    futures = {_submit(runner, unit, study.stacked, data_dir,
+                                       training_device(execution, placement.slots[i % placement.concurrency]),
+                                       options, str(progress_dir / f"{i}.json")): unit for i, unit in enumerate(units)}
+                    _follow(futures, bar, progress_dir, todo, study.name, results, errors, groups, logger)
+            finally:
+                shutil.rmtree(progress_dir, ignore_errors=True)
     record_runs(wh, study.name, configs, results, errors)
     if groups:
         record_training_groups(wh, study.name, groups, options)
