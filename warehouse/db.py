@@ -46,7 +46,8 @@ def lock_timeout_seconds() -> float:
 
 def _flock_holders(fh) -> str:
     """Who holds the flock on an open file, from /proc/locks: 'PID 123 (python -m flows.study ...)'."""
-    inode = os.fstat(fh.fileno()).st_ino
+    stat = os.fstat(fh.fileno())
+    file_id = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"  # as /proc/locks writes it
     holders = []
     try:
         lines = Path("/proc/locks").read_text().splitlines()
@@ -54,11 +55,12 @@ def _flock_holders(fh) -> str:
         return "another process"
     for line in lines:
         fields = line.split()
-        if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK" or fields[5].split(":")[-1] != str(inode):
+        if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK" or fields[5] != file_id:
             continue
         pid = fields[4]
         try:
-            command = " ".join(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ").split())
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ")
+            command = " ".join(command.split())
         except OSError:
             command = "?"
         holders.append(f"PID {pid} ({command[:120]})")
@@ -81,8 +83,9 @@ class Warehouse:
     def _locked(self, exclusive: bool) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.lock_path, "a") as fh:
-            _wait_for(lambda: fcntl.flock(fh, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB),
-                      BlockingIOError, lambda _: f"warehouse {self.path} is busy: its lock is held by {_flock_holders(fh)}")
+            mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+            _wait_for(lambda: fcntl.flock(fh, mode), BlockingIOError,
+                      lambda _: f"warehouse {self.path} is busy: its lock is held by {_flock_holders(fh)}")
             try:
                 yield
             finally:
