@@ -92,7 +92,7 @@ def run_cli(main: Callable[[], object]) -> None:
     """Run a flow entry point; bad input ends with a readable message and exit status 2, no traceback;
     a warehouse that cannot be written ends with the original error and exit status 1; Ctrl-C stops
     within seconds with status 130."""
-    signal.signal(signal.SIGINT, _stop_on_interrupt)
+    previous = signal.signal(signal.SIGINT, _stop_on_interrupt)
     try:
         main()
     except USER_ERRORS as e:
@@ -101,6 +101,8 @@ def run_cli(main: Callable[[], object]) -> None:
     except WarehouseError as e:  # the disk, a permission or a lock: said last, plainly, whatever was logged before
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_warehouse_stage(flow_fn: Callable[[str, str], object], description: str,
