@@ -10,6 +10,7 @@ from typing import Callable
 
 from pipeline_lib.datasets import DatasetUnavailable
 from pipeline_lib.placement import DeviceUnavailable, plan_placement
+from pipeline_lib.snapshots import DamagedFile
 from pipeline_lib.spec import ExecutionSpec, SpecError, Study, load_study
 from warehouse.db import DEFAULT_PATH, WarehouseError
 
@@ -90,15 +91,15 @@ def _stop_on_interrupt(signum, frame) -> None:
 
 def run_cli(main: Callable[[], object]) -> None:
     """Run a flow entry point; bad input ends with a readable message and exit status 2, no traceback;
-    a warehouse that cannot be written ends with the original error and exit status 1; Ctrl-C stops
-    within seconds with status 130."""
+    a warehouse that cannot be written or a damaged data file ends with the original error, naming
+    the file, and exit status 1; Ctrl-C stops within seconds with status 130."""
     previous = signal.signal(signal.SIGINT, _stop_on_interrupt)
     try:
         main()
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except WarehouseError as e:  # the disk, a permission or a lock: said last, plainly, whatever was logged before
+    except (WarehouseError, DamagedFile) as e:  # said last and plainly (file named), whatever was logged before
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     finally:

@@ -12,14 +12,14 @@ import pytest
 
 from flows.graph_metrics import graph_metrics
 from flows.train_sweep import train_sweep
+from pipeline_lib.features.weights import snapshot_weight_stats
 from pipeline_lib.graphs.snapshot_metrics import node_metrics_path
-from pipeline_lib.snapshots import snapshot_path
-from pipeline_lib.training import state_file_path
+from pipeline_lib.snapshots import DamagedFile, read_snapshot, read_snapshot_info, snapshot_path, write_snapshot
+from pipeline_lib.training import load_state, save_state, state_file_path
 from tests.conftest import write_spec
 from warehouse.db import LOCK_TIMEOUT_ENV, Warehouse, WarehouseError
 from warehouse.graphs import STAGED_GRAPHS
 
-pytestmark = pytest.mark.slow
 
 SMALL = {"epochs": 2, "widths": [0.5], "seeds": [0], "samples": 2, "dataset": {"name": "digits", "subset": 200},
          "predict": {"k_epochs": [1], "n_folds": 2}, "width_transfer": {}, "graphs": {"exact_limit": 200}}
@@ -36,6 +36,26 @@ def _tables(wh: Warehouse) -> dict[str, pl.DataFrame]:
             "nodes": wh.query("SELECT * FROM node_metrics ORDER BY run_id, epoch, node")}
 
 
+def test_every_reader_of_a_damaged_snapshot_names_it(tmp_path):
+    import torch
+
+    path = write_snapshot({"w.weight": torch.ones(3, 2), "w.bias": torch.ones(3)}, tmp_path, "r", 1).path
+    _truncate(path)
+    for read in (read_snapshot, lambda p: read_snapshot_info(p, "r", 1), snapshot_weight_stats):
+        with pytest.raises(DamagedFile, match=f"damaged file {path}: "):
+            read(path)
+
+
+def test_a_damaged_state_file_is_quarantined_and_the_run_starts_over(tmp_path):
+    state = state_file_path(tmp_path, "r")
+    save_state(state, {"status": "running", "epochs_done": 3})
+    _truncate(state)
+    assert load_state(state) is None and not state.exists()
+    (moved,) = (tmp_path / "quarantine" / "runs" / "r").glob("state.pt.*[0-9]")
+    assert moved.stat().st_size > 0
+
+
+@pytest.mark.slow
 def test_damaged_snapshot_state_and_node_file_each_cost_one_unit(tmp_path, prefect_harness):
     spec, wh_path = str(write_spec(tmp_path, **SMALL)), str(tmp_path / "w.duckdb")
     train_sweep(spec, wh_path)
@@ -95,6 +115,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.slow
 def test_read_only_connection_during_the_graph_stage_loses_no_graph(tmp_path, prefect_harness, monkeypatch):
     spec, wh_path = str(write_spec(tmp_path, **SMALL)), str(tmp_path / "w.duckdb")
     train_sweep(spec, wh_path)
