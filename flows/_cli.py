@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
+import signal
 import sys
 from typing import Callable
 
 from pipeline_lib.datasets import DatasetUnavailable
-from pipeline_lib.placement import DeviceUnavailable
+from pipeline_lib.placement import DeviceUnavailable, plan_placement
+from pipeline_lib.snapshots import DamagedFile
 from pipeline_lib.spec import ExecutionSpec, SpecError, Study, load_study
-from warehouse.db import DEFAULT_PATH
+from warehouse.db import DEFAULT_PATH, WarehouseError
 
 USER_ERRORS = (SpecError, DatasetUnavailable, DeviceUnavailable)
 
@@ -35,20 +39,79 @@ def execution_from_args(args: argparse.Namespace, study: Study) -> ExecutionSpec
                                          **{k: v for k, v in overrides.items() if v is not None}})
 
 
+def load_runnable_study(path: str, trains: bool = False, cross_validates: bool = False) -> Study:
+    """The validated spec, checked against what the stages about to run need (the training device
+    on this machine, configurations for grouped cross-validation), before Prefect starts or the
+    warehouse file is created."""
+    study = load_study(path)
+    try:
+        if trains:
+            plan_placement(study.device, study.runs_per_device)
+        if cross_validates:
+            study.check_cross_validation()
+    except (DeviceUnavailable, SpecError) as e:
+        field = "device: " if isinstance(e, DeviceUnavailable) else ""
+        raise SpecError(f"invalid study spec {path}:\n  {field}{e}") from None
+    return study
+
+
+INTERRUPTED = 130  # the shell's status for a command ended by SIGINT
+
+
+def _say(text: str) -> None:
+    """Write straight to stderr: the interrupted code may be inside a write to sys.stderr or a logging
+    handler, and re-entering those from a signal handler fails."""
+    os.write(2, (text + "\n").encode())
+
+
+def _stop_on_interrupt(signum, frame) -> None:
+    """First Ctrl-C: end the pool workers and the temporary Prefect server, say what was kept, exit.
+
+    Not through Prefect's own interrupt handling: the terminal's SIGINT also reaches the temporary
+    server, and a flow that reports its end to a stopped server waits for it forever. Every finished
+    epoch is already on disk (state file and snapshot, written atomically) and every loaded batch in
+    the warehouse, so stopping now loses at most the epochs and batches in flight.
+    """
+    signal.signal(signal.SIGINT, lambda *_: os._exit(INTERRUPTED))  # a second Ctrl-C: at once
+    _say("\ninterrupted: stopping the workers (Ctrl-C again to exit at once)")
+    workers = multiprocessing.active_children()
+    for worker in workers:
+        worker.kill()
+    for worker in workers:
+        worker.join(timeout=5)
+    server_module = sys.modules.get("prefect.server.api.server")  # never import in a handler: the import lock
+    for server in list(server_module.SubprocessASGIServer._instances.values()) if server_module else []:
+        if server.server_process is not None:
+            server.server_process.kill()
+            server.server_process.wait(timeout=5)
+    _say("stopped. Finished epochs, snapshots and loaded graphs are kept; run the same command again "
+         "to resume from them.")
+    os._exit(INTERRUPTED)
+
+
 def run_cli(main: Callable[[], object]) -> None:
-    """Run a flow entry point; bad input ends with a readable message and exit status 2, no traceback."""
+    """Run a flow entry point; bad input ends with a readable message and exit status 2, no traceback;
+    a warehouse that cannot be written or a damaged data file ends with the original error, naming
+    the file, and exit status 1; Ctrl-C stops within seconds with status 130."""
+    previous = signal.signal(signal.SIGINT, _stop_on_interrupt)
     try:
         main()
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except (WarehouseError, DamagedFile) as e:  # said last and plainly (file named), whatever was logged before
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
-def run_warehouse_stage(flow_fn: Callable[[str, str], object], description: str) -> None:
+def run_warehouse_stage(flow_fn: Callable[[str, str], object], description: str,
+                        cross_validates: bool = False) -> None:
     """Command line of a stage that only reads and writes the warehouse (no fan-out to configure)."""
     def main() -> None:
         args = study_arguments(description, execution=False).parse_args()
-        load_study(args.spec)  # validate before starting Prefect
+        load_runnable_study(args.spec, cross_validates=cross_validates)  # before starting Prefect
         flow_fn(args.spec, args.warehouse)
 
     run_cli(main)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Literal
@@ -24,10 +25,20 @@ def share_api_with_workers() -> None:
             os.environ["PREFECT_API_URL"] = str(client.api_url).rstrip("/")
 
 
+def _init_worker(initializer, *initargs) -> None:
+    """Workers ignore Ctrl-C: the terminal sends it to every process of the group, and a worker that
+    dies mid-task blocks on reporting to a server the same signal stopped. The flow's process
+    decides (`flows._cli.run_cli`) and ends the workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if initializer is not None:
+        initializer(*initargs)
+
+
 def process_pool(workers: int, initializer=None, initargs: tuple = ()) -> ProcessPoolTaskRunner:
     """A process pool whose workers report to this flow's API."""
     share_api_with_workers()
-    return ProcessPoolTaskRunner(max_workers=max(1, workers), initializer=initializer, initargs=initargs)
+    return ProcessPoolTaskRunner(max_workers=max(1, workers), initializer=_init_worker,
+                                 initargs=(initializer, *initargs))
 
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -75,4 +75,4 @@ def evaluate(spec: str, warehouse: str | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    run_warehouse_stage(evaluate, __doc__.splitlines()[0])
+    run_warehouse_stage(evaluate, __doc__.splitlines()[0], cross_validates=True)

@@ -5,9 +5,12 @@
 Reads the `snapshots` of the study's runs, skips those already in `graphs` without error, and
 fans batches of snapshots out on a process pool: one worker per core at most, graph-tool's
 OpenMP threads set so that workers x threads = cores. Node metrics go to Parquet (written by the
-workers); the flow loads `graphs` and `graph_summaries` (replacing the rows of recomputed
-snapshots) and refreshes the `node_metrics` view. A snapshot that fails is recorded with its
-error and does not stop the others.
+workers); as each batch finishes the flow stages it on disk and loads its `graphs` and
+`graph_summaries` rows (replacing those of recomputed snapshots), so an interruption loses at most
+the batches in flight, and a warehouse that cannot be written loses none (they stay staged; the
+next run loads them first). A snapshot that fails is recorded with its error and does not stop the
+others. At start, temporary files of crashed writes are removed and computed snapshots whose
+node-metrics file is missing or damaged (quarantined) are computed again.
 """
 from __future__ import annotations
 
@@ -19,11 +22,16 @@ from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline_lib.graphs.snapshot_metrics import GRAPH_ROW_SCHEMA, GraphBatch, SnapshotJob
+from pipeline_lib.graphs.snapshot_metrics import (GRAPH_ROW_SCHEMA, SUMMARY_SCHEMA, GraphBatch, SnapshotJob,
+                                                  unusable_node_metrics)
 from pipeline_lib.placement import available_cores
+from pipeline_lib.snapshots import clean_stale_temp_files
 from pipeline_lib.spec import ExecutionSpec, load_study
 from tasks.graphs import graph_metrics_task, set_graph_threads
-from warehouse.graphs import pending_snapshots, record_graph_results
+from warehouse.db import Warehouse, WarehouseError
+from warehouse.graphs import (STAGED_GRAPHS, computed_snapshots, forget_graphs, load_staged_graphs,
+                              pending_snapshots, stage_graph_batch)
+from warehouse.quarantine import record_quarantined
 from warehouse.runs import record_study
 
 from ._cli import execution_from_args, run_cli, study_arguments
@@ -42,7 +50,32 @@ def plan_batches(jobs: list[SnapshotJob], cores: int) -> tuple[list[list[Snapsho
 
 def _failed_batch(batch: list[SnapshotJob], error: str) -> GraphBatch:
     rows = [{"run_id": j.run_id, "epoch": j.epoch, "error": error} for j in batch]
-    return GraphBatch(pl.DataFrame(rows, schema=GRAPH_ROW_SCHEMA), pl.DataFrame())
+    return GraphBatch(pl.DataFrame(rows, schema=GRAPH_ROW_SCHEMA), pl.DataFrame(schema=SUMMARY_SCHEMA))
+
+
+class _BatchLoader:
+    """Stages each finished batch and loads it at once; after a failed load it only stages."""
+
+    def __init__(self, wh: Warehouse):
+        self.wh, self.error, self.seconds, self.graphs = wh, None, 0.0, []
+
+    def add(self, batch: GraphBatch) -> None:
+        self.graphs.append(batch.graphs)
+        stage_graph_batch(self.wh.data_dir, batch.graphs, batch.summaries)
+        if self.error is None:
+            start = time.perf_counter()
+            try:
+                load_staged_graphs(self.wh)
+            except WarehouseError as e:
+                self.error = e
+            self.seconds += time.perf_counter() - start
+
+    def finish(self) -> pl.DataFrame:
+        """Every graphs row computed; raises the load's error, saying that the batches stay staged."""
+        if self.error is not None:
+            raise WarehouseError(f"{self.error}\nthe computed graphs stay staged under "
+                                 f"{self.wh.data_dir / STAGED_GRAPHS}; the next run loads them") from self.error
+        return pl.concat(self.graphs) if self.graphs else pl.DataFrame(schema=GRAPH_ROW_SCHEMA)
 
 
 @flow(name="graph-metrics", log_prints=True)
@@ -55,6 +88,13 @@ def graph_metrics(spec: str, warehouse: str | None = None, recompute: bool = Fal
     execution = execution or study.execution
     wh = open_warehouse(warehouse, execution)
     record_study(wh, study)
+    clean_stale_temp_files(wh.data_dir)
+    restaged = load_staged_graphs(wh)  # computed by an earlier run that could not load them
+    redo = unusable_node_metrics(wh.data_dir, computed_snapshots(wh, study.name))
+    forget_graphs(wh, redo)
+    if restaged or redo:
+        logger.warning("loaded %d graphs staged by an earlier run; %d node-metrics files missing or damaged "
+                       "(computed again)", restaged, len(redo))
     pending = pending_snapshots(wh, study.name, recompute)
     jobs = [SnapshotJob(**row) for row in pending.iter_rows(named=True)]
     n_snapshots = wh.query("SELECT count(*) AS n FROM snapshots s JOIN runs r USING (run_id) WHERE r.study = ?",
@@ -64,13 +104,13 @@ def graph_metrics(spec: str, warehouse: str | None = None, recompute: bool = Fal
                 study.name, n_snapshots, len(jobs), len(batches), workers, threads)
 
     data_dir, options = str(wh.data_dir), study.graphs
-    results: list[GraphBatch] = []
+    loader = _BatchLoader(wh)
     if len(batches) == 1:  # not worth starting a pool
         set_graph_threads(threads)
         try:
-            results.append(graph_metrics_task(batches[0], data_dir, options))
+            loader.add(graph_metrics_task(batches[0], data_dir, options))
         except Exception as e:
-            results.append(_failed_batch(batches[0], f"{type(e).__name__}: {e}"))
+            loader.add(_failed_batch(batches[0], f"{type(e).__name__}: {e}"))
     elif batches:
         runner = make_task_runner(execution, workers, set_graph_threads, (threads,))
         with runner, Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -81,23 +121,22 @@ def graph_metrics(spec: str, warehouse: str | None = None, recompute: bool = Fal
             for future in as_completed(list(futures)):
                 batch = futures[future]
                 try:
-                    results.append(future.result())
+                    result = future.result()
                 except Exception as e:  # a crashed worker fails its batch, not the flow
-                    results.append(_failed_batch(batch, f"{type(e).__name__}: {e}"))
+                    result = _failed_batch(batch, f"{type(e).__name__}: {e}")
+                loader.add(result)
                 bar.update(job, advance=len(batch))
 
-    computed = time.perf_counter()
-    graphs = pl.concat([r.graphs for r in results]) if results else pl.DataFrame(schema=GRAPH_ROW_SCHEMA)
-    summaries = pl.concat([r.summaries for r in results if not r.summaries.is_empty()] or [pl.DataFrame()])
-    record_graph_results(wh, graphs, summaries)
+    graphs = loader.finish()
+    record_quarantined(wh)
     loaded = time.perf_counter()
     failed = graphs.filter(pl.col("error").is_not_null())
     for row in failed.head(5).iter_rows(named=True):
         logger.error("snapshot %s epoch %s failed: %s", row["run_id"], row["epoch"], row["error"])
     counts = {"computed": graphs.height - failed.height, "failed": failed.height,
               "skipped": n_snapshots - len(jobs)}
-    logger.info("graphs: %s in %.1f s (computing %.1f s, %.3f s per snapshot in a worker; loading %.1f s)",
-                counts, loaded - start, computed - start, graphs["seconds"].mean() or 0.0, loaded - computed)
+    logger.info("graphs: %s in %.1f s (%.3f s per snapshot in a worker; loading %.1f s)",
+                counts, loaded - start, graphs["seconds"].mean() or 0.0, loader.seconds)
     return counts
 
 

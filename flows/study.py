@@ -18,7 +18,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from pipeline_lib.report.tables import display_table
 from pipeline_lib.spec import ExecutionSpec, expand_runs, load_study
 
-from ._cli import execution_from_args, run_cli, study_arguments
+from ._cli import execution_from_args, load_runnable_study, run_cli, study_arguments
 from ._runtime import open_warehouse
 from .evaluate import evaluate
 from .features import features
@@ -80,7 +80,8 @@ def study(spec: str, warehouse: str | None = None, reports_dir: str | None = Non
 
 def main() -> None:
     args = study_arguments(__doc__.splitlines()[0]).parse_args()
-    study(args.spec, args.warehouse, execution=execution_from_args(args, load_study(args.spec)))
+    checked = load_runnable_study(args.spec, trains=True, cross_validates=True)
+    study(args.spec, args.warehouse, execution=execution_from_args(args, checked))
 
 
 if __name__ == "__main__":

@@ -22,14 +22,17 @@ from prefect import flow, get_run_logger
 from prefect.futures import wait
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pipeline_lib.claims import claimed_runs
 from pipeline_lib.placement import available_cores, plan_groups, plan_placement, run_cost
 from pipeline_lib.progress import epochs_reported
+from pipeline_lib.snapshots import clean_stale_temp_files
 from pipeline_lib.spec import ExecutionSpec, RunConfig, expand_runs, load_study
 from pipeline_lib.training import RunResult, finished_result
 from tasks.training import set_torch_threads, train_group_task, train_run_task
+from warehouse.quarantine import record_quarantined
 from warehouse.runs import record_runs, record_study, record_training_groups
 
-from ._cli import execution_from_args, run_cli, study_arguments
+from ._cli import execution_from_args, load_runnable_study, run_cli, study_arguments
 from ._runtime import make_task_runner, open_warehouse, requesting, training_device
 
 POLL_SECONDS = 1.0
@@ -59,42 +62,49 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
     record_study(wh, study)
     configs = expand_runs(study)
     data_dir = str(wh.data_dir)
-    results: dict[str, RunResult] = {}
-    todo = []
-    for config in configs:
-        done = finished_result(config, data_dir)  # finished runs are read back without a worker
-        if done is None:
-            todo.append(config)
+    clean_stale_temp_files(data_dir)
+    # another process training runs of this study: wait for it, then they are finished or resumable
+    with claimed_runs(data_dir, [c.run_id for c in configs], logger.warning):
+        results: dict[str, RunResult] = {}
+        todo = []
+        for config in configs:
+            # finished runs are read back without a worker; one with a damaged file is trained again
+            done = finished_result(config, data_dir)
+            if done is None:
+                todo.append(config)
+            else:
+                results[config.run_id] = done
+        placement = plan_placement(study.device, study.runs_per_device)
+        if study.stacked:
+            units = plan_groups(todo, study.stack_size, placement.concurrency)
         else:
-            results[config.run_id] = done
-    placement = plan_placement(study.device, study.runs_per_device)
-    if study.stacked:
-        units = plan_groups(todo, study.stack_size, placement.concurrency)
-    else:
-        units = [[c] for c in sorted(todo, key=run_cost, reverse=True)]
-    workers = min(placement.concurrency, len(units))
-    threads = max(1, available_cores() // max(workers, 1))
-    options = study.stack_options.model_dump()
-    logger.info("study %s: %d runs (%d to train) in %d %s on %s, %d workers x %d torch threads",
-                study.name, len(configs), len(todo), len(units), "stacked groups" if study.stacked else "tasks",
-                ",".join(sorted(set(placement.slots))), workers, threads)
+            units = [[c] for c in sorted(todo, key=run_cost, reverse=True)]
+        workers = min(placement.concurrency, len(units))
+        threads = max(1, available_cores() // max(workers, 1))
+        options = study.stack_options.model_dump()
+        logger.info("study %s: %d runs (%d to train) in %d %s on %s, %d workers x %d torch threads",
+                    study.name, len(configs), len(todo), len(units), "stacked groups" if study.stacked else "tasks",
+                    ",".join(sorted(set(placement.slots))), workers, threads)
 
-    errors: dict[str, str] = {}
-    groups = []
-    if units:
-        progress_dir = wh.data_dir / "progress" / uuid.uuid4().hex
-        runner = make_task_runner(execution, workers, set_torch_threads, (threads,))
-        try:
-            with runner, _progress() as bar, requesting(execution, "training"):
-                futures = {_submit(runner, unit, study.stacked, data_dir,
-                                   training_device(execution, placement.slots[i % placement.concurrency]),
-                                   options, str(progress_dir / f"{i}.json")): unit for i, unit in enumerate(units)}
-                _follow(futures, bar, progress_dir, todo, study.name, results, errors, groups, logger)
-        finally:
-            shutil.rmtree(progress_dir, ignore_errors=True)
+        errors: dict[str, str] = {}
+        groups = []
+        if units:
+            progress_dir = wh.data_dir / "progress" / uuid.uuid4().hex
+            runner = make_task_runner(execution, workers, set_torch_threads, (threads,))
+            try:
+                with runner, _progress() as bar, requesting(execution, "training"):
+                    futures = {_submit(runner, unit, study.stacked, data_dir,
+                                       training_device(execution, placement.slots[i % placement.concurrency]),
+                                       options, str(progress_dir / f"{i}.json")): unit for i, unit in enumerate(units)}
+                    _follow(futures, bar, progress_dir, todo, study.name, results, errors, groups, logger)
+            finally:
+                shutil.rmtree(progress_dir, ignore_errors=True)
     record_runs(wh, study.name, configs, results, errors)
     if groups:
         record_training_groups(wh, study.name, groups, options)
+    if quarantined := record_quarantined(wh):
+        logger.warning("%d file(s) quarantined so far under %s (table quarantined_files); their runs were "
+                       "trained again", quarantined, wh.data_dir / "quarantine")
     counts: dict[str, int] = {}
     for r in results.values():
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -139,7 +149,7 @@ def _follow(futures: dict, bar: Progress, progress_dir: Path, todo: list[RunConf
 
 def main() -> None:
     args = study_arguments(__doc__.splitlines()[0]).parse_args()
-    study = load_study(args.spec)  # validate before starting Prefect, so bad specs fail fast and plainly
+    study = load_runnable_study(args.spec, trains=True)  # before Prefect starts, so bad specs fail fast and plainly
     train_sweep(args.spec, args.warehouse, execution_from_args(args, study))
 
 

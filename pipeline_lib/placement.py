@@ -47,6 +47,9 @@ def plan_placement(device: str = "auto", runs_per_device: int = 0) -> Placement:
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise DeviceUnavailable(f"device {device!r} requested but no CUDA GPU is visible; use device: auto or cpu")
+        if ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
+            raise DeviceUnavailable(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA GPU(s) "
+                                    f"are visible (cuda:0 to cuda:{torch.cuda.device_count() - 1})")
         gpus = [device] if ":" in device else [f"cuda:{i}" for i in range(torch.cuda.device_count())]
         per = runs_per_device or 2
         slots = tuple(g for _ in range(per) for g in gpus)

@@ -21,6 +21,7 @@ Architecture = Literal["lenet", "vgg", "alexnet", "resnet"]
 DatasetName = Literal["digits", "fashion_mnist", "cifar10", "svhn"]
 Optimizer = Literal["sgd", "adam"]
 TrainMetrics = Literal["epoch", "exact"]  # how training loss/accuracy are taken: `training` module docstring
+MIN_CONFIGURATIONS = 2  # grouped cross-validation holds out whole configurations: it needs two
 
 
 class _Strict(BaseModel):
@@ -70,6 +71,22 @@ def _value_at(dimension, u: float):
 FloatDimension = Union[list[float], LogUniform, Uniform]
 
 
+def _bounds(dimension) -> tuple[float, float]:
+    """The smallest and largest value a dimension can give."""
+    if isinstance(dimension, list):
+        return min(dimension), max(dimension)
+    return tuple(dimension.log_uniform if isinstance(dimension, LogUniform) else dimension.uniform)
+
+
+def _duplicates(values: list) -> list:
+    seen, repeated = set(), []
+    for v in values:
+        if v in seen and v not in repeated:
+            repeated.append(v)
+        seen.add(v)
+    return repeated
+
+
 class Sweep(_Strict):
     """Hyper-parameter space: a list means choose among values; log_uniform/uniform are sampled."""
 
@@ -93,6 +110,30 @@ class Sweep(_Strict):
             raise ValueError("batch sizes must be >= 1")
         return v
 
+    # Ranges that training cannot use: checked here so such a spec never starts (a negative lr
+    # "trains" to nonsense, dropout >= 1 zeroes every activation).
+    @field_validator("lr")
+    @classmethod
+    def _positive_lr(cls, v):
+        if _bounds(v)[0] <= 0:
+            raise ValueError(f"learning rates must be > 0, got {_bounds(v)[0]}")
+        return v
+
+    @field_validator("dropout")
+    @classmethod
+    def _dropout_rate(cls, v):
+        lo, hi = _bounds(v)
+        if lo < 0 or hi >= 1:
+            raise ValueError(f"dropout rates must lie in [0, 1), got {lo if lo < 0 else hi}")
+        return v
+
+    @field_validator("weight_decay")
+    @classmethod
+    def _non_negative_decay(cls, v):
+        if _bounds(v)[0] < 0:
+            raise ValueError(f"weight decay must be >= 0, got {_bounds(v)[0]}")
+        return v
+
 
 class DatasetSpec(_Strict):
     name: DatasetName = "digits"
@@ -101,6 +142,19 @@ class DatasetSpec(_Strict):
     test_subset: int | None = Field(default=None, ge=1, description="test images used (the first N); on a "
                                     "CPU, evaluating every run on the whole test set each epoch costs more "
                                     "than training on a subset")
+
+    @field_validator("root")
+    @classmethod
+    def _existing_root(cls, v):
+        if v is not None and not Path(v).is_dir():
+            raise ValueError(f"folder {v} does not exist (it must hold the dataset's files)")
+        return v
+
+    @model_validator(mode="after")
+    def _root_when_needed(self):
+        if self.name in ("cifar10", "svhn") and self.root is None:
+            raise ValueError(f"{self.name} needs dataset.root, a folder holding its files (nothing is downloaded)")
+        return self
 
 
 class PredictSpec(_Strict):
@@ -191,11 +245,13 @@ class Study(_Strict):
             raise ValueError("widths must be a non-empty list of positive multipliers")
         return v
 
-    @field_validator("architectures", "seeds")
+    @field_validator("architectures", "seeds", "widths")
     @classmethod
-    def _non_empty_list(cls, v):
+    def _non_empty_distinct(cls, v):
         if not v:
             raise ValueError("must list at least one value")
+        if repeated := _duplicates(v):
+            raise ValueError(f"lists {repeated} more than once (each value gives its own runs)")
         return v
 
     @model_validator(mode="after")
@@ -206,6 +262,16 @@ class Study(_Strict):
         if self.predict.k_epochs[-1] >= self.epochs:
             raise ValueError(f"predict.k_epochs {self.predict.k_epochs} must be below epochs={self.epochs}")
         return self
+
+    def check_cross_validation(self) -> None:
+        """Raise SpecError unless the sweep gives enough configurations for the prediction stages.
+
+        Not a validator: a study that only trains may have a single configuration.
+        """
+        distinct = len({hp["config_id"] for hp in draw_configurations(self)})
+        if distinct < MIN_CONFIGURATIONS:
+            raise SpecError(f"samples: grouped cross-validation needs at least {MIN_CONFIGURATIONS} distinct "
+                            f"configurations; samples={self.samples} with this sweep gives {distinct}")
 
 
 class RunConfig(_Strict):
@@ -286,14 +352,33 @@ class SpecError(ValueError):
 def _format_validation_error(path: Path, err: ValidationError) -> str:
     lines = [f"invalid study spec {path}:"]
     for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        where = ".".join(str(p) for p in e["loc"])
         msg = e["msg"]
+        if e["type"] == "value_error":  # our validators' messages, without pydantic's "Value error, " prefix
+            msg = str(e["ctx"]["error"])
         if e["type"] == "extra_forbidden":
             msg = "unknown key (not part of the study spec)"
         elif e["type"] == "literal_error":
             msg = f"{msg}, got {e.get('input')!r}"
-        lines.append(f"  {where}: {msg}")
+        lines.append(f"  {where}: {msg}" if where else f"  {msg}")  # study-level messages name their fields
     return "\n".join(lines)
+
+
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error, not "last wins"."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(f"key {key!r} is given twice (again on line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_study(path: str | Path) -> Study:
@@ -302,7 +387,7 @@ def load_study(path: str | Path) -> Study:
     if not path.is_file():
         raise SpecError(f"spec file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         raise SpecError(f"spec {path} is not valid YAML: {e}") from None
     if not isinstance(raw, dict):

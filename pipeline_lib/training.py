@@ -35,7 +35,7 @@ from torch import nn
 from .datasets import TensorData
 from .models import build_model
 from .models.dropout import DropoutMasks
-from .snapshots import Snapshot, read_snapshot_info, snapshot_path, write_snapshot
+from .snapshots import DamagedFile, Snapshot, quarantine, read_snapshot_info, snapshot_path, write_snapshot
 
 if TYPE_CHECKING:  # configs are read by attribute: training needs torch and pyarrow, not pydantic
     from .spec import RunConfig
@@ -160,9 +160,15 @@ def save_state(path: Path, payload: dict) -> None:
 
 
 def load_state(path: Path) -> dict | None:
+    """The run's saved state; None when there is none. A damaged state file is quarantined and the
+    run starts over (None): one run redone, not a study stopped."""
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        quarantine(path, path.parents[2], str(DamagedFile(path, e)))
+        return None
 
 
 def _existing_snapshots(data_dir: Path, run_id: str, epochs: int) -> list[Snapshot]:
@@ -172,10 +178,18 @@ def _existing_snapshots(data_dir: Path, run_id: str, epochs: int) -> list[Snapsh
 def finished_result(config: RunConfig, data_dir: str | Path) -> RunResult | None:
     """The stored result of a finished (completed or diverged) run; None while it has epochs to train."""
     data_dir = Path(data_dir)
-    state = load_state(state_file_path(data_dir, config.run_id))
+    state_file = state_file_path(data_dir, config.run_id)
+    state = load_state(state_file)
     if state is None or state["status"] not in (COMPLETED, DIVERGED):
         return None
-    return result_from_state(state, data_dir, config.run_id)
+    try:
+        return result_from_state(state, data_dir, config.run_id)
+    except (DamagedFile, FileNotFoundError) as e:
+        # A finished state holds no weights: the run is trained again to rewrite the snapshot.
+        if isinstance(e, DamagedFile):
+            quarantine(e.path, data_dir, str(e))
+        quarantine(state_file, data_dir, f"run set to train again: its snapshot is unusable ({e})")
+        return None
 
 
 def train_run(config: RunConfig, data: TensorData, data_dir: str | Path, device: str = "cpu",

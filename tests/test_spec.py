@@ -34,7 +34,7 @@ def test_expansion_counts_and_stable_ids(tiny_spec):
 
 def test_run_id_ignores_dataset_root_but_not_subset(tmp_path):
     a = expand_runs(load_study(write_spec(tmp_path, dataset={"name": "digits", "subset": 400})))
-    b = expand_runs(load_study(write_spec(tmp_path, dataset={"name": "digits", "subset": 400, "root": "/x"})))
+    b = expand_runs(load_study(write_spec(tmp_path, dataset={"name": "digits", "subset": 400, "root": str(tmp_path)})))
     c = expand_runs(load_study(write_spec(tmp_path, dataset={"name": "digits", "subset": 300})))
     assert [r.run_id for r in a] == [r.run_id for r in b]
     assert not {r.run_id for r in a} & {r.run_id for r in c}
@@ -51,6 +51,14 @@ def test_run_id_ignores_dataset_root_but_not_subset(tmp_path):
         ({"device": "tpu"}, "device"),
         ({"predict": {"k_epochs": [5]}}, "must be below epochs"),
         ({"width_transfer": {"train_widths": [4.0], "test_widths": [1.0]}}, "not in widths"),
+        ({"sweep": {"lr": [0.1, 0.0]}}, "sweep.lr: learning rates must be > 0"),
+        ({"sweep": {"lr": {"log_uniform": [0.0, 0.1]}}}, "sweep.lr"),
+        ({"sweep": {"dropout": {"uniform": [0.0, 1.0]}}}, "sweep.dropout: dropout rates must lie in [0, 1)"),
+        ({"sweep": {"dropout": [-0.1]}}, "sweep.dropout"),
+        ({"sweep": {"weight_decay": {"uniform": [-0.1, 0.1]}}}, "sweep.weight_decay: weight decay must be >= 0"),
+        ({"widths": [0.5, 1.0, 0.5]}, "widths: lists [0.5] more than once"),
+        ({"architectures": ["lenet", "lenet"]}, "architectures: lists ['lenet'] more than once"),
+        ({"dataset": {"name": "svhn"}}, "svhn needs dataset.root"),
     ],
 )
 def test_bad_specs_name_the_field(tmp_path, overrides, message):
@@ -80,3 +88,64 @@ def test_small_sweeps_cover_every_stratum(tmp_path):
     assert strata == [0, 1, 2, 3]
     assert sorted(c["weight_decay"] for c in configs) == [0.0, 0.0005, 0.005, 0.05]
     assert draw_configurations(study) == configs  # seeded from the study
+
+
+# The specs that used to validate and then fail inside the flows (issue 13): each must now stop
+# before Prefect starts, with exit status 2, the field named, no traceback and no warehouse file.
+UNRUNNABLE = [
+    ({"sweep": {"lr": [-0.1]}}, "sweep.lr: learning rates must be > 0"),
+    ({"sweep": {"lr": {"uniform": [-1, 0.1]}}}, "sweep.lr: learning rates must be > 0"),
+    ({"sweep": {"dropout": [1.5]}}, "sweep.dropout: dropout rates must lie in [0, 1)"),
+    ({"sweep": {"weight_decay": [-0.01]}}, "sweep.weight_decay: weight decay must be >= 0"),
+    ({"dataset": {"name": "fashion_mnist", "root": "/nonexistent"}}, "dataset.root: folder /nonexistent does not exist"),
+    ({"dataset": {"name": "cifar10"}}, "cifar10 needs dataset.root"),
+    ({"samples": 1}, "samples: grouped cross-validation needs at least 2 distinct configurations"),
+    ({"seeds": [0, 0]}, "seeds: lists [0] more than once"),
+    ({"device": "cuda:3"}, "device: device 'cuda:3' requested but"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", UNRUNNABLE)
+def test_unrunnable_specs_stop_before_anything_starts(tmp_path, monkeypatch, capsys, overrides, message):
+    from flows._cli import run_cli
+    from flows.study import main
+
+    warehouse = tmp_path / "w.duckdb"
+    monkeypatch.setattr(sys, "argv", ["study", "--spec", str(write_spec(tmp_path, **overrides)),
+                                      "--warehouse", str(warehouse)])
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(main)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert not warehouse.exists() and not (tmp_path / "data").exists()
+
+
+def test_duplicated_yaml_key_is_an_error(tmp_path):
+    spec = write_spec(tmp_path)
+    spec.write_text(spec.read_text() + "epochs: 5\n")  # TINY_STUDY already sets epochs
+    with pytest.raises(SpecError, match="key 'epochs' is given twice"):
+        load_study(spec)
+    spec.write_text("name: x\nsweep:\n  lr: [0.1]\n  dropout: [0.0]\n  lr: [0.2]\n")
+    with pytest.raises(SpecError, match="key 'lr' is given twice"):
+        load_study(spec)
+
+
+def test_cross_validation_needs_two_distinct_configurations(tmp_path):
+    """Checked only by the stages that cross-validate: a study that only trains may have one."""
+    study = load_study(write_spec(tmp_path, samples=4, sweep={"lr": [0.1]}))  # four draws, one configuration
+    with pytest.raises(SpecError, match="samples: grouped cross-validation needs at least 2 distinct "
+                                        "configurations; samples=4 with this sweep gives 1"):
+        study.check_cross_validation()
+    load_study(write_spec(tmp_path, samples=2)).check_cross_validation()
+
+
+def test_unavailable_device_fails_before_prefect_in_a_real_process(tmp_path):
+    spec = write_spec(tmp_path, device="cuda:3")
+    proc = subprocess.run([sys.executable, "-m", "flows.study", "--spec", str(spec),
+                           "--warehouse", str(tmp_path / "w.duckdb")], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "device: device 'cuda:3' requested but" in proc.stderr
+    assert "Traceback" not in proc.stderr and "prefect" not in proc.stderr.lower()
+    assert not (tmp_path / "w.duckdb").exists()

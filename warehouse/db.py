@@ -4,10 +4,17 @@ One process writes at a time: `Warehouse.writer()` holds an exclusive file lock 
 the database for the duration of a short write transaction, so two flows that write the same
 warehouse at once queue instead of failing on DuckDB's own file lock. Readers open read-only
 connections that also wait for the lock (DuckDB refuses to open a file another process writes).
+
+A process outside our lock (a DuckDB shell, even a read-only one) holds DuckDB's own file lock:
+writers then wait too. Every wait says once who holds the lock and gives up after
+`WAREHOUSE_LOCK_TIMEOUT_MINUTES` (default 10). Disk and permission errors are raised as
+`WarehouseError` naming the file and the original error.
 """
 from __future__ import annotations
 
 import fcntl
+import logging
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +29,42 @@ DEFAULT_PATH = Path(__file__).parent / "warehouse.duckdb"
 # Write the file in a format DuckDB 1.4+ reads, so the DuckDB shell from PyPI (duckdb-cli 1.5.6,
 # the newest there) and other 1.x tools can open the warehouse that this DuckDB 2.0 writes.
 STORAGE_COMPATIBILITY = "v1.4.0"
+LOCK_TIMEOUT_ENV = "WAREHOUSE_LOCK_TIMEOUT_MINUTES"
+LOCK_POLL_SECONDS = 0.2
+
+log = logging.getLogger(__name__)
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse file could not be opened or written (disk full, permission, a lock held too long)."""
+
+
+def lock_timeout_seconds() -> float:
+    """How long a writer or reader waits for a busy warehouse before giving up."""
+    return float(os.environ.get(LOCK_TIMEOUT_ENV, "10")) * 60
+
+
+def _flock_holders(fh) -> str:
+    """Who holds the flock on an open file, from /proc/locks: 'PID 123 (python -m flows.study ...)'."""
+    stat = os.fstat(fh.fileno())
+    file_id = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"  # as /proc/locks writes it
+    holders = []
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return "another process"
+    for line in lines:
+        fields = line.split()
+        if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK" or fields[5] != file_id:
+            continue
+        pid = fields[4]
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ")
+            command = " ".join(command.split())
+        except OSError:
+            command = "?"
+        holders.append(f"PID {pid} ({command[:120]})")
+    return ", ".join(holders) or "another process"
 
 
 class Warehouse:
@@ -40,7 +83,9 @@ class Warehouse:
     def _locked(self, exclusive: bool) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.lock_path, "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+            _wait_for(lambda: fcntl.flock(fh, mode), BlockingIOError,
+                      lambda _: f"warehouse {self.path} is busy: its lock is held by {_flock_holders(fh)}")
             try:
                 yield
             finally:
@@ -48,9 +93,13 @@ class Warehouse:
 
     @contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An exclusive read-write connection inside one transaction (rolled back on error)."""
-        with self._locked(exclusive=True):
-            con = _connect_with_retry(self.path, read_only=False)
+        """An exclusive read-write connection inside one transaction (rolled back on error).
+
+        A failed COMMIT is reported as itself (DuckDB has already dropped the transaction, so a
+        rollback would only hide it behind "no transaction is active").
+        """
+        with _named_io_errors(self.path), self._locked(exclusive=True):
+            con = _connect(self.path, read_only=False)
             try:
                 if not self._migrated:
                     _migrate(con)
@@ -58,10 +107,16 @@ class Warehouse:
                 con.execute("BEGIN TRANSACTION")
                 try:
                     yield con
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
+                except BaseException as e:
+                    try:
+                        con.execute("ROLLBACK")
+                    except duckdb.Error as rollback_error:
+                        e.add_note(f"(rolling back failed too: {rollback_error})")
                     raise
+                try:
+                    con.execute("COMMIT")
+                except duckdb.Error as e:
+                    raise WarehouseError(f"warehouse {self.path}: the commit failed: {e}") from e
             finally:
                 con.close()
 
@@ -71,8 +126,8 @@ class Warehouse:
         if not self.path.exists():
             with self.writer():
                 pass
-        with self._locked(exclusive=False):
-            con = _connect_with_retry(self.path, read_only=True)
+        with _named_io_errors(self.path), self._locked(exclusive=False):
+            con = _connect(self.path, read_only=True)
             try:
                 yield con
             finally:
@@ -88,17 +143,51 @@ class Warehouse:
             return con.sql(sql, params=params or None).pl()
 
 
-def _connect_with_retry(path: Path, read_only: bool, attempts: int = 50) -> duckdb.DuckDBPyConnection:
-    """Open the file, waiting while a process outside our lock (the DuckDB CLI, say) holds it."""
-    for attempt in range(attempts):
+def _wait_for(attempt, busy: type[Exception], describe) -> object:
+    """Call `attempt` until it stops raising `busy`; say once who we wait for, give up after the timeout."""
+    deadline = None
+    while True:
         try:
-            config = {} if read_only else {"storage_compatibility_version": STORAGE_COMPATIBILITY}
+            return attempt()
+        except busy as e:
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + lock_timeout_seconds()
+                log.warning("%s; waiting up to %g min (%s)", describe(e), lock_timeout_seconds() / 60,
+                            LOCK_TIMEOUT_ENV)
+            elif now > deadline:
+                raise WarehouseError(f"{describe(e)}; gave up after {lock_timeout_seconds() / 60:g} min "
+                                     f"({LOCK_TIMEOUT_ENV})") from None
+            time.sleep(LOCK_POLL_SECONDS)
+
+
+class _DuckDBLockHeld(Exception):
+    pass
+
+
+def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open the file, waiting while a process outside our lock (a DuckDB shell, say) holds it."""
+    def attempt():
+        config = {} if read_only else {"storage_compatibility_version": STORAGE_COMPATIBILITY}
+        try:
             return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.IOException as e:
-            if "lock" not in str(e).lower() or attempt == attempts - 1:
-                raise
-            time.sleep(0.2)
-    raise AssertionError("unreachable")
+            if "lock" in str(e).lower():
+                raise _DuckDBLockHeld(str(e)) from None
+            raise
+
+    # DuckDB's message names the holder: "Conflicting lock is held in /usr/bin/duckdb (PID 42)"
+    return _wait_for(attempt, _DuckDBLockHeld, lambda e: f"warehouse {path} is open in another process: "
+                                                          f"{str(e).splitlines()[0]}")
+
+
+@contextmanager
+def _named_io_errors(path: Path) -> Iterator[None]:
+    """Disk and permission errors leave as WarehouseError naming the file (the original kept as cause)."""
+    try:
+        yield
+    except (duckdb.IOException, duckdb.PermissionException, PermissionError) as e:
+        raise WarehouseError(f"warehouse {path}: {type(e).__name__}: {e}") from e
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
@@ -115,8 +204,13 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, ver
     con.register("_insert_frame", frame.to_arrow())
     try:
         con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM _insert_frame")
-    finally:
-        con.unregister("_insert_frame")
+    except BaseException:
+        try:  # an aborted transaction refuses this too; the insert's own error is the one to report
+            con.unregister("_insert_frame")
+        except duckdb.Error:
+            pass
+        raise
+    con.unregister("_insert_frame")
     return frame.height
 
 

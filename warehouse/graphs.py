@@ -1,14 +1,57 @@
-"""Graph stage in the warehouse: which snapshots still need a graph, loading results, the node_metrics view."""
+"""Graph stage in the warehouse: which snapshots still need a graph, loading results, the node_metrics view.
+
+Computed batches are staged as Parquet under `{data_dir}/staged/graphs/` and removed once loaded,
+so a busy or failing warehouse (or an interrupted flow) loses no computed graph: the next run
+loads what is staged before computing anything.
+"""
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
+from pipeline_lib.snapshots import atomic_write_table
+
 from .db import Warehouse, replace_where, upsert
 
 NODE_METRICS_GLOB = "node_metrics/*/*/nodes.parquet"
+STAGED_GRAPHS = Path("staged") / "graphs"
+
+
+def stage_graph_batch(data_dir: Path, graphs: pl.DataFrame, summaries: pl.DataFrame) -> None:
+    """Keep a computed batch on disk until it is loaded (summaries first: a graphs file means both are there)."""
+    name = uuid.uuid4().hex
+    atomic_write_table(summaries.to_arrow(), data_dir / STAGED_GRAPHS / f"{name}.summaries.parquet")
+    atomic_write_table(graphs.to_arrow(), data_dir / STAGED_GRAPHS / f"{name}.graphs.parquet")
+
+
+def load_staged_graphs(wh: Warehouse) -> int:
+    """Load every staged batch, one transaction each, removing it once loaded; returns the graphs rows loaded."""
+    loaded = 0
+    for graphs_file in sorted((wh.data_dir / STAGED_GRAPHS).glob("*.graphs.parquet")):
+        summaries_file = graphs_file.with_name(graphs_file.name.replace(".graphs.", ".summaries."))
+        graphs = pl.read_parquet(graphs_file)
+        record_graph_results(wh, graphs, pl.read_parquet(summaries_file))
+        graphs_file.unlink()
+        summaries_file.unlink()
+        loaded += graphs.height
+    return loaded
+
+
+def computed_snapshots(wh: Warehouse, study: str) -> list[tuple[str, int]]:
+    """(run_id, epoch) of the study's snapshots with a successful graph."""
+    return wh.query("SELECT g.run_id, g.epoch FROM graphs g JOIN runs r USING (run_id) "
+                    "WHERE r.study = ? AND g.error IS NULL ORDER BY 1, 2", [study]).rows()
+
+
+def forget_graphs(wh: Warehouse, keys: list[tuple[str, int]]) -> None:
+    """Drop the graphs rows of these snapshots so that the stage computes them again."""
+    if keys:
+        with wh.writer() as con:
+            con.execute("DELETE FROM graphs WHERE run_id || '/' || CAST(epoch AS VARCHAR) IN (SELECT unnest(?))",
+                        [[f"{r}/{e}" for r, e in keys]])
 
 
 def pending_snapshots(wh: Warehouse, study: str, recompute: bool = False) -> pl.DataFrame:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from ..snapshots import DamagedFile
 from .curves import diverged_flag
 from .temporal import FEATURE_SCHEMA, finite_or_null
 
@@ -19,7 +20,12 @@ QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 def _binned_tensors(path: str) -> pl.DataFrame:
     """The kernel and bias tensors of one snapshot with their depth bin and kind."""
-    table = pl.read_parquet(path, columns=["name", "shape", "values"])
+    try:
+        table = pl.read_parquet(path, columns=["name", "shape", "values"])
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise DamagedFile(path, e) from e
     kernels = (table.filter(pl.col("name").str.ends_with(".weight") & (pl.col("shape").list.len() >= 2))
                .with_row_index("layer")
                .with_columns(((pl.col("layer") + 0.5) * DEPTH_BINS / pl.len()).floor().cast(pl.Int64).alias("bin"),

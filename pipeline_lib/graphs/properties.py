@@ -29,6 +29,12 @@ Why these choices:
   measured 4x faster than per-source graph-tool calls on the ResNet-18 graph.
 - Scale-free centralities (eigenvector, hub, authority, pagerank, katz) are rescaled so that an
   average node scores about 1 whatever the node count, so wider networks give comparable values.
+- Stability. On a chain of layers AᵀA is block diagonal, so the HITS vectors are exactly zero
+  outside one layer pair; round-off leaves ~1e-17 there, and scale-free statistics of those
+  scopes (entropy) turned float noise into differences near 1. Entries below `ROUNDOFF` x the
+  largest are therefore set to 0. And when the top two singular values of A (eigenvalues of S)
+  are closer than `MIN_GAP` (relative), the vector is an arbitrary mix of near-equal solutions:
+  it is stored as NaN (NULL), with the gap recorded per snapshot (`hits_gap`, `perron_gap`).
 """
 from __future__ import annotations
 
@@ -45,6 +51,8 @@ from .layered import LayeredGraph
 PROPERTIES = ("in_strength", "out_strength", "strength", "eigenvector", "pagerank", "katz", "hub", "authority",
               "closeness", "betweenness")
 DENSE_LIMIT = 64  # below this many nodes ARPACK is not applicable or not worth it: dense LAPACK
+ROUNDOFF = 1e-9  # relative to the largest entry: below it a Perron/HITS entry is round-off, set to 0
+MIN_GAP = 1e-3  # relative gap between the top two singular/eigen values below which a vector is not determined
 
 
 @dataclass(frozen=True)
@@ -53,32 +61,49 @@ class NodeProperties:
     perron_value: float             # lambda_1(S)
     katz_alpha: float
     pivots: int                     # 0 when closeness and betweenness are exact
+    perron_gap: float               # (lambda_1 - lambda_2) / lambda_1 of S; eigenvector NaN below MIN_GAP
+    hits_gap: float                 # (sigma_1 - sigma_2) / sigma_1 of A; hub and authority NaN below MIN_GAP
 
 
 # -- spectral ---------------------------------------------------------------------------------------
-def perron(symmetric: sp.spmatrix) -> tuple[float, np.ndarray]:
-    """Largest eigenvalue and its non-negative unit eigenvector of a symmetric non-negative matrix."""
+def _relative_gap(top_two: np.ndarray) -> float:
+    first, second = sorted(np.abs(top_two), reverse=True)[:2]
+    return float((first - second) / first) if first > 0 else 0.0
+
+
+def perron(symmetric: sp.spmatrix) -> tuple[float, np.ndarray, float]:
+    """Largest eigenvalue, its non-negative unit eigenvector (NaN when not determined) and the relative
+    gap to the second largest eigenvalue, of a symmetric non-negative matrix."""
     n = symmetric.shape[0]
     if n <= DENSE_LIMIT:
         values, vectors = np.linalg.eigh(symmetric.toarray())
-        value, vector = values[-1], vectors[:, -1]
+        values, vectors = values[::-1], vectors[:, ::-1]
     else:
-        values, vectors = eigsh(symmetric.astype(np.float64), k=1, which="LA", v0=np.ones(n), tol=0)
-        value, vector = values[0], vectors[:, 0]
-    return float(value), _positive_unit(vector)
+        values, vectors = eigsh(symmetric.astype(np.float64), k=2, which="LA", v0=np.ones(n), tol=0)
+        order = np.argsort(values)[::-1]
+        values, vectors = values[order], vectors[:, order]
+    gap = _relative_gap(values[:2]) if n > 1 else 1.0
+    return float(values[0]), _determined(_positive_unit(vectors[:, 0]), gap), gap
 
 
-def hits(adjacency: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
-    """HITS (hub, authority), both unit L2 norm: top singular vectors of A (hub = A authority)."""
+def hits(adjacency: sp.spmatrix) -> tuple[np.ndarray, np.ndarray, float]:
+    """HITS (hub, authority), both unit L2 norm: top singular vectors of A (hub = A authority); NaN
+    when not determined; and the relative gap between the top two singular values."""
     n = adjacency.shape[0]
     if n <= DENSE_LIMIT:
-        _, _, vt = np.linalg.svd(adjacency.toarray())
+        _, singular, vt = np.linalg.svd(adjacency.toarray())
         authority = vt[0]
     else:
-        _, _, vt = svds(adjacency.astype(np.float64), k=1, v0=np.ones(n), tol=0)
-        authority = vt[0]
+        _, singular, vt = svds(adjacency.astype(np.float64), k=2, v0=np.ones(n), tol=0)
+        authority = vt[np.argmax(singular)]
+    gap = _relative_gap(singular[:2]) if n > 1 else 1.0
     authority = _positive_unit(authority)
-    return _positive_unit(adjacency @ authority), authority
+    return _determined(_positive_unit(adjacency @ authority), gap), _determined(authority, gap), gap
+
+
+def _determined(vector: np.ndarray, gap: float) -> np.ndarray:
+    """The vector, or NaN when a gap below MIN_GAP leaves it undetermined (an arbitrary mix)."""
+    return vector if gap >= MIN_GAP else np.full_like(vector, np.nan)
 
 
 def solve_propagation(adjacency: sp.csr_matrix, scaled: sp.csr_matrix) -> np.ndarray:
@@ -124,6 +149,8 @@ def _positive_unit(vector: np.ndarray) -> np.ndarray:
     vector = np.asarray(vector, dtype=np.float64)
     vector = vector if vector.sum() >= 0 else -vector
     vector = np.clip(vector, 0, None)  # Perron vectors are non-negative; clip round-off
+    if vector.size and vector.max() > 0:
+        vector[vector < ROUNDOFF * vector.max()] = 0.0  # structural zeros stay zero (see "Stability")
     norm = np.linalg.norm(vector)
     return vector / norm if norm > 0 else vector
 
@@ -177,10 +204,10 @@ def node_properties(graph: LayeredGraph, options: GraphOptions | None = None) ->
     adjacency = graph.adjacency()
     in_strength = np.asarray(adjacency.sum(axis=0)).ravel()
     out_strength = np.asarray(adjacency.sum(axis=1)).ravel()
-    perron_value, eigenvector = perron((adjacency + adjacency.T).tocsr())
+    perron_value, eigenvector, perron_gap = perron((adjacency + adjacency.T).tocsr())
     alpha = options.katz_factor / perron_value if perron_value > 0 else 0.0
     katz_values = katz(adjacency, alpha)
-    hub, authority = hits(adjacency)
+    hub, authority, hits_gap = hits(adjacency)
 
     pagerank_values = pagerank(adjacency, options.pagerank_damping)
     sources = pivot_sources(n, options)
@@ -197,4 +224,4 @@ def node_properties(graph: LayeredGraph, options: GraphOptions | None = None) ->
         "eigenvector": eigenvector * root_n, "pagerank": pagerank_values * n, "katz": katz_values / katz_values.mean(),
         "hub": hub * root_n, "authority": authority * root_n, "closeness": closeness, "betweenness": between,
     }
-    return NodeProperties(values, perron_value, alpha, 0 if sources is None else len(sources))
+    return NodeProperties(values, perron_value, alpha, 0 if sources is None else len(sources), perron_gap, hits_gap)

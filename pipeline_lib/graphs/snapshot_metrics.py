@@ -7,7 +7,8 @@ Node metrics of one snapshot lie hive-partitioned like the snapshots:
 with one row per node: node, layer, relative_depth, kind, channel, module and every property of
 `properties.PROPERTIES` (betweenness NULL when skipped). A snapshot that cannot be processed
 (unreadable file, non-finite weights, a state that does not fit the architecture) yields a row
-with its error and no node file; the other snapshots of the batch go on.
+with its error and no node file; the other snapshots of the batch go on. A damaged snapshot is
+quarantined, so that the training stage trains its run again.
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import polars as pl
 
-from ..snapshots import atomic_write_table, read_snapshot
+import pyarrow.parquet as pq
+
+from ..snapshots import DamagedFile, atomic_write_table, quarantine, read_snapshot
 from ..spec import GraphOptions
 from .properties import PROPERTIES, node_properties
 from .rolled import rolled_graph_of_snapshot
@@ -25,7 +28,7 @@ from .summaries import summarise
 
 GRAPH_ROW_SCHEMA = {"run_id": pl.Utf8, "epoch": pl.Int64, "nodes": pl.Int64, "edges": pl.Int64,
                     "seconds": pl.Float64, "error": pl.Utf8, "perron_value": pl.Float64,
-                    "katz_alpha": pl.Float64, "pivots": pl.Int64}
+                    "katz_alpha": pl.Float64, "pivots": pl.Int64, "perron_gap": pl.Float64, "hits_gap": pl.Float64}
 SUMMARY_SCHEMA = {"run_id": pl.Utf8, "epoch": pl.Int64, "scope": pl.Utf8, "property": pl.Utf8,
                   "statistic": pl.Utf8, "value": pl.Float64}
 
@@ -55,6 +58,22 @@ def node_metrics_path(data_dir: str | Path, run_id: str, epoch: int) -> Path:
     return Path(data_dir) / "node_metrics" / f"run_id={run_id}" / f"epoch={epoch}" / "nodes.parquet"
 
 
+def unusable_node_metrics(data_dir: str | Path, keys: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The (run_id, epoch) of computed snapshots whose node-metrics file is missing or damaged (read
+    from its footer); damaged files are quarantined. Their graphs must be computed again."""
+    unusable = []
+    for run_id, epoch in keys:
+        path = node_metrics_path(data_dir, run_id, epoch)
+        try:
+            pq.read_metadata(path)
+        except FileNotFoundError:
+            unusable.append((run_id, epoch))
+        except Exception as e:
+            quarantine(path, data_dir, str(DamagedFile(path, e)))
+            unusable.append((run_id, epoch))
+    return unusable
+
+
 def snapshot_node_metrics(job: SnapshotJob, options: GraphOptions) -> tuple[pl.DataFrame, dict]:
     """Build one snapshot's rolled graph and compute its node properties; (node frame, graph row)."""
     graph = rolled_graph_of_snapshot(read_snapshot(job.path), job.architecture, job.width, job.depth,
@@ -67,7 +86,8 @@ def snapshot_node_metrics(job: SnapshotJob, options: GraphOptions) -> tuple[pl.D
         **{name: pl.Series(name, props.values[name], dtype=pl.Float64, nan_to_null=True) for name in PROPERTIES},
     })
     row = {"nodes": graph.n_nodes, "edges": graph.n_edges, "perron_value": props.perron_value,
-           "katz_alpha": props.katz_alpha, "pivots": props.pivots}
+           "katz_alpha": props.katz_alpha, "pivots": props.pivots, "perron_gap": props.perron_gap,
+           "hits_gap": props.hits_gap}
     return nodes, row
 
 
@@ -81,6 +101,8 @@ def process_snapshots(jobs: list[SnapshotJob], data_dir: str | Path, options: Gr
             nodes, row = snapshot_node_metrics(job, options)
             atomic_write_table(nodes.to_arrow(), target)
         except Exception as e:  # recorded per snapshot; the batch goes on
+            if isinstance(e, DamagedFile):
+                quarantine(e.path, data_dir, str(e))
             target.unlink(missing_ok=True)  # no stale node file from an earlier computation
             rows.append({"run_id": job.run_id, "epoch": job.epoch, "seconds": time.perf_counter() - start,
                          "error": f"{type(e).__name__}: {e}"})

@@ -1,0 +1,137 @@
+"""Damaged files and a busy warehouse during a real tiny study (issue 13): each damaged file is
+quarantined, recorded and its unit redone with the same result; a read-only connection held
+during the graph stage loses no computed graph."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+
+from flows.graph_metrics import graph_metrics
+from flows.train_sweep import train_sweep
+from pipeline_lib.features.weights import snapshot_weight_stats
+from pipeline_lib.graphs.snapshot_metrics import node_metrics_path
+from pipeline_lib.snapshots import DamagedFile, read_snapshot, read_snapshot_info, snapshot_path, write_snapshot
+from pipeline_lib.training import load_state, save_state, state_file_path
+from tests.conftest import write_spec
+from warehouse.db import LOCK_TIMEOUT_ENV, Warehouse, WarehouseError
+from warehouse.graphs import STAGED_GRAPHS
+
+
+SMALL = {"epochs": 2, "widths": [0.5], "seeds": [0], "samples": 2, "dataset": {"name": "digits", "subset": 200},
+         "predict": {"k_epochs": [1], "n_folds": 2}, "width_transfer": {}, "graphs": {"exact_limit": 200}}
+
+
+def _truncate(path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _tables(wh: Warehouse) -> dict[str, pl.DataFrame]:
+    return {"metrics": wh.query("SELECT * EXCLUDE (seconds) FROM epoch_metrics ORDER BY run_id, epoch"),
+            "summaries": wh.query("SELECT * FROM graph_summaries ORDER BY ALL"),
+            "nodes": wh.query("SELECT * FROM node_metrics ORDER BY run_id, epoch, node")}
+
+
+def test_every_reader_of_a_damaged_snapshot_names_it(tmp_path):
+    import torch
+
+    path = write_snapshot({"w.weight": torch.ones(3, 2), "w.bias": torch.ones(3)}, tmp_path, "r", 1).path
+    _truncate(path)
+    for read in (read_snapshot, lambda p: read_snapshot_info(p, "r", 1), snapshot_weight_stats):
+        with pytest.raises(DamagedFile, match=f"damaged file {path}: "):
+            read(path)
+
+
+def test_a_damaged_state_file_is_quarantined_and_the_run_starts_over(tmp_path):
+    state = state_file_path(tmp_path, "r")
+    save_state(state, {"status": "running", "epochs_done": 3})
+    _truncate(state)
+    assert load_state(state) is None and not state.exists()
+    (moved,) = (tmp_path / "quarantine" / "runs" / "r").glob("state.pt.*[0-9]")
+    assert moved.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_damaged_snapshot_state_and_node_file_each_cost_one_unit(tmp_path, prefect_harness):
+    spec, wh_path = str(write_spec(tmp_path, **SMALL)), str(tmp_path / "w.duckdb")
+    train_sweep(spec, wh_path)
+    graph_metrics(spec, wh_path)
+    wh = Warehouse(wh_path)
+    before = _tables(wh)
+    run_a, run_b = wh.query("SELECT run_id FROM runs ORDER BY run_id")["run_id"].to_list()
+
+    snapshot = snapshot_path(wh.data_dir, run_a, 1)
+    state = state_file_path(wh.data_dir, run_b)
+    node_file = node_metrics_path(wh.data_dir, run_b, 2)
+    for path in (snapshot, state, node_file):
+        _truncate(path)
+    stale = snapshot.with_name(".snapshot.parquet.999999999.tmp")  # a crashed write (no such PID)
+    stale.write_bytes(b"partial")
+    live = snapshot.with_name(f".snapshot.parquet.{os.getpid()}.tmp")  # a write in progress
+    live.write_bytes(b"partial")
+
+    counts = train_sweep(spec, wh_path)
+    assert counts == {"completed": 2}
+    assert not stale.exists() and live.exists()
+    live.unlink()
+    graph_counts = graph_metrics(spec, wh_path)
+    assert graph_counts == {"computed": 1, "failed": 0, "skipped": 5}  # only the damaged node file's graph
+
+    quarantined = wh.query("SELECT path, quarantined_path, error FROM quarantined_files ORDER BY path")
+    damaged = {str(snapshot), str(state), str(node_file)}
+    assert damaged <= set(quarantined["path"])
+    for row in quarantined.iter_rows(named=True):
+        assert os.path.exists(row["quarantined_path"])  # moved, never deleted
+        assert str(wh.data_dir / "quarantine") in row["quarantined_path"]
+        if row["path"] in damaged:
+            assert row["error"].startswith(f"damaged file {row['path']}: ")
+    # the other state file moved aside is run_a's: its snapshot was damaged, so it trained again
+    assert set(quarantined["path"]) == damaged | {str(state_file_path(wh.data_dir, run_a))}
+
+    after = _tables(wh)
+    for name in before:  # redone units give the very same results; nothing else changed
+        assert after[name].equals(before[name]), name
+    assert wh.query("SELECT count(*) AS n FROM graphs WHERE error IS NULL")["n"][0] == 6
+
+
+HOLD_WHEN_COMPUTED = """
+import sys, time, duckdb
+from pathlib import Path
+data_dir, db = Path(sys.argv[1]), sys.argv[2]
+while not any((data_dir / "node_metrics").glob("*/*/nodes.parquet")):
+    time.sleep(0.05)
+while True:
+    try:
+        con = duckdb.connect(db, read_only=True)  # what `duckdb -readonly FILE` holds
+        break
+    except duckdb.IOException:
+        time.sleep(0.05)
+print("holding", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_read_only_connection_during_the_graph_stage_loses_no_graph(tmp_path, prefect_harness, monkeypatch):
+    spec, wh_path = str(write_spec(tmp_path, **SMALL)), str(tmp_path / "w.duckdb")
+    train_sweep(spec, wh_path)
+    wh = Warehouse(wh_path)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_WHEN_COMPUTED, str(wh.data_dir), wh_path],
+                              stdout=subprocess.PIPE, text=True)
+    monkeypatch.setenv(LOCK_TIMEOUT_ENV, "0.05")  # 3 s
+    try:
+        with pytest.raises(WarehouseError, match="the next run loads them"):
+            graph_metrics(spec, wh_path)
+        assert holder.stdout.readline().strip() == "holding"
+        assert list((wh.data_dir / STAGED_GRAPHS).glob("*.graphs.parquet"))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert graph_metrics(spec, wh_path) == {"computed": 0, "failed": 0, "skipped": 6}  # all loaded from staging
+    assert not list((wh.data_dir / STAGED_GRAPHS).glob("*.parquet"))
+    assert wh.query("SELECT count(*) AS n FROM graphs WHERE error IS NULL")["n"][0] == 6
+    assert wh.query("SELECT count(DISTINCT (run_id, epoch)) AS n FROM graph_summaries")["n"][0] == 6

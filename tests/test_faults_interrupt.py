@@ -1,0 +1,75 @@
+"""Ctrl-C mid-training (issue 13): the command line stops within seconds with every process of it
+gone, says how to resume, and the resumed study matches an uninterrupted one."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_spec
+from warehouse.db import Warehouse
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = {"epochs": 12, "widths": [0.5], "seeds": [0], "samples": 2, "dataset": {"name": "digits", "subset": 300},
+        "predict": {"k_epochs": [1], "n_folds": 2}, "width_transfer": {}}
+
+
+def _sweep(spec: Path, warehouse: Path, **popen) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # its own temporary server, as a user's
+    return subprocess.Popen([sys.executable, "-m", "flows.train_sweep", "--spec", str(spec), "--warehouse",
+                             str(warehouse)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **popen)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _metrics(warehouse: Path):
+    return Warehouse(warehouse).query("SELECT run_id, epoch, train_loss, train_acc, test_loss, test_acc "
+                                      "FROM epoch_metrics ORDER BY run_id, epoch")
+
+
+def test_ctrl_c_mid_training_stops_promptly_and_the_rerun_matches(tmp_path):
+    spec = write_spec(tmp_path, **SPEC)
+    interrupted = tmp_path / "interrupted.duckdb"
+    # its own process group, like a command in a terminal: Ctrl-C signals the whole group
+    # (the flow, its pool workers and its temporary Prefect server), and only this test's processes
+    flow = _sweep(spec, interrupted, start_new_session=True)
+    states = interrupted.parent / "data" / interrupted.stem / "runs"
+    deadline = time.monotonic() + 300
+    while not any(states.glob("*/state.pt")) and flow.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # training has begun: epoch 0 saved
+    assert flow.poll() is None, flow.communicate()
+    os.killpg(flow.pid, signal.SIGINT)
+    sent = time.monotonic()
+    _, err = flow.communicate(timeout=60)
+    assert time.monotonic() - sent < 30
+    assert flow.returncode == 130, err
+    assert "run the same command again to resume" in err
+    gone = time.monotonic() + 10
+    while _group_alive(flow.pid) and time.monotonic() < gone:
+        time.sleep(0.2)
+    if _group_alive(flow.pid):  # nothing of it may stay behind
+        left = subprocess.run(["ps", "-o", "pid,stat,args", "-g", str(flow.pid)], capture_output=True, text=True).stdout
+        os.killpg(flow.pid, signal.SIGKILL)
+        pytest.fail(f"processes of the interrupted command stayed alive:\n{left}")
+
+    resumed = _sweep(spec, interrupted)
+    assert resumed.wait(timeout=600) == 0, resumed.communicate()
+    reference = tmp_path / "reference.duckdb"
+    uninterrupted = _sweep(spec, reference)
+    assert uninterrupted.wait(timeout=600) == 0, uninterrupted.communicate()
+    assert _metrics(interrupted).height == 2 * 13
+    assert _metrics(interrupted).equals(_metrics(reference))
