@@ -1,14 +1,11 @@
 """Helpers shared by the evaluate and width-transfer flows: design matrices and run fingerprints."""
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import numpy as np
 import polars as pl
 from threadpoolctl import threadpool_limits
 
-import pipeline_lib.prediction as prediction_package
+from pipeline_lib.decisions.registry import prediction_code_digest
 from pipeline_lib.features import FEATURE_SETS
 from pipeline_lib.prediction.evaluation import PREDICTION_SCHEMA, feature_matrix, other_seed_predictions
 from pipeline_lib.placement import available_cores
@@ -68,12 +65,7 @@ def seed_agreement_rows(targets: pl.DataFrame, ks: list[int], split: str) -> lis
                       k=k, split=split) for task in TASKS for k in ks]
 
 
-def code_digest() -> str:
-    """Digest of the prediction code: changing a predictor re-runs the evaluation."""
-    sources = sorted(Path(prediction_package.__file__).parent.glob("*.py"))
-    return hashlib.sha1(b"".join(p.read_bytes() for p in sources)).hexdigest()
-
-
 def stage_inputs(wh: Warehouse, study: Study) -> str:
+    """Fingerprint of a prediction stage's inputs; changing a predictor's code re-runs the stage."""
     return input_fingerprint(wh, study.name, study.predict.model_dump_json(),
-                             study.width_transfer.model_dump_json(), code_digest())
+                             study.width_transfer.model_dump_json(), prediction_code_digest())

@@ -1,9 +1,9 @@
 """The main job: one study from spec to report, as one parent flow.
 
-    python -m flows.study --spec specs/digits.yaml [--warehouse warehouse/warehouse.duckdb]
+    .venv/bin/python -m flows.study --spec specs/digits.yaml [--warehouse warehouse/warehouse.duckdb]
 
-train_sweep -> graph_metrics -> features -> evaluate -> width_transfer -> report. Every stage
-skips what is already done, so a re-run after an interruption (or with more runs in the spec)
+train_sweep -> graph_metrics -> features -> evaluate -> width_transfer -> register -> report.
+Every stage skips what is already done, so a re-run after an interruption (or with more runs in the spec)
 does only the missing work. The study's own flow run carries what a user looks for in the UI: a
 progress artifact (stages done, runs trained, graphs computed), the report with its figures
 embedded and its tables (the summary's description holds the verdict); its log ends with the
@@ -23,6 +23,7 @@ from ._runtime import open_warehouse
 from .evaluate import evaluate
 from .features import features
 from .graph_metrics import graph_metrics
+from .register import register
 from .report import _artifact_key, publish_report, report
 from .train_sweep import train_sweep
 from .width_transfer import width_transfer
@@ -61,6 +62,7 @@ def study(spec: str, warehouse: str | None = None, reports_dir: str | None = Non
         "features": lambda: features(spec, warehouse),
         "evaluate": lambda: evaluate(spec, warehouse),
         "width_transfer": lambda: width_transfer(spec, warehouse),
+        "register": lambda: register(spec, warehouse),
         "report": lambda: report(spec, warehouse, reports_dir),
     }
     results: dict = {}

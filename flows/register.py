@@ -1,0 +1,43 @@
+"""Registry flow: fit every predictor on all finished runs of the study and save it for later scoring.
+
+    .venv/bin/python -m flows.register --spec specs/digits.yaml [--warehouse warehouse/warehouse.duckdb]
+
+Each (feature set, k, task, predictor) whose features cover every finished run is fitted on all of
+them, saved with skops under <data_dir>/predictors/<id>.skops and recorded in `predictors` with its
+pooled cross-validated metrics and intervals (from `evaluations`, so run it after evaluate), the
+columns it reads and the digests that loading checks (`warehouse.registry.load_predictor`).
+Skipped when the prediction stage's inputs (features, run outcomes, spec, prediction code) have not changed.
+"""
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from pipeline_lib.spec import load_study
+from warehouse.db import Warehouse
+from warehouse.predict import record_stage, stage_fingerprint
+from warehouse.registry import register_study
+
+from ._cli import run_warehouse_stage
+from ._prediction import stage_inputs
+
+STAGE = "register"
+
+
+@flow(name="register", log_prints=True)
+def register(spec: str, warehouse: str | None = None) -> dict:
+    """Fit, save and record the study's predictors; returns how many (or that they were up to date)."""
+    logger = get_run_logger()
+    study = load_study(spec)
+    wh = Warehouse(warehouse) if warehouse else Warehouse()
+    fingerprint = stage_inputs(wh, study)
+    if stage_fingerprint(wh, study.name, STAGE) == fingerprint:
+        logger.info("predictors of %s are up to date; nothing to do", study.name)
+        return {"up_to_date": True}
+    rows = register_study(wh, study)
+    record_stage(wh, study.name, STAGE, fingerprint)
+    logger.info("registered %d predictors of %s under %s", rows.height, study.name, wh.data_dir / "predictors")
+    return {"predictors": rows.height}
+
+
+if __name__ == "__main__":
+    run_warehouse_stage(register, __doc__.splitlines()[0], cross_validates=True)
