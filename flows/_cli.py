@@ -89,14 +89,15 @@ def _stop_on_interrupt(signum, frame) -> None:
     os._exit(INTERRUPTED)
 
 
-def run_cli(main: Callable[[], object]) -> None:
-    """Run a flow entry point; bad input ends with a readable message and exit status 2, no traceback;
+def run_cli(main: Callable[[], object], user_errors: tuple[type[Exception], ...] = ()) -> None:
+    """Run a flow entry point; bad input (USER_ERRORS, and the entry point's own `user_errors`)
+    ends with a readable message and exit status 2, no traceback;
     a warehouse that cannot be written or a damaged data file ends with the original error, naming
     the file, and exit status 1; Ctrl-C stops within seconds with status 130."""
     previous = signal.signal(signal.SIGINT, _stop_on_interrupt)
     try:
         main()
-    except USER_ERRORS as e:
+    except (*USER_ERRORS, *user_errors) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except (WarehouseError, DamagedFile) as e:  # said last and plainly (file named), whatever was logged before

@@ -1,5 +1,6 @@
-"""The predictor registry (schema/007_predictors.sql): fit, save and record every predictor of a
-study on all its finished runs; look one up and load it, refusing a changed file."""
+"""The predictor registry (schema/007_predictors.sql, 008_scores.sql): fit, save and record every
+predictor of a study on all its finished runs, with what its out-of-fold predictions say of its
+uncertainty; look one up and load it, refusing a changed file."""
 from __future__ import annotations
 
 import hashlib
@@ -10,6 +11,7 @@ import polars as pl
 from sklearn.pipeline import Pipeline
 
 from pipeline_lib.decisions import registry
+from pipeline_lib.decisions.uncertainty import fit_calibration
 from pipeline_lib.features import FEATURE_SETS
 from pipeline_lib.prediction.evaluation import feature_matrix
 from pipeline_lib.prediction.models import PREDICTORS, TASKS
@@ -32,6 +34,18 @@ def _metrics(evaluations: pl.DataFrame, task: str, predictor: str, feature_set: 
                           "fold_std": r["std"], "folds": r["folds"]} for r in rows.iter_rows(named=True)}
 
 
+def _uncertainty(oof: pl.DataFrame, task: str, predictor: str, feature_set: str, k: int) -> dict:
+    """oof_residuals (regression) or calibration (classification, both classes seen) of one unit,
+    from its out-of-fold cv predictions; NULL where evaluate left none."""
+    rows = oof.filter((pl.col("task") == task) & (pl.col("predictor") == predictor)
+                      & (pl.col("feature_set") == feature_set) & (pl.col("k") == k))
+    if task == "regression":
+        return {"oof_residuals": (rows["y_true"] - rows["y_pred"]).to_list() or None, "calibration": None}
+    usable = rows.height > 0 and rows["y_true"].n_unique() == 2
+    return {"oof_residuals": None,
+            "calibration": fit_calibration(rows["score"].to_numpy(), rows["y_true"].to_numpy()) if usable else None}
+
+
 def register_study(wh: Warehouse, study: Study) -> pl.DataFrame:
     """Fit every (feature set, k, task, predictor) whose features cover all finished runs, save it
     under <data_dir>/predictors/ and replace the study's rows of `predictors`; returns them."""
@@ -40,6 +54,8 @@ def register_study(wh: Warehouse, study: Study) -> pl.DataFrame:
     runs = wh.query("SELECT DISTINCT dataset, architecture, width FROM runs WHERE study = ? AND run_id IN "
                     "(SELECT unnest(?))", [study.name, run_ids])
     evaluations = wh.query("SELECT * FROM evaluations WHERE study = ? AND split = 'cv'", [study.name])
+    oof = wh.query("SELECT task, predictor, feature_set, k, y_true, y_pred, score FROM predictions "
+                   "WHERE study = ? AND split = 'cv' AND run_id IN (SELECT unnest(?))", [study.name, run_ids])
     code = registry.prediction_code_digest()
     rows = []
     for k in study.predict.k_epochs:
@@ -61,9 +77,11 @@ def register_study(wh: Warehouse, study: Study) -> pl.DataFrame:
                                  "k": k, "task": task, "predictor": predictor, "runs_used": len(run_ids),
                                  "good_threshold": float(targets["threshold"][0]),
                                  "metrics_json": json.dumps(_metrics(evaluations, task, predictor, feature_set, k)),
+                                 **_uncertainty(oof, task, predictor, feature_set, k),
                                  "features": columns, "path": str(path), "file_digest": digest, "code_digest": code,
                                  "created": datetime.now(timezone.utc).replace(tzinfo=None)})
-    frame = pl.DataFrame(rows, schema_overrides={"k": pl.Int32, "runs_used": pl.Int32})
+    frame = pl.DataFrame(rows, schema_overrides={"k": pl.Int32, "runs_used": pl.Int32,
+                                                 "oof_residuals": pl.List(pl.Float64), "calibration": pl.List(pl.Float64)})
     with wh.writer() as con:
         replace_where(con, "predictors", frame, "study = ?", [study.name])
     return frame

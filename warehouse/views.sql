@@ -15,6 +15,8 @@
 --   width_transfer_results  the leaderboard of fits on some widths (or architectures) tested on others
 --   cost_per_study    the compute of each decision strategy, beside the study's total training time
 --   predicted_vs_true one row per out-of-fold prediction, with its error
+--   configuration_scores one row per study x predictor x k x configuration x architecture: the scores
+--                     of its runs (seeds and widths) pooled, ranked by mean predicted final accuracy
 
 -- Per-run learning curves. `train_seconds_so_far` is the training time spent up to and including
 -- this epoch (evaluation excluded): the cost of stopping the run here.
@@ -142,3 +144,17 @@ SELECT p.study, p.task, p.predictor, p.feature_set, p.k, p.split, p.fold, p.run_
        r.seed, p.y_true, p.y_pred, p.score, p.y_pred - p.y_true AS error
 FROM predictions p
 JOIN runs r ON r.study = p.study AND r.run_id = p.run_id;
+
+-- Which configurations to keep training: the scores (flows/score.py) of a configuration's runs,
+-- seeds and widths pooled, ranked within each scoring (study, predictor, k); rank 1 = best.
+CREATE OR REPLACE VIEW configuration_scores AS
+SELECT s.study, s.predictor_id, s.k, r.config_id, r.architecture, r.depth,
+       count(*) AS runs,
+       avg(s.predicted) AS mean_predicted,
+       min(s.low) AS min_low,
+       max(s.high) AS max_high,
+       avg(s.p_good) AS mean_p_good,
+       rank() OVER (PARTITION BY s.study, s.predictor_id, s.k ORDER BY avg(s.predicted) DESC) AS rank
+FROM scores s
+JOIN runs r ON r.study = s.study AND r.run_id = s.run_id
+GROUP BY s.study, s.predictor_id, s.k, r.config_id, r.architecture, r.depth;

@@ -1,0 +1,52 @@
+"""Scoring flow: rank the runs of a study at epoch k with a registered predictor, into `scores`.
+
+    .venv/bin/python -m flows.score --spec SPEC --warehouse FILE --predictor <id|best> --at-epoch K [--confidence 0.9]
+
+Scores every run of the spec's study that has reached epoch K (finished or still training) with the
+predictor chosen by id, or with `best`: the regression predictor fitted at k = K on this dataset and
+these architectures with the highest pooled out-of-fold Kendall tau, from any study. Each score has
+a split-conformal interval of the final accuracy and, when a classification twin is registered, a
+calibrated P(good). Refuses (exit 2) when the needed features cannot be computed or a run's dataset
+or architecture was not in the predictor's training data. Logic: warehouse/scores.py.
+"""
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from pipeline_lib.decisions.registry import RegistryError
+from pipeline_lib.decisions.scoring import ScoringError
+from pipeline_lib.spec import load_study
+from warehouse.db import Warehouse
+from warehouse.scores import plan_scoring, score_study
+
+from ._cli import run_cli, study_arguments
+
+
+@flow(name="score", log_prints=True)
+def score(spec: str, warehouse: str | None = None, predictor: str = "best", at_epoch: int = 2,
+          confidence: float = 0.9) -> dict:
+    """Score the study's runs that reached epoch `at_epoch`; returns the predictor and how many were scored."""
+    logger = get_run_logger()
+    study = load_study(spec)
+    wh = Warehouse(warehouse) if warehouse else Warehouse()
+    scores, plan = score_study(wh, study.name, predictor, at_epoch, confidence)
+    chosen = plan.predictor
+    logger.info("scored %d runs of %s at epoch %d with predictor %s (%s, %s, fitted on study %s)%s", scores.height,
+                study.name, at_epoch, chosen["id"], chosen["feature_set"], chosen["predictor"], chosen["study"],
+                f"; {plan.waiting} runs have not reached epoch {at_epoch} yet" if plan.waiting else "")
+    return {"predictor": chosen["id"], "scored": scores.height, "waiting": plan.waiting}
+
+
+def main() -> None:
+    parser = study_arguments(__doc__.splitlines()[0], execution=False)
+    parser.add_argument("--predictor", default="best", help="a registered predictor's id, or best (default)")
+    parser.add_argument("--at-epoch", type=int, required=True, help="the epoch k to score at")
+    parser.add_argument("--confidence", type=float, default=0.9, help="of the intervals (default: %(default)s)")
+    args = parser.parse_args()
+    study = load_study(args.spec)
+    plan_scoring(Warehouse(args.warehouse), study.name, args.predictor, args.at_epoch)  # refuse before Prefect starts
+    score(args.spec, args.warehouse, args.predictor, args.at_epoch, args.confidence)
+
+
+if __name__ == "__main__":
+    run_cli(main, user_errors=(ScoringError, RegistryError))
