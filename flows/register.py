@@ -6,21 +6,33 @@ Each (feature set, k, task, predictor) whose features cover every finished run i
 them, saved with skops under <data_dir>/predictors/<id>.skops and recorded in `predictors` with its
 pooled cross-validated metrics and intervals (from `evaluations`, so run it after evaluate), the
 columns it reads and the digests that loading checks (`warehouse.registry.load_predictor`).
-Skipped when the prediction stage's inputs (features, run outcomes, spec, prediction code) have not changed.
+Skipped when the prediction stage's inputs (features, run outcomes, spec, prediction code) and the
+registration's own code (what it stores beside each predictor) have not changed.
 """
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 from prefect import flow, get_run_logger
 
+from pipeline_lib.decisions import uncertainty
 from pipeline_lib.spec import load_study
+from warehouse import registry as registration
 from warehouse.db import Warehouse
 from warehouse.predict import record_stage, stage_fingerprint
-from warehouse.registry import register_study
 
 from ._cli import run_warehouse_stage
 from ._prediction import stage_inputs
 
 STAGE = "register"
+
+
+def _fingerprint(wh: Warehouse, study) -> str:
+    """The prediction inputs plus the registration code: a change to what is stored with each
+    predictor (e.g. its out-of-fold residuals) re-registers."""
+    code = b"".join(Path(m.__file__).read_bytes() for m in (registration, uncertainty))
+    return hashlib.sha1(stage_inputs(wh, study).encode() + code).hexdigest()
 
 
 @flow(name="register", log_prints=True)
@@ -29,11 +41,11 @@ def register(spec: str, warehouse: str | None = None) -> dict:
     logger = get_run_logger()
     study = load_study(spec)
     wh = Warehouse(warehouse) if warehouse else Warehouse()
-    fingerprint = stage_inputs(wh, study)
+    fingerprint = _fingerprint(wh, study)
     if stage_fingerprint(wh, study.name, STAGE) == fingerprint:
         logger.info("predictors of %s are up to date; nothing to do", study.name)
         return {"up_to_date": True}
-    rows = register_study(wh, study)
+    rows = registration.register_study(wh, study)
     record_stage(wh, study.name, STAGE, fingerprint)
     logger.info("registered %d predictors of %s under %s", rows.height, study.name, wh.data_dir / "predictors")
     return {"predictors": rows.height}

@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--confidence", type=float, default=0.9, help="of the intervals (default: %(default)s)")
     args = parser.parse_args()
     study = load_study(args.spec)
-    plan_scoring(Warehouse(args.warehouse), study.name, args.predictor, args.at_epoch)  # refuse before Prefect starts
+    plan_scoring(Warehouse(args.warehouse), study.name, args.predictor, args.at_epoch)  # refusals before Prefect starts
     score(args.spec, args.warehouse, args.predictor, args.at_epoch, args.confidence)
 
 

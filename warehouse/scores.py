@@ -25,7 +25,8 @@ TAU = "json_extract(metrics_json, '$.kendall_tau.value')::DOUBLE"
 
 @dataclass
 class ScoringPlan:
-    predictor: dict
+    model: Pipeline       # the predictor, loaded (its file and code checked)
+    predictor: dict       # its row of `predictors`
     runs: pl.DataFrame    # the runs to score: every one has reached epoch k
     waiting: int          # runs of the study that have not reached epoch k yet
 
@@ -57,7 +58,8 @@ def choose_predictor(wh: Warehouse, which: str, k: int, runs: pl.DataFrame) -> d
 
 def plan_scoring(wh: Warehouse, study: str, which: str, k: int) -> ScoringPlan:
     """The predictor and the runs it will score, or ScoringError saying why it cannot (no run at
-    epoch k, a dataset or architecture the predictor never saw, the graph stage not run)."""
+    epoch k, a dataset or architecture the predictor never saw, the graph stage not run), or
+    RegistryError when its file or the prediction code changed since it was registered."""
     runs = wh.query("""SELECT r.*, coalesce(max(m.epoch), -1) AS last_epoch FROM runs r
                        LEFT JOIN epoch_metrics m USING (run_id)
                        WHERE r.study = ? AND r.status <> 'failed' GROUP BY ALL ORDER BY r.run_id""", [study])
@@ -84,7 +86,8 @@ def plan_scoring(wh: Warehouse, study: str, which: str, k: int) -> ScoringPlan:
         if lacking:
             raise ScoringError(f"predictor {predictor['id']} reads weight statistics, but {len(lacking)} run(s) have "
                                f"no snapshot at epoch {k} (e.g. run {sorted(lacking)[0]})")
-    return ScoringPlan(predictor, ready.drop("last_epoch"), runs.height - ready.height)
+    model, predictor = load_predictor(wh, predictor["id"])
+    return ScoringPlan(model, predictor, ready.drop("last_epoch"), runs.height - ready.height)
 
 
 def _features(wh: Warehouse, study: str, k: int, runs: pl.DataFrame, bases: tuple[str, ...]) -> pl.DataFrame:
@@ -107,11 +110,11 @@ def score_study(wh: Warehouse, study: str, which: str, k: int, confidence: float
     """Score every run of the study that reached epoch k; replaces the study's scores by this
     predictor at this k and returns them (with the plan: predictor, runs, runs still short of k)."""
     plan = plan_scoring(wh, study, which, k)
-    model, predictor = load_predictor(wh, plan.predictor["id"])
+    predictor = plan.predictor
     run_ids = plan.runs["run_id"].to_list()
     X = design_matrix(_features(wh, study, k, plan.runs, FEATURE_SETS[predictor["feature_set"]]), run_ids,
                       predictor["features"])
-    scores = score(model, predictor, X, run_ids, confidence, _twin(wh, predictor)).with_columns(
+    scores = score(plan.model, predictor, X, run_ids, confidence, _twin(wh, predictor)).with_columns(
         pl.lit(study).alias("study"), pl.lit(predictor["id"]).alias("predictor_id"), pl.lit(k, pl.Int32).alias("k"),
         pl.lit(confidence).alias("confidence"),
         pl.lit(datetime.now(timezone.utc).replace(tzinfo=None)).alias("scored_at"))
