@@ -245,6 +245,7 @@ def test_command_line_refuses_with_exit_2_and_no_traceback(fitted, tmp_path):
     assert done.stderr.startswith("error: no registered regression predictor") and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_score_flow_writes_scores(fitted, tmp_path, prefect_harness):
     from flows.score import score
 
