@@ -76,7 +76,7 @@ def test_divergence_is_recorded_with_its_epoch(tmp_path, digits):
 
 def test_train_metrics_come_from_the_epochs_minibatches(tmp_path, digits):
     """With lr 0 and no dropout the weights stay put: the minibatch means are the exact pass over all images."""
-    config = _config(tmp_path, lr=[0.0], dropout=[0.0])
+    config = _config(tmp_path, dropout=[0.0]).model_copy(update={"lr": 0.0})  # specs refuse lr 0
     result = train_run(config, digits, tmp_path)
     model = make_model(config, digits)
     exact = evaluate(model, digits.x_train, digits.y_train)

@@ -62,7 +62,8 @@ def summary_table(evaluations: pl.DataFrame, predictor: str, split: str = "cv") 
 
 def display_table(summary: pl.DataFrame) -> pl.DataFrame:
     """summary_table rows as text: value [95% interval] columns first, secondary numbers after."""
-    return summary.select(
+    # rows from a small study can leave a metric undefined everywhere (all null, no dtype)
+    return summary.with_columns(pl.col(pl.Null).cast(pl.Float64)).select(
         pl.col("feature_set").alias("features"), "k",
         *[pl.struct(f"{m}", f"{m}_low", f"{m}_high").map_elements(lambda r, m=m: interval(r[m], r[f"{m}_low"], r[f"{m}_high"]),
                                                                     return_dtype=pl.Utf8).alias(label)

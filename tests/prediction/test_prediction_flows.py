@@ -1,6 +1,7 @@
 """The prediction flows through Prefect on the small real study: features -> evaluate ->
 width_transfer -> report, numbers checked against direct scikit-learn/scipy computation, and an
 idempotent re-run."""
+import re
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +124,10 @@ def test_report_and_costs(flowed):
     artifacts = {key: Artifact.get(f"predict-small-{key}") for key in ("report", "summary", "costs", "width-transfer")}
     assert all(artifacts.values())
     assert "graph+learning_curve" in str(artifacts["summary"].data)
-    assert artifacts["report"].data == text
+    # the artifact is the file with its figures embedded (the UI cannot read files beside the report)
+    embedded = artifacts["report"].data
+    assert "](data:image/png;base64," in embedded and ".png)" not in embedded
+    assert re.sub(r"\]\(data:image/png;base64,[^)]+\)", "](fig)", embedded) == re.sub(r"\]\([^)]+\.png\)", "](fig)", text)
     costs = small.warehouse.query("SELECT * FROM costs")
     assert set(costs["strategy"]) == {"train_all", "early_stopping", "predict_then_finish"}
     assert costs.filter(pl.col("strategy") == "train_all")["fraction"].to_list() == [pytest.approx(1.0)]
