@@ -69,7 +69,8 @@ def report(spec: str, warehouse: str | None = None, reports_dir: str | None = No
     markdown, tables, predictor = build_report(study, inputs, out_dir)
     path = out_dir / "report.md"
     path.write_text(markdown)
-    result = {"path": str(path.resolve()), "summary": _rows(tables["summary"]), "predictor": predictor,
+    # the summary stays unrounded: the printed table rounds once, as the report does
+    result = {"path": str(path.resolve()), "summary": tables["summary"].to_dicts(), "predictor": predictor,
               "verdict": tables["verdict"]["verdict"].to_list(), "markdown": _embed_figures(markdown, out_dir),
               "tables": {name: _rows(table) for name, table in tables.items()}}
     if FlowRunContext.get().flow_run.parent_task_run_id is None:
