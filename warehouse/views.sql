@@ -15,6 +15,8 @@
 --   width_transfer_results  the leaderboard of fits on some widths (or architectures) tested on others
 --   cost_per_study    the compute of each decision strategy, beside the study's total training time
 --   predicted_vs_true one row per out-of-fold prediction, with its error
+--   node_metrics      one row per node of every computed graph: not here, since its Parquet glob names
+--                     the data directory; warehouse.db.create_node_metrics_view makes it on every open
 
 -- Per-run learning curves. `train_seconds_so_far` is the training time spent up to and including
 -- this epoch (evaluation excluded): the cost of stopping the run here.
