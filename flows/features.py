@@ -23,7 +23,7 @@ from ._runtime import open_warehouse
 
 @flow(name="features", log_prints=True)
 def features(spec: str, warehouse: str | None = None) -> dict:
-    """Compute the missing feature units; returns how many units were written per base set."""
+    """Compute the feature units that are missing or stale; returns how many units were written per base set."""
     logger = get_run_logger()
     study = load_study(spec)
     wh = open_warehouse(warehouse, study.execution, study.name)
