@@ -2,8 +2,8 @@
 
 Every stage stores the fingerprint of each unit it computes (a snapshot's graph, a feature set of a
 run at k, a prediction stage's inputs) and computes again the units whose stored fingerprint
-differs from the one the current spec and code give. One home for what each stage's units
-depend on, so that "done" means the same thing everywhere.
+differs from the one the current spec and code give, so that "done" means the same thing
+everywhere and a changed option or function never leaves stale results behind.
 """
 from __future__ import annotations
 
