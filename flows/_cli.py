@@ -14,6 +14,8 @@ from pipeline_lib.snapshots import DamagedFile
 from pipeline_lib.spec import ExecutionSpec, SpecError, Study, load_study
 from warehouse.db import DEFAULT_PATH, WarehouseError
 
+from ._runtime import owned_data_dir
+
 USER_ERRORS = (SpecError, DatasetUnavailable, DeviceUnavailable)
 
 
@@ -32,11 +34,14 @@ def study_arguments(description: str, execution: bool = True) -> argparse.Argume
 
 
 def execution_from_args(args: argparse.Namespace, study: Study) -> ExecutionSpec:
-    """The spec's execution section with the command line's choices applied on top."""
+    """The spec's execution section with the command line's choices applied on top; a data_dir other
+    than the one the study owns is refused here, before Prefect starts (`owned_data_dir`)."""
     overrides = {"runner": args.runner or ("ray" if args.ray_address else None),
                  "ray_address": args.ray_address, "data_dir": args.data_dir}
-    return ExecutionSpec.model_validate({**study.execution.model_dump(),
-                                         **{k: v for k, v in overrides.items() if v is not None}})
+    execution = ExecutionSpec.model_validate({**study.execution.model_dump(),
+                                              **{k: v for k, v in overrides.items() if v is not None}})
+    owned_data_dir(args.warehouse, study.name, execution.data_dir)
+    return execution
 
 
 def load_runnable_study(path: str, trains: bool = False, cross_validates: bool = False) -> Study:

@@ -2,7 +2,8 @@
 
     python -m flows.graph_metrics --spec specs/digits.yaml [--warehouse warehouse/warehouse.duckdb] [--recompute]
 
-Reads the `snapshots` of the study's runs, skips those already in `graphs` without error, and
+Reads the `snapshots` of the study's runs, skips those whose `graphs` row has no error and the
+fingerprint the current `graphs:` options and graph code give (`pipeline_lib.fingerprints`), and
 fans batches of snapshots out on a process pool: one worker per core at most, graph-tool's
 OpenMP threads set so that workers x threads = cores. Node metrics go to Parquet (written by the
 workers); as each batch finishes the flow stages it on disk and loads its `graphs` and
@@ -26,7 +27,7 @@ from pipeline_lib.graphs.snapshot_metrics import (GRAPH_ROW_SCHEMA, SUMMARY_SCHE
                                                   unusable_node_metrics)
 from pipeline_lib.placement import available_cores
 from pipeline_lib.snapshots import clean_stale_temp_files
-from pipeline_lib.spec import ExecutionSpec, load_study
+from pipeline_lib.spec import ExecutionSpec, GraphOptions, load_study
 from tasks.graphs import graph_metrics_task, set_graph_threads
 from warehouse.db import Warehouse, WarehouseError
 from warehouse.graphs import (STAGED_GRAPHS, computed_snapshots, forget_graphs, load_staged_graphs,
@@ -56,12 +57,12 @@ def _failed_batch(batch: list[SnapshotJob], error: str) -> GraphBatch:
 class _BatchLoader:
     """Stages each finished batch and loads it at once; after a failed load it only stages."""
 
-    def __init__(self, wh: Warehouse):
-        self.wh, self.error, self.seconds, self.graphs = wh, None, 0.0, []
+    def __init__(self, wh: Warehouse, options: GraphOptions):
+        self.wh, self.options, self.error, self.seconds, self.graphs = wh, options, None, 0.0, []
 
     def add(self, batch: GraphBatch) -> None:
         self.graphs.append(batch.graphs)
-        stage_graph_batch(self.wh.data_dir, batch.graphs, batch.summaries)
+        stage_graph_batch(self.wh.data_dir, batch.graphs, batch.summaries, self.options)
         if self.error is None:
             start = time.perf_counter()
             try:
@@ -86,7 +87,7 @@ def graph_metrics(spec: str, warehouse: str | None = None, recompute: bool = Fal
     start = time.perf_counter()
     study = load_study(spec)
     execution = execution or study.execution
-    wh = open_warehouse(warehouse, execution)
+    wh = open_warehouse(warehouse, execution, study.name)
     record_study(wh, study)
     clean_stale_temp_files(wh.data_dir)
     restaged = load_staged_graphs(wh)  # computed by an earlier run that could not load them
@@ -95,7 +96,7 @@ def graph_metrics(spec: str, warehouse: str | None = None, recompute: bool = Fal
     if restaged or redo:
         logger.warning("loaded %d graphs staged by an earlier run; %d node-metrics files missing or damaged "
                        "(computed again)", restaged, len(redo))
-    pending = pending_snapshots(wh, study.name, recompute)
+    pending = pending_snapshots(wh, study.name, study.graphs, recompute)
     jobs = [SnapshotJob(**row) for row in pending.iter_rows(named=True)]
     n_snapshots = wh.query("SELECT count(*) AS n FROM snapshots s JOIN runs r USING (run_id) WHERE r.study = ?",
                            [study.name])["n"][0]
@@ -104,7 +105,7 @@ def graph_metrics(spec: str, warehouse: str | None = None, recompute: bool = Fal
                 study.name, n_snapshots, len(jobs), len(batches), workers, threads)
 
     data_dir, options = str(wh.data_dir), study.graphs
-    loader = _BatchLoader(wh)
+    loader = _BatchLoader(wh, options)
     if len(batches) == 1:  # not worth starting a pool
         set_graph_threads(threads)
         try:

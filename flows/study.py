@@ -54,7 +54,7 @@ def study(spec: str, warehouse: str | None = None, reports_dir: str | None = Non
           execution: ExecutionSpec | None = None) -> dict:
     """Run every stage; returns the stages' results and the report path. `execution` overrides the spec's."""
     plan = load_study(spec)
-    wh = open_warehouse(warehouse, execution or plan.execution)
+    wh = open_warehouse(warehouse, execution or plan.execution, plan.name)
     planned_runs = len(expand_runs(plan))
     stages = {
         "train_sweep": lambda: train_sweep(spec, warehouse, execution=execution),

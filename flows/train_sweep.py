@@ -58,7 +58,7 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
     logger = get_run_logger()
     study = load_study(spec)
     execution = execution or study.execution
-    wh = open_warehouse(warehouse, execution)
+    wh = open_warehouse(warehouse, execution, study.name)
     record_study(wh, study)
     configs = expand_runs(study)
     data_dir = str(wh.data_dir)

@@ -1,16 +1,22 @@
-"""Choosing where tasks run: the spec's execution section, the command-line overrides, and the
-task runner and Ray resource requests they produce."""
+"""Choosing where tasks run: the spec's execution section, the command-line overrides, the task
+runner and Ray resource requests they produce, and where a study's data lies."""
 from __future__ import annotations
 
+import shutil
+
+import polars as pl
 import pytest
 from prefect.task_runners import ProcessPoolTaskRunner
 from prefect_ray import RayTaskRunner
 from prefect_ray.context import RemoteOptionsContext
 
 from flows._cli import execution_from_args, study_arguments
-from flows._runtime import PROJECT_ROOT, make_task_runner, open_warehouse, requesting, training_device
+from flows._runtime import DataDirConflict, PROJECT_ROOT, make_task_runner, open_warehouse, requesting, training_device
+from pipeline_lib.graphs.snapshot_metrics import node_metrics_path
 from pipeline_lib.spec import ExecutionSpec, SpecError, load_study
 from tests.conftest import write_spec
+from warehouse.db import Warehouse
+from warehouse.runs import record_study
 
 
 def test_spec_execution_section(tmp_path):
@@ -59,6 +65,29 @@ def test_runner_factory_and_resource_requests(tmp_path, monkeypatch):
     assert training_device(on_ray, "cpu") == "cuda"  # Ray assigns the GPU and sets CUDA_VISIBLE_DEVICES
     assert training_device(ExecutionSpec(runner="ray"), "cuda:0") == "cpu"
 
-    wh = open_warehouse(str(tmp_path / "w.duckdb"), ExecutionSpec(data_dir=str(tmp_path / "shared")))
-    assert wh.data_dir == tmp_path / "shared"
-    assert open_warehouse(str(tmp_path / "w.duckdb"), local).data_dir == tmp_path / "data" / "w"
+
+
+def test_the_study_owns_its_data_dir(tmp_path):
+    path, shared = str(tmp_path / "w.duckdb"), tmp_path / "shared"
+    study = load_study(write_spec(tmp_path))
+    assert open_warehouse(path, ExecutionSpec(), study.name).data_dir == tmp_path / "data" / "w"
+    assert not (tmp_path / "w.duckdb").exists()  # resolving reads only
+    record_study(open_warehouse(path, ExecutionSpec(data_dir=str(shared)), study.name), study)
+    assert open_warehouse(path, ExecutionSpec(), study.name).data_dir == shared  # later stages need no data_dir
+    assert open_warehouse(path, ExecutionSpec(data_dir=str(shared)), study.name).data_dir == shared
+    with pytest.raises(DataDirConflict, match=f"keeps its snapshots and node metrics in {shared}"):
+        open_warehouse(path, ExecutionSpec(data_dir=str(tmp_path / "other")), study.name)
+    assert open_warehouse(path, ExecutionSpec(), "another").data_dir == tmp_path / "data" / "w"
+
+
+def test_node_metrics_view_follows_a_moved_warehouse(tmp_path):
+    """DuckDB stores the view's glob as an absolute path; opening the moved files makes it again."""
+    before, after = tmp_path / "before", tmp_path / "after"
+    node_file = node_metrics_path(before / "data", "r1", 0)
+    node_file.parent.mkdir(parents=True)
+    pl.DataFrame({"node": [0, 1], "eigenvector": [0.5, 1.5]}).write_parquet(node_file)
+    Warehouse(before / "w.duckdb", data_dir=before / "data").migrate()
+    shutil.move(before, after)
+    moved = Warehouse(after / "w.duckdb", data_dir=after / "data")
+    moved.migrate()
+    assert moved.query("SELECT run_id, sum(eigenvector) AS s FROM node_metrics GROUP BY ALL").rows() == [("r1", 2.0)]

@@ -103,6 +103,7 @@ class Warehouse:
             try:
                 if not self._migrated:
                     _migrate(con)
+                    create_node_metrics_view(con, self.data_dir)
                     self._migrated = True
                 con.execute("BEGIN TRANSACTION")
                 try:
@@ -196,6 +197,25 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(sql_file.read_text())
     if VIEWS_FILE.exists():
         con.execute(VIEWS_FILE.read_text())
+
+
+NODE_METRICS_GLOB = "node_metrics/*/*/nodes.parquet"
+
+
+def create_node_metrics_view(con: duckdb.DuckDBPyConnection, data_dir: Path) -> bool:
+    """(Re)create the view `node_metrics` over the node Parquet files under data_dir, if there are any.
+
+    DuckDB keeps the view's path as written, so it is made again on every open (a moved warehouse or
+    data directory is followed) and after each graph load. It reads the files at query time;
+    run_id and epoch come from the hive partition names (typed explicitly: a run_id of digits must
+    stay a string).
+    """
+    if not any(data_dir.glob(NODE_METRICS_GLOB)):
+        return False
+    glob = str(data_dir / NODE_METRICS_GLOB).replace("'", "''")
+    con.execute(f"""CREATE OR REPLACE VIEW node_metrics AS SELECT * FROM read_parquet('{glob}',
+                    hive_partitioning = true, hive_types = {{'run_id': 'VARCHAR', 'epoch': 'INTEGER'}})""")
+    return True
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, verb: str) -> int:

@@ -1,6 +1,7 @@
-"""Graph stage in the warehouse: which snapshots still need a graph, loading results, the node_metrics view.
+"""Graph stage in the warehouse: which snapshots still need a graph, loading results.
 
-Computed batches are staged as Parquet under `{data_dir}/staged/graphs/` and removed once loaded,
+A snapshot's graph is done when its `graphs` row has no error and the fingerprint that the current
+`graphs:` options and graph code give a graph of its size (`pipeline_lib.fingerprints`). Computed batches are staged as Parquet under `{data_dir}/staged/graphs/` and removed once loaded,
 so a busy or failing warehouse (or an interrupted flow) loses no computed graph: the next run
 loads what is staged before computing anything.
 """
@@ -9,19 +10,24 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import duckdb
 import polars as pl
 
+from pipeline_lib.fingerprints import graph_fingerprints
 from pipeline_lib.snapshots import atomic_write_table
+from pipeline_lib.spec import GraphOptions
 
-from .db import Warehouse, replace_where, upsert
+from .db import Warehouse, create_node_metrics_view, replace_where, upsert
 
-NODE_METRICS_GLOB = "node_metrics/*/*/nodes.parquet"
 STAGED_GRAPHS = Path("staged") / "graphs"
 
 
-def stage_graph_batch(data_dir: Path, graphs: pl.DataFrame, summaries: pl.DataFrame) -> None:
-    """Keep a computed batch on disk until it is loaded (summaries first: a graphs file means both are there)."""
+def stage_graph_batch(data_dir: Path, graphs: pl.DataFrame, summaries: pl.DataFrame, options: GraphOptions) -> None:
+    """Keep a computed batch, its graphs stamped with their fingerprints, on disk until it is loaded
+    (summaries first: a graphs file means both are there)."""
+    current = graph_fingerprints(options, graphs.filter(pl.col("error").is_null())["nodes"].unique().to_list())
+    graphs = graphs.with_columns(pl.when(pl.col("error").is_null())
+                                 .then(pl.col("nodes").replace_strict(current, default=None, return_dtype=pl.Utf8))
+                                 .alias("fingerprint"))
     name = uuid.uuid4().hex
     atomic_write_table(summaries.to_arrow(), data_dir / STAGED_GRAPHS / f"{name}.summaries.parquet")
     atomic_write_table(graphs.to_arrow(), data_dir / STAGED_GRAPHS / f"{name}.graphs.parquet")
@@ -54,18 +60,23 @@ def forget_graphs(wh: Warehouse, keys: list[tuple[str, int]]) -> None:
                         [[f"{r}/{e}" for r, e in keys]])
 
 
-def pending_snapshots(wh: Warehouse, study: str, recompute: bool = False) -> pl.DataFrame:
-    """Snapshots of the study's runs without a successful `graphs` row (all of them if `recompute`).
+def pending_snapshots(wh: Warehouse, study: str, options: GraphOptions, recompute: bool = False) -> pl.DataFrame:
+    """Snapshots of the study's runs without a current graph: no `graphs` row, an error, or a
+    fingerprint (NULL included) other than the current one for its size; all of them if `recompute`.
 
     Columns: run_id, epoch, path, architecture, width, depth, dataset; ordered by run and epoch.
     """
-    done = "" if recompute else "AND NOT EXISTS (SELECT 1 FROM graphs g WHERE g.run_id = s.run_id " \
-                                "AND g.epoch = s.epoch AND g.error IS NULL)"
-    return wh.query(f"""
+    sizes = wh.query("""SELECT DISTINCT g.nodes FROM graphs g JOIN runs r USING (run_id)
+                        WHERE r.study = ? AND g.error IS NULL AND g.nodes IS NOT NULL""", [study])["nodes"]
+    current = {} if recompute else graph_fingerprints(options, sizes.to_list())
+    return wh.query("""
         SELECT s.run_id, s.epoch, s.path, r.architecture, r.width, r.depth, r.dataset
         FROM snapshots s JOIN runs r ON r.run_id = s.run_id
-        WHERE r.study = ? {done}
-        ORDER BY s.run_id, s.epoch""", [study])
+        WHERE r.study = $1 AND NOT EXISTS (
+            SELECT 1 FROM graphs g JOIN (SELECT unnest($2::INTEGER[]) AS nodes, unnest($3::VARCHAR[]) AS fingerprint) c
+                 ON g.nodes = c.nodes AND g.fingerprint = c.fingerprint
+            WHERE g.run_id = s.run_id AND g.epoch = s.epoch AND g.error IS NULL)
+        ORDER BY s.run_id, s.epoch""", [study, list(current), list(current.values())])
 
 
 def record_graph_results(wh: Warehouse, graphs: pl.DataFrame, summaries: pl.DataFrame) -> None:
@@ -79,17 +90,3 @@ def record_graph_results(wh: Warehouse, graphs: pl.DataFrame, summaries: pl.Data
                       "run_id || '/' || CAST(epoch AS VARCHAR) IN (SELECT unnest(?))", [keys])
         create_node_metrics_view(con, wh.data_dir)
 
-
-def create_node_metrics_view(con: duckdb.DuckDBPyConnection, data_dir: Path) -> bool:
-    """(Re)create the view `node_metrics` over the node Parquet files under data_dir, if there are any.
-
-    The view reads the files at query time, so it follows new snapshots without being recreated;
-    run_id and epoch come from the hive partition names (typed explicitly: a run_id of digits must
-    stay a string).
-    """
-    if not any((data_dir / "node_metrics").glob("*/*/nodes.parquet")):
-        return False
-    glob = str(data_dir / NODE_METRICS_GLOB).replace("'", "''")
-    con.execute(f"""CREATE OR REPLACE VIEW node_metrics AS SELECT * FROM read_parquet('{glob}',
-                    hive_partitioning = true, hive_types = {{'run_id': 'VARCHAR', 'epoch': 'INTEGER'}})""")
-    return True

@@ -6,10 +6,12 @@ Outputs: features, evaluations, predictions, comparisons, costs, stage_fingerpri
 """
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timezone
 
 import polars as pl
+
+from pipeline_lib.features import BASE_SETS, GRAPH_BASE_SETS
+from pipeline_lib.fingerprints import digest, feature_fingerprints
 
 from .db import Warehouse, replace_where, upsert
 
@@ -45,15 +47,17 @@ def invariant_graph_summaries(wh: Warehouse, study: str, max_epoch: int) -> pl.D
                     [study, max_epoch])
 
 
-def graph_ready_runs(wh: Warehouse, study: str, k: int) -> set[str]:
-    """Runs whose every snapshot at epochs <= k has a processed graph with summaries."""
-    rows = wh.query("""
-        SELECT s.run_id FROM snapshots s JOIN runs r USING (run_id)
+def graph_ready_runs(wh: Warehouse, study: str, k: int) -> pl.DataFrame:
+    """Runs whose every snapshot at epochs <= k has a processed graph with summaries; `graphs` joins
+    those graphs' fingerprints in epoch order (what the run's graph features at k read)."""
+    return wh.query("""
+        SELECT s.run_id, string_agg(coalesce(g.fingerprint, ''), ',' ORDER BY s.epoch) AS graphs
+        FROM snapshots s JOIN runs r USING (run_id)
         LEFT JOIN graphs g ON g.run_id = s.run_id AND g.epoch = s.epoch AND g.error IS NULL
         LEFT JOIN (SELECT DISTINCT run_id, epoch FROM graph_summaries) gs ON gs.run_id = s.run_id AND gs.epoch = s.epoch
         WHERE r.study = ? AND s.epoch <= ?
-        GROUP BY s.run_id HAVING bool_and(g.run_id IS NOT NULL AND gs.run_id IS NOT NULL)""", [study, k])
-    return set(rows["run_id"])
+        GROUP BY s.run_id HAVING bool_and(g.run_id IS NOT NULL AND gs.run_id IS NOT NULL)
+        ORDER BY s.run_id""", [study, k])
 
 
 def graph_seconds(wh: Warehouse, study: str) -> pl.DataFrame:
@@ -61,13 +65,25 @@ def graph_seconds(wh: Warehouse, study: str) -> pl.DataFrame:
                        JOIN runs r USING (run_id) WHERE r.study = ?""", [study])
 
 
-def feature_keys(wh: Warehouse, study: str) -> pl.DataFrame:
-    """The (run_id, k, feature_set) units already stored."""
-    return wh.query("SELECT DISTINCT run_id, k, feature_set FROM features WHERE study = ?", [study])
+def pending_features(wh: Warehouse, study: str, runs: pl.DataFrame, k: int) -> dict[str, pl.DataFrame]:
+    """Per base set, the (run_id, fingerprint) units at k to compute: those not stored with the
+    fingerprint the current feature code (and, for graph sets, the run's current graphs) give.
+    A graph set waits until the run's graphs cover epochs 0..k."""
+    stored = wh.query("SELECT DISTINCT run_id, feature_set, fingerprint FROM features WHERE study = ? AND k = ?",
+                      [study, k])
+    graph_inputs = runs.select("run_id").join(graph_ready_runs(wh, study, k), on="run_id")
+    pending = {}
+    for feature_set in BASE_SETS:
+        units = graph_inputs if feature_set in GRAPH_BASE_SETS else runs.select("run_id", graphs=pl.lit(""))
+        current = units.select("run_id", fingerprint=pl.Series(
+            feature_fingerprints(feature_set, units["graphs"].to_list()), dtype=pl.Utf8))
+        done = stored.filter(pl.col("feature_set") == feature_set).select("run_id", "fingerprint")
+        pending[feature_set] = current.join(done, on=["run_id", "fingerprint"], how="anti")
+    return pending
 
 
 def write_features(wh: Warehouse, study: str, rows: pl.DataFrame) -> int:
-    """Replace the stored units (run_id, k, feature_set) that `rows` holds."""
+    """Replace the stored units (run_id, k, feature_set) that `rows` holds (each row with its unit's fingerprint)."""
     if rows.is_empty():
         return 0
     frame = rows.with_columns(pl.lit(study).alias("study"))
@@ -103,16 +119,18 @@ def write_results(wh: Warehouse, study: str, splits: list[str], evaluations: pl.
 
 
 def input_fingerprint(wh: Warehouse, study: str, *extra: str) -> str:
-    """A digest of everything the evaluation reads: the study's features and run outcomes, plus `extra`
-    (the spec's settings, a digest of the code)."""
+    """A digest of everything the evaluation reads: the study's features (their values and
+    fingerprints, so new feature code re-evaluates) and run outcomes, plus `extra` (the spec's
+    settings, a digest of the code)."""
     row = wh.query("""
         SELECT (SELECT count(*) FROM features WHERE study = $1)::VARCHAR || ':' ||
-               coalesce((SELECT sum(hash(run_id, k, feature_set, feature, value)) FROM features WHERE study = $1), 0)::VARCHAR
+               coalesce((SELECT sum(hash(run_id, k, feature_set, feature, value, fingerprint)) FROM features
+                         WHERE study = $1), 0)::VARCHAR
                || ':' || coalesce((SELECT sum(hash(run_id, config_id, width, status, final_test_acc)) FROM runs
                                    WHERE study = $1), 0)::VARCHAR
                || ':' || coalesce((SELECT sum(hash(run_id, epoch, seconds)) FROM graphs JOIN runs USING (run_id)
                                    WHERE study = $1), 0)::VARCHAR AS digest""", [study])
-    return hashlib.sha1("|".join([row["digest"][0], *extra]).encode()).hexdigest()
+    return digest(row["digest"][0], *extra)
 
 
 def stage_fingerprint(wh: Warehouse, study: str, stage: str) -> str | None:

@@ -17,6 +17,8 @@
 --   predicted_vs_true one row per out-of-fold prediction, with its error
 --   configuration_scores one row per study x predictor x k x configuration x architecture: the scores
 --                     of its runs (seeds and widths) pooled, ranked by mean predicted final accuracy
+--   node_metrics      one row per node of every computed graph: not here, since its Parquet glob names
+--                     the data directory; warehouse.db.create_node_metrics_view makes it on every open
 
 -- Per-run learning curves. `train_seconds_so_far` is the training time spent up to and including
 -- this epoch (evaluation excluded): the cost of stopping the run here.

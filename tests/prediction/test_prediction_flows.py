@@ -1,7 +1,7 @@
 """The prediction flows through Prefect on the small real study: features -> evaluate ->
 width_transfer -> report, numbers checked against direct scikit-learn/scipy computation, and an
 idempotent re-run."""
-import re
+import base64
 from pathlib import Path
 
 import numpy as np
@@ -124,10 +124,10 @@ def test_report_and_costs(flowed):
     artifacts = {key: Artifact.get(f"predict-small-{key}") for key in ("report", "summary", "costs", "width-transfer")}
     assert all(artifacts.values())
     assert "graph+learning_curve" in str(artifacts["summary"].data)
-    # the artifact is the file with its figures embedded (the UI cannot read files beside the report)
-    embedded = artifacts["report"].data
-    assert "](data:image/png;base64," in embedded and ".png)" not in embedded
-    assert re.sub(r"\]\(data:image/png;base64,[^)]+\)", "](fig)", embedded) == re.sub(r"\]\([^)]+\.png\)", "](fig)", text)
+    embedded = artifacts["report"].data  # the report's text with its figures inlined (a UI cannot follow files)
+    assert embedded == results["report"]["markdown"] != text
+    for figure in ("metric_vs_k.png", "predicted_vs_true.png", "width_transfer.png", "compute_saving.png"):
+        assert base64.b64encode((reports / small.study.name / figure).read_bytes()).decode() in embedded
     costs = small.warehouse.query("SELECT * FROM costs")
     assert set(costs["strategy"]) == {"train_all", "early_stopping", "predict_then_finish"}
     assert costs.filter(pl.col("strategy") == "train_all")["fraction"].to_list() == [pytest.approx(1.0)]
