@@ -1,8 +1,11 @@
 """Helpers shared by the evaluate and width-transfer flows: design matrices and run fingerprints."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import polars as pl
+from prefect import get_run_logger
 from threadpoolctl import threadpool_limits
 
 from pipeline_lib.decisions.registry import prediction_code_digest
@@ -10,12 +13,12 @@ from pipeline_lib.features import FEATURE_SETS
 from pipeline_lib.prediction.evaluation import PREDICTION_SCHEMA, feature_matrix, other_seed_predictions
 from pipeline_lib.placement import available_cores
 from pipeline_lib.prediction.models import TASKS
-from pipeline_lib.spec import Study
+from pipeline_lib.spec import Study, load_study
 from warehouse.db import Warehouse
 from tasks.predict import single_threaded_numerics
-from warehouse.predict import input_fingerprint, load_features
+from warehouse.predict import input_fingerprint, load_features, stage_fingerprint
 
-from ._runtime import process_pool
+from ._runtime import open_warehouse, process_pool
 
 SEED_AGREEMENT = ("other_seeds", "seed_agreement")  # (predictor, feature_set) of the noise ceiling
 POOL_MIN_RUNS = 40  # below this, fits take milliseconds and a process pool's start-up costs more than it saves
@@ -63,6 +66,20 @@ def seed_agreement_rows(targets: pl.DataFrame, ks: list[int], split: str) -> lis
     predictor, feature_set = SEED_AGREEMENT
     return [with_unit(other_seed_predictions(task, targets), task=task, predictor=predictor, feature_set=feature_set,
                       k=k, split=split) for task in TASKS for k in ks]
+
+
+def open_stage(spec: str, warehouse: str | None, stage: str,
+               fingerprint_of: Callable[[Warehouse, Study], str] | None = None) -> tuple[Study, Warehouse, str | None]:
+    """The study, its warehouse (with the data directory the study owns) and the stage's input
+    fingerprint; None instead of the fingerprint (and a log line) when the stage last ran on exactly
+    these inputs, so the flow has nothing to do."""
+    study = load_study(spec)
+    wh = open_warehouse(warehouse, study.execution, study.name)
+    fingerprint = (fingerprint_of or stage_inputs)(wh, study)
+    if stage_fingerprint(wh, study.name, stage) == fingerprint:
+        get_run_logger().info("%s of %s is up to date; nothing to do", stage, study.name)
+        return study, wh, None
+    return study, wh, fingerprint
 
 
 def stage_inputs(wh: Warehouse, study: Study) -> str:

@@ -21,14 +21,12 @@ from pipeline_lib.prediction.guard import degenerate_reasons
 from pipeline_lib.prediction.metrics import comparison_table, evaluation_table
 from pipeline_lib.prediction.models import PREDICTORS, TASKS
 from pipeline_lib.prediction.targets import chance_accuracy, run_targets
-from pipeline_lib.spec import load_study
 from tasks.predict import cross_validate_task
-from warehouse.db import Warehouse
-from warehouse.predict import (epoch_metrics, graph_seconds, record_stage, stage_fingerprint, study_runs,
+from warehouse.predict import (epoch_metrics, graph_seconds, record_stage, study_runs,
                                write_results)
 
 from ._cli import run_warehouse_stage
-from ._prediction import SEED_AGREEMENT, design_matrices, run_per_design, seed_agreement_rows, stage_inputs, with_unit
+from ._prediction import SEED_AGREEMENT, design_matrices, open_stage, run_per_design, seed_agreement_rows, with_unit
 
 STAGE = "evaluate"
 
@@ -37,11 +35,8 @@ STAGE = "evaluate"
 def evaluate(spec: str, warehouse: str | None = None) -> dict:
     """Cross-validate everything; returns counts of what was written (or that it was up to date)."""
     logger = get_run_logger()
-    study = load_study(spec)
-    wh = Warehouse(warehouse) if warehouse else Warehouse()
-    fingerprint = stage_inputs(wh, study)
-    if stage_fingerprint(wh, study.name, STAGE) == fingerprint:
-        logger.info("evaluation of %s is up to date; nothing to do", study.name)
+    study, wh, fingerprint = open_stage(spec, warehouse, STAGE)
+    if fingerprint is None:
         return {"up_to_date": True}
 
     targets = grouped_folds(run_targets(study_runs(wh, study.name), study.predict.good_run_quantile),

@@ -11,19 +11,16 @@ registration's own code (what it stores beside each predictor) have not changed.
 """
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 from prefect import flow, get_run_logger
 
 from pipeline_lib.decisions import uncertainty
-from pipeline_lib.spec import load_study
+from pipeline_lib.fingerprints import digest, source_digest
 from warehouse import registry as registration
 from warehouse.db import Warehouse
-from warehouse.predict import record_stage, stage_fingerprint
+from warehouse.predict import record_stage
 
 from ._cli import run_warehouse_stage
-from ._prediction import stage_inputs
+from ._prediction import open_stage, stage_inputs
 
 STAGE = "register"
 
@@ -31,19 +28,15 @@ STAGE = "register"
 def _fingerprint(wh: Warehouse, study) -> str:
     """The prediction inputs plus the registration code: a change to what is stored with each
     predictor (e.g. its out-of-fold residuals) re-registers."""
-    code = b"".join(Path(m.__file__).read_bytes() for m in (registration, uncertainty))
-    return hashlib.sha1(stage_inputs(wh, study).encode() + code).hexdigest()
+    return digest(stage_inputs(wh, study), source_digest(registration, uncertainty))
 
 
 @flow(name="register", log_prints=True)
 def register(spec: str, warehouse: str | None = None) -> dict:
     """Fit, save and record the study's predictors; returns how many (or that they were up to date)."""
     logger = get_run_logger()
-    study = load_study(spec)
-    wh = Warehouse(warehouse) if warehouse else Warehouse()
-    fingerprint = _fingerprint(wh, study)
-    if stage_fingerprint(wh, study.name, STAGE) == fingerprint:
-        logger.info("predictors of %s are up to date; nothing to do", study.name)
+    study, wh, fingerprint = open_stage(spec, warehouse, STAGE, _fingerprint)
+    if fingerprint is None:
         return {"up_to_date": True}
     rows = registration.register_study(wh, study)
     record_stage(wh, study.name, STAGE, fingerprint)

@@ -19,10 +19,10 @@ from prefect.context import FlowRunContext
 
 from pipeline_lib.report import ReportInputs, build_report
 from pipeline_lib.spec import load_study
-from warehouse.db import Warehouse
 from warehouse.predict import report_tables
 
 from ._cli import run_warehouse_stage
+from ._runtime import open_warehouse
 
 REPORTS_DIR = Path("reports")
 
@@ -60,7 +60,7 @@ def report(spec: str, warehouse: str | None = None, reports_dir: str | None = No
     """Write the report; returns its path, the summary table (as rows), the verdict, the Markdown with
     embedded figures and the tables, which are published here unless a parent flow (the study) does."""
     study = load_study(spec)
-    wh = Warehouse(warehouse) if warehouse else Warehouse()
+    wh = open_warehouse(warehouse, study.execution, study.name)
     out_dir = Path(reports_dir or REPORTS_DIR) / study.name
     inputs = ReportInputs(**report_tables(wh, study.name))
     if inputs.evaluations.is_empty():

@@ -19,13 +19,11 @@ from prefect import flow, get_run_logger
 
 from pipeline_lib.prediction.metrics import evaluation_table
 from pipeline_lib.prediction.targets import run_targets
-from pipeline_lib.spec import load_study
 from tasks.predict import transfer_task
-from warehouse.db import Warehouse
-from warehouse.predict import record_stage, stage_fingerprint, study_runs, write_results
+from warehouse.predict import record_stage, study_runs, write_results
 
 from ._cli import run_warehouse_stage
-from ._prediction import design_matrices, run_per_design, seed_agreement_rows, stage_inputs, with_unit
+from ._prediction import design_matrices, open_stage, run_per_design, seed_agreement_rows, with_unit
 
 STAGE = "width_transfer"
 SPLITS = ("width_transfer", "width_transfer_reverse", "leave_out:")
@@ -49,17 +47,14 @@ def transfer_directions(targets: pl.DataFrame, train_widths: list[float],
 @flow(name="width-transfer", log_prints=True)
 def width_transfer(spec: str, warehouse: str | None = None) -> dict:
     logger = get_run_logger()
-    study = load_study(spec)
-    wh = Warehouse(warehouse) if warehouse else Warehouse()
+    study, wh, fingerprint = open_stage(spec, warehouse, STAGE)
+    if fingerprint is None:
+        return {"up_to_date": True}
     targets = run_targets(study_runs(wh, study.name), study.predict.good_run_quantile)
     directions = transfer_directions(targets, study.width_transfer.train_widths, study.width_transfer.test_widths)
     if not directions:
         logger.info("no width_transfer widths in the spec and a single architecture; nothing to do")
         return {"skipped": True}
-    fingerprint = stage_inputs(wh, study)
-    if stage_fingerprint(wh, study.name, STAGE) == fingerprint:
-        logger.info("transfer evaluation of %s is up to date; nothing to do", study.name)
-        return {"up_to_date": True}
 
     designs, left_out = design_matrices(wh, study, targets["run_id"].to_list())
     if left_out:

@@ -20,6 +20,7 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 import pipeline_lib.prediction as prediction_package
+from pipeline_lib.fingerprints import source_digest
 from pipeline_lib.prediction.models import inner_splits, make_predictor
 
 TRUSTED_TYPES = ("numpy.dtype", "pipeline_lib.prediction.models.rank_f_score",
@@ -41,9 +42,8 @@ def fit_on_all(task: str, predictor: str, X: np.ndarray, targets: pl.DataFrame) 
 
 
 def prediction_code_digest() -> str:
-    """sha1 of the prediction package's sources: a predictor is only as good as the code it ran."""
-    sources = sorted(Path(prediction_package.__file__).parent.glob("*.py"))
-    return hashlib.sha1(b"".join(p.read_bytes() for p in sources)).hexdigest()
+    """Digest of the prediction package's code: a predictor is only as good as the code it ran."""
+    return source_digest(prediction_package)
 
 
 def file_digest(path: str | Path) -> str:
