@@ -41,7 +41,7 @@ import polars as pl
 from threadpoolctl import threadpool_limits
 
 from pipeline_lib.decisions import replay
-from pipeline_lib.features import FEATURE_SETS
+from pipeline_lib.features import FEATURE_SETS, GRAPH_SETS
 from pipeline_lib.prediction.evaluation import feature_matrix, grouped_folds
 from pipeline_lib.prediction.targets import run_targets
 from pipeline_lib.spec import Study, expand_runs
@@ -77,7 +77,7 @@ def learned_policies(wh: Warehouse, study: Study, curves: replay.Curves, targets
             raise SystemExit(f"refit of {feature_set}/{predictor}@k={k} does not reproduce the stored predictions "
                              f"(max gap {gap:.2g}); re-run the evaluation stage")
         graph_s = (float(graphs.filter(pl.col("epoch") <= k)["seconds"].sum())
-                   if "graph" in FEATURE_SETS[feature_set] else 0.0)
+                   if feature_set in GRAPH_SETS else 0.0)
         points = replay.keep_sweep(curves, replay.scores_from_predictions(curves, stored), k, graph_s + fit_seconds, share)
         policies.append({"family": "learned", "policy": f"{feature_set}/{predictor}", "k": k, "feature_set": feature_set,
                          "predictor": predictor, "graph_seconds": graph_s, "prediction_seconds": fit_seconds,
