@@ -209,7 +209,7 @@ def test_graph_tool_view_carries_weights_and_attributes():
 
 
 def test_unrolled_lenet5_matches_the_authors_size():
-    """BRIEF §3: the classic LeNet-5 on 3x32x32 unrolls to about 11k nodes and 658k edges."""
+    """The paper's size: the classic LeNet-5 on 3x32x32 unrolls to about 11k nodes and 658k edges."""
     lenet5 = nn.Sequential(nn.Conv2d(3, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
                            nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84),
                            nn.ReLU(), nn.Linear(84, 10))

@@ -15,7 +15,7 @@ and S = A + A^T its undirected version. n is the number of nodes.
 
 Why these choices:
 - The rolled graph is a layered DAG, so S is (nearly) bipartite with eigenvalues +lambda and -lambda:
-  plain power iteration oscillates (graph-tool's `eigenvector` stops at max_iter, BRIEF §3).
+  plain power iteration oscillates (graph-tool's `eigenvector` stops at max_iter).
   Lanczos on the algebraically largest end finds the Perron vector exactly.
 - A DAG's directed adjacency is nilpotent (spectral radius 0), so Katz converges for any alpha;
   tying alpha to lambda_1(S) (which bounds the spectral radius of any non-negative A) keeps the

@@ -1,4 +1,4 @@
-"""The rolled (channel-level) graph of a snapshot, as BRIEF §3 defines it.
+"""The rolled (channel-level) graph of a snapshot, as the paper (Vahedian et al., CIKM 2022) defines it.
 
 Nodes: one per input channel, per convolution output channel, per linear output unit.
 Edges (earlier -> later layer), weights from the snapshot:

@@ -6,7 +6,7 @@ receptive field to it with |W[o, i, kh, kw]| (zero padding adds no edges); max p
 window position with weight 1, average pooling with 1/(window size); a linear layer after a flatten
 reads every position (|W[o, c*H*W + p]|). BatchNorm folding and residual additions follow the
 rolled graph's rules, position by position. The size explodes with the image and the width
-(BRIEF §3: LeNet on 32x32 has 658k edges, VGG about 134M), so building refuses above `max_edges`.
+(LeNet on 32x32 has 658k edges, VGG about 134M), so building refuses above `max_edges`.
 """
 from __future__ import annotations
 
