@@ -146,7 +146,8 @@ def record_stage(wh: Warehouse, study: str, stage: str, fingerprint: str) -> Non
 
 
 def report_tables(wh: Warehouse, study: str) -> dict[str, pl.DataFrame]:
-    """What the report reads: runs, evaluations, comparisons, cross-validated regression predictions, costs."""
+    """What the report reads: runs, evaluations, comparisons, cross-validated regression predictions, costs,
+    and the whole-graph property statistics per epoch."""
     return {
         "runs": wh.query("SELECT run_id, config_id, architecture, width, depth, seed, dataset, status, final_test_acc "
                          "FROM runs WHERE study = ?", [study]),
@@ -155,4 +156,6 @@ def report_tables(wh: Warehouse, study: str) -> dict[str, pl.DataFrame]:
         "predictions": wh.query("""SELECT * EXCLUDE (study) FROM predictions
                                    WHERE study = ? AND task = 'regression' AND split = 'cv'""", [study]),
         "costs": wh.query("SELECT * EXCLUDE (study) FROM costs WHERE study = ?", [study]),
+        "graph_summaries": wh.query("""SELECT s.run_id, s.epoch, s.property, s.statistic, s.value FROM graph_summaries s
+                                       JOIN runs r USING (run_id) WHERE r.study = ? AND s.scope = 'graph'""", [study]),
     }

@@ -14,7 +14,7 @@ from ..prediction.guard import degenerate_reasons
 from ..prediction.metrics import BOOTSTRAP_SEED, N_RESAMPLES
 from ..prediction.targets import chance_accuracy, run_targets
 from ..spec import Study
-from .figures import compute_saving, metric_vs_k, predicted_vs_true
+from .figures import compute_saving, graph_trajectories, metric_vs_k, predicted_vs_true
 from .tables import (cost_table, cost_verdict, display_table, summary_table, table_predictor, transfer_table,
                      verdict)
 
@@ -28,6 +28,7 @@ class ReportInputs:
     comparisons: pl.DataFrame
     predictions: pl.DataFrame   # regression, split cv
     costs: pl.DataFrame
+    graph_summaries: pl.DataFrame  # run_id, epoch, property, statistic, value (scope 'graph')
 
 
 def markdown_table(frame: pl.DataFrame, precision: int = 3) -> str:
@@ -92,7 +93,15 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
     metric_vs_k(ev, predictor, "cv", out_dir / "metric_vs_k.png", f"grouped CV, {predictor}")
     shown = [fs for fs in ("early_acc", "tse", "graph_compact", "all")
              if summary.filter(pl.col("feature_set") == fs).height]
-    predicted_vs_true(inputs.predictions, predictor, k_last, shown, out_dir / "predicted_vs_true.png")
+    predicted_vs_true(inputs.predictions, inputs.runs, predictor, k_last, shown, out_dir / "predicted_vs_true.png")
+    if inputs.graph_summaries.height:
+        lines += ["### Graph properties through training, good against other runs", "",
+                  f"Whole-graph statistics of the rolled graph per epoch; good runs are those above the "
+                  f"{study.predict.good_run_quantile:g} quantile of final accuracy (the classification target). "
+                  "Lines: median over runs; bands: interquartile range.", "",
+                  "![graph trajectories](graph_trajectories.png)", ""]
+        graph_trajectories(inputs.graph_summaries, run_targets(inputs.runs, study.predict.good_run_quantile),
+                           out_dir / "graph_trajectories.png")
 
     if transfer.height:
         wt = study.width_transfer

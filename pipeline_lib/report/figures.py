@@ -27,21 +27,53 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def predicted_vs_true(predictions: pl.DataFrame, predictor: str, k: int, feature_sets: list[str], path: Path) -> Path:
-    """Out-of-fold predicted against true final accuracy, one panel per feature set."""
+def predicted_vs_true(predictions: pl.DataFrame, runs: pl.DataFrame, predictor: str, k: int, feature_sets: list[str],
+                      path: Path) -> Path:
+    """Out-of-fold predicted against true final accuracy, one panel per feature set; colour by width,
+    marker by architecture (what a reader compares), not by fold."""
+    shapes = dict(zip(sorted(runs["architecture"].unique()), "os^Dv<>"))
+    widths = sorted(runs["width"].unique())
+    colours = dict(zip(widths, plt.get_cmap("viridis")([i / max(len(widths) - 1, 1) for i in range(len(widths))])))
     fig, axes = plt.subplots(1, len(feature_sets), figsize=(4 * len(feature_sets), 4), squeeze=False)
     for ax, fs in zip(axes[0], feature_sets):
         rows = predictions.filter((pl.col("task") == "regression") & (pl.col("split") == "cv")
                                   & (pl.col("predictor") == predictor) & (pl.col("feature_set") == fs)
-                                  & (pl.col("k") == k))
+                                  & (pl.col("k") == k)).join(runs.select("run_id", "architecture", "width"), on="run_id")
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+        for (arch, width), group in rows.group_by("architecture", "width", maintain_order=True):
+            ax.scatter(group["y_true"], group["y_pred"], s=16, marker=shapes[arch], color=colours[width],
+                       label=f"{arch} w{width:g}", alpha=0.8)
         if rows.height:
-            ax.scatter(rows["y_true"], rows["y_pred"], s=14, c=rows["fold"], cmap="tab10")
             pooled = metric_values("regression", rows)
             ax.set_title(f"{fs}, k={k}\npooled R2 {pooled['r2']:.2f}, tau {pooled['kendall_tau']:.2f}",
                          fontsize=9)
         ax.set_xlabel("true final accuracy")
         ax.set_ylabel(f"predicted ({predictor}, out of fold)")
+    axes[0][0].legend(fontsize=7, title="architecture, width", title_fontsize=7)
+    return _save(fig, path)
+
+
+TRAJECTORIES = (("strength", "mean", "mean node strength"), ("eigenvector", "std", "spread of eigenvector centrality"),
+                ("pagerank", "max", "largest PageRank"), ("authority", "entropy", "entropy of authority"))
+
+
+def graph_trajectories(summaries: pl.DataFrame, targets: pl.DataFrame, path: Path) -> Path:
+    """A few whole-graph properties through training, good against bad runs: median and interquartile
+    band over the runs of each class, per epoch (the signal the graph features summarise)."""
+    fig, axes = plt.subplots(1, len(TRAJECTORIES), figsize=(4 * len(TRAJECTORIES), 3.4))
+    rows = summaries.join(targets.select("run_id", "good"), on="run_id")
+    for ax, (prop, statistic, label) in zip(axes, TRAJECTORIES):
+        series = rows.filter((pl.col("property") == prop) & (pl.col("statistic") == statistic))
+        for good, colour, name in ((1, "tab:green", "good runs"), (0, "tab:red", "other runs")):
+            band = (series.filter(pl.col("good") == good).group_by("epoch")
+                    .agg(pl.col("value").quantile(q, "linear").alias(n) for q, n in ((0.25, "lo"), (0.5, "mid"), (0.75, "hi")))
+                    .sort("epoch"))
+            if band.height:
+                ax.plot(band["epoch"], band["mid"], color=colour, label=name)
+                ax.fill_between(band["epoch"], band["lo"], band["hi"], color=colour, alpha=0.2)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("epoch")
+    axes[0].legend(fontsize=7)
     return _save(fig, path)
 
 
@@ -65,6 +97,7 @@ def metric_vs_k(evaluations: pl.DataFrame, predictor: str, split: str, path: Pat
             ax.plot(s["k"], s[seed], color="black", ls=":", lw=2, label="seed agreement")
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("k (epochs observed)")
+        ax.set_xticks(sorted(wide["k"].unique()))
     axes.flat[0].legend(fontsize=7)
     fig.suptitle(title or f"{predictor}, split {split}", fontsize=11)
     return _save(fig, path)
