@@ -138,7 +138,8 @@ def _fill_predictions(wh: Warehouse) -> None:
     """A few known rows in the prediction stage's tables (schema/004_predict.sql)."""
     with wh.writer() as con:
         con.execute("""
-            INSERT INTO features VALUES ('alpha', 'alpha-c1-s0', 1, 'graph', 'strength_std', 0.5);
+            INSERT INTO features (study, run_id, k, feature_set, feature, value)
+                VALUES ('alpha', 'alpha-c1-s0', 1, 'graph', 'strength_std', 0.5);
             INSERT INTO evaluations (study, task, predictor, feature_set, k, split, metric, value, low, high, n, folds,
                                      configs) VALUES
                 ('alpha', 'regression', 'linear', 'graph', 1, 'cv', 'kendall_tau', 0.40, 0.2, 0.6, 24, 2, 6),

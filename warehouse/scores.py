@@ -74,7 +74,7 @@ def plan_scoring(wh: Warehouse, study: str, which: str, k: int) -> ScoringPlan:
     check_compatible(ready, predictor)
     bases = FEATURE_SETS[predictor["feature_set"]]
     if set(bases) & set(GRAPH_BASE_SETS):
-        lacking = set(ready["run_id"]) - graph_ready_runs(wh, study, k)
+        lacking = set(ready["run_id"]) - set(graph_ready_runs(wh, study, k)["run_id"])
         if lacking:
             raise ScoringError(f"predictor {predictor['id']} reads graph features ({predictor['feature_set']}), but "
                                f"{len(lacking)} run(s) of study {study!r} that reached epoch {k} lack processed graphs "
