@@ -1,22 +1,20 @@
-"""Helpers shared by the evaluate and width-transfer flows: design matrices and run fingerprints."""
+"""Helpers shared by the prediction flows: fan-out of designs, unit labels, stage fingerprints."""
 from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
 import polars as pl
 from prefect import get_run_logger
 from threadpoolctl import threadpool_limits
 
 from pipeline_lib.decisions.registry import prediction_code_digest
-from pipeline_lib.features import FEATURE_SETS
-from pipeline_lib.prediction.evaluation import PREDICTION_SCHEMA, feature_matrix, other_seed_predictions
+from pipeline_lib.prediction.evaluation import PREDICTION_SCHEMA, other_seed_predictions
 from pipeline_lib.placement import available_cores
 from pipeline_lib.prediction.models import TASKS
 from pipeline_lib.spec import Study, load_study
 from warehouse.db import Warehouse
 from tasks.predict import single_threaded_numerics
-from warehouse.predict import input_fingerprint, load_features, stage_fingerprint
+from warehouse.predict import input_fingerprint, stage_fingerprint
 
 from ._runtime import open_warehouse, process_pool
 
@@ -33,22 +31,6 @@ def run_per_design(task, parameters: list[dict], n_runs: int) -> list:
     with process_pool(min(available_cores(), len(parameters)), single_threaded_numerics) as runner:
         futures = [runner.submit(task, p) for p in parameters]
         return [f.result() for f in futures]
-
-
-def design_matrices(wh: Warehouse, study: Study, run_ids: list[str]) -> tuple[dict[tuple[str, int], np.ndarray], list[str]]:
-    """{(feature_set, k): matrix with one row per run_id} for every combination whose base sets are
-    stored for all the runs; and a note per combination left out."""
-    designs, left_out = {}, []
-    for k in study.predict.k_epochs:
-        for name, base_sets in FEATURE_SETS.items():
-            rows = load_features(wh, study.name, k, base_sets)
-            covered = [set(rows.filter(pl.col("feature_set") == b)["run_id"]) for b in base_sets]
-            missing = max(len(set(run_ids) - c) for c in covered)
-            if missing:
-                left_out.append(f"{name}@k={k} ({missing} runs lack features)")
-                continue
-            designs[(name, k)] = feature_matrix(rows, run_ids)[0]
-    return designs, left_out
 
 
 UNIT_COLUMNS = ("task", "predictor", "feature_set", "k", "split")

@@ -22,11 +22,11 @@ from pipeline_lib.prediction.metrics import comparison_table, evaluation_table
 from pipeline_lib.prediction.models import PREDICTORS, TASKS
 from pipeline_lib.prediction.targets import chance_accuracy, run_targets
 from tasks.predict import cross_validate_task
-from warehouse.predict import (epoch_metrics, graph_seconds, record_stage, study_runs,
+from warehouse.predict import (design_matrices, epoch_metrics, graph_seconds, record_stage, study_runs,
                                write_results)
 
 from ._cli import run_warehouse_stage
-from ._prediction import SEED_AGREEMENT, design_matrices, open_stage, run_per_design, seed_agreement_rows, with_unit
+from ._prediction import SEED_AGREEMENT, open_stage, run_per_design, seed_agreement_rows, with_unit
 
 STAGE = "evaluate"
 
@@ -51,7 +51,7 @@ def evaluate(spec: str, warehouse: str | None = None) -> dict:
         logger.warning("not evaluated (features incomplete): %s", ", ".join(left_out))
     # one task per design matrix: fewer, larger tasks keep Prefect's overhead small
     results = run_per_design(cross_validate_task, [{"feature_set": fs, "k": k, "X": X, "targets": targets}
-                                                   for (fs, k), X in designs.items()], targets.height)
+                                                   for (fs, k), (X, _) in designs.items()], targets.height)
     frames = [with_unit(r, feature_set=fs, k=k, split="cv") for (fs, k), r in zip(designs, results)]
     frames += seed_agreement_rows(targets, study.predict.k_epochs, "cv")
     predictions = pl.concat(frames)

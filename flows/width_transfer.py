@@ -20,10 +20,10 @@ from prefect import flow, get_run_logger
 from pipeline_lib.prediction.metrics import evaluation_table
 from pipeline_lib.prediction.targets import run_targets
 from tasks.predict import transfer_task
-from warehouse.predict import record_stage, study_runs, write_results
+from warehouse.predict import design_matrices, record_stage, study_runs, write_results
 
 from ._cli import run_warehouse_stage
-from ._prediction import design_matrices, open_stage, run_per_design, seed_agreement_rows, with_unit
+from ._prediction import open_stage, run_per_design, seed_agreement_rows, with_unit
 
 STAGE = "width_transfer"
 SPLITS = ("width_transfer", "width_transfer_reverse", "leave_out:")
@@ -60,7 +60,7 @@ def width_transfer(spec: str, warehouse: str | None = None) -> dict:
     if left_out:
         logger.warning("not evaluated (features incomplete): %s", ", ".join(left_out))
     results = run_per_design(transfer_task, [{"feature_set": fs, "k": k, "X": X, "targets": targets,
-                                              "directions": directions} for (fs, k), X in designs.items()],
+                                              "directions": directions} for (fs, k), (X, _) in designs.items()],
                              targets.height)
     frames = [with_unit(r, feature_set=fs, k=k) for (fs, k), r in zip(designs, results)]
     for split, (_, tested) in directions.items():

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import numpy as np
 import polars as pl
 
-from pipeline_lib.features import BASE_SETS, GRAPH_BASE_SETS
+from pipeline_lib.features import BASE_SETS, FEATURE_SETS, GRAPH_BASE_SETS
 from pipeline_lib.fingerprints import digest, feature_fingerprints
+from pipeline_lib.prediction.evaluation import feature_matrix
+from pipeline_lib.spec import Study
 
 from .db import Warehouse, replace_where, upsert
 
@@ -102,6 +105,23 @@ def load_features(wh: Warehouse, study: str, k: int, base_sets: tuple[str, ...])
     """Long feature rows (run_id, feature_set, feature, value) of the given base sets at k."""
     return wh.query("""SELECT run_id, feature_set, feature, value FROM features
                        WHERE study = ? AND k = ? AND feature_set IN (SELECT unnest(?))""", [study, k, list(base_sets)])
+
+
+def design_matrices(wh: Warehouse, study: Study, run_ids: list[str]
+                    ) -> tuple[dict[tuple[str, int], tuple[np.ndarray, list[str]]], list[str]]:
+    """{(feature_set, k): (matrix with one row per run_id, its columns)} for every combination whose
+    base sets are stored for all the runs; and a note per combination left out."""
+    designs, left_out = {}, []
+    for k in study.predict.k_epochs:
+        for name, base_sets in FEATURE_SETS.items():
+            rows = load_features(wh, study.name, k, base_sets)
+            covered = [set(rows.filter(pl.col("feature_set") == b)["run_id"]) for b in base_sets]
+            missing = max(len(set(run_ids) - c) for c in covered)
+            if missing:
+                left_out.append(f"{name}@k={k} ({missing} runs lack features)")
+                continue
+            designs[(name, k)] = feature_matrix(rows, run_ids)
+    return designs, left_out
 
 
 def write_results(wh: Warehouse, study: str, splits: list[str], evaluations: pl.DataFrame,

@@ -12,14 +12,12 @@ from sklearn.pipeline import Pipeline
 
 from pipeline_lib.decisions import registry
 from pipeline_lib.decisions.uncertainty import fit_calibration
-from pipeline_lib.features import FEATURE_SETS
-from pipeline_lib.prediction.evaluation import feature_matrix
 from pipeline_lib.prediction.models import PREDICTORS, TASKS
 from pipeline_lib.prediction.targets import run_targets
 from pipeline_lib.spec import Study
 
 from .db import Warehouse, replace_where
-from .predict import load_features, study_runs
+from .predict import design_matrices, study_runs
 
 
 def predictor_id(study: str, feature_set: str, k: int, task: str, predictor: str) -> str:
@@ -58,28 +56,24 @@ def register_study(wh: Warehouse, study: Study) -> pl.DataFrame:
                    "WHERE study = ? AND split = 'cv' AND run_id IN (SELECT unnest(?))", [study.name, run_ids])
     code = registry.prediction_code_digest()
     rows = []
-    for k in study.predict.k_epochs:
-        for feature_set, bases in FEATURE_SETS.items():
-            features = load_features(wh, study.name, k, bases)
-            if any(set(run_ids) - set(features.filter(pl.col("feature_set") == b)["run_id"]) for b in bases):
+    designs, _ = design_matrices(wh, study, run_ids)
+    for (feature_set, k), (X, columns) in designs.items():
+        for task in TASKS:
+            if task == "classification" and targets["good"].n_unique() < 2:
                 continue
-            X, columns = feature_matrix(features, run_ids)
-            for task in TASKS:
-                if task == "classification" and targets["good"].n_unique() < 2:
-                    continue
-                for predictor in PREDICTORS:
-                    pid = predictor_id(study.name, feature_set, k, task, predictor)
-                    path = wh.data_dir / "predictors" / f"{pid}.skops"
-                    digest = registry.save(registry.fit_on_all(task, predictor, X, targets), path)
-                    rows.append({"id": pid, "study": study.name, "dataset": runs["dataset"][0],
-                                 "architectures": sorted(runs["architecture"].unique().to_list()),
-                                 "widths": sorted(runs["width"].unique().to_list()), "feature_set": feature_set,
-                                 "k": k, "task": task, "predictor": predictor, "runs_used": len(run_ids),
-                                 "good_threshold": float(targets["threshold"][0]),
-                                 "metrics_json": json.dumps(_metrics(evaluations, task, predictor, feature_set, k)),
-                                 **_uncertainty(oof, task, predictor, feature_set, k),
-                                 "features": columns, "path": str(path), "file_digest": digest, "code_digest": code,
-                                 "created": datetime.now(timezone.utc).replace(tzinfo=None)})
+            for predictor in PREDICTORS:
+                pid = predictor_id(study.name, feature_set, k, task, predictor)
+                path = wh.data_dir / "predictors" / f"{pid}.skops"
+                digest = registry.save(registry.fit_on_all(task, predictor, X, targets), path)
+                rows.append({"id": pid, "study": study.name, "dataset": runs["dataset"][0],
+                             "architectures": sorted(runs["architecture"].unique().to_list()),
+                             "widths": sorted(runs["width"].unique().to_list()), "feature_set": feature_set,
+                             "k": k, "task": task, "predictor": predictor, "runs_used": len(run_ids),
+                             "good_threshold": float(targets["threshold"][0]),
+                             "metrics_json": json.dumps(_metrics(evaluations, task, predictor, feature_set, k)),
+                             **_uncertainty(oof, task, predictor, feature_set, k),
+                             "features": columns, "path": str(path), "file_digest": digest, "code_digest": code,
+                             "created": datetime.now(timezone.utc).replace(tzinfo=None)})
     frame = pl.DataFrame(rows, schema_overrides={"k": pl.Int32, "runs_used": pl.Int32,
                                                  "oof_residuals": pl.List(pl.Float64), "calibration": pl.List(pl.Float64)})
     with wh.writer() as con:
