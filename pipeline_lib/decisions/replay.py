@@ -125,8 +125,9 @@ def early_accuracy(curves: Curves, k: int) -> np.ndarray:
 def training_loss_sum(curves: Curves, k: int) -> np.ndarray:
     """Minus TSE, the sum of training losses over epochs 1..k (Ru et al. 2021), so higher is better.
 
-    The losses are those recorded after each epoch on the fixed training images, not the
-    minibatch losses seen during the epoch."""
+    The losses as recorded: with `train_metrics: epoch` (the default) the means over each epoch's
+    minibatches, as Ru et al. define TSE; with `exact`, a pass after the epoch. The same sum as the
+    `tse` feature (`features.curves.tse_features`), on the replay's arrays."""
     return -curves.loss[:, :k].sum(axis=1)
 
 
