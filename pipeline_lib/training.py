@@ -36,6 +36,7 @@ from .datasets import TensorData
 from .models import build_model
 from .models.dropout import DropoutMasks
 from .snapshots import DamagedFile, Snapshot, quarantine, read_snapshot_info, snapshot_path, write_snapshot
+from .vocabulary import RunStatus
 
 if TYPE_CHECKING:  # configs are read by attribute: training needs torch and pyarrow, not pydantic
     from .spec import RunConfig
@@ -43,7 +44,8 @@ if TYPE_CHECKING:  # configs are read by attribute: training needs torch and pya
 EVAL_BATCH = 512  # measured on CPU: 1.7x the images/s of 2048 (activations stay in cache)
 TRAIN_EVAL_LIMIT = 10_000  # exact train metrics are measured on at most this many (fixed) training images
 
-COMPLETED, DIVERGED = "completed", "diverged"
+# plain strings: state files are pickled and must not name the enum class
+COMPLETED, DIVERGED, RUNNING = RunStatus.COMPLETED.value, RunStatus.DIVERGED.value, RunStatus.RUNNING.value
 
 
 @dataclass
@@ -211,7 +213,7 @@ def train_run(config: RunConfig, data: TensorData, data_dir: str | Path, device:
     if saved is None:
         metrics = [measure(model, data, 0, 0.0)]
         write_snapshot(model.state_dict(), data_dir, run_id, 0)
-        saved = {"status": "running", "epochs_done": 0, "diverged_epoch": None, "train_seconds": 0.0,
+        saved = {"status": RUNNING, "epochs_done": 0, "diverged_epoch": None, "train_seconds": 0.0,
                  "metrics": [asdict(metrics[0])], "device": device}
         save_state(state_file, {**saved, "model": model.state_dict(), "optimizer": optimizer.state_dict()})
         if on_epoch:

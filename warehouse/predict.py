@@ -11,20 +11,20 @@ from datetime import datetime, timezone
 import numpy as np
 import polars as pl
 
+from pipeline_lib.decisions.registry import prediction_code_digest
 from pipeline_lib.features import BASE_SETS, FEATURE_SETS, GRAPH_BASE_SETS
 from pipeline_lib.fingerprints import digest, feature_fingerprints
 from pipeline_lib.prediction.evaluation import feature_matrix
 from pipeline_lib.spec import Study
+from pipeline_lib.vocabulary import FINISHED
 
 from .db import Warehouse, replace_where, upsert
-
-FINISHED = ("completed", "diverged")
 
 
 def study_runs(wh: Warehouse, study: str) -> pl.DataFrame:
     """The study's runs that have an outcome (completed or diverged)."""
-    return wh.query("SELECT * FROM runs WHERE study = ? AND status IN ('completed', 'diverged') ORDER BY run_id",
-                    [study])
+    return wh.query("SELECT * FROM runs WHERE study = ? AND list_contains(?, status) ORDER BY run_id",
+                    [study, list(FINISHED)])
 
 
 def epoch_metrics(wh: Warehouse, study: str) -> pl.DataFrame:
@@ -151,6 +151,12 @@ def input_fingerprint(wh: Warehouse, study: str, *extra: str) -> str:
                || ':' || coalesce((SELECT sum(hash(run_id, epoch, seconds)) FROM graphs JOIN runs USING (run_id)
                                    WHERE study = $1), 0)::VARCHAR AS digest""", [study])
     return digest(row["digest"][0], *extra)
+
+
+def stage_inputs(wh: Warehouse, study: Study) -> str:
+    """Fingerprint of a prediction stage's inputs; changing a predictor's code re-runs the stage."""
+    return input_fingerprint(wh, study.name, study.predict.model_dump_json(),
+                             study.width_transfer.model_dump_json(), prediction_code_digest())
 
 
 def stage_fingerprint(wh: Warehouse, study: str, stage: str) -> str | None:

@@ -12,8 +12,9 @@ import polars as pl
 
 from ..prediction.guard import degenerate_reasons
 from ..prediction.metrics import BOOTSTRAP_SEED, N_RESAMPLES
-from ..prediction.targets import chance_accuracy, run_targets
+from ..prediction.targets import run_targets
 from ..spec import Study
+from ..vocabulary import DATASETS, RunStatus, Split
 from .figures import compute_saving, graph_trajectories, metric_vs_k, predicted_vs_true
 from .tables import (cost_table, cost_verdict, display_table, summary_table, table_predictor, transfer_table,
                      verdict)
@@ -48,7 +49,7 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
     costs = cost_table(inputs.costs, predictor)
     status = runs.group_by("status").len().sort("status")
     finals = runs.filter(pl.col("status") == "completed")["final_test_acc"]
-    reasons = degenerate_reasons(run_targets(runs, study.predict.good_run_quantile), chance_accuracy(study.dataset.name))
+    reasons = degenerate_reasons(run_targets(runs, study.predict.good_run_quantile), DATASETS[study.dataset.name].chance_accuracy)
     folds = inputs.predictions["fold"].n_unique()
     configs = runs["config_id"].n_unique()
     headline = verdict(ev, inputs.comparisons, predictor, reasons)
