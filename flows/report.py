@@ -3,7 +3,7 @@
     python -m flows.report --spec specs/digits.yaml [--warehouse warehouse/warehouse.duckdb]
 
 Writes reports/<study>/report.md with PNG figures beside it. Every number is read from the
-warehouse (evaluations, predictions, costs). The report and its tables are published as artifacts
+warehouse (the leaderboard view, comparisons, predictions, costs). The report and its tables are published as artifacts
 on the run the user started: this flow's when run alone; in a study, the study run publishes them.
 """
 from __future__ import annotations
@@ -63,7 +63,7 @@ def report(spec: str, warehouse: str | None = None, reports_dir: str | None = No
     wh = open_warehouse(warehouse, study.execution, study.name)
     out_dir = Path(reports_dir or REPORTS_DIR) / study.name
     inputs = ReportInputs(**report_tables(wh, study.name))
-    if inputs.evaluations.is_empty():
+    if inputs.leaderboard.is_empty():
         get_run_logger().warning("no evaluations for %s yet; run the evaluate flow first", study.name)
         return {"path": None, "summary": [], "predictor": None, "verdict": []}
     markdown, tables, predictor = build_report(study, inputs, out_dir)
