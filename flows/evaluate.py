@@ -64,8 +64,8 @@ def evaluate(spec: str, warehouse: str | None = None) -> dict:
                           study.epochs, study.predict.patience, set(GRAPH_SETS))
     write_results(wh, study.name, [Split.CV, Split.CV_PREFIX], evaluations, predictions, comparisons, costs)
     record_stage(wh, study.name, STAGE, fingerprint)
-    logger.info("evaluated %d designs (feature set x k) x %s x %s on %d runs in %d grouped folds", len(designs),
-                [*Task], [*FITTED_PREDICTORS], targets.height, folds)
+    logger.info("evaluated %d designs (feature set x k) x tasks %s x predictors %s on %d runs in %d grouped folds",
+                len(designs), ", ".join(Task), ", ".join(FITTED_PREDICTORS), targets.height, folds)
     return {"designs": len(designs), "runs": targets.height, "folds": folds, "not_conclusive": reasons}
 
 

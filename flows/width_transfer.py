@@ -37,7 +37,7 @@ def transfer_directions(targets: pl.DataFrame, train_widths: list[float],
     directions = {}
     if train_widths and test_widths:
         train, test = targets["width"].is_in(train_widths).to_numpy(), targets["width"].is_in(test_widths).to_numpy()
-        directions |= {Split.WIDTH_TRANSFER: (train, test), Split.WIDTH_TRANSFER_REVERSE: (test, train)}
+        directions |= {Split.WIDTH_TRANSFER.value: (train, test), Split.WIDTH_TRANSFER_REVERSE.value: (test, train)}
     families = sorted(targets["architecture"].unique())
     if len(families) > 1:
         for family in families:

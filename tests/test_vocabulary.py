@@ -7,7 +7,8 @@ from datetime import datetime
 import duckdb
 import pytest
 
-from pipeline_lib.vocabulary import FITTED_PREDICTORS, Predictor, RunStatus, Split, Task
+from pipeline_lib.datasets import load_dataset
+from pipeline_lib.vocabulary import DATASETS, FITTED_PREDICTORS, Predictor, RunStatus, Split, Task
 from warehouse.db import SCHEMA_DIR, Warehouse
 
 RUN = ("INSERT INTO runs (study, run_id, config_id, architecture, width, depth, dataset, lr, dropout, weight_decay, "
@@ -94,3 +95,13 @@ def test_a_warehouse_from_before_the_checks_keeps_its_rows(tmp_path):
 
     Warehouse(path).migrate()  # opened again: nothing is applied twice
     assert wh.query("SELECT count(*) AS n FROM runs")["n"][0] == 2
+
+
+def test_dataset_facts_describe_the_data():
+    digits = load_dataset("digits")  # the embedded one; the others need their files
+    facts = DATASETS["digits"]
+    assert (digits.in_channels, digits.image_size, digits.num_classes) == (facts.channels, facts.image_size, facts.classes)
+    assert (len(digits.y_train), len(digits.y_test)) == (facts.train_images, facts.test_images)
+    assert facts.chance_accuracy == 1 / len(set(digits.y_train.tolist()))
+    # warehouse/queries/seed_agreement.sql counts a diverged run as 0.1
+    assert {f.chance_accuracy for f in DATASETS.values()} == {0.1}
