@@ -103,7 +103,8 @@ def _twin(wh: Warehouse, predictor: dict) -> tuple[Pipeline, dict] | None:
     """The classification predictor fitted with the same study, feature set, k and model, if registered."""
     rows = wh.query("""SELECT id FROM predictors WHERE task = ? AND study = ? AND feature_set = ?
                        AND k = ? AND predictor = ?""",
-                    [Task.CLASSIFICATION, predictor["study"], predictor["feature_set"], predictor["k"], predictor["predictor"]])
+                    [Task.CLASSIFICATION, predictor["study"], predictor["feature_set"], predictor["k"],
+                     predictor["predictor"]])
     return load_predictor(wh, rows["id"][0]) if rows.height else None
 
 

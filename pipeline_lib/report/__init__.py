@@ -48,7 +48,8 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
     costs = cost_table(inputs.costs, predictor)
     status = runs.group_by("status").len().sort("status")
     finals = runs.filter(pl.col("status") == RunStatus.COMPLETED)["final_test_acc"]
-    reasons = degenerate_reasons(run_targets(runs, study.predict.good_run_quantile), DATASETS[study.dataset.name].chance_accuracy)
+    reasons = degenerate_reasons(run_targets(runs, study.predict.good_run_quantile),
+                                 DATASETS[study.dataset.name].chance_accuracy)
     folds = inputs.predictions["fold"].n_unique()
     configs = runs["config_id"].n_unique()
     headline = verdict(board, inputs.comparisons, predictor, reasons)

@@ -29,7 +29,8 @@ from ..datasets import TensorData
 from ..models.dropout import DropoutMasks
 from ..snapshots import write_snapshot
 from ..training import (COMPLETED, DIVERGED, EVAL_BATCH, RUNNING, TRAIN_EVAL_LIMIT, EpochMetrics, RunResult,
-                        epoch_order, load_state, make_model, make_optimizer, result_from_state, save_state, state_file_path)
+                        epoch_order, load_state, make_model, make_optimizer, result_from_state, save_state,
+                        state_file_path)
 from .layers import keep_runs, run_state, widen
 from .optim import StackedOptimizer
 
