@@ -44,8 +44,7 @@ if TYPE_CHECKING:  # configs are read by attribute: training needs torch and pya
 EVAL_BATCH = 512  # measured on CPU: 1.7x the images/s of 2048 (activations stay in cache)
 TRAIN_EVAL_LIMIT = 10_000  # exact train metrics are measured on at most this many (fixed) training images
 
-# plain strings: state files are pickled and must not name the enum class
-COMPLETED, DIVERGED, RUNNING = RunStatus.COMPLETED.value, RunStatus.DIVERGED.value, RunStatus.RUNNING.value
+COMPLETED, DIVERGED = RunStatus.COMPLETED.value, RunStatus.DIVERGED.value  # plain str: state files are pickled
 
 
 @dataclass
@@ -213,7 +212,7 @@ def train_run(config: RunConfig, data: TensorData, data_dir: str | Path, device:
     if saved is None:
         metrics = [measure(model, data, 0, 0.0)]
         write_snapshot(model.state_dict(), data_dir, run_id, 0)
-        saved = {"status": RUNNING, "epochs_done": 0, "diverged_epoch": None, "train_seconds": 0.0,
+        saved = {"status": "running", "epochs_done": 0, "diverged_epoch": None, "train_seconds": 0.0,
                  "metrics": [asdict(metrics[0])], "device": device}
         save_state(state_file, {**saved, "model": model.state_dict(), "optimizer": optimizer.state_dict()})
         if on_epoch:

@@ -28,9 +28,8 @@ from ..background_writer import BackgroundWriter
 from ..datasets import TensorData
 from ..models.dropout import DropoutMasks
 from ..snapshots import write_snapshot
-from ..training import (COMPLETED, DIVERGED, EVAL_BATCH, RUNNING, TRAIN_EVAL_LIMIT, EpochMetrics, RunResult,
-                        epoch_order, load_state, make_model, make_optimizer, result_from_state, save_state,
-                        state_file_path)
+from ..training import (COMPLETED, DIVERGED, EVAL_BATCH, TRAIN_EVAL_LIMIT, EpochMetrics, RunResult, epoch_order,
+                        load_state, make_model, make_optimizer, result_from_state, save_state, state_file_path)
 from .layers import keep_runs, run_state, widen
 from .optim import StackedOptimizer
 
@@ -311,7 +310,7 @@ def _start_fresh_runs(lane: _Lane, data: TensorData, data_dir: Path, device: str
     payloads = lane.run_payloads()
     for i in fresh:
         run = lane.runs[i]
-        run.saved = {"status": RUNNING, "epochs_done": 0, "diverged_epoch": None, "train_seconds": 0.0,
+        run.saved = {"status": "running", "epochs_done": 0, "diverged_epoch": None, "train_seconds": 0.0,
                      "metrics": [asdict(metrics[i])], "device": device}
         model_state, optimizer_state = payloads[i]
         _submit_epoch(writer, data_dir, run, model_state, optimizer_state, final=False)
