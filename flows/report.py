@@ -3,8 +3,9 @@
     python -m flows.report --spec specs/digits.yaml [--warehouse warehouse/warehouse.duckdb]
 
 Writes reports/<study>/report.md with PNG figures beside it. Every number is read from the
-warehouse (the leaderboard view, comparisons, predictions, costs). The report and its tables are published as artifacts
-on the run the user started: this flow's when run alone; in a study, the study run publishes them.
+warehouse (the leaderboard and predictor_standing views, comparisons, predictions, costs). The report
+and its tables are published as artifacts on the run the user started: this flow's when run alone;
+in a study, the study run publishes them.
 """
 from __future__ import annotations
 

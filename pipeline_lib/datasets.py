@@ -19,7 +19,6 @@ from .vocabulary import DATASETS
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 
 
-
 class DatasetUnavailable(FileNotFoundError):
     """The dataset's files are not where the spec says; the message says what to put where."""
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .vocabulary import DATASETS
 
 Architecture = Literal["lenet", "vgg", "alexnet", "resnet"]
-DatasetName = Literal[tuple(DATASETS)]
+DatasetName = Literal[tuple(DATASETS)]  # the names of the dataset facts table
 Optimizer = Literal["sgd", "adam"]
 TrainMetrics = Literal["epoch", "exact"]  # how training loss/accuracy are taken: `training` module docstring
 MIN_CONFIGURATIONS = 2  # grouped cross-validation holds out whole configurations: it needs two
