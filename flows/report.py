@@ -62,6 +62,7 @@ def report(spec: str, warehouse: str | None = None, reports_dir: str | None = No
     embedded figures and the tables, which are published here unless a parent flow (the study) does."""
     study = load_study(spec)
     wh = open_warehouse(warehouse, study.execution, study.name)
+    wh.migrate()  # the views it reads as this code defines them, on a file last written by older code too
     out_dir = Path(reports_dir or REPORTS_DIR) / study.name
     inputs = ReportInputs(**report_tables(wh, study.name))
     if inputs.leaderboard.is_empty():
