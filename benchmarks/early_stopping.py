@@ -45,6 +45,7 @@ from pipeline_lib.features import FEATURE_SETS, GRAPH_SETS
 from pipeline_lib.prediction.evaluation import feature_matrix, grouped_folds
 from pipeline_lib.prediction.targets import run_targets
 from pipeline_lib.spec import Study, expand_runs
+from pipeline_lib.vocabulary import FINISHED, Split, Task
 from warehouse.db import Warehouse
 from warehouse.predict import epoch_metrics, graph_seconds, load_features, study_runs
 
@@ -62,15 +63,16 @@ def summarise(points: list[dict], target: float) -> dict:
 def learned_policies(wh: Warehouse, study: Study, curves: replay.Curves, targets: pl.DataFrame,
                      ks: list[int], share: float, target: float) -> list[dict]:
     preds = wh.query("""SELECT feature_set, predictor, k, run_id, y_pred FROM predictions
-                        WHERE study = ? AND task = 'regression' AND split = 'cv' AND k IN (SELECT unnest(?))
-                          AND feature_set IN (SELECT unnest(?))""", [study.name, ks, list(FEATURE_SETS)])
+                        WHERE study = ? AND task = ? AND split = ? AND k IN (SELECT unnest(?))
+                          AND feature_set IN (SELECT unnest(?))""",
+                     [study.name, Task.REGRESSION, Split.CV, ks, list(FEATURE_SETS)])
     graphs = graph_seconds(wh, study.name).filter(pl.col("run_id").is_in(list(curves.run_ids)))
     folds = grouped_folds(targets, study.predict.n_folds)
     policies = []
     for (feature_set, predictor, k), stored in preds.group_by("feature_set", "predictor", "k"):
         X = feature_matrix(load_features(wh, study.name, k, FEATURE_SETS[feature_set]), folds["run_id"].to_list())[0]
         with threadpool_limits(1):
-            fit_seconds, refit = replay.timed_out_of_fold("regression", predictor, X, folds)
+            fit_seconds, refit = replay.timed_out_of_fold(Task.REGRESSION, predictor, X, folds)
         agree = refit.join(stored, on="run_id", suffix="_stored")
         gap = float((agree["y_pred"] - agree["y_pred_stored"]).abs().max())
         if agree.height != stored.height or gap > 1e-6:
@@ -209,8 +211,8 @@ def main() -> None:
     if specs.is_empty():
         raise SystemExit(f"no study {args.study!r} in {args.warehouse}")
     study = Study.model_validate_json(specs["spec_json"][0])
-    unfinished = wh.query("""SELECT count(*) AS n FROM runs WHERE study = ?
-                             AND status NOT IN ('completed', 'diverged')""", [study.name])["n"][0]
+    unfinished = wh.query("SELECT count(*) AS n FROM runs WHERE study = ? AND NOT list_contains(?, status)",
+                          [study.name, list(FINISHED)])["n"][0]
     if unfinished:
         raise SystemExit(f"{unfinished} runs of {study.name} are not finished; the replay needs a fully trained study")
     targets = run_targets(study_runs(wh, study.name), study.predict.good_run_quantile)
@@ -226,9 +228,9 @@ def main() -> None:
         print(f"note: no stored predictions at k={k} (not in the study's predict.k_epochs, or not evaluated yet)")
     policies += sorted(learned, key=lambda p: (p["k"], p["feature_set"], p["predictor"]))
     policies.sort(key=lambda p: (p["k"] or 0, p["family"] != "train_all"))
-    tau = wh.query("""SELECT predictor, avg(mean) AS tau FROM evaluations WHERE study = ? AND split = 'cv'
-                      AND task = 'regression' AND metric = 'kendall_tau' AND predictor != 'other_seeds'
-                      GROUP BY predictor ORDER BY tau DESC""", [study.name])
+    # the predictor the report shows (views.sql): the higher pooled Kendall tau over feature sets and k
+    shown = wh.query("SELECT predictor FROM predictor_standing WHERE study = ? AND split = ? AND rank = 1",
+                     [study.name, Split.CV])
 
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"early_stopping_{study.name}"
@@ -239,7 +241,7 @@ def main() -> None:
               "shuffles": args.shuffles,
               "best_final_acc": float(curves.final.max()), "train_all_seconds": curves.total_seconds,
               "trial_order": "the sweep's launch order (configuration, architecture, width, seed), one trial at a time",
-              "plot_predictor": tau["predictor"][0], "plot": stem.with_suffix(".png").name,
+              "plot_predictor": shown["predictor"][0], "plot": stem.with_suffix(".png").name,
               "machine": platform.node(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "policies": policies}
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1))

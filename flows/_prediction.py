@@ -1,24 +1,19 @@
-"""Helpers shared by the prediction flows: fan-out of designs, unit labels, stage fingerprints."""
+"""Helpers shared by the prediction flows: fan-out of designs, opening a stage."""
 from __future__ import annotations
 
 from typing import Callable
 
-import polars as pl
 from prefect import get_run_logger
 from threadpoolctl import threadpool_limits
 
-from pipeline_lib.decisions.registry import prediction_code_digest
-from pipeline_lib.prediction.evaluation import PREDICTION_SCHEMA, other_seed_predictions
 from pipeline_lib.placement import available_cores
-from pipeline_lib.prediction.models import TASKS
 from pipeline_lib.spec import Study, load_study
-from warehouse.db import Warehouse
 from tasks.predict import single_threaded_numerics
-from warehouse.predict import input_fingerprint, stage_fingerprint
+from warehouse.db import Warehouse
+from warehouse.predict import stage_fingerprint, stage_inputs
 
 from ._runtime import open_warehouse, process_pool
 
-SEED_AGREEMENT = ("other_seeds", "seed_agreement")  # (predictor, feature_set) of the noise ceiling
 POOL_MIN_RUNS = 40  # below this, fits take milliseconds and a process pool's start-up costs more than it saves
 
 
@@ -33,23 +28,6 @@ def run_per_design(task, parameters: list[dict], n_runs: int) -> list:
         return [f.result() for f in futures]
 
 
-UNIT_COLUMNS = ("task", "predictor", "feature_set", "k", "split")
-
-
-def with_unit(frame: pl.DataFrame, **labels) -> pl.DataFrame:
-    """Prediction rows labelled with the unit (task, predictor, feature_set, k, split) they belong to."""
-    frame = frame.with_columns(*[pl.lit(v).alias(c) for c, v in labels.items()]).with_columns(pl.col("k").cast(pl.Int64))
-    return frame.select(*UNIT_COLUMNS, *PREDICTION_SCHEMA)
-
-
-def seed_agreement_rows(targets: pl.DataFrame, ks: list[int], split: str) -> list[pl.DataFrame]:
-    """The noise ceiling's predictions, repeated for every k (it does not depend on k) so that it
-    sits beside every result."""
-    predictor, feature_set = SEED_AGREEMENT
-    return [with_unit(other_seed_predictions(task, targets), task=task, predictor=predictor, feature_set=feature_set,
-                      k=k, split=split) for task in TASKS for k in ks]
-
-
 def open_stage(spec: str, warehouse: str | None, stage: str,
                fingerprint_of: Callable[[Warehouse, Study], str] | None = None) -> tuple[Study, Warehouse, str | None]:
     """The study, its warehouse (with the data directory the study owns) and the stage's input
@@ -62,9 +40,3 @@ def open_stage(spec: str, warehouse: str | None, stage: str,
         get_run_logger().info("%s of %s is up to date; nothing to do", stage, study.name)
         return study, wh, None
     return study, wh, fingerprint
-
-
-def stage_inputs(wh: Warehouse, study: Study) -> str:
-    """Fingerprint of a prediction stage's inputs; changing a predictor's code re-runs the stage."""
-    return input_fingerprint(wh, study.name, study.predict.model_dump_json(),
-                             study.width_transfer.model_dump_json(), prediction_code_digest())

@@ -16,17 +16,17 @@ from prefect import flow, get_run_logger
 
 from pipeline_lib.features import FEATURE_SETS, GRAPH_SETS
 from pipeline_lib.prediction.costs import compute_costs
-from pipeline_lib.prediction.evaluation import grouped_folds, per_architecture
+from pipeline_lib.prediction.evaluation import grouped_folds, per_architecture, seed_agreement_rows, with_unit
 from pipeline_lib.prediction.guard import degenerate_reasons
 from pipeline_lib.prediction.metrics import comparison_table, evaluation_table
-from pipeline_lib.prediction.models import PREDICTORS, TASKS
-from pipeline_lib.prediction.targets import chance_accuracy, run_targets
+from pipeline_lib.prediction.targets import run_targets
+from pipeline_lib.vocabulary import DATASETS, FITTED_PREDICTORS, SEED_AGREEMENT, Split, Task
 from tasks.predict import cross_validate_task
 from warehouse.predict import (design_matrices, epoch_metrics, graph_seconds, record_stage, study_runs,
                                write_results)
 
 from ._cli import run_warehouse_stage
-from ._prediction import SEED_AGREEMENT, open_stage, run_per_design, seed_agreement_rows, with_unit
+from ._prediction import open_stage, run_per_design
 
 STAGE = "evaluate"
 
@@ -42,7 +42,7 @@ def evaluate(spec: str, warehouse: str | None = None) -> dict:
     targets = grouped_folds(run_targets(study_runs(wh, study.name), study.predict.good_run_quantile),
                             study.predict.n_folds)
     folds = targets["fold"].n_unique()
-    reasons = degenerate_reasons(targets, chance_accuracy(study.dataset.name))
+    reasons = degenerate_reasons(targets, DATASETS[study.dataset.name].chance_accuracy)
     if reasons:
         logger.warning("conclusions about %s are not possible: %s (%d runs, %d grouped folds)", study.name,
                        "; ".join(reasons), targets.height, folds)
@@ -52,20 +52,20 @@ def evaluate(spec: str, warehouse: str | None = None) -> dict:
     # one task per design matrix: fewer, larger tasks keep Prefect's overhead small
     results = run_per_design(cross_validate_task, [{"feature_set": fs, "k": k, "X": X, "targets": targets}
                                                    for (fs, k), (X, _) in designs.items()], targets.height)
-    frames = [with_unit(r, feature_set=fs, k=k, split="cv") for (fs, k), r in zip(designs, results)]
-    frames += seed_agreement_rows(targets, study.predict.k_epochs, "cv")
+    frames = [with_unit(r, feature_set=fs, k=k, split=Split.CV) for (fs, k), r in zip(designs, results)]
+    frames += seed_agreement_rows(targets, study.predict.k_epochs, Split.CV)
     predictions = pl.concat(frames)
     evaluations = evaluation_table(pl.concat([predictions, per_architecture(predictions, targets)]), targets)
-    comparisons = comparison_table(predictions, targets, exclude=(SEED_AGREEMENT[1],))
+    comparisons = comparison_table(predictions, targets, exclude=(SEED_AGREEMENT,))
 
-    classifications = predictions.filter((pl.col("task") == "classification") & (pl.col("split") == "cv")
+    classifications = predictions.filter((pl.col("task") == Task.CLASSIFICATION) & (pl.col("split") == Split.CV)
                                          & pl.col("feature_set").is_in(list(FEATURE_SETS)))
     costs = compute_costs(epoch_metrics(wh, study.name), graph_seconds(wh, study.name), targets, classifications,
                           study.epochs, study.predict.patience, set(GRAPH_SETS))
-    write_results(wh, study.name, ["cv", "cv:"], evaluations, predictions, comparisons, costs)
+    write_results(wh, study.name, [Split.CV, Split.CV_PREFIX], evaluations, predictions, comparisons, costs)
     record_stage(wh, study.name, STAGE, fingerprint)
-    logger.info("evaluated %d designs (feature set x k) x %s x %s on %d runs in %d grouped folds", len(designs),
-                TASKS, PREDICTORS, targets.height, folds)
+    logger.info("evaluated %d designs (feature set x k) x tasks %s x predictors %s on %d runs in %d grouped folds",
+                len(designs), ", ".join(Task), ", ".join(FITTED_PREDICTORS), targets.height, folds)
     return {"designs": len(designs), "runs": targets.height, "folds": folds, "not_conclusive": reasons}
 
 

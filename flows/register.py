@@ -17,10 +17,10 @@ from pipeline_lib.decisions import uncertainty
 from pipeline_lib.fingerprints import digest, source_digest
 from warehouse import registry as registration
 from warehouse.db import Warehouse
-from warehouse.predict import record_stage
+from warehouse.predict import record_stage, stage_inputs
 
 from ._cli import run_warehouse_stage
-from ._prediction import open_stage, stage_inputs
+from ._prediction import open_stage
 
 STAGE = "register"
 

@@ -3,8 +3,9 @@
     python -m flows.report --spec specs/digits.yaml [--warehouse warehouse/warehouse.duckdb]
 
 Writes reports/<study>/report.md with PNG figures beside it. Every number is read from the
-warehouse (evaluations, predictions, costs). The report and its tables are published as artifacts
-on the run the user started: this flow's when run alone; in a study, the study run publishes them.
+warehouse (the leaderboard and predictor_standing views, comparisons, predictions, costs). The report
+and its tables are published as artifacts on the run the user started: this flow's when run alone;
+in a study, the study run publishes them.
 """
 from __future__ import annotations
 
@@ -61,9 +62,10 @@ def report(spec: str, warehouse: str | None = None, reports_dir: str | None = No
     embedded figures and the tables, which are published here unless a parent flow (the study) does."""
     study = load_study(spec)
     wh = open_warehouse(warehouse, study.execution, study.name)
+    wh.migrate()  # the views it reads as this code defines them, on a file last written by older code too
     out_dir = Path(reports_dir or REPORTS_DIR) / study.name
     inputs = ReportInputs(**report_tables(wh, study.name))
-    if inputs.evaluations.is_empty():
+    if inputs.leaderboard.is_empty():
         get_run_logger().warning("no evaluations for %s yet; run the evaluate flow first", study.name)
         return {"path": None, "summary": [], "predictor": None, "verdict": []}
     markdown, tables, predictor = build_report(study, inputs, out_dir)

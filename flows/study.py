@@ -17,6 +17,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from pipeline_lib.report.tables import display_table
 from pipeline_lib.spec import ExecutionSpec, expand_runs, load_study
+from pipeline_lib.vocabulary import FINISHED
 
 from ._cli import execution_from_args, load_runnable_study, run_cli, study_arguments
 from ._runtime import open_warehouse
@@ -41,8 +42,8 @@ def format_summary(rows: list[dict], predictor: str, headline: list[str]) -> str
 
 def _progress_text(wh, name: str, planned_runs: int, done: list[str], stages: int) -> str:
     """Stages done, runs trained, graphs computed: read from the warehouse, as the views count them."""
-    trained = wh.query("SELECT count(*) AS n FROM runs WHERE study = ? AND status IN ('completed', 'diverged')",
-                       [name])["n"][0]
+    trained = wh.query("SELECT count(*) AS n FROM runs WHERE study = ? AND list_contains(?, status)",
+                       [name, list(FINISHED)])["n"][0]
     graphs = wh.query("SELECT graphs_done, snapshots FROM graph_progress WHERE study = ?", [name])
     graphs_done, snapshots = graphs.row(0) if graphs.height else (0, 0)
     return (f"stages done {len(done)}/{stages} ({', '.join(done) or 'none'}); runs trained {trained}/{planned_runs}; "

@@ -28,6 +28,7 @@ from pipeline_lib.progress import epochs_reported
 from pipeline_lib.snapshots import clean_stale_temp_files
 from pipeline_lib.spec import ExecutionSpec, RunConfig, expand_runs, load_study
 from pipeline_lib.training import RunResult, finished_result
+from pipeline_lib.vocabulary import RunStatus
 from tasks.training import set_torch_threads, train_group_task, train_run_task
 from warehouse.quarantine import record_quarantined
 from warehouse.runs import record_runs, record_study, record_training_groups
@@ -109,7 +110,7 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
     for r in results.values():
         counts[r.status] = counts.get(r.status, 0) + 1
     if errors:
-        counts["failed"] = len(errors)
+        counts[RunStatus.FAILED.value] = len(errors)
     logger.info("runs by status: %s; warehouse %s; snapshots under %s", counts, wh.path, wh.data_dir / "snapshots")
     return counts
 

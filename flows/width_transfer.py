@@ -17,16 +17,18 @@ import numpy as np
 import polars as pl
 from prefect import flow, get_run_logger
 
+from pipeline_lib.prediction.evaluation import seed_agreement_rows, with_unit
 from pipeline_lib.prediction.metrics import evaluation_table
 from pipeline_lib.prediction.targets import run_targets
+from pipeline_lib.vocabulary import Split
 from tasks.predict import transfer_task
 from warehouse.predict import design_matrices, record_stage, study_runs, write_results
 
 from ._cli import run_warehouse_stage
-from ._prediction import open_stage, run_per_design, seed_agreement_rows, with_unit
+from ._prediction import open_stage, run_per_design
 
 STAGE = "width_transfer"
-SPLITS = ("width_transfer", "width_transfer_reverse", "leave_out:")
+SPLITS = (Split.WIDTH_TRANSFER, Split.WIDTH_TRANSFER_REVERSE, Split.LEAVE_OUT_PREFIX)
 
 
 def transfer_directions(targets: pl.DataFrame, train_widths: list[float],
@@ -35,12 +37,12 @@ def transfer_directions(targets: pl.DataFrame, train_widths: list[float],
     directions = {}
     if train_widths and test_widths:
         train, test = targets["width"].is_in(train_widths).to_numpy(), targets["width"].is_in(test_widths).to_numpy()
-        directions |= {"width_transfer": (train, test), "width_transfer_reverse": (test, train)}
+        directions |= {Split.WIDTH_TRANSFER.value: (train, test), Split.WIDTH_TRANSFER_REVERSE.value: (test, train)}
     families = sorted(targets["architecture"].unique())
     if len(families) > 1:
         for family in families:
             left_out = (targets["architecture"] == family).to_numpy()
-            directions[f"leave_out:{family}"] = (~left_out, left_out)
+            directions[Split.LEAVE_OUT_PREFIX.of(family)] = (~left_out, left_out)
     return directions
 
 

@@ -14,13 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
+from .vocabulary import DATASETS
 
-# (channels, image side, classes) of each dataset, for building a run's model without its data.
-DATASET_SHAPES = {"digits": (1, 8, 10), "fashion_mnist": (1, 28, 10), "cifar10": (3, 32, 10), "svhn": (3, 32, 10)}
-# (training, test) images of each full dataset, for estimating a run's cost without its data.
-DATASET_SIZES = {"digits": (1347, 450), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000),
-                 "svhn": (73257, 26032)}
+FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 
 
 class DatasetUnavailable(FileNotFoundError):
@@ -75,7 +71,7 @@ def _digits() -> TensorData:
     x_train, x_test, y_train, y_test = train_test_split(
         x, bunch.target, test_size=0.25, random_state=0, stratify=bunch.target
     )
-    return _tensor_data(x_train, y_train, x_test, y_test, 10)
+    return _tensor_data(x_train, y_train, x_test, y_test, DATASETS["digits"].classes)
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -97,7 +93,7 @@ def _fashion_mnist(root: str | None) -> TensorData:
             f"(apt-get install dataset-fashion-mnist) or set dataset.root to a folder holding the four IDX .gz files."
         )
     xtr, ytr, xte, yte = (_read_idx(root_path / n) for n in names)
-    return _tensor_data(xtr[:, None] / 255.0, ytr, xte[:, None] / 255.0, yte, 10)
+    return _tensor_data(xtr[:, None] / 255.0, ytr, xte[:, None] / 255.0, yte, DATASETS["fashion_mnist"].classes)
 
 
 def _torchvision(name: str, root: str | None) -> TensorData:
@@ -121,7 +117,8 @@ def _torchvision(name: str, root: str | None) -> TensorData:
     except (RuntimeError, FileNotFoundError, OSError) as e:
         raise DatasetUnavailable(f"{name} not readable under {root} (expected {hint}): {e}") from None
     xtr, ytr, xte, yte = arrays
-    return _tensor_data(np.asarray(xtr) / 255.0, np.asarray(ytr), np.asarray(xte) / 255.0, np.asarray(yte), 10)
+    return _tensor_data(np.asarray(xtr) / 255.0, np.asarray(ytr), np.asarray(xte) / 255.0, np.asarray(yte),
+                        DATASETS[name].classes)
 
 
 @lru_cache(maxsize=4)
@@ -132,7 +129,7 @@ def _load_full(name: str, root: str | None) -> TensorData:
         return _fashion_mnist(root)
     if name in ("cifar10", "svhn"):
         return _torchvision(name, root)
-    raise ValueError(f"unknown dataset {name!r}; known: digits, fashion_mnist, cifar10, svhn")
+    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
 
 
 def load_dataset(name: str, root: str | None = None, subset: int | None = None,

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
+from .vocabulary import DATASETS
+
 if TYPE_CHECKING:
     from .spec import RunConfig
 
@@ -65,11 +67,11 @@ MIN_GROUP_RUNS = 4  # a group is not cut below this: stacking gains most of its 
 @lru_cache(maxsize=64)
 def _model_size(architecture: str, width: float, depth: int, dataset: str) -> tuple[int, int]:
     """(activations of one image's forward pass, parameters) of a run's model."""
-    from .datasets import DATASET_SHAPES
     from .models import build_model
 
-    channels, size, classes = DATASET_SHAPES[dataset]
-    model = build_model(architecture, in_channels=channels, image_size=size, num_classes=classes, width=width,
+    facts = DATASETS[dataset]
+    channels, size = facts.channels, facts.image_size
+    model = build_model(architecture, in_channels=channels, image_size=size, num_classes=facts.classes, width=width,
                         dropout=0.0, depth=depth)
     activations = 0
 
@@ -94,11 +96,11 @@ def run_cost(config: RunConfig) -> float:
     epoch trains on the training images and evaluates the test images; training images are
     evaluated at epoch 0, and after every epoch with `train_metrics: exact`.
     """
-    from .datasets import DATASET_SIZES
     from .training import TRAIN_EVAL_LIMIT
 
     activations, parameters = _model_size(config.architecture, config.width, config.depth, config.dataset.name)
-    full_train, full_test = DATASET_SIZES[config.dataset.name]
+    facts = DATASETS[config.dataset.name]
+    full_train, full_test = facts.train_images, facts.test_images
     train = min(config.dataset.subset or full_train, full_train)
     test = min(config.dataset.test_subset or full_test, full_test)
     train_evals = config.epochs + 1 if config.train_metrics == "exact" else 1

@@ -17,8 +17,10 @@ import yaml
 from scipy.stats import qmc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .vocabulary import DATASETS
+
 Architecture = Literal["lenet", "vgg", "alexnet", "resnet"]
-DatasetName = Literal["digits", "fashion_mnist", "cifar10", "svhn"]
+DatasetName = Literal[tuple(DATASETS)]  # the names of the dataset facts table
 Optimizer = Literal["sgd", "adam"]
 TrainMetrics = Literal["epoch", "exact"]  # how training loss/accuracy are taken: `training` module docstring
 MIN_CONFIGURATIONS = 2  # grouped cross-validation holds out whole configurations: it needs two

@@ -36,6 +36,7 @@ from .datasets import TensorData
 from .models import build_model
 from .models.dropout import DropoutMasks
 from .snapshots import DamagedFile, Snapshot, quarantine, read_snapshot_info, snapshot_path, write_snapshot
+from .vocabulary import RunStatus
 
 if TYPE_CHECKING:  # configs are read by attribute: training needs torch and pyarrow, not pydantic
     from .spec import RunConfig
@@ -43,7 +44,7 @@ if TYPE_CHECKING:  # configs are read by attribute: training needs torch and pya
 EVAL_BATCH = 512  # measured on CPU: 1.7x the images/s of 2048 (activations stay in cache)
 TRAIN_EVAL_LIMIT = 10_000  # exact train metrics are measured on at most this many (fixed) training images
 
-COMPLETED, DIVERGED = "completed", "diverged"
+COMPLETED, DIVERGED = RunStatus.COMPLETED.value, RunStatus.DIVERGED.value  # plain str: state files are pickled
 
 
 @dataclass

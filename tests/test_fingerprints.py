@@ -119,7 +119,9 @@ def test_code_digest_ignores_comments_and_docstrings(tmp_path):
     digests = []
     for source in ('"""doc"""\ndef f(x):\n    return x + 1\n',
                    '# a comment\ndef f(x):\n    """why"""\n\n    return x + 1  # same\n',
-                   'def f(x):\n    return x + 2\n'):
+                   'def f(x):\n    return x + 2\n',
+                   'def f(x):\n    return x + 1, "order:{}"\n', 'def f(x):\n    return x + 1, "depth:{}"\n'):
         (tmp_path / "probe.py").write_text(source)
         digests.append(fingerprints.source_digest(module))
     assert digests[0] == digests[1] != digests[2]
+    assert digests[3] != digests[4]  # a renamed feature is new feature code: its units are computed again

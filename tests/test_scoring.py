@@ -13,13 +13,12 @@ import polars as pl
 import pytest
 from scipy.special import expit, logit
 
-from flows._prediction import with_unit
 from pipeline_lib.decisions.registry import fit_on_all
 from pipeline_lib.decisions.scoring import ScoringError
 from pipeline_lib.decisions.uncertainty import calibrated, conformal_intervals, fit_calibration
 from pipeline_lib.features import base_set_features
 from pipeline_lib.prediction.evaluation import (cross_validate_design, cross_validated_predictions, feature_matrix,
-                                                grouped_folds)
+                                                grouped_folds, with_unit)
 from pipeline_lib.prediction.metrics import evaluation_table
 from pipeline_lib.prediction.targets import run_targets
 from pipeline_lib.spec import Study

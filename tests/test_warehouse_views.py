@@ -15,7 +15,9 @@ from scipy import stats
 from pipeline_lib.prediction.evaluation import other_seed_predictions
 from pipeline_lib.prediction.metrics import metric_values
 from pipeline_lib.prediction.targets import run_targets
+from pipeline_lib.report.tables import summary_table, verdict
 from warehouse.db import Warehouse, upsert
+from warehouse.predict import report_tables
 
 QUERIES = sorted((Path(__file__).resolve().parents[1] / "warehouse" / "queries").glob("*.sql"))
 DUCKDB_CLI = Path(sys.executable).with_name("duckdb")
@@ -179,6 +181,21 @@ def test_prediction_views(filled):
     lead = wh.query((QUERIES[0].parent / "leaderboard.sql").read_text())
     assert lead.select("k", "predictor", "kendall_tau", "low", "high", "early_acc_tau", "seed_agreement_tau").rows() == \
         [(1, "hgb", 0.55, 0.3, 0.7, 0.5, 0.8)]
+
+
+def test_the_report_reads_the_leaderboard_view(filled):
+    wh, _ = filled
+    _fill_predictions(wh)
+    tables = report_tables(wh, "alpha")
+    assert tables["predictor"] == "hgb"  # mean pooled tau 0.55, linear's (0.40 + 0.50) / 2
+    board = tables["leaderboard"]
+    assert verdict(board, tables["comparisons"], "linear", []) == [
+        "k=1, Kendall tau: best signal `early_acc` 0.500 [0.300, 0.700]; seed agreement 0.800 [0.700, 0.900]. "
+        "Best graph set vs best non-graph set: `graph` and `early_acc` were not compared."]
+    summary = summary_table(board, "hgb")
+    assert summary.select("feature_set", "k", "kendall_tau", "kendall_tau_low", "seed_kendall_tau").rows() == [
+        ("graph", 1, 0.55, 0.3, 0.80)]
+    assert summary_table(board, "hgb", "width_transfer")["kendall_tau"].to_list() == [0.3]
 
 
 def test_every_example_query_runs_in_python_and_the_duckdb_shell(filled):

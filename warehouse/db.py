@@ -192,9 +192,25 @@ def _named_io_errors(path: Path) -> Iterator[None]:
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
-    """Apply every schema file in name order, then (re)create the views."""
+    """Apply the schema files not applied yet, in name order, each in its own transaction with its
+    row in `schema_migrations`; then (re)create the views.
+
+    Applied once, a file may rebuild a table (012 does, to add CHECK constraints). A warehouse from
+    before this table re-applies its files once: they are idempotent up to 011.
+    """
+    con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)")
+    applied = {name for (name,) in con.execute("SELECT name FROM schema_migrations").fetchall()}
     for sql_file in sorted(SCHEMA_DIR.glob("*.sql")):
-        con.execute(sql_file.read_text())
+        if sql_file.name in applied:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(sql_file.read_text())
+            con.execute("INSERT INTO schema_migrations VALUES (?, now()::TIMESTAMP)", [sql_file.name])
+        except BaseException as e:
+            con.execute("ROLLBACK")
+            raise WarehouseError(f"schema file {sql_file.name} could not be applied: {e}") from e
+        con.execute("COMMIT")
     if VIEWS_FILE.exists():
         con.execute(VIEWS_FILE.read_text())
 

@@ -11,20 +11,20 @@ from datetime import datetime, timezone
 import numpy as np
 import polars as pl
 
+from pipeline_lib.decisions.registry import prediction_code_digest
 from pipeline_lib.features import BASE_SETS, FEATURE_SETS, GRAPH_BASE_SETS
 from pipeline_lib.fingerprints import digest, feature_fingerprints
 from pipeline_lib.prediction.evaluation import feature_matrix
 from pipeline_lib.spec import Study
+from pipeline_lib.vocabulary import FINISHED, Split, Task
 
 from .db import Warehouse, replace_where, upsert
-
-FINISHED = ("completed", "diverged")
 
 
 def study_runs(wh: Warehouse, study: str) -> pl.DataFrame:
     """The study's runs that have an outcome (completed or diverged)."""
-    return wh.query("SELECT * FROM runs WHERE study = ? AND status IN ('completed', 'diverged') ORDER BY run_id",
-                    [study])
+    return wh.query("SELECT * FROM runs WHERE study = ? AND list_contains(?, status) ORDER BY run_id",
+                    [study, list(FINISHED)])
 
 
 def epoch_metrics(wh: Warehouse, study: str) -> pl.DataFrame:
@@ -153,6 +153,12 @@ def input_fingerprint(wh: Warehouse, study: str, *extra: str) -> str:
     return digest(row["digest"][0], *extra)
 
 
+def stage_inputs(wh: Warehouse, study: Study) -> str:
+    """Fingerprint of a prediction stage's inputs; changing a predictor's code re-runs the stage."""
+    return input_fingerprint(wh, study.name, study.predict.model_dump_json(),
+                             study.width_transfer.model_dump_json(), prediction_code_digest())
+
+
 def stage_fingerprint(wh: Warehouse, study: str, stage: str) -> str | None:
     rows = wh.query("SELECT fingerprint FROM stage_fingerprints WHERE study = ? AND stage = ?", [study, stage])
     return rows["fingerprint"][0] if rows.height else None
@@ -165,16 +171,20 @@ def record_stage(wh: Warehouse, study: str, stage: str, fingerprint: str) -> Non
         upsert(con, "stage_fingerprints", frame)
 
 
-def report_tables(wh: Warehouse, study: str) -> dict[str, pl.DataFrame]:
-    """What the report reads: runs, evaluations, comparisons, cross-validated regression predictions, costs,
-    and the whole-graph property statistics per epoch."""
+def report_tables(wh: Warehouse, study: str) -> dict[str, pl.DataFrame | str | None]:
+    """What the report reads: runs, the leaderboard and the predictor its tables show (views.sql),
+    comparisons, cross-validated regression predictions, costs, and the whole-graph property
+    statistics per epoch."""
+    shown = wh.query("SELECT predictor FROM predictor_standing WHERE study = ? AND split = ? AND rank = 1",
+                     [study, Split.CV])
     return {
+        "predictor": shown["predictor"][0] if shown.height else None,
         "runs": wh.query("SELECT run_id, config_id, architecture, width, depth, seed, dataset, status, final_test_acc "
                          "FROM runs WHERE study = ?", [study]),
-        "evaluations": wh.query("SELECT * EXCLUDE (study) FROM evaluations WHERE study = ?", [study]),
+        "leaderboard": wh.query("SELECT * EXCLUDE (study) FROM leaderboard WHERE study = ?", [study]),
         "comparisons": wh.query("SELECT * EXCLUDE (study) FROM comparisons WHERE study = ?", [study]),
         "predictions": wh.query("""SELECT * EXCLUDE (study) FROM predictions
-                                   WHERE study = ? AND task = 'regression' AND split = 'cv'""", [study]),
+                                   WHERE study = ? AND task = ? AND split = ?""", [study, Task.REGRESSION, Split.CV]),
         "costs": wh.query("SELECT * EXCLUDE (study) FROM costs WHERE study = ?", [study]),
         "graph_summaries": wh.query("""SELECT s.run_id, s.epoch, s.property, s.statistic, s.value FROM graph_summaries s
                                        JOIN runs r USING (run_id) WHERE r.study = ? AND s.scope = 'graph'""", [study]),

@@ -12,9 +12,9 @@ from sklearn.pipeline import Pipeline
 
 from pipeline_lib.decisions import registry
 from pipeline_lib.decisions.uncertainty import fit_calibration
-from pipeline_lib.prediction.models import PREDICTORS, TASKS
 from pipeline_lib.prediction.targets import run_targets
 from pipeline_lib.spec import Study
+from pipeline_lib.vocabulary import FITTED_PREDICTORS, Split, Task
 
 from .db import Warehouse, replace_where
 from .predict import design_matrices, study_runs
@@ -37,7 +37,7 @@ def _uncertainty(oof: pl.DataFrame, task: str, predictor: str, feature_set: str,
     from its out-of-fold cv predictions; NULL where evaluate left none."""
     rows = oof.filter((pl.col("task") == task) & (pl.col("predictor") == predictor)
                       & (pl.col("feature_set") == feature_set) & (pl.col("k") == k))
-    if task == "regression":
+    if task == Task.REGRESSION:
         return {"oof_residuals": (rows["y_true"] - rows["y_pred"]).to_list() or None, "calibration": None}
     usable = rows.height > 0 and rows["y_true"].n_unique() == 2
     return {"oof_residuals": None,
@@ -51,17 +51,17 @@ def register_study(wh: Warehouse, study: Study) -> pl.DataFrame:
     run_ids = targets["run_id"].to_list()
     runs = wh.query("SELECT DISTINCT dataset, architecture, width FROM runs WHERE study = ? AND run_id IN "
                     "(SELECT unnest(?))", [study.name, run_ids])
-    evaluations = wh.query("SELECT * FROM evaluations WHERE study = ? AND split = 'cv'", [study.name])
+    evaluations = wh.query("SELECT * FROM evaluations WHERE study = ? AND split = ?", [study.name, Split.CV])
     oof = wh.query("SELECT task, predictor, feature_set, k, y_true, y_pred, score FROM predictions "
-                   "WHERE study = ? AND split = 'cv' AND run_id IN (SELECT unnest(?))", [study.name, run_ids])
+                   "WHERE study = ? AND split = ? AND run_id IN (SELECT unnest(?))", [study.name, Split.CV, run_ids])
     code = registry.prediction_code_digest()
     rows = []
     designs, _ = design_matrices(wh, study, run_ids)
     for (feature_set, k), (X, columns) in designs.items():
-        for task in TASKS:
-            if task == "classification" and targets["good"].n_unique() < 2:
+        for task in Task:
+            if task == Task.CLASSIFICATION and targets["good"].n_unique() < 2:
                 continue
-            for predictor in PREDICTORS:
+            for predictor in FITTED_PREDICTORS:
                 pid = predictor_id(study.name, feature_set, k, task, predictor)
                 path = wh.data_dir / "predictors" / f"{pid}.skops"
                 digest = registry.save(registry.fit_on_all(task, predictor, X, targets), path)

@@ -10,7 +10,8 @@ import polars as pl
 
 from pipeline_lib.spec import RunConfig, Study
 from pipeline_lib.stacked import GroupTimings
-from pipeline_lib.training import COMPLETED, RunResult
+from pipeline_lib.training import RunResult
+from pipeline_lib.vocabulary import RunStatus
 
 from .db import Warehouse, replace_where, upsert
 
@@ -33,12 +34,12 @@ def _run_row(study: str, config: RunConfig, result: RunResult | None, error: str
         "dataset": config.dataset.name, "dataset_subset": config.dataset.subset, "lr": config.lr,
         "dropout": config.dropout, "weight_decay": config.weight_decay, "optimizer": config.optimizer,
         "batch_size": config.batch_size, "seed": config.seed, "epochs": config.epochs,
-        "status": "failed" if error else "pending", "epochs_done": 0, "diverged_epoch": None,
+        "status": RunStatus.FAILED.value if error else RunStatus.PENDING.value, "epochs_done": 0, "diverged_epoch": None,
         "final_test_acc": None, "train_seconds": None, "device": None, "error": error, "updated_at": _now(),
     }
     if result is not None:
         row.update(status=result.status, epochs_done=result.epochs_done, diverged_epoch=result.diverged_epoch,
-                   final_test_acc=result.final_test_acc if result.status == COMPLETED else None,
+                   final_test_acc=result.final_test_acc if result.status == RunStatus.COMPLETED else None,
                    train_seconds=result.train_seconds, device=result.device)
     return row
 

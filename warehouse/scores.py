@@ -15,6 +15,7 @@ from sklearn.pipeline import Pipeline
 
 from pipeline_lib.decisions.scoring import ScoringError, check_compatible, design_matrix, score
 from pipeline_lib.features import FEATURE_SETS, GRAPH_BASE_SETS, base_set_features
+from pipeline_lib.vocabulary import RunStatus, Task
 
 from .db import Warehouse, replace_where
 from .predict import epoch_metrics, graph_ready_runs, invariant_graph_summaries, snapshot_paths
@@ -41,14 +42,14 @@ def choose_predictor(wh: Warehouse, which: str, k: int, runs: pl.DataFrame) -> d
             raise ScoringError(f"no registered predictor {which!r} in {wh.path}; see `SELECT id, study, feature_set, "
                                "k, task, predictor FROM predictors` or use --predictor best")
         row = rows.row(0, named=True)
-        if row["task"] != "regression" or row["k"] != k:
+        if row["task"] != Task.REGRESSION or row["k"] != k:
             raise ScoringError(f"predictor {which} is a {row['task']} predictor fitted at k = {row['k']}; scoring at "
                                f"epoch {k} needs a regression predictor fitted at k = {k}")
         return row
     datasets, architectures = sorted(set(runs["dataset"])), sorted(set(runs["architecture"]))
-    rows = wh.query(f"""SELECT * FROM predictors WHERE task = 'regression' AND k = ? AND dataset = ANY(?)
+    rows = wh.query(f"""SELECT * FROM predictors WHERE task = ? AND k = ? AND dataset = ANY(?)
                         AND list_has_all(architectures, ?) AND {TAU} IS NOT NULL
-                        ORDER BY {TAU} DESC, id LIMIT 1""", [k, datasets, architectures])
+                        ORDER BY {TAU} DESC, id LIMIT 1""", [Task.REGRESSION, k, datasets, architectures])
     if rows.is_empty():
         raise ScoringError(f"no registered regression predictor at k = {k} with a cross-validated Kendall tau covers "
                            f"dataset {datasets} and architectures {architectures}; register a study of these "
@@ -62,7 +63,7 @@ def plan_scoring(wh: Warehouse, study: str, which: str, k: int) -> ScoringPlan:
     RegistryError when its file or the prediction code changed since it was registered."""
     runs = wh.query("""SELECT r.*, coalesce(max(m.epoch), -1) AS last_epoch FROM runs r
                        LEFT JOIN epoch_metrics m USING (run_id)
-                       WHERE r.study = ? AND r.status <> 'failed' GROUP BY ALL ORDER BY r.run_id""", [study])
+                       WHERE r.study = ? AND r.status <> ? GROUP BY ALL ORDER BY r.run_id""", [study, RunStatus.FAILED])
     if runs.is_empty():
         raise ScoringError(f"study {study!r} has no runs in {wh.path}; train it first")
     reached = (pl.col("last_epoch") >= k) | (pl.col("diverged_epoch") <= k).fill_null(False)
@@ -100,9 +101,10 @@ def _features(wh: Warehouse, study: str, k: int, runs: pl.DataFrame, bases: tupl
 
 def _twin(wh: Warehouse, predictor: dict) -> tuple[Pipeline, dict] | None:
     """The classification predictor fitted with the same study, feature set, k and model, if registered."""
-    rows = wh.query("""SELECT id FROM predictors WHERE task = 'classification' AND study = ? AND feature_set = ?
+    rows = wh.query("""SELECT id FROM predictors WHERE task = ? AND study = ? AND feature_set = ?
                        AND k = ? AND predictor = ?""",
-                    [predictor["study"], predictor["feature_set"], predictor["k"], predictor["predictor"]])
+                    [Task.CLASSIFICATION, predictor["study"], predictor["feature_set"], predictor["k"],
+                     predictor["predictor"]])
     return load_predictor(wh, rows["id"][0]) if rows.height else None
 
 

@@ -11,6 +11,7 @@
 --   feature_table     one row per run x k x feature: the value next to the run's target
 --   leaderboard       one row per study x task x split x k x metric x feature set x predictor, ranked,
 --                     with the seeds' agreement (the noise ceiling) beside
+--   predictor_standing one row per study x split x predictor: its mean Kendall tau, the report's choice
 --   best_per_k        the winner of each leaderboard (rank 1)
 --   width_transfer_results  the leaderboard of fits on some widths (or architectures) tested on others
 --   cost_per_study    the compute of each decision strategy, beside the study's total training time
@@ -104,20 +105,33 @@ JOIN runs r ON r.study = f.study AND r.run_id = f.run_id;
 -- Every evaluation of a predictor ranked against the others that answer the same question (same
 -- study, task, split, k and metric), by the pooled value (schema/005_evaluation.sql; low/high: its
 -- 95% configuration-bootstrap interval). Error metrics (mae) rank lowest first; every other metric
--- highest first. `seed_agreement` is how well the other seeds of the same configuration score
--- (feature set seed_agreement in evaluations), with its interval.
+-- highest first; an undefined value (NULL) last. `predictor_rank` ranks the feature sets of one
+-- predictor alike (the report's tables show one predictor). `seed_agreement` is how well the other
+-- seeds of the same configuration score (feature set seed_agreement in evaluations), with its interval.
 CREATE OR REPLACE VIEW leaderboard AS
+WITH oriented AS (  -- `better`: lower is better
+    SELECT *, CASE WHEN metric IN ('mae', 'mse', 'rmse', 'log_loss', 'brier') THEN value ELSE -value END AS better
+    FROM evaluations
+)
 SELECT e.study, e.task, e.split, e.k, e.metric, e.feature_set, e.predictor, e.value, e.low, e.high, e.std, e.n,
-       rank() OVER (
-           PARTITION BY e.study, e.task, e.split, e.k, e.metric
-           ORDER BY CASE WHEN e.metric IN ('mae', 'mse', 'rmse', 'log_loss', 'brier') THEN e.value ELSE -e.value END
-       ) AS rank,
+       rank() OVER (PARTITION BY e.study, e.task, e.split, e.k, e.metric ORDER BY e.better NULLS LAST) AS rank,
+       rank() OVER (PARTITION BY e.study, e.task, e.split, e.k, e.metric, e.predictor ORDER BY e.better NULLS LAST)
+           AS predictor_rank,
        s.value AS seed_agreement, s.low AS seed_agreement_low, s.high AS seed_agreement_high
-FROM evaluations e
+FROM oriented e
 LEFT JOIN (SELECT study, task, split, k, metric, value, low, high FROM evaluations
            WHERE feature_set = 'seed_agreement') s
        ON s.study = e.study AND s.task = e.task AND s.split = e.split AND s.k = e.k AND s.metric = e.metric
 WHERE e.feature_set <> 'seed_agreement';
+
+-- The predictor a study's tables show: the higher pooled Kendall tau (regression), averaged over
+-- every feature set and k of a split (ties: the first name); rank 1 is shown.
+CREATE OR REPLACE VIEW predictor_standing AS
+SELECT study, split, predictor, avg(value) AS mean_kendall_tau,
+       row_number() OVER (PARTITION BY study, split ORDER BY avg(value) DESC NULLS LAST, predictor) AS rank
+FROM leaderboard
+WHERE metric = 'kendall_tau'
+GROUP BY study, split, predictor;
 
 CREATE OR REPLACE VIEW best_per_k AS
 SELECT study, task, split, k, metric, feature_set, predictor, value, low, high, std, n, seed_agreement,

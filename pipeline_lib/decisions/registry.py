@@ -22,6 +22,7 @@ from threadpoolctl import threadpool_limits
 import pipeline_lib.prediction as prediction_package
 from pipeline_lib.fingerprints import source_digest
 from pipeline_lib.prediction.models import inner_splits, make_predictor
+from pipeline_lib.vocabulary import Task
 
 TRUSTED_TYPES = ("numpy.dtype", "pipeline_lib.prediction.models.rank_f_score",
                  "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor")
@@ -35,7 +36,7 @@ def fit_on_all(task: str, predictor: str, X: np.ndarray, targets: pl.DataFrame) 
     """The evaluated pipeline fitted on every run (targets: config_id, final_acc, good), with the
     penalty chosen by the same grouped inner CV as in evaluation. One thread: on a few hundred
     rows OpenMP workers only wait on each other (boosting took 5 s instead of 0.1 s on 2 busy cores)."""
-    y = targets["final_acc" if task == "regression" else "good"].to_numpy().astype(np.float64)
+    y = targets["final_acc" if task == Task.REGRESSION else "good"].to_numpy().astype(np.float64)
     splits = inner_splits(task, y, targets["config_id"].to_numpy())
     with threadpool_limits(1):
         return make_predictor(predictor, task, len(y), X.shape[1], splits).fit(X, y)

@@ -6,7 +6,7 @@ Base feature sets, each computed from epochs 0..k only:
 - `early_acc`: test accuracy at epoch k (the early-stopping proxy)
 - `tse`, `tse_ema`: sum of the training losses of epochs 1..k, plain and exponentially weighted
 - `learning_curve`: train/test loss and accuracy at epochs 0..k, changes and slopes
-- `weight_stats`: moments and quantiles of the weights at epoch k per relative-depth bin
+- `weight_stats`: moments and quantiles of the weights at epoch k per bin of state_dict order
 - `hparams`: the configuration alone
 Every set observing training carries `diverged_by_k`. Combinations (FEATURE_SETS) are unions of
 base sets, assembled when evaluating; only base sets are stored. `all` joins every base set and

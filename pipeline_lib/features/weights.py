@@ -1,10 +1,13 @@
 """Weight statistics at epoch k, after Unterthiner et al. 2020 ("Predicting Neural Network
-Accuracy from Weights"): moments and quantiles of the kernels and biases, per relative-depth bin.
+Accuracy from Weights"): moments and quantiles of the kernels and biases, per bin of their
+place in state_dict order.
 
-A layer is a `*.weight` tensor of rank >= 2 (convolution or linear kernel), in state_dict order;
-its bias is the `*.bias` beside it. BatchNorm parameters and buffers are not layers here. Layer i
-of L lies at relative depth (i + 0.5) / L and falls in bin floor(4 * depth) of DEPTH_BINS, so the
-columns are the same for every width and architecture.
+A kernel is a `*.weight` tensor of rank >= 2 (convolution or linear kernel); its bias is the
+`*.bias` beside it. BatchNorm parameters and buffers are not kernels here. Kernel i of L in
+state_dict order falls in bin floor(ORDER_BINS * (i + 0.5) / L), so the columns are the same for
+every width and architecture. The bin is named `order:<b>`, not `depth:<b>`: state_dict order is
+not the graph's relative depth (graph scopes `depth:<b>`, pipeline_lib/graphs/summaries.py); in a
+residual network a shortcut's kernel comes after the block it skips.
 """
 from __future__ import annotations
 
@@ -14,12 +17,12 @@ from ..snapshots import DamagedFile
 from .curves import diverged_flag
 from .temporal import FEATURE_SCHEMA, finite_or_null
 
-DEPTH_BINS = 4
+ORDER_BINS = 4
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
 def _binned_tensors(path: str) -> pl.DataFrame:
-    """The kernel and bias tensors of one snapshot with their depth bin and kind."""
+    """The kernel and bias tensors of one snapshot with their order bin and kind."""
     try:
         table = pl.read_parquet(path, columns=["name", "shape", "values"])
     except FileNotFoundError:
@@ -27,8 +30,8 @@ def _binned_tensors(path: str) -> pl.DataFrame:
     except Exception as e:
         raise DamagedFile(path, e) from e
     kernels = (table.filter(pl.col("name").str.ends_with(".weight") & (pl.col("shape").list.len() >= 2))
-               .with_row_index("layer")
-               .with_columns(((pl.col("layer") + 0.5) * DEPTH_BINS / pl.len()).floor().cast(pl.Int64).alias("bin"),
+               .with_row_index("position")
+               .with_columns(((pl.col("position") + 0.5) * ORDER_BINS / pl.len()).floor().cast(pl.Int64).alias("bin"),
                              pl.col("name").str.strip_suffix(".weight").alias("prefix")))
     biases = (table.join(kernels.select((pl.col("prefix") + ".bias").alias("name"), "bin"), on="name")
               .with_columns(pl.lit("bias").alias("kind")))
@@ -45,11 +48,11 @@ def _statistics(values: pl.Expr) -> list[pl.Expr]:
 
 
 def snapshot_weight_stats(path: str) -> pl.DataFrame:
-    """Feature rows (feature, value) of one snapshot: `depth:<b>/<weight|bias>/<statistic>`."""
+    """Feature rows (feature, value) of one snapshot: `order:<b>/<weight|bias>/<statistic>`."""
     stats = (_binned_tensors(path).explode("values").group_by("bin", "kind")
              .agg(_statistics(pl.col("values").cast(pl.Float64))))
     return (stats.unpivot(index=["bin", "kind"], variable_name="statistic")
-            .select(pl.format("depth:{}/{}/{}", "bin", "kind", "statistic").alias("feature"), "value")
+            .select(pl.format("order:{}/{}/{}", "bin", "kind", "statistic").alias("feature"), "value")
             .with_columns(finite_or_null()))
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..vocabulary import DATASETS
 from .layered import LayeredGraph
 from .template import GraphTemplate, weight_chunk
 from .tracing import TracedOp
@@ -74,10 +75,8 @@ class RolledGraphTemplate(GraphTemplate):
 
 def model_input_shape(dataset: str) -> tuple[tuple[int, int, int], int]:
     """(C, H, W) of a dataset's images and its number of classes, without loading it."""
-    from ..datasets import DATASET_SHAPES
-
-    channels, size, classes = DATASET_SHAPES[dataset]
-    return (channels, size, size), classes
+    facts = DATASETS[dataset]
+    return (facts.channels, facts.image_size, facts.image_size), facts.classes
 
 
 @lru_cache(maxsize=32)

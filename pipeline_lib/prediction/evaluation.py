@@ -15,11 +15,13 @@ import numpy as np
 import polars as pl
 from sklearn.model_selection import GroupKFold
 
-from .models import PREDICTORS, TASKS, inner_splits, make_predictor
+from ..vocabulary import FITTED_PREDICTORS, SEED_AGREEMENT, Predictor, Task
+from .models import inner_splits, make_predictor
 from .targets import CONFIGURATION
 
 PREDICTION_SCHEMA = {"run_id": pl.Utf8, "fold": pl.Int64, "y_true": pl.Float64, "y_pred": pl.Float64,
                      "score": pl.Float64}
+UNIT_COLUMNS = ("task", "predictor", "feature_set", "k", "split")  # what one evaluation summarises
 
 
 def grouped_folds(targets: pl.DataFrame, n_folds: int) -> pl.DataFrame:
@@ -50,17 +52,17 @@ def feature_matrix(features: pl.DataFrame, run_ids: list[str]) -> tuple[np.ndarr
 
 
 def _target(task: str, targets: pl.DataFrame) -> np.ndarray:
-    return targets["final_acc" if task == "regression" else "good"].to_numpy().astype(np.float64)
+    return targets["final_acc" if task == Task.REGRESSION else "good"].to_numpy().astype(np.float64)
 
 
 def _fit_predict(task: str, predictor: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
                  train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(y_pred, score) for the test rows, or None when a classifier's training rows hold one class."""
-    if task == "classification" and len(np.unique(y[train])) < 2:
+    if task == Task.CLASSIFICATION and len(np.unique(y[train])) < 2:
         return None
     splits = inner_splits(task, y[train], groups[train])
     model = make_predictor(predictor, task, len(train), X.shape[1], splits).fit(X[train], y[train])
-    if task == "regression":
+    if task == Task.REGRESSION:
         return model.predict(X[test]), np.full(len(test), np.nan)
     score = model.predict_proba(X[test])[:, list(model.classes_).index(1.0)]
     return (score >= 0.5).astype(np.float64), score
@@ -99,7 +101,7 @@ def other_seed_predictions(task: str, targets: pl.DataFrame) -> pl.DataFrame:
 
     Runs whose configuration has a single seed are left out. targets may carry `fold`
     (the predictions keep it, so the ceiling is summarised over the same folds); else fold 0."""
-    value = "final_acc" if task == "regression" else "good"
+    value = "final_acc" if task == Task.REGRESSION else "good"
     if "fold" not in targets.columns:
         targets = targets.with_columns(pl.lit(0, pl.Int64).alias("fold"))
     group = list(CONFIGURATION)
@@ -107,12 +109,25 @@ def other_seed_predictions(task: str, targets: pl.DataFrame) -> pl.DataFrame:
     other = (targets.join(partners, on=group).filter(pl.col("partner") != pl.col("run_id"))
              .group_by("run_id").agg(pl.col("partner_value").mean().alias("other")))
     others = targets.join(other, on="run_id", how="inner", maintain_order="left")
-    if task == "regression":
+    if task == Task.REGRESSION:
         pred = others.select(pl.col("other").alias("y_pred"), pl.lit(None, pl.Float64).alias("score"))
     else:
         pred = others.select((pl.col("other") >= 0.5).cast(pl.Float64).alias("y_pred"), pl.col("other").alias("score"))
     return pl.concat([others.select("run_id", "fold", pl.col(value).cast(pl.Float64).alias("y_true")), pred],
                      how="horizontal").cast(PREDICTION_SCHEMA)
+
+
+def with_unit(frame: pl.DataFrame, **labels) -> pl.DataFrame:
+    """Prediction rows labelled with the unit (task, predictor, feature_set, k, split) they belong to."""
+    frame = frame.with_columns(*[pl.lit(v).alias(c) for c, v in labels.items()]).with_columns(pl.col("k").cast(pl.Int64))
+    return frame.select(*UNIT_COLUMNS, *PREDICTION_SCHEMA)
+
+
+def seed_agreement_rows(targets: pl.DataFrame, ks: list[int], split: str) -> list[pl.DataFrame]:
+    """The noise ceiling's predictions, repeated for every k (it does not depend on k) so that it
+    sits beside every result."""
+    return [with_unit(other_seed_predictions(task, targets), task=task, predictor=Predictor.OTHER_SEEDS,
+                      feature_set=SEED_AGREEMENT, k=k, split=split) for task in Task for k in ks]
 
 
 def per_architecture(predictions: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
@@ -131,7 +146,7 @@ def _labelled(frame: pl.DataFrame, **labels) -> pl.DataFrame:
 def cross_validate_design(X: np.ndarray, targets: pl.DataFrame) -> pl.DataFrame:
     """Out-of-fold predictions of every task and predictor on one design matrix (columns task, predictor, ...)."""
     return pl.concat([_labelled(cross_validated_predictions(task, predictor, X, targets), task=task, predictor=predictor)
-                      for task in TASKS for predictor in PREDICTORS])
+                      for task in Task for predictor in FITTED_PREDICTORS])
 
 
 def transfer_design(X: np.ndarray, targets: pl.DataFrame,
@@ -139,4 +154,4 @@ def transfer_design(X: np.ndarray, targets: pl.DataFrame,
     """Transfer predictions of every task and predictor for each named (train_mask, test_mask) split."""
     return pl.concat([_labelled(transfer_predictions(task, predictor, X, targets, train, test),
                                 split=split, task=task, predictor=predictor)
-                      for split, (train, test) in directions.items() for task in TASKS for predictor in PREDICTORS])
+                      for split, (train, test) in directions.items() for task in Task for predictor in FITTED_PREDICTORS])

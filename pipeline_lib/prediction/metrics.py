@@ -24,8 +24,10 @@ import numpy as np
 import polars as pl
 from scipy.stats import bootstrap
 
-METRICS = {"regression": ("kendall_tau", "spearman_rho", "r2", "mae"),
-           "classification": ("balanced_accuracy", "accuracy", "roc_auc")}
+from ..vocabulary import Task
+
+METRICS = {Task.REGRESSION: ("kendall_tau", "spearman_rho", "r2", "mae"),
+           Task.CLASSIFICATION: ("balanced_accuracy", "accuracy", "roc_auc")}
 LOWER_IS_BETTER = frozenset({"mae"})
 N_RESAMPLES = 1000
 CONFIDENCE = 0.95
@@ -78,7 +80,7 @@ def weighted_metrics(task: str, W: np.ndarray, y: np.ndarray, pred: np.ndarray,
                      score: np.ndarray | None = None) -> np.ndarray:
     """(metrics of METRICS[task], resamples): every metric for each row of frequency weights W."""
     n = W.sum(axis=1)
-    if task == "regression":
+    if task == Task.REGRESSION:
         total = (W * (y[None, :] - (W @ y / n)[:, None]) ** 2).sum(1)
         with np.errstate(invalid="ignore", divide="ignore"):
             r2 = np.where(total <= 1e-12 * (W @ y ** 2), np.nan, 1 - W @ (y - pred) ** 2 / total)

@@ -29,8 +29,8 @@ from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import QuantileTransformer
 
-PREDICTORS = ("linear", "hgb")
-TASKS = ("regression", "classification")
+from ..vocabulary import FITTED_PREDICTORS, Predictor, Task
+
 MAX_FEATURES = 64
 ALPHAS = np.logspace(-2, 4, 7)
 FALLBACK_ALPHA = 10.0
@@ -53,26 +53,26 @@ def inner_splits(task: str, y: np.ndarray, groups: np.ndarray) -> list | None:
     if n_groups < 2:
         return None
     folds = min(INNER_FOLDS, n_groups)
-    splitter = StratifiedGroupKFold(folds) if task == "classification" else GroupKFold(folds)
+    splitter = StratifiedGroupKFold(folds) if task == Task.CLASSIFICATION else GroupKFold(folds)
     with warnings.catch_warnings():  # few configurations per class is the normal case here, not news
         warnings.filterwarnings("ignore", message="The least populated class")
         try:
             splits = list(splitter.split(np.zeros(len(y)), y, groups))
         except ValueError:  # a class with fewer members than folds: no inner CV, fixed penalty
             return None
-    if task == "classification" and any(len(np.unique(y[train])) < 2 for train, _ in splits):
+    if task == Task.CLASSIFICATION and any(len(np.unique(y[train])) < 2 for train, _ in splits):
         return None
     return splits
 
 
 def _model(predictor: str, task: str, splits: list | None):
-    if predictor == "hgb":
-        if task == "regression":
+    if predictor == Predictor.HGB:
+        if task == Task.REGRESSION:
             return HistGradientBoostingRegressor(**HGB_PARAMS)
         return HistGradientBoostingClassifier(**HGB_PARAMS, class_weight="balanced")
-    if predictor != "linear":
-        raise ValueError(f"unknown predictor {predictor!r}; known: {PREDICTORS}")
-    if task == "regression":
+    if predictor != Predictor.LINEAR:
+        raise ValueError(f"unknown predictor {predictor!r}; known: {', '.join(FITTED_PREDICTORS)}")
+    if task == Task.REGRESSION:
         return RidgeCV(alphas=ALPHAS, cv=splits) if splits else Ridge(alpha=FALLBACK_ALPHA)
     if splits:
         return LogisticRegressionCV(Cs=1.0 / ALPHAS, cv=splits, l1_ratios=(0.0,), scoring="neg_log_loss",
@@ -82,8 +82,8 @@ def _model(predictor: str, task: str, splits: list | None):
 
 def make_predictor(predictor: str, task: str, n_train: int, n_features: int, splits: list | None) -> Pipeline:
     """A fresh Pipeline for one fit on n_train rows of n_features columns."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; known: {TASKS}")
+    if task not in tuple(Task):
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(Task)}")
     return Pipeline([
         ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
         ("select", SelectKBest(rank_f_score, k=min(MAX_FEATURES, n_features))),

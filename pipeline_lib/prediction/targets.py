@@ -13,21 +13,19 @@ from __future__ import annotations
 
 import polars as pl
 
-CLASSES = {"digits": 10, "fashion_mnist": 10, "cifar10": 10, "svhn": 10}
+from ..vocabulary import DATASETS, FINISHED, RunStatus
+
 CONFIGURATION = ("config_id", "architecture", "width", "depth")  # everything but the seed
-
-
-def chance_accuracy(dataset: str) -> float:
-    return 1.0 / CLASSES[dataset]
 
 
 def run_targets(runs: pl.DataFrame, good_quantile: float = 0.5) -> pl.DataFrame:
     """One row per evaluated run: identity columns, `final_acc`, `good` (0/1), `threshold`."""
-    chance = 1.0 / pl.col("dataset").replace_strict(CLASSES, return_dtype=pl.Float64)
-    done = runs.filter(pl.col("status").is_in(["completed", "diverged"]))
+    chance = pl.col("dataset").replace_strict({name: facts.chance_accuracy for name, facts in DATASETS.items()},
+                                              return_dtype=pl.Float64)
+    done = runs.filter(pl.col("status").is_in(FINISHED))
     targets = done.select(
         "run_id", *CONFIGURATION, "seed",
-        pl.when(pl.col("status") == "diverged").then(chance).otherwise(pl.col("final_test_acc")).alias("final_acc"),
+        pl.when(pl.col("status") == RunStatus.DIVERGED).then(chance).otherwise(pl.col("final_test_acc")).alias("final_acc"),
     ).sort("run_id")
     threshold = targets["final_acc"].quantile(good_quantile, interpolation="linear")
     return targets.with_columns((pl.col("final_acc") > threshold).cast(pl.Int64).alias("good"),

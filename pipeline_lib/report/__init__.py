@@ -1,4 +1,4 @@
-"""The study report: Markdown with PNG figures, every number computed from warehouse tables.
+"""The study report: Markdown with PNG figures, every number read from warehouse tables and views.
 
 `build_report` returns the Markdown text and writes the figures; `markdown_table` renders a
 Polars frame as a Markdown table (Polars' own formatter).
@@ -12,11 +12,11 @@ import polars as pl
 
 from ..prediction.guard import degenerate_reasons
 from ..prediction.metrics import BOOTSTRAP_SEED, N_RESAMPLES
-from ..prediction.targets import chance_accuracy, run_targets
+from ..prediction.targets import run_targets
 from ..spec import Study
+from ..vocabulary import DATASETS, RunStatus, Split
 from .figures import compute_saving, graph_trajectories, metric_vs_k, predicted_vs_true
-from .tables import (cost_table, cost_verdict, display_table, summary_table, table_predictor, transfer_table,
-                     verdict)
+from .tables import cost_table, cost_verdict, display_table, summary_table, transfer_table, verdict
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,8 @@ class ReportInputs:
     """What the report reads from the warehouse."""
 
     runs: pl.DataFrame          # run_id, config_id, architecture, width, depth, seed, dataset, status, final_test_acc
-    evaluations: pl.DataFrame
+    leaderboard: pl.DataFrame   # the view: ranked evaluations with the seed agreement beside
+    predictor: str | None       # the one the tables show (view predictor_standing, split cv)
     comparisons: pl.DataFrame
     predictions: pl.DataFrame   # regression, split cv
     costs: pl.DataFrame
@@ -40,18 +41,18 @@ def markdown_table(frame: pl.DataFrame, precision: int = 3) -> str:
 def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str, dict[str, pl.DataFrame], str]:
     """(Markdown text, the tables it shows by name, the predictor shown); figures are written to out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    ev, runs = inputs.evaluations, inputs.runs
-    predictor = table_predictor(ev)
+    board, runs, predictor = inputs.leaderboard, inputs.runs, inputs.predictor
     k_last = max(study.predict.k_epochs)
-    summary = summary_table(ev, predictor)
-    transfer = transfer_table(ev, predictor)
+    summary = summary_table(board, predictor)
+    transfer = transfer_table(board, predictor)
     costs = cost_table(inputs.costs, predictor)
     status = runs.group_by("status").len().sort("status")
-    finals = runs.filter(pl.col("status") == "completed")["final_test_acc"]
-    reasons = degenerate_reasons(run_targets(runs, study.predict.good_run_quantile), chance_accuracy(study.dataset.name))
+    finals = runs.filter(pl.col("status") == RunStatus.COMPLETED)["final_test_acc"]
+    reasons = degenerate_reasons(run_targets(runs, study.predict.good_run_quantile),
+                                 DATASETS[study.dataset.name].chance_accuracy)
     folds = inputs.predictions["fold"].n_unique()
     configs = runs["config_id"].n_unique()
-    headline = verdict(ev, inputs.comparisons, predictor, reasons)
+    headline = verdict(board, inputs.comparisons, predictor, reasons)
     lines = [
         f"# Study `{study.name}`: predicting final accuracy from the first epochs",
         "",
@@ -75,7 +76,7 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
         f"## Cross-validated results ({predictor} predictor)",
         "",
         f"`{predictor}` has the higher pooled Kendall tau averaged over all feature sets and k; the other "
-        "predictor's rows are in the `evaluations` table. `tau fold sd` is the spread of the per-fold tau "
+        "predictor's rows are in the `leaderboard` view. `tau fold sd` is the spread of the per-fold tau "
         "(each fold ranks only the configurations it holds: secondary). `bal acc` is the balanced accuracy of "
         "the good-run classifier. `seed tau` is the seed-agreement reference: each run predicted by the other "
         "seeds of its configuration and width, scored the same way. A model that pools many configurations "
@@ -90,7 +91,7 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
         "![predicted vs true](predicted_vs_true.png)",
         "",
     ]
-    metric_vs_k(ev, predictor, "cv", out_dir / "metric_vs_k.png", f"grouped CV, {predictor}")
+    metric_vs_k(board, predictor, Split.CV, out_dir / "metric_vs_k.png", f"grouped CV, {predictor}")
     shown = [fs for fs in ("early_acc", "tse", "graph_compact", "all")
              if summary.filter(pl.col("feature_set") == fs).height]
     predicted_vs_true(inputs.predictions, inputs.runs, predictor, k_last, shown, out_dir / "predicted_vs_true.png")
@@ -105,6 +106,7 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
 
     if transfer.height:
         wt = study.width_transfer
+        width_transfer = board.filter(pl.col("split") == Split.WIDTH_TRANSFER).height > 0
         lines += [
             "## Per architecture and transfer (RQ1, RQ2)",
             "",
@@ -115,10 +117,10 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
             "",
             markdown_table(transfer),
             "",
-            *(["![width transfer](width_transfer.png)", ""] if ev.filter(pl.col("split") == "width_transfer").height else []),
+            *(["![width transfer](width_transfer.png)", ""] if width_transfer else []),
         ]
-        if ev.filter(pl.col("split") == "width_transfer").height:
-            metric_vs_k(ev, predictor, "width_transfer", out_dir / "width_transfer.png",
+        if width_transfer:
+            metric_vs_k(board, predictor, Split.WIDTH_TRANSFER, out_dir / "width_transfer.png",
                         f"width transfer {wt.train_widths} -> {wt.test_widths}, {predictor}")
 
     if costs.height:
@@ -149,8 +151,8 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
         f"- A good run has final accuracy above the {study.predict.good_run_quantile:.0%} quantile of the study.",
         "- TSE is the sum of the training losses of epochs 1..k, TSE-EMA weighs epoch t by 0.9^(k-t) (Ru et al. "
         "2021); `all` joins every feature set, `all_but_graph` every one but the graph sets.",
-        "- Every number above is computed from the warehouse tables `evaluations`, `comparisons`, `predictions` "
-        "and `costs`.",
+        "- Every number above is read from the warehouse: the views `leaderboard` and `predictor_standing` "
+        "(over the table `evaluations`) and the tables `comparisons`, `predictions` and `costs`.",
     ]
     return "\n".join(lines) + "\n", {"verdict": pl.DataFrame({"verdict": headline}), "summary": summary,
                                       "width_transfer": transfer, "costs": costs}, predictor

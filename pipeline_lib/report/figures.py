@@ -14,6 +14,7 @@ import polars as pl  # noqa: E402
 
 from ..features import FEATURE_SETS, GRAPH_SETS  # noqa: E402
 from ..prediction.metrics import metric_values  # noqa: E402
+from ..vocabulary import Split, Task  # noqa: E402
 from .tables import metric_frame  # noqa: E402
 
 METRIC_TITLES = {"kendall_tau": "Kendall tau (regression)", "r2": "R2 (regression)",
@@ -36,7 +37,7 @@ def predicted_vs_true(predictions: pl.DataFrame, runs: pl.DataFrame, predictor: 
     colours = dict(zip(widths, plt.get_cmap("viridis")([i / max(len(widths) - 1, 1) for i in range(len(widths))])))
     fig, axes = plt.subplots(1, len(feature_sets), figsize=(4 * len(feature_sets), 4), squeeze=False)
     for ax, fs in zip(axes[0], feature_sets):
-        rows = predictions.filter((pl.col("task") == "regression") & (pl.col("split") == "cv")
+        rows = predictions.filter((pl.col("task") == Task.REGRESSION) & (pl.col("split") == Split.CV)
                                   & (pl.col("predictor") == predictor) & (pl.col("feature_set") == fs)
                                   & (pl.col("k") == k)).join(runs.select("run_id", "architecture", "width"), on="run_id")
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
@@ -44,7 +45,7 @@ def predicted_vs_true(predictions: pl.DataFrame, runs: pl.DataFrame, predictor: 
             ax.scatter(group["y_true"], group["y_pred"], s=16, marker=shapes[arch], color=colours[width],
                        label=f"{arch} w{width:g}", alpha=0.8)
         if rows.height:
-            pooled = metric_values("regression", rows)
+            pooled = metric_values(Task.REGRESSION, rows)
             ax.set_title(f"{fs}, k={k}\npooled R2 {pooled['r2']:.2f}, tau {pooled['kendall_tau']:.2f}",
                          fontsize=9)
         ax.set_xlabel("true final accuracy")
@@ -77,10 +78,10 @@ def graph_trajectories(summaries: pl.DataFrame, targets: pl.DataFrame, path: Pat
     return _save(fig, path)
 
 
-def metric_vs_k(evaluations: pl.DataFrame, predictor: str, split: str, path: Path, title: str = "") -> Path:
+def metric_vs_k(leaderboard: pl.DataFrame, predictor: str, split: str, path: Path, title: str = "") -> Path:
     """Every headline metric against k, one line per feature set (pooled, error bars: 95%
     configuration-bootstrap interval), the seed agreement dotted."""
-    wide = metric_frame(evaluations, predictor, split)
+    wide = metric_frame(leaderboard, predictor, split)
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     for ax, (metric, label) in zip(axes.flat, METRIC_TITLES.items()):
         for fs in FEATURE_SETS:

@@ -1,19 +1,23 @@
-"""The report's tables and its plain-language verdict, computed from the warehouse's
-`evaluations`, `comparisons` and `costs` (never typed in by hand).
+"""The report's tables and its plain-language verdict, from the warehouse's `leaderboard` view
+(ranked evaluations, the seed agreement beside), `comparisons` and `costs` (never typed in by hand).
 
 Every number shown is a pooled out-of-fold value with its 95% configuration-bootstrap interval;
 the spread over folds is secondary. A sentence says one signal beats another only when the paired
-interval of their difference excludes 0."""
+interval of their difference excludes 0. The ranking is the view's (`predictor_rank`), not redone here.
+"""
 from __future__ import annotations
 
 import polars as pl
 
 from ..features import FEATURE_SETS, GRAPH_SETS
+from ..vocabulary import Split, Task
 
-SEED = "seed_agreement"
-HEADLINE = {"regression": "kendall_tau", "classification": "balanced_accuracy"}
+HEADLINE = {Task.REGRESSION: "kendall_tau", Task.CLASSIFICATION: "balanced_accuracy"}
 LABELS = {"kendall_tau": "Kendall tau", "balanced_accuracy": "balanced accuracy (good run)"}
 SUMMARY_METRICS = ("kendall_tau", "balanced_accuracy", "roc_auc", "r2")
+# leaderboard column -> wide column, per metric; the seed agreement only for the headline metrics
+COLUMNS = {"value": "{}", "low": "{}_low", "high": "{}_high", "std": "{}_sd"}
+SEED_COLUMNS = {"seed_agreement": "seed_{}", "seed_agreement_low": "seed_{}_low", "seed_agreement_high": "seed_{}_high"}
 
 
 def interval(value, low, high) -> str:
@@ -24,36 +28,31 @@ def interval(value, low, high) -> str:
     return f"{value:.3f} [{bound(low)}, {bound(high)}]"
 
 
-def table_predictor(evaluations: pl.DataFrame, split: str = "cv") -> str:
-    """The predictor shown: the one with the higher pooled Kendall tau averaged over every feature set
-    and k (one choice for the whole table, stated beside it)."""
-    taus = (evaluations.filter((pl.col("split") == split) & (pl.col("metric") == "kendall_tau")
-                               & (pl.col("feature_set") != SEED))
-            .group_by("predictor").agg(pl.col("value").mean()).sort("value", "predictor", descending=[True, False]))
-    return taus["predictor"][0]
+def _feature_order() -> pl.DataFrame:
+    return pl.DataFrame({"feature_set": list(FEATURE_SETS), "order": range(len(FEATURE_SETS))})
 
 
-def metric_frame(evaluations: pl.DataFrame, predictor: str, split: str) -> pl.DataFrame:
+def metric_frame(leaderboard: pl.DataFrame, predictor: str, split: str) -> pl.DataFrame:
     """Wide rows (feature_set, k, <metric>, <metric>_low, <metric>_high, <metric>_sd) of one predictor
     and split, with the seed agreement's tau and balanced accuracy (`seed_<metric>`, with bounds) beside."""
-    rows = evaluations.filter(pl.col("split") == split)
-    values = ["value", "low", "high", "std"]
-    wide = (rows.filter(pl.col("predictor") == predictor)
-            .pivot(on="metric", index=["feature_set", "k"], values=values))
-    names = {"value": "", "low": "_low", "high": "_high", "std": "_sd"}
-    wide = wide.rename({c: c.split("_", 1)[1] + names[c.split("_", 1)[0]] for c in wide.columns
-                        if c.split("_", 1)[0] in names and c not in ("feature_set", "k")})
-    seed = (rows.filter((pl.col("feature_set") == SEED) & pl.col("metric").is_in(list(HEADLINE.values())))
-            .pivot(on="metric", index="k", values=["value", "low", "high"]))
-    seed = seed.rename({c: "seed_" + c.split("_", 1)[1] + names[c.split("_", 1)[0]] for c in seed.columns if c != "k"})
-    order = pl.DataFrame({"feature_set": list(FEATURE_SETS), "order": range(len(FEATURE_SETS))})
-    return wide.join(order, on="feature_set").join(seed, on="k", how="left").sort("k", "order").drop("order")
+    rows = leaderboard.filter((pl.col("split") == split) & (pl.col("predictor") == predictor))
+    long = pl.concat([
+        rows.unpivot(index=["feature_set", "k", "metric"], on=list(COLUMNS), variable_name="field", value_name="cell"),
+        rows.filter(pl.col("metric").is_in(list(HEADLINE.values())))
+        .unpivot(index=["feature_set", "k", "metric"], on=list(SEED_COLUMNS), variable_name="field", value_name="cell"),
+    ])
+    named = long.with_columns(pl.col("field").replace_strict({**COLUMNS, **SEED_COLUMNS})
+                              .str.replace("{}", pl.col("metric"), literal=True).alias("column"))
+    if named.is_empty():
+        return pl.DataFrame(schema={"feature_set": pl.Utf8, "k": pl.Int64})
+    wide = named.pivot(on="column", index=["feature_set", "k"], values="cell")
+    return wide.join(_feature_order(), on="feature_set").sort("k", "order").drop("order")
 
 
-def summary_table(evaluations: pl.DataFrame, predictor: str, split: str = "cv") -> pl.DataFrame:
+def summary_table(leaderboard: pl.DataFrame, predictor: str, split: str = Split.CV) -> pl.DataFrame:
     """The compact table: feature set x k -> pooled tau and balanced accuracy with intervals, tau's fold
     spread, AUC, R2, and the seed agreement's tau with its interval."""
-    wide = metric_frame(evaluations, predictor, split)
+    wide = metric_frame(leaderboard, predictor, split)
     columns = ["feature_set", "k", *[f"kendall_tau{s}" for s in ("", "_low", "_high", "_sd")],
                *[f"balanced_accuracy{s}" for s in ("", "_low", "_high")], "roc_auc", "r2",
                "seed_kendall_tau", "seed_kendall_tau_low", "seed_kendall_tau_high"]
@@ -76,7 +75,7 @@ def display_table(summary: pl.DataFrame) -> pl.DataFrame:
 
 def _compared(comparisons: pl.DataFrame, task: str, predictor: str, k: int, metric: str, a: str, b: str) -> dict | None:
     rows = comparisons.filter((pl.col("task") == task) & (pl.col("predictor") == predictor) & (pl.col("k") == k)
-                              & (pl.col("split") == "cv") & (pl.col("metric") == metric)
+                              & (pl.col("split") == Split.CV) & (pl.col("metric") == metric)
                               & (pl.col("feature_set") == a) & (pl.col("baseline") == b))
     return rows.row(0, named=True) if rows.height else None
 
@@ -89,28 +88,27 @@ def _difference(row: dict | None, a: str, b: str) -> str:
     return f"{said} (difference {interval(row['difference'], row['low'], row['high'])})"
 
 
-def verdict(evaluations: pl.DataFrame, comparisons: pl.DataFrame, predictor: str, reasons: list[str]) -> list[str]:
+def verdict(leaderboard: pl.DataFrame, comparisons: pl.DataFrame, predictor: str, reasons: list[str]) -> list[str]:
     """The headline, one line per k and task: the best signal with its interval, what the best graph set
-    does against the best non-graph set, and what graph features add to all the others. When the study
-    is degenerate, only why no conclusion is possible."""
+    does against the best non-graph set, and what graph features add to all the others. "Best" is the
+    leaderboard's `predictor_rank` (ties: the table's order). When the study is degenerate, only why
+    no conclusion is possible."""
     if reasons:
         return [f"Conclusions are not possible for this study: {'; '.join(reasons)}. The numbers below "
                 "describe this study only."]
     lines = []
     for task, metric in HEADLINE.items():
-        wide = metric_frame(evaluations.filter(pl.col("task") == task), predictor, "cv")
-        if metric not in wide.columns:
-            continue
-        for k in sorted(wide["k"].unique()):
-            at_k = wide.filter(pl.col("k") == k).drop_nulls(metric).sort(metric, descending=True)
-            if at_k.is_empty():
-                continue
+        ranked = (leaderboard.filter((pl.col("task") == task) & (pl.col("predictor") == predictor)
+                                     & (pl.col("split") == Split.CV) & (pl.col("metric") == metric))
+                  .drop_nulls("value").join(_feature_order(), on="feature_set").sort("k", "predictor_rank", "order"))
+        for k in ranked["k"].unique(maintain_order=True):
+            at_k = ranked.filter(pl.col("k") == k)
             best = at_k.row(0, named=True)
             text = (f"k={k}, {LABELS[metric]}: best signal `{best['feature_set']}` "
-                    f"{interval(best[metric], best[f'{metric}_low'], best[f'{metric}_high'])}")
-            seed = f"seed_{metric}"
-            if best.get(seed) is not None:
-                text += f"; seed agreement {interval(best[seed], best[f'{seed}_low'], best[f'{seed}_high'])}"
+                    f"{interval(best['value'], best['low'], best['high'])}")
+            if best["seed_agreement"] is not None:
+                text += (f"; seed agreement "
+                         f"{interval(best['seed_agreement'], best['seed_agreement_low'], best['seed_agreement_high'])}")
             graph = at_k.filter(pl.col("feature_set").is_in(list(GRAPH_SETS)))
             plain = at_k.filter(~pl.col("feature_set").is_in(list(GRAPH_SETS)))
             if graph.height and plain.height:
@@ -123,11 +121,11 @@ def verdict(evaluations: pl.DataFrame, comparisons: pl.DataFrame, predictor: str
     return lines
 
 
-def transfer_table(evaluations: pl.DataFrame, predictor: str) -> pl.DataFrame:
+def transfer_table(leaderboard: pl.DataFrame, predictor: str) -> pl.DataFrame:
     """Every split but cv (per architecture, width transfer both ways, leave one architecture out):
     pooled tau and balanced accuracy with intervals, and the seed agreement's tau."""
-    splits = sorted(s for s in evaluations["split"].unique() if s != "cv")
-    frames = [display_table(summary_table(evaluations, predictor, split)).select(pl.lit(split).alias("split"), pl.all())
+    splits = sorted(s for s in leaderboard["split"].unique() if s != Split.CV)
+    frames = [display_table(summary_table(leaderboard, predictor, split)).select(pl.lit(split).alias("split"), pl.all())
               for split in splits]
     frames = [f for f in frames if f.height]
     return pl.concat(frames) if frames else pl.DataFrame()

@@ -94,13 +94,13 @@ def test_weight_stats_match_numpy(small_study):
         layer_names = [n for j, n in enumerate(kernels) if int((j + 0.5) * 4 / len(kernels)) == b]
         for kind, suffix in (("weight", ".weight"), ("bias", ".bias")):
             w = np.concatenate([state[n.removesuffix(".weight") + suffix].numpy().ravel() for n in layer_names]).astype(np.float64)
-            assert got[f"depth:{b}/{kind}/mean"] == pytest.approx(w.mean(), rel=1e-6, abs=1e-9)
-            assert got[f"depth:{b}/{kind}/std"] == pytest.approx(w.std(ddof=1), rel=1e-6)
-            assert got[f"depth:{b}/{kind}/q90"] == pytest.approx(np.quantile(w, 0.9), rel=1e-6)
-            assert got[f"depth:{b}/{kind}/max"] == pytest.approx(w.max())
-            assert got[f"depth:{b}/{kind}/mean_abs"] == pytest.approx(np.abs(w).mean(), rel=1e-6)
-            assert got[f"depth:{b}/{kind}/skew"] == pytest.approx(skew(w), rel=1e-4)
-            assert got[f"depth:{b}/{kind}/kurtosis"] == pytest.approx(kurtosis(w), rel=1e-4)
+            assert got[f"order:{b}/{kind}/mean"] == pytest.approx(w.mean(), rel=1e-6, abs=1e-9)
+            assert got[f"order:{b}/{kind}/std"] == pytest.approx(w.std(ddof=1), rel=1e-6)
+            assert got[f"order:{b}/{kind}/q90"] == pytest.approx(np.quantile(w, 0.9), rel=1e-6)
+            assert got[f"order:{b}/{kind}/max"] == pytest.approx(w.max())
+            assert got[f"order:{b}/{kind}/mean_abs"] == pytest.approx(np.abs(w).mean(), rel=1e-6)
+            assert got[f"order:{b}/{kind}/skew"] == pytest.approx(skew(w), rel=1e-4)
+            assert got[f"order:{b}/{kind}/kurtosis"] == pytest.approx(kurtosis(w), rel=1e-4)
 
 
 def test_divergence_flag_and_hparams(small_study):

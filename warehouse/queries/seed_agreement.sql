@@ -2,7 +2,8 @@
 -- (pipeline_lib/prediction/evaluation.py other_seed_predictions, metrics.py): every finished run is
 -- "predicted" by the mean final accuracy of the other seeds of its configuration (config_id,
 -- architecture, width, depth); Kendall's tau-b between truth and prediction over all such runs
--- pooled. Diverged runs count as chance accuracy (0.1: every supported dataset has 10 classes).
+-- pooled. Diverged runs count as chance accuracy (0.1: every dataset of pipeline_lib/vocabulary.py has
+-- 10 classes; tests/test_vocabulary.py says so if one does not).
 -- A constant prediction orders nothing and scores 0. (The evaluation adds a bootstrap interval.)
 WITH outcome AS (
     SELECT study, run_id, config_id, architecture, width, depth,

@@ -1,5 +1,6 @@
 -- Core tables: studies, their runs, per-epoch metrics and the snapshot index.
--- Every file in warehouse/schema/ is applied in name order on open; statements must be idempotent.
+-- Every file in warehouse/schema/ is applied once, in name order, when a writer opens the warehouse
+-- (warehouse/db.py records it in schema_migrations).
 
 CREATE TABLE IF NOT EXISTS studies (
     study       VARCHAR PRIMARY KEY,
@@ -26,7 +27,7 @@ CREATE TABLE IF NOT EXISTS runs (
     batch_size      INTEGER NOT NULL,
     seed            INTEGER NOT NULL,
     epochs          INTEGER NOT NULL,  -- planned epochs
-    status          VARCHAR NOT NULL,  -- pending | completed | diverged | failed
+    status          VARCHAR NOT NULL,  -- RunStatus (pipeline_lib/vocabulary.py), checked from 012
     epochs_done     INTEGER NOT NULL,
     diverged_epoch  INTEGER,
     final_test_acc  DOUBLE,            -- test accuracy after the last epoch (NULL unless completed)

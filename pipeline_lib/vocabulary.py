@@ -1,0 +1,83 @@
+"""The pipeline's words: run statuses, prediction tasks, predictors, splits, and the datasets' facts.
+
+Every module names these values from here (StrEnum: they stay plain strings in DuckDB and Polars);
+the warehouse refuses any other value (CHECK constraints, schema/012_vocabulary.sql, which must
+list the same values: tests/test_vocabulary.py holds the two together). No torch, no pydantic.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    """Where a run stands: in `runs.status`, and (RUNNING, COMPLETED, DIVERGED) in its state file."""
+
+    PENDING = "pending"      # planned, not trained yet
+    RUNNING = "running"      # trained part of the way (state file only)
+    COMPLETED = "completed"  # trained to its last epoch
+    DIVERGED = "diverged"    # its weights or losses stopped being numbers
+    STOPPED = "stopped"      # ended early by a decision on its predicted outcome
+    FAILED = "failed"        # training raised an error (runs.error says which)
+
+
+FINISHED = (RunStatus.COMPLETED, RunStatus.DIVERGED)  # runs with an outcome to predict
+
+
+class Task(StrEnum):
+    """What is predicted of a run (pipeline_lib/prediction/targets.py)."""
+
+    REGRESSION = "regression"          # its final test accuracy
+    CLASSIFICATION = "classification"  # whether it is a good run
+
+
+class Predictor(StrEnum):
+    """Who predicts: a fitted model, or the other seeds of the run's configuration (the noise ceiling)."""
+
+    LINEAR = "linear"
+    HGB = "hgb"
+    OTHER_SEEDS = "other_seeds"
+
+
+FITTED_PREDICTORS = (Predictor.LINEAR, Predictor.HGB)
+SEED_AGREEMENT = "seed_agreement"  # the feature set of Predictor.OTHER_SEEDS' rows: it reads no features
+
+
+class Split(StrEnum):
+    """How a prediction was held out. Per-architecture splits add `:<architecture>` to a prefix."""
+
+    CV = "cv"                                         # grouped k-fold by configuration
+    WIDTH_TRANSFER = "width_transfer"                 # fit on train_widths, test on test_widths
+    WIDTH_TRANSFER_REVERSE = "width_transfer_reverse"  # the other way round
+    CV_PREFIX = "cv:"                                 # cv:<architecture>: the cv predictions of one family
+    LEAVE_OUT_PREFIX = "leave_out:"                   # leave_out:<architecture>: fit on the other families
+
+    def of(self, architecture: str) -> str:
+        """The per-architecture split of a prefix, e.g. Split.LEAVE_OUT_PREFIX.of('vgg') = 'leave_out:vgg'."""
+        if not self.endswith(":"):
+            raise ValueError(f"split {self.value!r} is not a prefix")
+        return f"{self}{architecture}"
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    """What the pipeline knows of a dataset without loading it."""
+
+    channels: int
+    image_size: int
+    classes: int
+    train_images: int  # of the full dataset, for estimating a run's cost
+    test_images: int
+
+    @property
+    def chance_accuracy(self) -> float:
+        """The accuracy a diverged run counts as (pipeline_lib/prediction/targets.py)."""
+        return 1.0 / self.classes
+
+
+DATASETS: dict[str, DatasetFacts] = {
+    "digits": DatasetFacts(channels=1, image_size=8, classes=10, train_images=1347, test_images=450),
+    "fashion_mnist": DatasetFacts(channels=1, image_size=28, classes=10, train_images=60000, test_images=10000),
+    "cifar10": DatasetFacts(channels=3, image_size=32, classes=10, train_images=50000, test_images=10000),
+    "svhn": DatasetFacts(channels=3, image_size=32, classes=10, train_images=73257, test_images=26032),
+}
