@@ -51,11 +51,11 @@ def load_runnable_study(path: str, trains: bool = False, cross_validates: bool =
     study = load_study(path)
     try:
         if trains:
-            plan_placement(study.device, study.runs_per_device)
+            plan_placement(study.execution.device, study.execution.runs_per_device)
         if cross_validates:
             study.check_cross_validation()
     except (DeviceUnavailable, SpecError) as e:
-        field = "device: " if isinstance(e, DeviceUnavailable) else ""
+        field = "execution.device: " if isinstance(e, DeviceUnavailable) else ""
         raise SpecError(f"invalid study spec {path}:\n  {field}{e}") from None
     return study
 

@@ -48,7 +48,7 @@ def test_run_id_ignores_dataset_root_but_not_subset(tmp_path):
         ({"dataset": {"name": "imagenet"}}, "'digits', 'fashion_mnist', 'cifar10' or 'svhn'"),
         ({"sweep": {"lr": {"log_uniform": [0.1, 0.01]}}}, "0 < low <= high"),
         ({"widths": [0.0]}, "positive"),
-        ({"device": "tpu"}, "device"),
+        ({"execution": {"device": "tpu"}}, "execution.device"),
         ({"predict": {"k_epochs": [5]}}, "must be below epochs"),
         ({"width_transfer": {"train_widths": [4.0], "test_widths": [1.0]}}, "not in widths"),
         ({"sweep": {"lr": [0.1, 0.0]}}, "sweep.lr: learning rates must be > 0"),
@@ -101,7 +101,7 @@ UNRUNNABLE = [
     ({"dataset": {"name": "cifar10"}}, "cifar10 needs dataset.root"),
     ({"samples": 1}, "samples: grouped cross-validation needs at least 2 distinct configurations"),
     ({"seeds": [0, 0]}, "seeds: lists [0] more than once"),
-    ({"device": "cuda:3"}, "device: device 'cuda:3' requested but"),
+    ({"execution": {"device": "cuda:3"}}, "execution.device: device 'cuda:3' requested but"),
 ]
 
 
@@ -142,10 +142,10 @@ def test_cross_validation_needs_two_distinct_configurations(tmp_path):
 
 
 def test_unavailable_device_fails_before_prefect_in_a_real_process(tmp_path):
-    spec = write_spec(tmp_path, device="cuda:3")
+    spec = write_spec(tmp_path, execution={"device": "cuda:3"})
     proc = subprocess.run([sys.executable, "-m", "flows.study", "--spec", str(spec),
                            "--warehouse", str(tmp_path / "w.duckdb")], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
-    assert "device: device 'cuda:3' requested but" in proc.stderr
+    assert "execution.device: device 'cuda:3' requested but" in proc.stderr
     assert "Traceback" not in proc.stderr and "prefect" not in proc.stderr.lower()
     assert not (tmp_path / "w.duckdb").exists()
