@@ -1,38 +1,22 @@
-"""Helpers shared by the prediction flows: fan-out of designs, unit labels, stage fingerprints."""
+"""Helpers shared by the prediction flows: unit labels, stage fingerprints."""
 from __future__ import annotations
 
 from typing import Callable
 
 import polars as pl
 from prefect import get_run_logger
-from threadpoolctl import threadpool_limits
 
 from pipeline_lib.decisions.registry import prediction_code_digest
 from pipeline_lib.prediction.evaluation import PREDICTION_SCHEMA, other_seed_predictions
-from pipeline_lib.placement import available_cores
 from pipeline_lib.prediction.models import TASKS
-from pipeline_lib.spec import Study, load_study
+from pipeline_lib.spec import ExecutionSpec, Study, load_study
 from warehouse.db import Warehouse
-from tasks.predict import single_threaded_numerics
 from warehouse.predict import input_fingerprint, stage_fingerprint
 
-from ._runtime import open_warehouse, process_pool
+from ._fanout import Failed
+from ._runtime import open_warehouse
 
 SEED_AGREEMENT = ("other_seeds", "seed_agreement")  # (predictor, feature_set) of the noise ceiling
-POOL_MIN_RUNS = 40  # below this, fits take milliseconds and a process pool's start-up costs more than it saves
-
-
-def run_per_design(task, parameters: list[dict], n_runs: int) -> list:
-    """Run one task per design matrix: on a process pool of single-threaded workers for a real
-    study, in this process for a small one; results in the order of `parameters`."""
-    if n_runs < POOL_MIN_RUNS or len(parameters) < 2:
-        with threadpool_limits(1):
-            return [task(**p) for p in parameters]
-    with process_pool(min(available_cores(), len(parameters)), single_threaded_numerics) as runner:
-        futures = [runner.submit(task, p) for p in parameters]
-        return [f.result() for f in futures]
-
-
 UNIT_COLUMNS = ("task", "predictor", "feature_set", "k", "split")
 
 
@@ -51,12 +35,13 @@ def seed_agreement_rows(targets: pl.DataFrame, ks: list[int], split: str) -> lis
 
 
 def open_stage(spec: str, warehouse: str | None, stage: str,
-               fingerprint_of: Callable[[Warehouse, Study], str] | None = None) -> tuple[Study, Warehouse, str | None]:
+               fingerprint_of: Callable[[Warehouse, Study], str] | None = None,
+               execution: ExecutionSpec | None = None) -> tuple[Study, Warehouse, str | None]:
     """The study, its warehouse (with the data directory the study owns) and the stage's input
     fingerprint; None instead of the fingerprint (and a log line) when the stage last ran on exactly
     these inputs, so the flow has nothing to do."""
     study = load_study(spec)
-    wh = open_warehouse(warehouse, study.execution, study.name)
+    wh = open_warehouse(warehouse, execution or study.execution, study.name)
     fingerprint = (fingerprint_of or stage_inputs)(wh, study)
     if stage_fingerprint(wh, study.name, stage) == fingerprint:
         get_run_logger().info("%s of %s is up to date; nothing to do", stage, study.name)
@@ -68,3 +53,16 @@ def stage_inputs(wh: Warehouse, study: Study) -> str:
     """Fingerprint of a prediction stage's inputs; changing a predictor's code re-runs the stage."""
     return input_fingerprint(wh, study.name, study.predict.model_dump_json(),
                              study.width_transfer.model_dump_json(), prediction_code_digest())
+
+
+def finished_designs(designs: dict, results: list, logger) -> tuple[list[tuple], int]:
+    """((feature_set, k), result) of the designs whose task succeeded, and how many failed (each
+    logged with its error; the stage then stays unrecorded, so that the next run tries them again)."""
+    done, failed = [], 0
+    for (feature_set, k), result in zip(designs, results):
+        if isinstance(result, Failed):
+            failed += 1
+            logger.error("design %s k=%d failed: %s", feature_set, k, result.error)
+        else:
+            done.append(((feature_set, k), result))
+    return done, failed

@@ -170,3 +170,9 @@ def plan_designs(designs: int, runs: int) -> WorkerPlan:
     fits drown in thread start-up, and the workers already fill the cores); in the flow's process for
     a small study."""
     return WorkerPlan(max(1, min(available_cores(), designs)), 1, in_process=runs < POOL_MIN_RUNS or designs < 2)
+
+
+def plan_table_units(units: int) -> WorkerPlan:
+    """Stages of table arithmetic on small frames (features): in the flow's process, as each unit
+    takes less than a worker's start-up; on Ray (which `flows._fanout` never bypasses) a task each."""
+    return plan_workers(units, available_cores(), in_process=True)
