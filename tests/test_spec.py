@@ -149,3 +149,19 @@ def test_unavailable_device_fails_before_prefect_in_a_real_process(tmp_path):
     assert "execution.device: device 'cuda:3' requested but" in proc.stderr
     assert "Traceback" not in proc.stderr and "prefect" not in proc.stderr.lower()
     assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_execution_keys_at_the_top_level_still_work_for_one_release(tmp_path, caplog):
+    """The old places of device, stacked, stack_size, ...: read into execution:, with a warning naming the
+    spec; run ids do not depend on where they are written. Both places at once is an error."""
+    (tmp_path / "new").mkdir()
+    new = write_spec(tmp_path / "new", execution={"device": "cpu", "stacked": False, "stack_size": 8})
+    old = write_spec(tmp_path, execution=None, device="cpu", stacked=False, stack_size=8)  # as specs were written
+    with caplog.at_level("WARNING", logger="pipeline_lib.spec"):
+        moved = load_study(old)
+    assert f"spec {old}: device, stacked, stack_size moved under execution:" in caplog.text
+    assert moved.execution == load_study(new).execution
+    assert [r.run_id for r in expand_runs(moved)] == [r.run_id for r in expand_runs(load_study(new))]
+    both = write_spec(tmp_path, stacked=False, execution={"stacked": True})
+    with pytest.raises(SpecError, match="stacked given both at the top level and under execution:"):
+        load_study(both)
