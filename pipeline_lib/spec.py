@@ -191,9 +191,10 @@ class ExecutionSpec(_Strict):
 
     Training: on `device`, `runs_per_device` tasks at once per GPU or CPU, runs that share
     `RunConfig.group_key` stacked into groups of at most `stack_size`. Every stage fans out on this
-    machine's process pool, or on a Ray cluster (see README "Scale-out on Ray"): on Ray each training task asks for `gpus_per_training_task` GPUs (a fraction packs several
-    small runs on one GPU; 0 trains on CPU) and `cpus_per_training_task` CPUs; each graph task
-    asks for `cpus_per_graph_task` CPUs. `data_dir` is where snapshots and node metrics go: on a
+    machine's process pool, or on a Ray cluster (README "Fan-out", "Scale-out on Ray"): on Ray each
+    training task asks for `gpus_per_training_task` GPUs (a fraction packs several small runs on
+    one GPU; 0 trains on CPU) and `cpus_per_training_task` CPUs; each graph task asks for
+    `cpus_per_graph_task` CPUs. `data_dir` is where snapshots and node metrics go: on a
     cluster, a directory every node mounts at the same path.
     """
 
