@@ -421,7 +421,7 @@ def load_study(path: str | Path) -> Study:
     if (moved := [k for k in MOVED_TO_EXECUTION if k in raw]) and (path, *moved) not in _WARNED:
         _WARNED.add((path, *moved))
         logging.getLogger(__name__).warning(
-            "warning: spec %s: %s moved under execution: (write execution: {%s: ...}); the top-level "
+            "spec %s: %s moved under execution: (write execution: {%s: ...}); the top-level "
             "place is deprecated and read only until the next release", path, ", ".join(moved), moved[0])
     try:
         return Study.model_validate(raw)
