@@ -111,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
 
     study = {"name": "study-wall", "architectures": ["lenet"], "widths": [0.5, 1.0], "seeds": [0, 1],
-             "epochs": args.epochs, "samples": args.samples, "device": "cpu",
+             "epochs": args.epochs, "samples": args.samples, "execution": {"device": "cpu"},
              "dataset": {"name": "fashion_mnist", "subset": args.subset, "test_subset": args.test_subset},
              "sweep": {"lr": {"log_uniform": [0.003, 0.1]}, "batch_size": [128]},
              "predict": {"k_epochs": [1]}}

@@ -51,11 +51,11 @@ def load_runnable_study(path: str, trains: bool = False, cross_validates: bool =
     study = load_study(path)
     try:
         if trains:
-            plan_placement(study.device, study.runs_per_device)
+            plan_placement(study.execution.device, study.execution.runs_per_device)
         if cross_validates:
             study.check_cross_validation()
     except (DeviceUnavailable, SpecError) as e:
-        field = "device: " if isinstance(e, DeviceUnavailable) else ""
+        field = "execution.device: " if isinstance(e, DeviceUnavailable) else ""
         raise SpecError(f"invalid study spec {path}:\n  {field}{e}") from None
     return study
 
@@ -112,12 +112,16 @@ def run_cli(main: Callable[[], object], user_errors: tuple[type[Exception], ...]
         signal.signal(signal.SIGINT, previous)
 
 
-def run_warehouse_stage(flow_fn: Callable[[str, str], object], description: str,
-                        cross_validates: bool = False) -> None:
-    """Command line of a stage that only reads and writes the warehouse (no fan-out to configure)."""
+def run_warehouse_stage(flow_fn: Callable[..., object], description: str, cross_validates: bool = False,
+                        fans_out: bool = False) -> None:
+    """Command line of a stage that reads and writes the warehouse; one that `fans_out` work
+    (`flows._fanout`) also takes the execution overrides (--runner, --ray-address, --data-dir)."""
     def main() -> None:
-        args = study_arguments(description, execution=False).parse_args()
-        load_runnable_study(args.spec, cross_validates=cross_validates)  # before starting Prefect
-        flow_fn(args.spec, args.warehouse)
+        args = study_arguments(description, execution=fans_out).parse_args()
+        study = load_runnable_study(args.spec, cross_validates=cross_validates)  # before starting Prefect
+        if fans_out:
+            flow_fn(args.spec, args.warehouse, execution_from_args(args, study))
+        else:
+            flow_fn(args.spec, args.warehouse)
 
     run_cli(main)

@@ -34,7 +34,7 @@ def _init_worker(initializer, *initargs) -> None:
         initializer(*initargs)
 
 
-def process_pool(workers: int, initializer=None, initargs: tuple = ()) -> ProcessPoolTaskRunner:
+def _process_pool(workers: int, initializer=None, initargs: tuple = ()) -> ProcessPoolTaskRunner:
     """A process pool whose workers report to this flow's API."""
     share_api_with_workers()
     return ProcessPoolTaskRunner(max_workers=max(1, workers), initializer=_init_worker,
@@ -52,7 +52,7 @@ def make_task_runner(execution: ExecutionSpec, workers: int, initializer=None, i
     which must therefore be the same path on every node.
     """
     if execution.runner == "local":
-        return process_pool(workers, initializer, initargs)
+        return _process_pool(workers, initializer, initargs)
     from prefect_ray import RayTaskRunner
 
     share_api_with_workers()
@@ -62,8 +62,9 @@ def make_task_runner(execution: ExecutionSpec, workers: int, initializer=None, i
 
 
 @contextmanager
-def requesting(execution: ExecutionSpec, stage: Literal["training", "graphs"]) -> Iterator[None]:
-    """Tasks submitted inside ask Ray for the stage's resources; nothing changes on the local runner.
+def requesting(execution: ExecutionSpec, stage: Literal["training", "graphs", "prediction"]) -> Iterator[None]:
+    """Tasks submitted inside ask Ray for the stage's resources (a prediction task: one CPU, its fits
+    are single-threaded); nothing changes on the local runner.
 
     Also hands the flow's API address to the Ray tasks, whose settings come from the submitting
     context rather than from their own environment.
@@ -76,8 +77,10 @@ def requesting(execution: ExecutionSpec, stage: Literal["training", "graphs"]) -
 
     if stage == "training":
         resources = {"num_cpus": execution.cpus_per_training_task, "num_gpus": execution.gpus_per_training_task}
-    else:
+    elif stage == "graphs":
         resources = {"num_cpus": execution.cpus_per_graph_task}
+    else:
+        resources = {"num_cpus": 1}
     with temporary_settings({PREFECT_API_URL: os.environ["PREFECT_API_URL"]}), remote_options(**resources):
         yield
 

@@ -7,7 +7,9 @@ out-of-fold `predictions`; `evaluations` of split cv (and cv:<architecture>, the
 within each family): pooled metrics with configuration-bootstrap intervals, fold spread beside,
 the seed-agreement reference alike; paired `comparisons` of every two feature sets; `costs`.
 Logs why conclusions are not possible when the study is degenerate (pipeline_lib.prediction.guard).
-Skipped when its inputs (features, run outcomes, spec, prediction code) have not changed.
+Skipped when its inputs (features, run outcomes, spec, prediction code) have not changed. One task
+per design matrix (`flows._fanout`: in this process for a small study, else the process pool or
+Ray); a design whose task fails is logged and left out, and the stage runs again next time.
 """
 from __future__ import annotations
 
@@ -19,23 +21,27 @@ from pipeline_lib.prediction.costs import compute_costs
 from pipeline_lib.prediction.evaluation import grouped_folds, per_architecture, seed_agreement_rows, with_unit
 from pipeline_lib.prediction.guard import degenerate_reasons
 from pipeline_lib.prediction.metrics import comparison_table, evaluation_table
+from pipeline_lib.placement import plan_designs
 from pipeline_lib.prediction.targets import run_targets
+from pipeline_lib.spec import ExecutionSpec
 from pipeline_lib.vocabulary import DATASETS, FITTED_PREDICTORS, SEED_AGREEMENT, Split, Task
-from tasks.predict import cross_validate_task
+from tasks.predict import cross_validate_task, set_numeric_threads
 from warehouse.predict import (design_matrices, epoch_metrics, graph_seconds, record_stage, study_runs,
                                write_results)
 
 from ._cli import run_warehouse_stage
-from ._prediction import open_stage, run_per_design
+from ._fanout import fan_out
+from ._prediction import finished_designs, open_stage
 
 STAGE = "evaluate"
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate(spec: str, warehouse: str | None = None) -> dict:
-    """Cross-validate everything; returns counts of what was written (or that it was up to date)."""
+def evaluate(spec: str, warehouse: str | None = None, execution: ExecutionSpec | None = None) -> dict:
+    """Cross-validate everything; returns counts of what was written (or that it was up to date).
+    `execution` overrides the spec's."""
     logger = get_run_logger()
-    study, wh, fingerprint = open_stage(spec, warehouse, STAGE)
+    study, wh, fingerprint = open_stage(spec, warehouse, STAGE, execution=execution)
     if fingerprint is None:
         return {"up_to_date": True}
 
@@ -50,9 +56,12 @@ def evaluate(spec: str, warehouse: str | None = None) -> dict:
     if left_out:
         logger.warning("not evaluated (features incomplete): %s", ", ".join(left_out))
     # one task per design matrix: fewer, larger tasks keep Prefect's overhead small
-    results = run_per_design(cross_validate_task, [{"feature_set": fs, "k": k, "X": X, "targets": targets}
-                                                   for (fs, k), (X, _) in designs.items()], targets.height)
-    frames = [with_unit(r, feature_set=fs, k=k, split=Split.CV) for (fs, k), r in zip(designs, results)]
+    results = fan_out(cross_validate_task, [{"feature_set": fs, "k": k, "X": X, "targets": targets}
+                                            for (fs, k), (X, _) in designs.items()],
+                      execution or study.execution, plan_designs(len(designs), targets.height), stage="prediction",
+                      label=f"designs of {study.name}", initializer=set_numeric_threads)
+    done, failed = finished_designs(designs, results, logger)
+    frames = [with_unit(r, feature_set=fs, k=k, split=Split.CV) for (fs, k), r in done]
     frames += seed_agreement_rows(targets, study.predict.k_epochs, Split.CV)
     predictions = pl.concat(frames)
     evaluations = evaluation_table(pl.concat([predictions, per_architecture(predictions, targets)]), targets)
@@ -63,11 +72,13 @@ def evaluate(spec: str, warehouse: str | None = None) -> dict:
     costs = compute_costs(epoch_metrics(wh, study.name), graph_seconds(wh, study.name), targets, classifications,
                           study.epochs, study.predict.patience, set(GRAPH_SETS))
     write_results(wh, study.name, [Split.CV, Split.CV_PREFIX], evaluations, predictions, comparisons, costs)
-    record_stage(wh, study.name, STAGE, fingerprint)
+    if not failed:
+        record_stage(wh, study.name, STAGE, fingerprint)
     logger.info("evaluated %d designs (feature set x k) x tasks %s x predictors %s on %d runs in %d grouped folds",
-                len(designs), ", ".join(Task), ", ".join(FITTED_PREDICTORS), targets.height, folds)
-    return {"designs": len(designs), "runs": targets.height, "folds": folds, "not_conclusive": reasons}
+                len(done), ", ".join(Task), ", ".join(FITTED_PREDICTORS), targets.height, folds)
+    return {"designs": len(done), "runs": targets.height, "folds": folds, "not_conclusive": reasons,
+            **({"failed": failed} if failed else {})}
 
 
 if __name__ == "__main__":
-    run_warehouse_stage(evaluate, __doc__.splitlines()[0], cross_validates=True)
+    run_warehouse_stage(evaluate, __doc__.splitlines()[0], cross_validates=True, fans_out=True)

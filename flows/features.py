@@ -5,41 +5,55 @@
 For every k of the spec's predict.k_epochs and every base feature set, computes the units
 (run, k, set) not stored with their current fingerprint (feature code, and for graph sets the
 fingerprints of the graphs read; `pipeline_lib.fingerprints`); graph features wait until a run's
-graphs cover epochs 0..k. Re-running with the same code and graphs computes nothing.
+graphs cover epochs 0..k. Re-running with the same code and graphs computes nothing. One task per
+(base set, k) (`flows._fanout`: in this process, on Ray when asked); one that fails is logged and
+its units stay pending.
 """
 from __future__ import annotations
 
 import polars as pl
 from prefect import flow, get_run_logger
 
-from pipeline_lib.spec import load_study
+from pipeline_lib.placement import plan_table_units
+from pipeline_lib.spec import ExecutionSpec, load_study
 from tasks.predict import base_set_features_task
 from warehouse.predict import (epoch_metrics, graph_ready_runs, invariant_graph_summaries, pending_features,
                                snapshot_paths, study_runs, write_features)
 
 from ._cli import run_warehouse_stage
+from ._fanout import Failed, fan_out
 from ._runtime import open_warehouse
 
 
 @flow(name="features", log_prints=True)
-def features(spec: str, warehouse: str | None = None) -> dict:
-    """Compute the feature units that are missing or stale; returns how many units were written per base set."""
+def features(spec: str, warehouse: str | None = None, execution: ExecutionSpec | None = None) -> dict:
+    """Compute the feature units that are missing or stale; returns how many units were written per base
+    set. `execution` overrides the spec's."""
     logger = get_run_logger()
     study = load_study(spec)
-    wh = open_warehouse(warehouse, study.execution, study.name)
+    execution = execution or study.execution
+    wh = open_warehouse(warehouse, execution, study.name)
     runs = study_runs(wh, study.name)
     k_max = max(study.predict.k_epochs)
     inputs = {"epoch_metrics": epoch_metrics(wh, study.name),
               "graph_summaries": invariant_graph_summaries(wh, study.name, k_max),
               "snapshot_paths": snapshot_paths(wh, study.name)}
-    futures, written = [], {}
+    pending, written, rows = [], {}, []
     for k in study.predict.k_epochs:
         for feature_set, units in pending_features(wh, study.name, runs, k).items():
             if units.height:
-                todo = runs.join(units.select("run_id"), on="run_id", how="semi")
-                futures.append((units, base_set_features_task.submit(feature_set, k, todo, **inputs)))
-                written[feature_set] = written.get(feature_set, 0) + units.height
-    rows = [f.result().join(units, on="run_id") for units, f in futures]
+                pending.append((feature_set, k, units))
+    results = fan_out(base_set_features_task,
+                      [{"feature_set": fs, "k": k, "runs": runs.join(units.select("run_id"), on="run_id", how="semi"),
+                        **inputs} for fs, k, units in pending],
+                      execution, plan_table_units(len(pending)), stage="prediction",
+                      label=f"feature sets x k of {study.name}")
+    for (feature_set, k, units), result in zip(pending, results):
+        if isinstance(result, Failed):  # its units stay pending: the next run computes them
+            logger.error("features %s k=%d failed: %s", feature_set, k, result.error)
+        else:
+            rows.append(result.join(units, on="run_id"))
+            written[feature_set] = written.get(feature_set, 0) + units.height
     if rows:
         write_features(wh, study.name, pl.concat(rows))
     missing_graphs = runs.height - graph_ready_runs(wh, study.name, k_max).height if runs.height else 0
@@ -49,4 +63,4 @@ def features(spec: str, warehouse: str | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    run_warehouse_stage(features, __doc__.splitlines()[0])
+    run_warehouse_stage(features, __doc__.splitlines()[0], fans_out=True)

@@ -4,8 +4,9 @@
 
 Reads the `snapshots` of the study's runs, skips those whose `graphs` row has no error and the
 fingerprint the current `graphs:` options and graph code give (`pipeline_lib.fingerprints`), and
-fans batches of snapshots out on a process pool: one worker per core at most, graph-tool's
-OpenMP threads set so that workers x threads = cores. Node metrics go to Parquet (written by the
+fans batches of snapshots out (`flows._fanout`; a single batch in this process) on a process pool
+or Ray: one worker per core at most, graph-tool's OpenMP threads set so that workers x threads =
+cores (`placement.plan_batches`). Node metrics go to Parquet (written by the
 workers); as each batch finishes the flow stages it on disk and loads its `graphs` and
 `graph_summaries` rows (replacing those of recomputed snapshots), so an interruption loses at most
 the batches in flight, and a warehouse that cannot be written loses none (they stay staged; the
@@ -17,15 +18,12 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import polars as pl
 from prefect import flow, get_run_logger
-from prefect.futures import as_completed
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline_lib.graphs.snapshot_metrics import (GRAPH_ROW_SCHEMA, SUMMARY_SCHEMA, GraphBatch, SnapshotJob,
                                                   unusable_node_metrics)
-from pipeline_lib.placement import available_cores
+from pipeline_lib.placement import plan_batches
 from pipeline_lib.snapshots import clean_stale_temp_files
 from pipeline_lib.spec import ExecutionSpec, GraphOptions, load_study
 from tasks.graphs import graph_metrics_task, set_graph_threads
@@ -36,18 +34,8 @@ from warehouse.quarantine import record_quarantined
 from warehouse.runs import record_study
 
 from ._cli import execution_from_args, run_cli, study_arguments
-from ._runtime import make_task_runner, open_warehouse, requesting
-
-BATCHES_PER_WORKER = 4  # enough to balance widths of different cost, few enough to keep task overhead small
-
-
-def plan_batches(jobs: list[SnapshotJob], cores: int) -> tuple[list[list[SnapshotJob]], int, int]:
-    """Split the jobs (ordered by run) into batches; (batches, workers, OpenMP threads per worker)."""
-    n_batches = min(len(jobs), cores * BATCHES_PER_WORKER)
-    batches = [list(b) for b in np.array_split(np.array(jobs, dtype=object), n_batches)] if jobs else []
-    workers = max(1, min(cores, len(batches)))
-    return batches, workers, max(1, cores // workers)
-
+from ._fanout import Failed, fan_out
+from ._runtime import open_warehouse
 
 def _failed_batch(batch: list[SnapshotJob], error: str) -> GraphBatch:
     rows = [{"run_id": j.run_id, "epoch": j.epoch, "error": error} for j in batch]
@@ -100,33 +88,16 @@ def graph_metrics(spec: str, warehouse: str | None = None, recompute: bool = Fal
     jobs = [SnapshotJob(**row) for row in pending.iter_rows(named=True)]
     n_snapshots = wh.query("SELECT count(*) AS n FROM snapshots s JOIN runs r USING (run_id) WHERE r.study = ?",
                            [study.name])["n"][0]
-    batches, workers, threads = plan_batches(jobs, available_cores())
+    batches, plan = plan_batches(jobs)
     logger.info("study %s: %d snapshots, %d to compute in %d batches on %d workers x %d threads",
-                study.name, n_snapshots, len(jobs), len(batches), workers, threads)
+                study.name, n_snapshots, len(jobs), len(batches), plan.workers, plan.threads)
 
     data_dir, options = str(wh.data_dir), study.graphs
     loader = _BatchLoader(wh, options)
-    if len(batches) == 1:  # not worth starting a pool
-        set_graph_threads(threads)
-        try:
-            loader.add(graph_metrics_task(batches[0], data_dir, options))
-        except Exception as e:
-            loader.add(_failed_batch(batches[0], f"{type(e).__name__}: {e}"))
-    elif batches:
-        runner = make_task_runner(execution, workers, set_graph_threads, (threads,))
-        with runner, Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                              TimeElapsedColumn()) as bar, requesting(execution, "graphs"):
-            job = bar.add_task(f"graphs of {study.name}", total=len(jobs))
-            futures = {runner.submit(graph_metrics_task, {"jobs": b, "data_dir": data_dir, "options": options}): b
-                       for b in batches}
-            for future in as_completed(list(futures)):
-                batch = futures[future]
-                try:
-                    result = future.result()
-                except Exception as e:  # a crashed worker fails its batch, not the flow
-                    result = _failed_batch(batch, f"{type(e).__name__}: {e}")
-                loader.add(result)
-                bar.update(job, advance=len(batch))
+    fan_out(graph_metrics_task, [{"jobs": b, "data_dir": data_dir, "options": options} for b in batches], execution,
+            plan, stage="graphs", label=f"graphs of {study.name}", sizes=[len(b) for b in batches],
+            initializer=set_graph_threads,
+            on_result=lambda i, r: loader.add(_failed_batch(batches[i], r.error) if isinstance(r, Failed) else r))
 
     graphs = loader.finish()
     record_quarantined(wh)

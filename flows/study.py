@@ -60,9 +60,9 @@ def study(spec: str, warehouse: str | None = None, reports_dir: str | None = Non
     stages = {
         "train_sweep": lambda: train_sweep(spec, warehouse, execution=execution),
         "graph_metrics": lambda: graph_metrics(spec, warehouse, execution=execution),
-        "features": lambda: features(spec, warehouse),
-        "evaluate": lambda: evaluate(spec, warehouse),
-        "width_transfer": lambda: width_transfer(spec, warehouse),
+        "features": lambda: features(spec, warehouse, execution=execution),
+        "evaluate": lambda: evaluate(spec, warehouse, execution=execution),
+        "width_transfer": lambda: width_transfer(spec, warehouse, execution=execution),
         "register": lambda: register(spec, warehouse),
         "report": lambda: report(spec, warehouse, reports_dir),
     }

@@ -2,12 +2,13 @@
 
     python -m flows.train_sweep --spec specs/digits.yaml [--warehouse warehouse/warehouse.duckdb]
 
-With `stacked: true` (the default) runs that share `RunConfig.group_key` and dataset are cut into
-groups of at most `stack_size`, and each group trains as one vectorised model in one task
-(`pipeline_lib.stacked`); with `stacked: false` every run is its own task. Tasks are submitted
-largest estimated cost first, in more units than workers (`placement.plan_groups`), so the workers
-finish together. They go to a process pool, one worker per device slot (every visible GPU
-`runs_per_device` times, default 2; or the CPU cores, divided among the workers). Finished runs are read back, interrupted runs resume. A live
+With `execution.stacked: true` (the default) runs that share `RunConfig.group_key` and dataset are
+cut into groups of at most `execution.stack_size`, and each group trains as one vectorised model in
+one task (`pipeline_lib.stacked`); with `stacked: false` every run is its own task. Tasks are
+submitted largest estimated cost first, in more units than workers (`placement.plan_groups`), so
+the workers finish together. They fan out (`flows._fanout`) on a process pool, one worker per
+device slot (every visible GPU `execution.runs_per_device` times, default 2; or the CPU cores,
+divided among the workers), or on Ray. Finished runs are read back, interrupted runs resume. A live
 display follows runs and epochs (tasks write per-epoch progress files that the flow polls; each
 task also keeps a Prefect progress artifact for the UI). Only this flow's process writes the DuckDB
 file; group timings (GPU utilisation and memory included) go to the `training_groups` table.
@@ -16,14 +17,11 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from pathlib import Path
 
 from prefect import flow, get_run_logger
-from prefect.futures import wait
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline_lib.claims import claimed_runs
-from pipeline_lib.placement import available_cores, plan_groups, plan_placement, run_cost
+from pipeline_lib.placement import plan_groups, plan_placement, plan_workers, run_cost
 from pipeline_lib.progress import epochs_reported
 from pipeline_lib.snapshots import clean_stale_temp_files
 from pipeline_lib.spec import ExecutionSpec, RunConfig, expand_runs, load_study
@@ -34,23 +32,16 @@ from warehouse.quarantine import record_quarantined
 from warehouse.runs import record_runs, record_study, record_training_groups
 
 from ._cli import execution_from_args, load_runnable_study, run_cli, study_arguments
-from ._runtime import make_task_runner, open_warehouse, requesting, training_device
-
-POLL_SECONDS = 1.0
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[status]}"), TimeElapsedColumn())
+from ._fanout import Detail, Failed, fan_out
+from ._runtime import open_warehouse, training_device
 
 
-def _submit(runner, unit: list[RunConfig], stacked: bool, data_dir: str, device: str, options: dict,
-            progress_file: str):
+def _parameters(unit: list[RunConfig], stacked: bool, data_dir: str, device: str, options: dict,
+                progress_file: str) -> dict:
     if stacked:
-        return runner.submit(train_group_task, {"configs": unit, "data_dir": data_dir, "device": device,
-                                                "options": options, "progress_file": progress_file})
-    return runner.submit(train_run_task, {"config": unit[0], "data_dir": data_dir, "device": device,
-                                          "progress_file": progress_file})
+        return {"configs": unit, "data_dir": data_dir, "device": device, "options": options,
+                "progress_file": progress_file}
+    return {"config": unit[0], "data_dir": data_dir, "device": device, "progress_file": progress_file}
 
 
 @flow(name="train-sweep", log_prints=True)
@@ -75,31 +66,42 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
                 todo.append(config)
             else:
                 results[config.run_id] = done
-        placement = plan_placement(study.device, study.runs_per_device)
-        if study.stacked:
-            units = plan_groups(todo, study.stack_size, placement.concurrency)
+        placement = plan_placement(execution.device, execution.runs_per_device)
+        if execution.stacked:
+            units = plan_groups(todo, execution.stack_size, placement.concurrency)
         else:
             units = [[c] for c in sorted(todo, key=run_cost, reverse=True)]
-        workers = min(placement.concurrency, len(units))
-        threads = max(1, available_cores() // max(workers, 1))
-        options = study.stack_options.model_dump()
+        plan = plan_workers(len(units), placement.concurrency)
+        options = execution.stack_options.model_dump()
         logger.info("study %s: %d runs (%d to train) in %d %s on %s, %d workers x %d torch threads",
-                    study.name, len(configs), len(todo), len(units), "stacked groups" if study.stacked else "tasks",
-                    ",".join(sorted(set(placement.slots))), workers, threads)
+                    study.name, len(configs), len(todo), len(units), "stacked groups" if execution.stacked else "tasks",
+                    ",".join(sorted(set(placement.slots))), plan.workers, plan.threads)
 
         errors: dict[str, str] = {}
         groups = []
         if units:
             progress_dir = wh.data_dir / "progress" / uuid.uuid4().hex
-            runner = make_task_runner(execution, workers, set_torch_threads, (threads,))
+            devices = [training_device(execution, placement.slots[i % placement.concurrency]) for i in range(len(units))]
+            parameters = [_parameters(unit, execution.stacked, data_dir, device, options, str(progress_dir / f"{i}.json"))
+                          for i, (unit, device) in enumerate(zip(units, devices))]
+            epochs = Detail("epochs", sum(c.epochs + 1 for c in todo),
+                            lambda: sum(e + 1 for e in epochs_reported(progress_dir).values())
+                            if progress_dir.exists() else 0)
             try:
-                with runner, _progress() as bar, requesting(execution, "training"):
-                    futures = {_submit(runner, unit, study.stacked, data_dir,
-                                       training_device(execution, placement.slots[i % placement.concurrency]),
-                                       options, str(progress_dir / f"{i}.json")): unit for i, unit in enumerate(units)}
-                    _follow(futures, bar, progress_dir, todo, study.name, results, errors, groups, logger)
+                outcomes = fan_out(train_group_task if execution.stacked else train_run_task, parameters, execution,
+                                   plan, stage="training", label=f"runs of {study.name}",
+                                   sizes=[len(u) for u in units], initializer=set_torch_threads, detail=epochs)
             finally:
                 shutil.rmtree(progress_dir, ignore_errors=True)
+            for unit, outcome in zip(units, outcomes):
+                if isinstance(outcome, Failed):  # recorded; the sweep went on
+                    errors.update((c.run_id, outcome.error) for c in unit)
+                    logger.error("training of %d run(s) failed: %s", len(unit), outcome.error)
+                elif isinstance(outcome, RunResult):
+                    results[outcome.run_id] = outcome
+                else:  # a stacked group
+                    results.update((r.run_id, r) for r in outcome.results)
+                    groups.append(([c.run_id for c in unit], outcome.timings))
     record_runs(wh, study.name, configs, results, errors)
     if groups:
         record_training_groups(wh, study.name, groups, options)
@@ -113,39 +115,6 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
         counts[RunStatus.FAILED.value] = len(errors)
     logger.info("runs by status: %s; warehouse %s; snapshots under %s", counts, wh.path, wh.data_dir / "snapshots")
     return counts
-
-
-def _follow(futures: dict, bar: Progress, progress_dir: Path, todo: list[RunConfig], study: str,
-            results: dict, errors: dict, groups: list, logger) -> None:
-    """Collect results as tasks finish, polling per-epoch progress for the live display."""
-    epochs_total = sum(c.epochs + 1 for c in todo)
-    final_epoch = {c.run_id: c.epochs for c in todo}
-    runs_bar = bar.add_task(f"runs of {study}", total=len(todo), status="")
-    epochs_bar = bar.add_task("epochs", total=epochs_total, status="")
-    pending, finished_runs = list(futures), set()
-    while pending:
-        done, not_done = wait(pending, timeout=POLL_SECONDS)
-        for future in done:
-            unit = futures[future]
-            try:
-                outcome = future.result()
-            except Exception as e:  # a failed task is recorded; the sweep goes on
-                for config in unit:
-                    errors[config.run_id] = f"{type(e).__name__}: {e}"
-                logger.error("training of %d run(s) failed: %s", len(unit), f"{type(e).__name__}: {e}")
-                outcome = None
-            if isinstance(outcome, RunResult):
-                results[outcome.run_id] = outcome
-            elif outcome is not None:  # a stacked group
-                results.update((r.run_id, r) for r in outcome.results)
-                groups.append(([c.run_id for c in unit], outcome.timings))
-            finished_runs.update(c.run_id for c in unit)
-        pending = list(not_done)
-        reported = epochs_reported(progress_dir) if progress_dir.exists() else {}
-        finished_runs.update(r for r, e in reported.items() if e == final_epoch.get(r))
-        epochs = sum(e + 1 for e in reported.values())
-        bar.update(runs_bar, completed=len(finished_runs), status=f"{len(errors)} failed" if errors else "")
-        bar.update(epochs_bar, completed=epochs_total if not pending else min(epochs, epochs_total))
 
 
 def main() -> None:

@@ -19,13 +19,16 @@ from prefect import flow, get_run_logger
 
 from pipeline_lib.prediction.evaluation import seed_agreement_rows, with_unit
 from pipeline_lib.prediction.metrics import evaluation_table
+from pipeline_lib.placement import plan_designs
 from pipeline_lib.prediction.targets import run_targets
+from pipeline_lib.spec import ExecutionSpec
 from pipeline_lib.vocabulary import Split
-from tasks.predict import transfer_task
+from tasks.predict import set_numeric_threads, transfer_task
 from warehouse.predict import design_matrices, record_stage, study_runs, write_results
 
 from ._cli import run_warehouse_stage
-from ._prediction import open_stage, run_per_design
+from ._fanout import fan_out
+from ._prediction import finished_designs, open_stage
 
 STAGE = "width_transfer"
 SPLITS = (Split.WIDTH_TRANSFER, Split.WIDTH_TRANSFER_REVERSE, Split.LEAVE_OUT_PREFIX)
@@ -47,9 +50,10 @@ def transfer_directions(targets: pl.DataFrame, train_widths: list[float],
 
 
 @flow(name="width-transfer", log_prints=True)
-def width_transfer(spec: str, warehouse: str | None = None) -> dict:
+def width_transfer(spec: str, warehouse: str | None = None, execution: ExecutionSpec | None = None) -> dict:
+    """Fit and test every transfer direction; returns counts. `execution` overrides the spec's."""
     logger = get_run_logger()
-    study, wh, fingerprint = open_stage(spec, warehouse, STAGE)
+    study, wh, fingerprint = open_stage(spec, warehouse, STAGE, execution=execution)
     if fingerprint is None:
         return {"up_to_date": True}
     targets = run_targets(study_runs(wh, study.name), study.predict.good_run_quantile)
@@ -61,18 +65,21 @@ def width_transfer(spec: str, warehouse: str | None = None) -> dict:
     designs, left_out = design_matrices(wh, study, targets["run_id"].to_list())
     if left_out:
         logger.warning("not evaluated (features incomplete): %s", ", ".join(left_out))
-    results = run_per_design(transfer_task, [{"feature_set": fs, "k": k, "X": X, "targets": targets,
-                                              "directions": directions} for (fs, k), (X, _) in designs.items()],
-                             targets.height)
-    frames = [with_unit(r, feature_set=fs, k=k) for (fs, k), r in zip(designs, results)]
+    results = fan_out(transfer_task, [{"feature_set": fs, "k": k, "X": X, "targets": targets,
+                                       "directions": directions} for (fs, k), (X, _) in designs.items()],
+                      execution or study.execution, plan_designs(len(designs), targets.height), stage="prediction",
+                      label=f"transfer designs of {study.name}", initializer=set_numeric_threads)
+    done, failed = finished_designs(designs, results, logger)
+    frames = [with_unit(r, feature_set=fs, k=k) for (fs, k), r in done]
     for split, (_, tested) in directions.items():
         frames += seed_agreement_rows(targets.filter(pl.Series(tested)), study.predict.k_epochs, split)
     predictions = pl.concat(frames)
     write_results(wh, study.name, list(SPLITS), evaluation_table(predictions, targets), predictions)
-    record_stage(wh, study.name, STAGE, fingerprint)
-    logger.info("transfer %s: %d designs (feature set x k)", sorted(directions), len(designs))
-    return {"designs": len(designs), "splits": sorted(directions)}
+    if not failed:
+        record_stage(wh, study.name, STAGE, fingerprint)
+    logger.info("transfer %s: %d designs (feature set x k)", sorted(directions), len(done))
+    return {"designs": len(done), "splits": sorted(directions), **({"failed": failed} if failed else {})}
 
 
 if __name__ == "__main__":
-    run_warehouse_stage(width_transfer, __doc__.splitlines()[0])
+    run_warehouse_stage(width_transfer, __doc__.splitlines()[0], fans_out=True)

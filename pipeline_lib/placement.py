@@ -1,4 +1,5 @@
-"""Where runs execute: device slots for concurrent training, torch threads per slot, stacked groups."""
+"""How a stage's work is cut and where it runs: device slots for concurrent training, stacked groups,
+graph batches, and for every stage the workers, threads per worker and whether a pool is worth it."""
 from __future__ import annotations
 
 import math
@@ -21,14 +22,30 @@ class DeviceUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Placement:
-    """Concurrent training slots, one device string each, and torch threads per slot."""
+    """Concurrent training slots, one device string each."""
 
     slots: tuple[str, ...]
-    threads_per_slot: int
 
     @property
     def concurrency(self) -> int:
         return len(self.slots)
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How a stage's units run: on `workers` workers of `threads` threads each (workers x threads =
+    cores), or with `in_process` in the flow's own process when a pool's start-up (seconds) costs
+    more than the work."""
+
+    workers: int
+    threads: int
+    in_process: bool = False
+
+
+def plan_workers(units: int, max_workers: int, in_process: bool = False) -> WorkerPlan:
+    """At most `max_workers` workers, never more than there are units, the cores divided among them."""
+    workers = max(1, min(max_workers, units))
+    return WorkerPlan(workers, max(1, available_cores() // workers), in_process)
 
 
 def available_cores() -> int:
@@ -41,9 +58,8 @@ def available_cores() -> int:
 def plan_placement(device: str = "auto", runs_per_device: int = 0) -> Placement:
     """Spread runs over every visible GPU (`runs_per_device` each, default 2) or over the CPU cores.
 
-    On CPU the cores are divided among the concurrent runs so they are not oversubscribed.
+    On CPU the cores are divided among the concurrent runs (`plan_workers`) so they are not oversubscribed.
     """
-    cores = available_cores()
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
@@ -55,9 +71,8 @@ def plan_placement(device: str = "auto", runs_per_device: int = 0) -> Placement:
         gpus = [device] if ":" in device else [f"cuda:{i}" for i in range(torch.cuda.device_count())]
         per = runs_per_device or 2
         slots = tuple(g for _ in range(per) for g in gpus)
-        return Placement(slots, max(1, cores // len(slots)))
-    per = runs_per_device or cores
-    return Placement(tuple(["cpu"] * per), max(1, cores // per))
+        return Placement(slots)
+    return Placement(tuple(["cpu"] * (runs_per_device or available_cores())))
 
 
 UNITS_PER_SLOT = 4  # groups per worker: enough that the last ones are small, few enough to stay stacked
@@ -133,3 +148,33 @@ def plan_groups(configs: Sequence[RunConfig], stack_size: int, slots: int) -> li
             pieces = max(pieces, min(len(runs) // smallest, round(cost[key] * len(runs) / unit)))
         groups += [runs[i * len(runs) // pieces:(i + 1) * len(runs) // pieces] for i in range(pieces)]
     return sorted(groups, key=lambda g: cost[(g[0].group_key, g[0].dataset)] * len(g), reverse=True)
+
+
+BATCHES_PER_WORKER = 4  # enough to balance widths of different cost, few enough to keep task overhead small
+
+
+def plan_batches(jobs: Sequence, cores: int | None = None) -> tuple[list[list], WorkerPlan]:
+    """Graph stage: split the jobs (ordered by run) into near-equal batches, BATCHES_PER_WORKER per
+    core; one worker per core at most, OpenMP threads so that workers x threads = cores. A single
+    batch runs in the flow's process (not worth starting a pool)."""
+    cores = cores or available_cores()
+    n_batches = min(len(jobs), cores * BATCHES_PER_WORKER)
+    batches = [list(jobs[i * len(jobs) // n_batches:(i + 1) * len(jobs) // n_batches]) for i in range(n_batches)]
+    workers = max(1, min(cores, len(batches)))
+    return batches, WorkerPlan(workers, max(1, cores // workers), in_process=len(batches) == 1)
+
+
+POOL_MIN_RUNS = 40  # below this, fits take milliseconds and a process pool's start-up costs more than it saves
+
+
+def plan_designs(designs: int, runs: int) -> WorkerPlan:
+    """Prediction stages (one unit per design matrix): single-threaded workers, one per core (tiny
+    fits drown in thread start-up, and the workers already fill the cores); in the flow's process for
+    a small study."""
+    return WorkerPlan(max(1, min(available_cores(), designs)), 1, in_process=runs < POOL_MIN_RUNS or designs < 2)
+
+
+def plan_table_units(units: int) -> WorkerPlan:
+    """Stages of table arithmetic on small frames (features): in the flow's process, as each unit
+    takes less than a worker's start-up; on Ray (which `flows._fanout` never bypasses) a task each."""
+    return plan_workers(units, available_cores(), in_process=True)

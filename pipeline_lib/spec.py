@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Literal, Union
@@ -178,12 +179,24 @@ class WidthTransferSpec(_Strict):
     test_widths: list[float] = []
 
 
-class ExecutionSpec(_Strict):
-    """Where the tasks run: this machine's process pool, or a Ray cluster (see docs/ray.md).
+class StackOptionsSpec(_Strict):
+    """How stacked groups execute (`stacked.StackOptions`); none of it changes a run's identity."""
 
-    On Ray each training task asks for `gpus_per_training_task` GPUs (a fraction packs several
-    small runs on one GPU; 0 trains on CPU) and `cpus_per_training_task` CPUs; each graph task
-    asks for `cpus_per_graph_task` CPUs. `data_dir` is where snapshots and node metrics go: on a
+    vector_width: int = Field(default=0, ge=0, description="runs per wide model; 0 = auto")
+    channels_last: bool | None = Field(default=None, description="NHWC activations; null = auto (on)")
+    bf16: bool = Field(default=False, description="bfloat16 autocast (changes numerics)")
+    compile: bool = Field(default=False, description="torch.compile the wide models")
+
+
+class ExecutionSpec(_Strict):
+    """How and where the tasks run; nothing here changes a run's identity (`RunConfig.run_id`).
+
+    Training: on `device`, `runs_per_device` tasks at once per GPU or CPU, runs that share
+    `RunConfig.group_key` stacked into groups of at most `stack_size`. Every stage fans out on this
+    machine's process pool, or on a Ray cluster (docs/ray.md): on Ray each
+    training task asks for `gpus_per_training_task` GPUs (a fraction packs several small runs on
+    one GPU; 0 trains on CPU) and `cpus_per_training_task` CPUs; each graph task asks for
+    `cpus_per_graph_task` CPUs. `data_dir` is where snapshots and node metrics go: on a
     cluster, a directory every node mounts at the same path.
     """
 
@@ -194,6 +207,15 @@ class ExecutionSpec(_Strict):
     cpus_per_training_task: float = Field(default=1.0, gt=0)
     cpus_per_graph_task: float = Field(default=1.0, gt=0)
     data_dir: str | None = Field(default=None, description="default: beside the warehouse file")
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    runs_per_device: int = Field(default=0, ge=0, description="concurrent training tasks (a run, or a stacked "
+                                 "group) per GPU/CPU; 0 = auto")
+    stacked: bool = Field(default=True, description="train runs that share group_key together as one model")
+    stack_size: int = Field(default=64, ge=1, description="most runs in one stacked group")
+    stack_options: StackOptionsSpec = StackOptionsSpec()
+
+
+MOVED_TO_EXECUTION = ("device", "runs_per_device", "stacked", "stack_size", "stack_options")  # until the next release
 
 
 class GraphOptions(_Strict):
@@ -208,15 +230,6 @@ class GraphOptions(_Strict):
     seed: int = 0
 
 
-class StackOptionsSpec(_Strict):
-    """How stacked groups execute (`stacked.StackOptions`); none of it changes a run's identity."""
-
-    vector_width: int = Field(default=0, ge=0, description="runs per wide model; 0 = auto")
-    channels_last: bool | None = Field(default=None, description="NHWC activations; null = auto (on)")
-    bf16: bool = Field(default=False, description="bfloat16 autocast (changes numerics)")
-    compile: bool = Field(default=False, description="torch.compile the wide models")
-
-
 class Study(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     dataset: DatasetSpec = DatasetSpec()
@@ -229,16 +242,26 @@ class Study(_Strict):
     seeds: list[int] = [0]
     samples: int = Field(default=4, ge=1)
     sweep: Sweep = Sweep()
-    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
-    runs_per_device: int = Field(default=0, ge=0, description="concurrent training tasks (a run, or a stacked "
-                                 "group) per GPU/CPU; 0 = auto")
-    stacked: bool = Field(default=True, description="train runs that share group_key together as one model")
-    stack_size: int = Field(default=64, ge=1, description="most runs in one stacked group")
-    stack_options: StackOptionsSpec = StackOptionsSpec()
     predict: PredictSpec = PredictSpec()
     width_transfer: WidthTransferSpec = WidthTransferSpec()
     graphs: GraphOptions = GraphOptions()
     execution: ExecutionSpec = ExecutionSpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data):
+        """Top-level keys that moved under `execution:` are still read, for one release (`load_study`
+        warns), and in the specs that warehouses stored before the move."""
+        if not isinstance(data, dict) or not (moved := [k for k in MOVED_TO_EXECUTION if k in data]):
+            return data
+        execution = data.get("execution") or {}
+        if not isinstance(execution, dict):
+            return data  # the execution section's own validation says what is wrong
+        if both := [k for k in moved if k in execution]:
+            raise ValueError(f"{', '.join(both)} given both at the top level and under execution:; "
+                             f"keep only execution.{both[0]}")
+        kept = {k: v for k, v in data.items() if k not in moved}
+        return {**kept, "execution": {**execution, **{k: data[k] for k in moved}}}
 
     @field_validator("widths")
     @classmethod
@@ -383,6 +406,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+_WARNED: set[tuple] = set()  # a spec read by every stage of one command warns once
+
+
 def load_study(path: str | Path) -> Study:
     """Read and validate a YAML spec; raises SpecError with a readable message."""
     path = Path(path)
@@ -394,6 +420,11 @@ def load_study(path: str | Path) -> Study:
         raise SpecError(f"spec {path} is not valid YAML: {e}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"spec {path} must be a YAML mapping of keys to values")
+    if (moved := [k for k in MOVED_TO_EXECUTION if k in raw]) and (path, *moved) not in _WARNED:
+        _WARNED.add((path, *moved))
+        logging.getLogger(__name__).warning(
+            "spec %s: %s moved under execution: (write execution: {%s: ...}); the top-level "
+            "place is deprecated and read only until the next release", path, ", ".join(moved), moved[0])
     try:
         return Study.model_validate(raw)
     except ValidationError as e:

@@ -10,10 +10,10 @@ from pipeline_lib.features import base_set_features
 from pipeline_lib.prediction.evaluation import cross_validate_design, transfer_design
 
 
-def single_threaded_numerics() -> None:
-    """Process-pool initializer: one OpenMP/BLAS thread per worker (tiny fits drown in thread start-up,
-    and the workers already fill the cores)."""
-    threadpool_limits(1)
+def set_numeric_threads(threads: int) -> None:
+    """Worker initializer: OpenMP/BLAS threads per worker (one, `placement.plan_designs`: tiny fits
+    drown in thread start-up, and the workers already fill the cores)."""
+    threadpool_limits(threads)
 
 
 @task(name="features", persist_result=False, tags=["features"], task_run_name="features-{feature_set}-k{k}")

@@ -27,7 +27,7 @@ TINY_STUDY = {
     "seeds": [0, 1],
     "samples": 2,
     "sweep": {"lr": {"log_uniform": [0.01, 0.1]}, "batch_size": [64]},
-    "device": "cpu",
+    "execution": {"device": "cpu"},
     "predict": {"k_epochs": [1, 2], "n_folds": 2},
     "width_transfer": {"train_widths": [0.5], "test_widths": [1.0]},
 }

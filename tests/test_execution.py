@@ -91,3 +91,33 @@ def test_node_metrics_view_follows_a_moved_warehouse(tmp_path):
     moved = Warehouse(after / "w.duckdb", data_dir=after / "data")
     moved.migrate()
     assert moved.query("SELECT run_id, sum(eigenvector) AS s FROM node_metrics GROUP BY ALL").rows() == [("r1", 2.0)]
+
+
+def _square(x: int) -> tuple[int, int]:
+    """x squared and the torch threads it ran with; x == 2 fails."""
+    import torch
+
+    if x == 2:
+        raise ValueError("two is refused")
+    return x * x, torch.get_num_threads()
+
+
+def _set_torch_threads(threads: int) -> None:
+    import torch
+    torch.set_num_threads(threads)
+
+
+def test_fan_out_in_process_keeps_order_and_records_failures():
+    """Small local work runs in this process, with the plan's threads only while it runs; the pool
+    and Ray paths are checked against it in tests/test_ray_runner.py."""
+    import torch
+
+    from flows._fanout import Failed, fan_out
+    from pipeline_lib.placement import WorkerPlan
+
+    before, seen = torch.get_num_threads(), []
+    results = fan_out(_square, [{"x": x} for x in range(4)], ExecutionSpec(), WorkerPlan(1, 1, in_process=True),
+                      stage="prediction", label="squares", initializer=_set_torch_threads,
+                      on_result=lambda i, r: seen.append(i))
+    assert results == [(0, 1), (1, 1), Failed("ValueError: two is refused"), (9, 1)]
+    assert seen == [0, 1, 2, 3] and torch.get_num_threads() == before  # the flow's own threads come back

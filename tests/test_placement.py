@@ -1,6 +1,7 @@
 import heapq
 
-from pipeline_lib.placement import MIN_GROUP_RUNS, plan_groups, run_cost
+from pipeline_lib.placement import (BATCHES_PER_WORKER, MIN_GROUP_RUNS, POOL_MIN_RUNS, available_cores, plan_batches,
+                                    plan_designs, plan_groups, run_cost)
 from pipeline_lib.spec import expand_runs, load_study
 from tests.conftest import write_spec
 
@@ -62,3 +63,21 @@ def test_one_slot_keeps_whole_kinds_and_no_group_is_empty(tmp_path):
     assert [len(g) for g in plan_groups(runs, stack_size=64, slots=1)] == [15]
     assert len(plan_groups(runs[:2], stack_size=64, slots=8)) == 2  # never below one run per group
     assert plan_groups([], stack_size=64, slots=2) == []
+
+
+def test_graph_batches_cover_the_jobs_in_order_and_fill_the_cores():
+    jobs = list(range(37))
+    batches, plan = plan_batches(jobs, cores=4)
+    assert [j for b in batches for j in b] == jobs and len(batches) == 4 * BATCHES_PER_WORKER
+    assert max(map(len, batches)) - min(map(len, batches)) <= 1
+    assert (plan.workers, plan.threads, plan.in_process) == (4, 1, False)
+    one, single = plan_batches(jobs[:1], cores=4)
+    assert one == [[0]] and single.in_process and single.threads == 4  # the whole machine, no pool
+    assert plan_batches([], cores=4)[0] == []
+
+
+def test_prediction_designs_start_a_pool_only_for_a_real_study():
+    assert plan_designs(designs=12, runs=POOL_MIN_RUNS - 1).in_process
+    assert plan_designs(designs=1, runs=500).in_process
+    big = plan_designs(designs=12, runs=POOL_MIN_RUNS)
+    assert not big.in_process and big.threads == 1 and big.workers == min(available_cores(), 12)

@@ -1,5 +1,6 @@
-"""Scale-out for real: a Ray head on loopback, a tiny training sweep through prefect-ray's
-RayTaskRunner, the results in the warehouse, and the head stopped with everything it started."""
+"""Scale-out for real: a Ray head on loopback, a tiny training sweep and one prediction stage
+(evaluate) through prefect-ray's RayTaskRunner, the results in the warehouse (the evaluation's
+equal to the one computed in this process), and the head stopped with everything it started."""
 from __future__ import annotations
 
 import os
@@ -88,7 +89,7 @@ def test_sweep_on_a_ray_cluster(tmp_path, ray_head, prefect_harness):
     from prefect.settings import PREFECT_API_URL
 
     address, temp_dir = ray_head
-    spec = write_spec(tmp_path, name="on-ray", widths=[0.5], seeds=[0, 1], samples=1, epochs=2,
+    spec = write_spec(tmp_path, name="on-ray", widths=[0.5], seeds=[0, 1], samples=2, epochs=2,
                       dataset={"name": "digits", "subset": 200}, predict={"k_epochs": [1], "n_folds": 2},
                       width_transfer={})
     data_dir = tmp_path / "shared-data"
@@ -111,3 +112,33 @@ def test_sweep_on_a_ray_cluster(tmp_path, ray_head, prefect_harness):
     # the training ran in Ray's workers: their logs hold the task runs' own log lines
     worker_logs = "".join(p.read_text(errors="replace") for p in Path(temp_dir).glob("session_*/logs/worker-*"))
     assert re.search(r"Task run 'train-[^']*' - Finished in state Completed", worker_logs), worker_logs[-2000:]
+    _evaluate_on_ray(tmp_path, address, temp_dir, spec)
+
+
+def _evaluate_on_ray(tmp_path, address, temp_dir, spec):
+    """evaluate --ray-address: a study of 4 runs would be evaluated in the flow's process, but a stage
+    asked to run on Ray runs there; its predictions equal those of evaluate in this process."""
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.evaluate import evaluate
+    from flows.features import features
+
+    features(str(spec), str(tmp_path / "w.duckdb"))
+    shutil.copy(tmp_path / "w.duckdb", tmp_path / "local.duckdb")
+    flow = subprocess.run(
+        [sys.executable, "-m", "flows.evaluate", "--spec", str(spec), "--warehouse", str(tmp_path / "w.duckdb"),
+         "--ray-address", address],
+        cwd=ROOT, env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()},
+        capture_output=True, text=True, timeout=300)
+    assert flow.returncode == 0, flow.stdout[-2000:] + flow.stderr[-3000:]
+    local = evaluate(str(spec), str(tmp_path / "local.duckdb"))
+    assert local["designs"] > 0 and "failed" not in local
+
+    sql = "SELECT task, predictor, feature_set, k, split, run_id, fold, y_pred FROM predictions ORDER BY ALL"
+    on_ray, here = Warehouse(tmp_path / "w.duckdb").query(sql), Warehouse(tmp_path / "local.duckdb").query(sql)
+    assert on_ray.height == here.height > 0
+    assert on_ray.drop("y_pred").equals(here.drop("y_pred"))
+    assert (on_ray["y_pred"] - here["y_pred"]).abs().max() < 1e-9  # each design's result in its place
+    worker_logs = "".join(p.read_text(errors="replace") for p in Path(temp_dir).glob("session_*/logs/worker-*"))
+    ran = set(re.findall(r"Task run 'cv-([^']*)' - Finished in state Completed", worker_logs))
+    assert len(ran) == local["designs"], worker_logs[-2000:]

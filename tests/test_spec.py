@@ -48,7 +48,7 @@ def test_run_id_ignores_dataset_root_but_not_subset(tmp_path):
         ({"dataset": {"name": "imagenet"}}, "'digits', 'fashion_mnist', 'cifar10' or 'svhn'"),
         ({"sweep": {"lr": {"log_uniform": [0.1, 0.01]}}}, "0 < low <= high"),
         ({"widths": [0.0]}, "positive"),
-        ({"device": "tpu"}, "device"),
+        ({"execution": {"device": "tpu"}}, "execution.device"),
         ({"predict": {"k_epochs": [5]}}, "must be below epochs"),
         ({"width_transfer": {"train_widths": [4.0], "test_widths": [1.0]}}, "not in widths"),
         ({"sweep": {"lr": [0.1, 0.0]}}, "sweep.lr: learning rates must be > 0"),
@@ -101,7 +101,7 @@ UNRUNNABLE = [
     ({"dataset": {"name": "cifar10"}}, "cifar10 needs dataset.root"),
     ({"samples": 1}, "samples: grouped cross-validation needs at least 2 distinct configurations"),
     ({"seeds": [0, 0]}, "seeds: lists [0] more than once"),
-    ({"device": "cuda:3"}, "device: device 'cuda:3' requested but"),
+    ({"execution": {"device": "cuda:3"}}, "execution.device: device 'cuda:3' requested but"),
 ]
 
 
@@ -142,10 +142,26 @@ def test_cross_validation_needs_two_distinct_configurations(tmp_path):
 
 
 def test_unavailable_device_fails_before_prefect_in_a_real_process(tmp_path):
-    spec = write_spec(tmp_path, device="cuda:3")
+    spec = write_spec(tmp_path, execution={"device": "cuda:3"})
     proc = subprocess.run([sys.executable, "-m", "flows.study", "--spec", str(spec),
                            "--warehouse", str(tmp_path / "w.duckdb")], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
-    assert "device: device 'cuda:3' requested but" in proc.stderr
+    assert "execution.device: device 'cuda:3' requested but" in proc.stderr
     assert "Traceback" not in proc.stderr and "prefect" not in proc.stderr.lower()
     assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_execution_keys_at_the_top_level_still_work_for_one_release(tmp_path, caplog):
+    """The old places of device, stacked, stack_size, ...: read into execution:, with a warning naming the
+    spec; run ids do not depend on where they are written. Both places at once is an error."""
+    (tmp_path / "new").mkdir()
+    new = write_spec(tmp_path / "new", execution={"device": "cpu", "stacked": False, "stack_size": 8})
+    old = write_spec(tmp_path, execution=None, device="cpu", stacked=False, stack_size=8)  # as specs were written
+    with caplog.at_level("WARNING", logger="pipeline_lib.spec"):
+        moved = load_study(old)
+    assert f"spec {old}: device, stacked, stack_size moved under execution:" in caplog.text
+    assert moved.execution == load_study(new).execution
+    assert [r.run_id for r in expand_runs(moved)] == [r.run_id for r in expand_runs(load_study(new))]
+    both = write_spec(tmp_path, stacked=False, execution={"stacked": True})
+    with pytest.raises(SpecError, match="stacked given both at the top level and under execution:"):
+        load_study(both)

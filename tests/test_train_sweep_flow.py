@@ -57,11 +57,12 @@ def test_stacked_and_single_run_sweeps_agree(tmp_path, prefect_harness):
 
     common = dict(name="agree", sweep={"lr": [0.05, 0.02], "dropout": [0.0, 0.5], "batch_size": [64]},
                   samples=2, widths=[1.0], seeds=[0, 1], epochs=2, width_transfer={},
-                  predict={"k_epochs": [1], "n_folds": 2}, runs_per_device=1)
+                  predict={"k_epochs": [1], "n_folds": 2})
+    one_slot = {"device": "cpu", "runs_per_device": 1}
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    states = [train_sweep(str(write_spec(tmp_path / "a", **common, stacked=True, stack_size=3)),
+    states = [train_sweep(str(write_spec(tmp_path / "a", **common, execution={**one_slot, "stacked": True, "stack_size": 3})),
                           str(tmp_path / "a.duckdb"), return_state=True),
-              train_sweep(str(write_spec(tmp_path / "b", **common, stacked=False)), str(tmp_path / "b.duckdb"),
+              train_sweep(str(write_spec(tmp_path / "b", **common, execution={**one_slot, "stacked": False})), str(tmp_path / "b.duckdb"),
                           return_state=True)]
     assert [s.result() for s in states] == [{"completed": 4}] * 2
     sql = "SELECT run_id, epoch, test_loss, test_acc FROM epoch_metrics ORDER BY run_id, epoch"
