@@ -177,7 +177,7 @@ class WidthTransferSpec(_Strict):
 
 
 class ExecutionSpec(_Strict):
-    """Where the tasks run: this machine's process pool, or a Ray cluster (see README "Scale-out on Ray").
+    """Where the tasks run: this machine's process pool, or a Ray cluster (see docs/ray.md).
 
     On Ray each training task asks for `gpus_per_training_task` GPUs (a fraction packs several
     small runs on one GPU; 0 trains on CPU) and `cpus_per_training_task` CPUs; each graph task
@@ -195,7 +195,7 @@ class ExecutionSpec(_Strict):
 
 
 class GraphOptions(_Strict):
-    """How snapshots become rolled graphs and node properties (see README "Graphs")."""
+    """How snapshots become rolled graphs and node properties (see docs/graphs.md)."""
 
     fold_batchnorm: bool = True
     exact_limit: int = Field(default=1000, ge=0, description="closeness/betweenness exact up to this many nodes")

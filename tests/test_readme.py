@@ -1,8 +1,9 @@
-"""The README's examples run as written. Every fenced bash or SQL block after a `<!-- runnable -->`
-line runs from a copy of the project root whose specs/digits.yaml is a tiny digits study: the
-README's own study command builds warehouse/warehouse.duckdb, then the other blocks (bash as a
-script, SQL through `duckdb -readonly`) and every file of warehouse/queries/ run against it. Prefect
-gets no settings from the environment here, only prefect.toml's."""
+"""The README's and docs/'s examples run as written. Every fenced bash or SQL block after a
+`<!-- runnable -->` line, in README.md then docs/*.md, runs from a copy of the project root whose
+specs/digits.yaml is a tiny digits study: the README's own study command builds
+warehouse/warehouse.duckdb, then the other blocks (bash as a script, SQL through `duckdb -readonly`)
+and every file of warehouse/queries/ run against it. Prefect gets no settings from the environment
+here, only prefect.toml's. Every relative link of those pages names a file of the repository."""
 from __future__ import annotations
 
 import os
@@ -18,8 +19,11 @@ from tests.conftest import write_spec
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
-BLOCKS = re.findall(r"<!-- runnable -->\n```(bash|sql)\n(.*?)```", README, re.S)
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+README = PAGES[0].read_text()
+# In page order: a block may read what an earlier one wrote (configuration_scores after flows.score).
+BLOCKS = [block for page in PAGES
+          for block in re.findall(r"<!-- runnable -->\n```(bash|sql)\n(.*?)```", page.read_text(), re.S)]
 STUDY_COMMAND = ".venv/bin/python -m flows.study --spec specs/digits.yaml --warehouse warehouse/warehouse.duckdb"
 QUERIES = sorted((ROOT / "warehouse" / "queries").glob("*.sql"))
 
@@ -84,3 +88,27 @@ def test_query_file_runs_in_the_duckdb_shell(project, query):
     done = _run(project, f".read {query}\n", sql=True)
     assert done.stdout.strip()
     assert "nan" not in done.stdout.lower().split()  # undefined values show as NULL, never first as NaN
+
+
+def test_docs_blocks_are_collected():
+    docs_blocks = [b for page in PAGES[1:] for b in re.findall(r"<!-- runnable -->\n```(bash|sql)\n", page.read_text())]
+    assert len(docs_blocks) >= 2 and len(BLOCKS) > len(docs_blocks)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_relative_links_name_files_of_the_repository(page):
+    """A page may cite only what the repository holds; anchors are checked against the headings."""
+    for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+        if re.match(r"[a-z]+://", target):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        assert linked.exists() and linked.is_relative_to(ROOT), f"{page.name}: {target}"
+        if anchor and linked.suffix == ".md":
+            assert anchor in _anchors(linked.read_text()), f"{page.name}: {target}"
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading ids: lower case, punctuation but hyphens and underscores dropped, spaces to hyphens."""
+    headings = re.findall(r"^#+ (.+)$", re.sub(r"```.*?```", "", markdown, flags=re.S), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}

@@ -150,7 +150,7 @@ def _positive_unit(vector: np.ndarray) -> np.ndarray:
     vector = vector if vector.sum() >= 0 else -vector
     vector = np.clip(vector, 0, None)  # Perron vectors are non-negative; clip round-off
     if vector.size and vector.max() > 0:
-        vector[vector < ROUNDOFF * vector.max()] = 0.0  # structural zeros stay zero (see "Stability")
+        vector[vector < ROUNDOFF * vector.max()] = 0.0  # structural zeros stay zero (docs/graphs.md, "Stability")
     norm = np.linalg.norm(vector)
     return vector / norm if norm > 0 else vector
 
