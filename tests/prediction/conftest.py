@@ -10,14 +10,11 @@ from pathlib import Path
 import pytest
 from threadpoolctl import threadpool_limits
 
-from pipeline_lib.datasets import load_dataset
 from pipeline_lib.graphs.snapshot_metrics import SnapshotJob, process_snapshots
-from pipeline_lib.spec import Study, expand_runs, load_study
-from pipeline_lib.training import train_run
-from tests.conftest import write_spec
+from pipeline_lib.spec import Study
+from tests.conftest import train_in_process, write_spec
 from warehouse.db import Warehouse
 from warehouse.graphs import load_staged_graphs, pending_snapshots, stage_graph_batch
-from warehouse.runs import record_runs, record_study
 
 SMALL_STUDY = {
     "name": "predict-small",
@@ -39,13 +36,8 @@ class SmallStudy:
 def build_study(directory: Path, **overrides) -> SmallStudy:
     """Train every run of the spec with the library, load the warehouse, compute its graphs."""
     spec = write_spec(directory, **{**SMALL_STUDY, **overrides})
-    study = load_study(spec)
     wh = Warehouse(directory / "w.duckdb")
-    record_study(wh, study)
-    configs = expand_runs(study)
-    data = load_dataset(study.dataset.name, subset=study.dataset.subset)
-    results = {c.run_id: train_run(c, data, wh.data_dir) for c in configs}
-    record_runs(wh, study.name, configs, results)
+    study = train_in_process(spec, wh)
     jobs = [SnapshotJob(**row) for row in pending_snapshots(wh, study.name, study.graphs).iter_rows(named=True)]
     batch = process_snapshots(jobs, wh.data_dir, study.graphs)
     stage_graph_batch(wh.data_dir, batch.graphs, batch.summaries, study.graphs)
