@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.train_sweep import train_sweep
 from tests.conftest import write_spec
 from warehouse.db import Warehouse
 
@@ -41,7 +42,7 @@ def _metrics(warehouse: Path):
                                       "FROM epoch_metrics ORDER BY run_id, epoch")
 
 
-def test_ctrl_c_mid_training_stops_promptly_and_the_rerun_matches(tmp_path):
+def test_ctrl_c_mid_training_stops_promptly_and_the_rerun_matches(tmp_path, prefect_harness):
     spec = write_spec(tmp_path, **SPEC)
     interrupted = tmp_path / "interrupted.duckdb"
     # its own process group, like a command in a terminal: Ctrl-C signals the whole group
@@ -66,10 +67,11 @@ def test_ctrl_c_mid_training_stops_promptly_and_the_rerun_matches(tmp_path):
         os.killpg(flow.pid, signal.SIGKILL)
         pytest.fail(f"processes of the interrupted command stayed alive:\n{left}")
 
+    # the same command again; meanwhile the same flow, uninterrupted, in this process (on the
+    # session's Prefect server: the command line around it is what the interrupted run tests)
     resumed = _sweep(spec, interrupted)
-    assert resumed.wait(timeout=600) == 0, resumed.communicate()
     reference = tmp_path / "reference.duckdb"
-    uninterrupted = _sweep(spec, reference)
-    assert uninterrupted.wait(timeout=600) == 0, uninterrupted.communicate()
+    assert train_sweep(str(spec), str(reference)) == {"completed": 2}
+    assert resumed.wait(timeout=600) == 0, resumed.communicate()
     assert _metrics(interrupted).height == 2 * 13
     assert _metrics(interrupted).equals(_metrics(reference))

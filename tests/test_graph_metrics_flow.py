@@ -1,12 +1,12 @@
-"""The graph-metrics flow end to end: a tiny trained study through Prefect into Parquet and DuckDB."""
+"""The graph-metrics flow end to end: a tiny trained study through Prefect into Parquet and DuckDB.
+The runs are trained in-process (tests/test_train_sweep_flow.py covers the training flow)."""
 import polars as pl
 import pytest
 
 from flows.graph_metrics import graph_metrics
-from flows.train_sweep import train_sweep
 from pipeline_lib.graphs.snapshot_metrics import node_metrics_path
 from pipeline_lib.graphs.summaries import STATISTICS
-from tests.conftest import write_spec
+from tests.conftest import train_in_process, write_spec
 from warehouse.db import Warehouse
 
 pytestmark = pytest.mark.slow
@@ -19,8 +19,8 @@ def test_graph_stage_end_to_end(tmp_path, prefect_harness):
     spec = write_spec(tmp_path, epochs=2, samples=1, predict={"k_epochs": [1], "n_folds": 2},
                       graphs={"exact_limit": 200, "pivots": 16})
     wh_path = tmp_path / "w.duckdb"
-    train_sweep(str(spec), str(wh_path))
     wh = Warehouse(wh_path)
+    train_in_process(spec, wh)
     snapshots = wh.query("SELECT run_id, epoch, path FROM snapshots ORDER BY run_id, epoch")
     n = snapshots.height  # 4 runs x 3 snapshots
     corrupted = snapshots.row(4, named=True)

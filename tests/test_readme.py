@@ -3,7 +3,10 @@
 specs/digits.yaml is a tiny digits study: the README's own study command builds
 warehouse/warehouse.duckdb, then the other blocks (bash as a script, SQL through `duckdb -readonly`)
 and every file of warehouse/queries/ run against it. Prefect gets no settings from the environment
-here, only prefect.toml's. Every relative link of those pages names a file of the repository."""
+here, only prefect.toml's: the study command starts its own temporary server, as a user's does; the
+later flow commands report to the session's test server instead (PREFECT_API_URL, the README's way
+of running flows against a server), which saves each of them a server start. Every relative link of
+those pages names a file of the repository."""
 from __future__ import annotations
 
 import os
@@ -40,13 +43,16 @@ def _mirror(root: Path) -> None:
         for entry in (ROOT / folder).iterdir():
             if not entry.name.startswith("warehouse.duckdb") and entry.name not in {"data", "digits.yaml"}:
                 (root / folder / entry.name).symlink_to(entry)
-    write_spec(root / "specs", name="digits-demo", epochs=3, samples=3, predict={"k_epochs": [1, 2], "n_folds": 2},
+    write_spec(root / "specs", name="digits-demo", epochs=3, samples=3, predict={"k_epochs": [2], "n_folds": 2},
                graphs={"exact_limit": 200, "pivots": 8})
     (root / "specs" / "digits-demo.yaml").rename(root / "specs" / "digits.yaml")
 
 
-def _run(root: Path, script: str, *, sql: bool = False, timeout: int = 600) -> subprocess.CompletedProcess:
+def _run(root: Path, script: str, *, sql: bool = False, api_url: str | None = None,
+         timeout: int = 600) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
     command = ([".venv/bin/duckdb", "-readonly", "-bail", "warehouse/warehouse.duckdb"] if sql
                else ["bash", "-euo", "pipefail", "-c", script])
     done = subprocess.run(command, input=script if sql else None, stdin=None if sql else subprocess.DEVNULL,
@@ -67,6 +73,13 @@ def project(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def api_url(prefect_harness) -> str:
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
 def test_the_study_command_is_a_runnable_block():
     assert ("bash", STUDY_COMMAND + "\n") in BLOCKS
 
@@ -78,8 +91,8 @@ def test_spec_excerpt_is_the_demo_spec():
 
 @pytest.mark.parametrize("language,block", [b for b in BLOCKS if b[1] != STUDY_COMMAND + "\n"],
                          ids=lambda v: v if v in ("bash", "sql") else v.strip().splitlines()[0][:50])
-def test_readme_block_runs(project, language, block):
-    done = _run(project, block, sql=language == "sql")
+def test_readme_block_runs(project, api_url, language, block):
+    done = _run(project, block, sql=language == "sql", api_url=api_url)
     assert (done.stdout + done.stderr).strip()  # every example prints something (flows: their log, on stderr)
 
 
