@@ -1,6 +1,6 @@
 """The study report: Markdown with PNG figures, every number computed from warehouse tables.
 
-`build_report` returns the Markdown text and writes the figures; `markdown_table` renders a
+`build_report` returns the Markdown text and writes the figures; `tables.markdown_table` renders a
 Polars frame as a Markdown table (Polars' own formatter).
 """
 from __future__ import annotations
@@ -15,8 +15,9 @@ from ..prediction.metrics import BOOTSTRAP_SEED, N_RESAMPLES
 from ..prediction.targets import chance_accuracy, run_targets
 from ..spec import Study
 from .figures import compute_saving, graph_trajectories, metric_vs_k, predicted_vs_true
-from .tables import (cost_table, cost_verdict, display_table, summary_table, table_predictor, transfer_table,
-                     verdict)
+from .decisions import decisions_section
+from .tables import (cost_table, cost_verdict, display_table, markdown_table, summary_table, table_predictor,
+                     transfer_table, verdict)
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,8 @@ class ReportInputs:
     predictions: pl.DataFrame   # regression, split cv
     costs: pl.DataFrame
     graph_summaries: pl.DataFrame  # run_id, epoch, property, statistic, value (scope 'graph')
-
-
-def markdown_table(frame: pl.DataFrame, precision: int = 3) -> str:
-    with pl.Config(tbl_formatting="ASCII_MARKDOWN", tbl_hide_column_data_types=True, tbl_hide_dataframe_shape=True,
-                   tbl_rows=-1, tbl_cols=-1, float_precision=precision, tbl_width_chars=400, fmt_str_lengths=200):
-        return str(frame)
+    predictors: pl.DataFrame    # the study's registered predictors: id, k, feature_set, task, predictor, metrics_json
+    epoch_metrics: pl.DataFrame  # run_id, epoch, test_acc, train_loss, seconds (the replay's curves)
 
 
 def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str, dict[str, pl.DataFrame], str]:
@@ -139,6 +136,9 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
         ]
         compute_saving(costs, out_dir / "compute_saving.png")
 
+    decisions, decision_tables = decisions_section(study, runs, inputs.epoch_metrics, inputs.predictors,
+                                                   inputs.predictions, inputs.costs, out_dir)
+    lines += decisions
     lines += [
         "## How these numbers were made",
         "",
@@ -149,8 +149,8 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
         f"- A good run has final accuracy above the {study.predict.good_run_quantile:.0%} quantile of the study.",
         "- TSE is the sum of the training losses of epochs 1..k, TSE-EMA weighs epoch t by 0.9^(k-t) (Ru et al. "
         "2021); `all` joins every feature set, `all_but_graph` every one but the graph sets.",
-        "- Every number above is computed from the warehouse tables `evaluations`, `comparisons`, `predictions` "
-        "and `costs`.",
+        "- Every number above is computed from the warehouse tables `evaluations`, `comparisons`, `predictions`, "
+        "`costs`, `predictors` and `epoch_metrics`.",
     ]
     return "\n".join(lines) + "\n", {"verdict": pl.DataFrame({"verdict": headline}), "summary": summary,
-                                      "width_transfer": transfer, "costs": costs}, predictor
+                                      "width_transfer": transfer, "costs": costs, **decision_tables}, predictor
