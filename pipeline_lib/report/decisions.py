@@ -10,6 +10,7 @@ sweep's launch order. Not the benchmark's extras (every feature set, refit timin
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -41,19 +42,30 @@ def registered_table(predictors: pl.DataFrame, predictions: pl.DataFrame, confid
         oof = predictions.filter((pl.col("feature_set") == best["feature_set"]) & (pl.col("k") == best["k"])
                                  & (pl.col("predictor") == best["predictor"]))
         residual = (oof["y_true"] - oof["y_pred"]).to_numpy()
-        low, high = conformal_intervals(residual, np.array([0.5]), confidence)[0]
         folds = oof["fold"].to_numpy()
         covered = []
         for fold in np.unique(folds):
             held = folds == fold
+            if not calibrates(int((~held).sum()), confidence):  # the interval would be all of [0, 1]: says nothing
+                covered = []
+                break
             band = conformal_intervals(residual[~held], oof["y_pred"].to_numpy()[held], confidence)
             y = oof["y_true"].to_numpy()[held]
             covered += list((band[:, 0] <= y) & (y <= band[:, 1]))
+        low, high = conformal_intervals(residual, np.array([0.5]), confidence)[0] if calibrates(len(residual), confidence) \
+            else (0.0, 1.0)
         rows.append({"k": best["k"], "predictor": f"{best['feature_set']}/{best['predictor']}",
                      "tau [95%]": interval(best["tau"], best["low"], best["high"]),
                      f"{confidence:.0%} interval width": float(high - low),
-                     "coverage out of fold": float(np.mean(covered)), "runs": len(residual), "id": best["id"]})
+                     "coverage out of fold": float(np.mean(covered)) if covered else None, "runs": len(residual),
+                     "id": best["id"]})
     return pl.DataFrame(rows)
+
+
+def calibrates(residuals: int, confidence: float) -> bool:
+    """Whether this many residuals bound an interval at `confidence` (the ceil((n+1)c)-th smallest exists);
+    with fewer, the split-conformal interval is unbounded (clipped: all of [0, 1])."""
+    return math.ceil((residuals + 1) * confidence) <= residuals
 
 
 def path_table(costs: pl.DataFrame) -> pl.DataFrame:
@@ -156,7 +168,8 @@ def decisions_section(study: Study, runs: pl.DataFrame, epoch_metrics: pl.DataFr
              f"Registered predictors (`predictors`, fitted on all {registered['runs'][0]} finished runs): per k the "
              "regression predictor of highest pooled out-of-fold Kendall tau. The interval is split-conformal from "
              f"its out-of-fold residuals at {CONFIDENCE:.0%} (what `flows.score` attaches to a score); its coverage out "
-             "of fold judges each fold's runs by the interval calibrated on the other folds.", "",
+             "of fold judges each fold's runs by the interval calibrated on the other folds (empty when a fold's "
+             "others are too few to bound one).", "",
              markdown_table(registered.drop("runs")), ""]
     tables = {"registered": registered}
     path = path_table(costs)
