@@ -47,10 +47,11 @@ def register(spec: str, warehouse: str | None = None) -> dict:
     rows = registration.register_study(wh, study)
     logger.info("registered %d predictors of %s under %s", rows.height, study.name, wh.data_dir / "predictors")
     for r in decision_path.record_decision_path(wh, study).iter_rows(named=True):
-        logger.info("k = %d, %s: %.4f s of graph work per snapshot (%s) against %.4f s of training per model-epoch; "
-                    "for every run's snapshots 0..k, %.0f%% of training every run to the end", r["k"], f"{r['feature_set']}/{r['predictor']}" if r["feature_set"]
-                    else "every property", r["snapshot_seconds"], ", ".join(r["properties"]) or "none",
-                    r["epoch_seconds"], 100 * r["fraction"])
+        what = f"{r['feature_set']}/{r['predictor']}" if r["feature_set"] else "every property"
+        logger.info("k = %d, %s: %.4f s of graph work per snapshot (%s) against %.4f s of training per "
+                    "model-epoch; for every run's snapshots 0..k, %.0f%% of training every run to the end", r["k"],
+                    what, r["snapshot_seconds"], ", ".join(r["properties"]) or "none", r["epoch_seconds"],
+                    100 * r["fraction"])
     record_stage(wh, study.name, STAGE, fingerprint)
     return {"predictors": rows.height}
 

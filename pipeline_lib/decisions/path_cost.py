@@ -22,6 +22,7 @@ from sklearn.pipeline import Pipeline
 from ..graphs.properties import PROPERTIES
 from ..graphs.snapshot_metrics import SnapshotJob, snapshot_node_metrics
 from ..graphs.summaries import summarise
+from ..prediction.costs import COST_SCHEMA
 from ..spec import GraphOptions
 
 STRATEGIES = ("decision_path", "graph_stage")  # its rows of `costs`
@@ -82,10 +83,13 @@ def seconds_per_snapshot(jobs: list[SnapshotJob], options: GraphOptions,
     return {name: float(np.mean(seconds)) for name, seconds in timings.items()}
 
 
-COST_COLUMNS = {"strategy": pl.Utf8, "k": pl.Int64, "feature_set": pl.Utf8, "predictor": pl.Utf8,
-                "seconds": pl.Float64, "fraction": pl.Float64, "runs_to_end": pl.Int64, "best_final_acc": pl.Float64,
-                "detail": pl.Utf8, "properties": pl.List(pl.Utf8), "snapshot_seconds": pl.Float64,
+COST_COLUMNS = {**COST_SCHEMA, "properties": pl.List(pl.Utf8), "snapshot_seconds": pl.Float64,
                 "epoch_seconds": pl.Float64, "snapshots_timed": pl.Int64}
+
+
+def key_of(properties: Collection[str]) -> str:
+    """The name a property set is timed under."""
+    return ",".join(properties)
 
 
 def decision_path_rows(chosen: pl.DataFrame, per_snapshot: dict[str, float], snapshots_to_k: dict[int, int],
@@ -119,8 +123,3 @@ def decision_path_rows(chosen: pl.DataFrame, per_snapshot: dict[str, float], sna
         (pl.col("seconds") / train_all).alias("fraction"), pl.lit(None, pl.Int64).alias("runs_to_end"),
         pl.lit(None, pl.Float64).alias("best_final_acc"), pl.lit(epoch_seconds).alias("epoch_seconds"),
         pl.lit(timed, pl.Int64).alias("snapshots_timed")).select(COST_COLUMNS.keys()).cast(COST_COLUMNS)
-
-
-def key_of(properties: Collection[str]) -> str:
-    """The name a property set is timed under."""
-    return ",".join(properties)
