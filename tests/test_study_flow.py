@@ -43,7 +43,8 @@ def test_study_end_to_end_and_rerun(tmp_path, prefect_harness):
 
     # the decision path's costs: per k a predictor reading a strict subset of the graph quantities (the
     # graph predictors keep at most 64 of thousands of columns), cheaper than every property on the same
-    # snapshots; its fraction is its seconds over the recorded training of every run, counted here in SQL
+    # snapshots when it skips the Dijkstra-based ones; its fraction is its seconds over the recorded
+    # training of every run, counted here in SQL
     path = wh.query("SELECT * FROM costs WHERE strategy IN ('decision_path', 'graph_stage') ORDER BY k, strategy")
     assert set(path["k"]) == {1, 2} and path.filter(pl.col("strategy") == "graph_stage").height == 2
     counts = wh.query("""SELECT (SELECT sum(seconds) FROM epoch_metrics) AS train_all,
@@ -59,7 +60,9 @@ def test_study_end_to_end_and_rerun(tmp_path, prefect_harness):
     graph_paths = path.filter((pl.col("strategy") == "decision_path") & (pl.col("properties").list.len() > 0))
     assert graph_paths.height >= 2  # the best graph predictor of each k
     for r in graph_paths.iter_rows(named=True):
-        assert set(r["properties"]) < {*PROPERTIES, "perron_value"} and r["snapshot_seconds"] < full[r["k"]], r
+        assert set(r["properties"]) < {*PROPERTIES, "perron_value"}, r
+        if not {"closeness", "betweenness"} & set(r["properties"]):
+            assert r["snapshot_seconds"] < full[r["k"]], r
     report_md = Path(results["report"]["path"]).read_text()
     assert "## Decisions" in report_md and "### The cost of the decision path" in report_md
     assert (Path(reports) / "tiny-study" / "decisions_pareto.png").stat().st_size > 10_000

@@ -178,7 +178,7 @@ def decisions_section(study: Study, runs: pl.DataFrame, epoch_metrics: pl.DataFr
                   "Scoring a run needs the graph quantities behind the columns its registered predictor kept, on "
                   "the run's snapshots of epochs 0..k. Measured on a sample of this study's snapshots "
                   f"({int(costs.filter(pl.col('strategy') == 'graph_stage')['snapshots_timed'][0])} snapshots; read, "
-                  "rolled graph, those quantities, summaries; median of 3 timings each), beside every property on the "
+                  "rolled graph, those quantities, summaries; the least of 3 timings each), beside every property on the "
                   "same snapshots in the same loop; against the recorded training seconds per model-epoch. `of "
                   "train-all` = graph seconds for every run's snapshots 0..k / seconds of training every run to the "
                   "end. RQ3 (`predict_then_finish` above) charges graph predictors the recorded graph stage, every "
