@@ -102,11 +102,10 @@ def pruner_policies(curves: replay.Curves, share: float, target: float, shuffles
     orders = [np.random.default_rng(seed).permutation(len(curves.run_ids)) for seed in range(shuffles)]
     out = []
     for name, settings in replay.pruner_grid(curves.epochs).items():
-        def points(c: replay.Curves) -> list[dict]:
-            return [{"setting": label, **replay.outcome(c, replay.optuna_decision(c, make, name), share)}
-                    for label, make in settings]
-        shuffled = [replay.cheapest_at_recall(points(curves.take(o)), target) for o in orders]
-        out.append({"family": "optuna", "policy": name, "k": None, **summarise(points(curves), target),
+        shuffled = [replay.cheapest_at_recall(replay.pruner_points(curves.take(o), name, settings, share), target)
+                    for o in orders]
+        out.append({"family": "optuna", "policy": name, "k": None,
+                    **summarise(replay.pruner_points(curves, name, settings, share), target),
                     "shuffled_at_target": [None if pt is None else pt["fraction"] for pt in shuffled]})
     return out
 

@@ -16,10 +16,10 @@ from prefect import flow, get_run_logger
 from pipeline_lib.decisions.registry import RegistryError
 from pipeline_lib.decisions.scoring import ScoringError
 from pipeline_lib.spec import load_study
-from warehouse.db import Warehouse
 from warehouse.scores import plan_scoring, score_study
 
 from ._cli import run_cli, study_arguments
+from ._runtime import open_warehouse
 
 
 @flow(name="score", log_prints=True)
@@ -28,7 +28,7 @@ def score(spec: str, warehouse: str | None = None, predictor: str = "best", at_e
     """Score the study's runs that reached epoch `at_epoch`; returns the predictor and how many were scored."""
     logger = get_run_logger()
     study = load_study(spec)
-    wh = Warehouse(warehouse) if warehouse else Warehouse()
+    wh = open_warehouse(warehouse, study.execution, study.name)
     scores, plan = score_study(wh, study.name, predictor, at_epoch, confidence)
     chosen = plan.predictor
     logger.info("scored %d runs of %s at epoch %d with predictor %s (%s, %s, fitted on study %s)%s", scores.height,
@@ -44,7 +44,8 @@ def main() -> None:
     parser.add_argument("--confidence", type=float, default=0.9, help="of the intervals (default: %(default)s)")
     args = parser.parse_args()
     study = load_study(args.spec)
-    plan_scoring(Warehouse(args.warehouse), study.name, args.predictor, args.at_epoch)  # refusals before Prefect starts
+    wh = open_warehouse(args.warehouse, study.execution, study.name)
+    plan_scoring(wh, study.name, args.predictor, args.at_epoch)  # refusals before Prefect starts
     score(args.spec, args.warehouse, args.predictor, args.at_epoch, args.confidence)
 
 

@@ -244,6 +244,19 @@ def test_command_line_refuses_with_exit_2_and_no_traceback(fitted, tmp_path):
     assert done.stderr.startswith("error: no registered regression predictor") and "Traceback" not in done.stderr
 
 
+def test_command_line_refuses_another_data_dir_than_the_study_s(fitted, tmp_path):
+    """The scoring command opens the warehouse as every flow does: a spec asking for a data_dir other
+    than the one the study owns is refused before Prefect starts."""
+    with fitted.writer() as con:
+        con.execute("INSERT OR REPLACE INTO studies VALUES ('owned', '{}', ?, now())", [str(tmp_path / "owned")])
+    spec = write_spec(tmp_path, name="owned", execution={"data_dir": str(tmp_path / "elsewhere")})
+    done = subprocess.run([sys.executable, "-m", "flows.score", "--spec", str(spec), "--warehouse", str(fitted.path),
+                           "--predictor", "best", "--at-epoch", str(K)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "keeps its snapshots and node metrics in" in done.stderr and "Traceback" not in done.stderr
+    assert "Starting temporary server" not in done.stdout + done.stderr
+
+
 @pytest.mark.slow
 def test_score_flow_writes_scores(fitted, tmp_path, prefect_harness):
     from flows.score import score

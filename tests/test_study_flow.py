@@ -1,5 +1,5 @@
 """The main job end to end through Prefect on a tiny spec: train, graphs, features, predictors,
-width transfer, registry, report; then a re-run that finds everything done."""
+width transfer, registry and its decision path's cost, report; then a re-run that finds everything done."""
 from pathlib import Path
 
 import polars as pl
@@ -12,6 +12,7 @@ pytestmark = pytest.mark.slow
 
 import flows.study as study_flow  # noqa: E402  (an import error must fail the test, not skip it)
 from pipeline_lib.features import BASE_SETS  # noqa: E402
+from pipeline_lib.graphs.properties import PROPERTIES  # noqa: E402
 from warehouse.registry import load_predictor, registered  # noqa: E402
 
 
@@ -40,7 +41,35 @@ def test_study_end_to_end_and_rerun(tmp_path, prefect_harness):
     model, row = load_predictor(wh, predictors["id"][0])
     assert len(row["features"]) == model.n_features_in_
 
-    before = {t: wh.query(f"SELECT * FROM {t} ORDER BY ALL") for t in ("features", "evaluations", "predictions", "predictors")}
+    # the decision path's costs: per k a predictor reading a strict subset of the graph quantities (the
+    # graph predictors keep at most 64 of thousands of columns), cheaper than every property on the same
+    # snapshots when it skips the Dijkstra-based ones; its fraction is its seconds over the recorded
+    # training of every run, counted here in SQL
+    path = wh.query("SELECT * FROM costs WHERE strategy IN ('decision_path', 'graph_stage') ORDER BY k, strategy")
+    assert set(path["k"]) == {1, 2} and path.filter(pl.col("strategy") == "graph_stage").height == 2
+    counts = wh.query("""SELECT (SELECT sum(seconds) FROM epoch_metrics) AS train_all,
+                                (SELECT avg(seconds) FROM epoch_metrics WHERE epoch >= 1) AS per_epoch,
+                                (SELECT count(*) FROM snapshots WHERE epoch <= 1) AS to_1,
+                                (SELECT count(*) FROM snapshots WHERE epoch <= 2) AS to_2""").row(0, named=True)
+    for r in path.iter_rows(named=True):
+        n = counts[f"to_{r['k']}"]
+        assert r["seconds"] == pytest.approx(r["snapshot_seconds"] * n)
+        assert r["fraction"] == pytest.approx(r["snapshot_seconds"] * n / counts["train_all"])
+        assert r["epoch_seconds"] == pytest.approx(counts["per_epoch"]) and r["runs_to_end"] is None
+    full = {r["k"]: r["snapshot_seconds"] for r in path.filter(pl.col("strategy") == "graph_stage").iter_rows(named=True)}
+    graph_paths = path.filter((pl.col("strategy") == "decision_path") & (pl.col("properties").list.len() > 0))
+    assert graph_paths.height >= 2  # the best graph predictor of each k
+    for r in graph_paths.iter_rows(named=True):
+        assert set(r["properties"]) < {*PROPERTIES, "perron_value"}, r
+        if not {"closeness", "betweenness"} & set(r["properties"]):
+            assert r["snapshot_seconds"] < full[r["k"]], r
+    report_md = Path(results["report"]["path"]).read_text()
+    assert "## Decisions" in report_md and "### The cost of the decision path" in report_md
+    assert (Path(reports) / "tiny-study" / "decisions_pareto.png").stat().st_size > 10_000
+    assert set(results["report"]["tables"]) >= {"registered", "decision_path", "decision_frontier"}
+
+    before = {t: wh.query(f"SELECT * FROM {t} ORDER BY ALL")
+              for t in ("features", "evaluations", "predictions", "predictors", "costs")}
     again = study_flow.study(str(spec), wh_path, reports)
     assert again["graph_metrics"]["computed"] == 0 and again["features"] == {}
     assert again["evaluate"] == {"up_to_date": True} and again["width_transfer"] == {"up_to_date": True}

@@ -155,8 +155,10 @@ def _fill_predictions(wh: Warehouse) -> None:
                 ('alpha', 'regression', 'hgb', 'graph', 1, 'leave_out:lenet', 'kendall_tau', 0.1, -0.1, 0.3, 12, 1, 6);
             INSERT INTO predictions VALUES
                 ('alpha', 'regression', 'hgb', 'graph', 1, 'cv', 'alpha-c1-s0', 0, 0.8, 0.75, NULL);
-            INSERT INTO costs VALUES ('alpha', 'train_all', NULL, NULL, NULL, 48.0, 1.0, 24, 0.9, NULL),
-                                     ('alpha', 'predict_then_finish', 1, 'graph', 'hgb', 20.0, 0.4167, 6, 0.9, NULL);
+            INSERT INTO costs (study, strategy, k, feature_set, predictor, seconds, fraction, runs_to_end,
+                               best_final_acc, detail)
+                        VALUES ('alpha', 'train_all', NULL, NULL, NULL, 48.0, 1.0, 24, 0.9, NULL),
+                               ('alpha', 'predict_then_finish', 1, 'graph', 'hgb', 20.0, 0.4167, 6, 0.9, NULL);
         """)
 
 

@@ -14,6 +14,7 @@ import polars as pl
 from pipeline_lib.decisions.registry import prediction_code_digest
 from pipeline_lib.features import BASE_SETS, FEATURE_SETS, GRAPH_BASE_SETS
 from pipeline_lib.fingerprints import digest, feature_fingerprints
+from pipeline_lib.decisions.path_cost import STRATEGIES as DECISION_PATH
 from pipeline_lib.prediction.evaluation import feature_matrix
 from pipeline_lib.spec import Study
 from pipeline_lib.vocabulary import FINISHED, Split, Task
@@ -128,14 +129,15 @@ def write_results(wh: Warehouse, study: str, splits: list[str], evaluations: pl.
                   predictions: pl.DataFrame, comparisons: pl.DataFrame | None = None,
                   costs: pl.DataFrame | None = None) -> None:
     """Replace the study's evaluations, predictions and comparisons of the given splits (split names,
-    or prefixes ending in ':' such as 'cv:') and its costs, at once; a table given None is kept."""
+    or prefixes ending in ':' such as 'cv:') and its RQ3 costs, at once; a table given None is kept."""
     where = "study = ? AND (list_contains(?, split) OR list_contains(?, split_part(split, ':', 1) || ':'))"
     with wh.writer() as con:
         for table, frame in (("evaluations", evaluations), ("predictions", predictions), ("comparisons", comparisons)):
             if frame is not None:
                 replace_where(con, table, frame.with_columns(pl.lit(study).alias("study")), where, [study, splits, splits])
-        if costs is not None:
-            replace_where(con, "costs", costs.with_columns(pl.lit(study).alias("study")), "study = ?", [study])
+        if costs is not None:  # RQ3's rows; the decision path's (flows.register) stay
+            replace_where(con, "costs", costs.with_columns(pl.lit(study).alias("study")),
+                          "study = ? AND NOT list_contains(?, strategy)", [study, list(DECISION_PATH)])
 
 
 def input_fingerprint(wh: Warehouse, study: str, *extra: str) -> str:
@@ -173,8 +175,8 @@ def record_stage(wh: Warehouse, study: str, stage: str, fingerprint: str) -> Non
 
 def report_tables(wh: Warehouse, study: str) -> dict[str, pl.DataFrame | str | None]:
     """What the report reads: runs, the leaderboard and the predictor its tables show (views.sql),
-    comparisons, cross-validated regression predictions, costs, and the whole-graph property
-    statistics per epoch."""
+    comparisons, cross-validated regression predictions, costs, the whole-graph property statistics
+    per epoch, registered predictors and the learning curves."""
     shown = wh.query("SELECT predictor FROM predictor_standing WHERE study = ? AND split = ? AND rank = 1",
                      [study, Split.CV])
     return {
@@ -188,4 +190,7 @@ def report_tables(wh: Warehouse, study: str) -> dict[str, pl.DataFrame | str | N
         "costs": wh.query("SELECT * EXCLUDE (study) FROM costs WHERE study = ?", [study]),
         "graph_summaries": wh.query("""SELECT s.run_id, s.epoch, s.property, s.statistic, s.value FROM graph_summaries s
                                        JOIN runs r USING (run_id) WHERE r.study = ? AND s.scope = 'graph'""", [study]),
+        "predictors": wh.query("SELECT id, k, feature_set, task, predictor, metrics_json FROM predictors WHERE study = ?",
+                               [study]),
+        "epoch_metrics": epoch_metrics(wh, study).select("run_id", "epoch", "test_acc", "train_loss", "seconds"),
     }

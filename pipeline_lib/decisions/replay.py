@@ -176,6 +176,18 @@ def optuna_decision(curves: Curves, make_pruner: PrunerFactory, study_name: str 
     never serves as a pruner's reference."""
     epochs = curves.epochs_done.copy()
     kept = np.ones(len(curves.run_ids), dtype=bool)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per replayed study is not news either
+    try:
+        _replay_trials(curves, make_pruner, study_name, epochs, kept)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return Decision(epochs, kept)
+
+
+def _replay_trials(curves: Curves, make_pruner: PrunerFactory, study_name: str, epochs: np.ndarray,
+                   kept: np.ndarray) -> None:
+    """optuna_decision's replay; writes each pruned run's epoch and kept flag into `epochs`, `kept`."""
     with warnings.catch_warnings():  # not news per replay: WilcoxonPruner is "experimental", and
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # a curve has few steps
         warnings.filterwarnings("ignore", message="Sample size too small for normal approximation")
@@ -197,7 +209,12 @@ def optuna_decision(curves: Curves, make_pruner: PrunerFactory, study_name: str 
                 study.tell(trial, float(curves.final[i]))
             else:
                 study.tell(trial, state=TrialState.FAIL)
-    return Decision(epochs, kept)
+
+
+def pruner_points(curves: Curves, name: str, settings: list[tuple[str, PrunerFactory]],
+                  share: float = TOP_SHARE) -> list[dict]:
+    """outcome() of each of a pruner's settings (from `pruner_grid`), replayed in row order: its curve."""
+    return [{"setting": label, **outcome(curves, optuna_decision(curves, make, name), share)} for label, make in settings]
 
 
 def pruner_grid(epochs: int) -> dict[str, list[tuple[str, PrunerFactory]]]:

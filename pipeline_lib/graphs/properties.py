@@ -38,6 +38,7 @@ Why these choices:
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -197,26 +198,41 @@ def betweenness(graph_tool_graph, distance, sources: np.ndarray | None = None) -
 
 
 # -- everything -------------------------------------------------------------------------------------
-def node_properties(graph: LayeredGraph, options: GraphOptions | None = None) -> NodeProperties:
-    """Every property of PROPERTIES for every node, normalised for comparison across widths."""
+def node_properties(graph: LayeredGraph, options: GraphOptions | None = None,
+                    only: Collection[str] = PROPERTIES) -> NodeProperties:
+    """Every property of PROPERTIES for every node, normalised for comparison across widths.
+
+    `only` computes just those properties (the others are NaN, and a skipped spectral step leaves
+    its scalars NaN): what scoring a run needs when its predictor reads a few properties. The
+    Perron value lambda_1(S) is computed whenever eigenvector or katz is, or `only` names
+    'perron_value'."""
     options = options or GraphOptions()
+    unknown = set(only) - {*PROPERTIES, "perron_value"}
+    if unknown:
+        raise ValueError(f"unknown properties {sorted(unknown)}; known: {PROPERTIES} and perron_value")
+    wanted = set(only)
     n = graph.n_nodes
+    nan = np.full(n, np.nan)
     adjacency = graph.adjacency()
     in_strength = np.asarray(adjacency.sum(axis=0)).ravel()
     out_strength = np.asarray(adjacency.sum(axis=1)).ravel()
-    perron_value, eigenvector, perron_gap = perron((adjacency + adjacency.T).tocsr())
-    alpha = options.katz_factor / perron_value if perron_value > 0 else 0.0
-    katz_values = katz(adjacency, alpha)
-    hub, authority, hits_gap = hits(adjacency)
-
-    pagerank_values = pagerank(adjacency, options.pagerank_damping)
+    perron_value = perron_gap = hits_gap = alpha = np.nan
+    eigenvector = katz_values = hub = authority = pagerank_values = closeness = between = nan
+    if wanted & {"eigenvector", "katz", "perron_value"}:
+        perron_value, eigenvector, perron_gap = perron((adjacency + adjacency.T).tocsr())
+        alpha = options.katz_factor / perron_value if perron_value > 0 else 0.0
+    if "katz" in wanted:
+        katz_values = katz(adjacency, alpha)
+    if wanted & {"hub", "authority"}:
+        hub, authority, hits_gap = hits(adjacency)
+    if "pagerank" in wanted:
+        pagerank_values = pagerank(adjacency, options.pagerank_damping)
     sources = pivot_sources(n, options)
-    closeness = harmonic_closeness(distance_matrix(graph), sources)
-    if options.betweenness:
+    if "closeness" in wanted:
+        closeness = harmonic_closeness(distance_matrix(graph), sources)
+    if "betweenness" in wanted and options.betweenness:
         g = graph.to_graph_tool(attributes=False)
         between = betweenness(g, g.new_edge_property("double", vals=1.0 / graph.weight), sources)
-    else:
-        between = np.full(n, np.nan)
 
     root_n = np.sqrt(n)
     values = {
@@ -224,4 +240,5 @@ def node_properties(graph: LayeredGraph, options: GraphOptions | None = None) ->
         "eigenvector": eigenvector * root_n, "pagerank": pagerank_values * n, "katz": katz_values / katz_values.mean(),
         "hub": hub * root_n, "authority": authority * root_n, "closeness": closeness, "betweenness": between,
     }
+    values = {name: v if name in wanted else nan for name, v in values.items()}
     return NodeProperties(values, perron_value, alpha, 0 if sources is None else len(sources), perron_gap, hits_gap)

@@ -1,6 +1,6 @@
 """The study report: Markdown with PNG figures, every number read from warehouse tables and views.
 
-`build_report` returns the Markdown text and writes the figures; `markdown_table` renders a
+`build_report` returns the Markdown text and writes the figures; `tables.markdown_table` renders a
 Polars frame as a Markdown table (Polars' own formatter).
 """
 from __future__ import annotations
@@ -16,7 +16,8 @@ from ..prediction.targets import run_targets
 from ..spec import Study
 from ..vocabulary import DATASETS, RunStatus, Split
 from .figures import compute_saving, graph_trajectories, metric_vs_k, predicted_vs_true
-from .tables import cost_table, cost_verdict, display_table, summary_table, transfer_table, verdict
+from .decisions import decisions_section
+from .tables import cost_table, cost_verdict, display_table, markdown_table, summary_table, transfer_table, verdict
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,8 @@ class ReportInputs:
     predictions: pl.DataFrame   # regression, split cv
     costs: pl.DataFrame
     graph_summaries: pl.DataFrame  # run_id, epoch, property, statistic, value (scope 'graph')
-
-
-def markdown_table(frame: pl.DataFrame, precision: int = 3) -> str:
-    with pl.Config(tbl_formatting="ASCII_MARKDOWN", tbl_hide_column_data_types=True, tbl_hide_dataframe_shape=True,
-                   tbl_rows=-1, tbl_cols=-1, float_precision=precision, tbl_width_chars=400, fmt_str_lengths=200):
-        return str(frame)
+    predictors: pl.DataFrame    # the study's registered predictors: id, k, feature_set, task, predictor, metrics_json
+    epoch_metrics: pl.DataFrame  # run_id, epoch, test_acc, train_loss, seconds (the replay's curves)
 
 
 def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str, dict[str, pl.DataFrame], str]:
@@ -141,6 +138,9 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
         ]
         compute_saving(costs, out_dir / "compute_saving.png")
 
+    decisions, decision_tables = decisions_section(study, runs, inputs.epoch_metrics, inputs.predictors,
+                                                   inputs.predictions, inputs.costs, out_dir)
+    lines += decisions
     lines += [
         "## How these numbers were made",
         "",
@@ -152,7 +152,8 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
         "- TSE is the sum of the training losses of epochs 1..k, TSE-EMA weighs epoch t by 0.9^(k-t) (Ru et al. "
         "2021); `all` joins every feature set, `all_but_graph` every one but the graph sets.",
         "- Every number above is read from the warehouse: the views `leaderboard` and `predictor_standing` "
-        "(over the table `evaluations`) and the tables `comparisons`, `predictions` and `costs`.",
+        "(over the table `evaluations`) and the tables `comparisons`, `predictions`, `costs`, `predictors` and "
+        "`epoch_metrics`.",
     ]
     return "\n".join(lines) + "\n", {"verdict": pl.DataFrame({"verdict": headline}), "summary": summary,
-                                      "width_transfer": transfer, "costs": costs}, predictor
+                                      "width_transfer": transfer, "costs": costs, **decision_tables}, predictor

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from ..decisions.path_cost import STRATEGIES as DECISION_PATH
 from ..features import FEATURE_SETS, GRAPH_SETS
 from ..vocabulary import Split, Task
 
@@ -18,6 +19,12 @@ SUMMARY_METRICS = ("kendall_tau", "balanced_accuracy", "roc_auc", "r2")
 # leaderboard column -> wide column, per metric; the seed agreement only for the headline metrics
 COLUMNS = {"value": "{}", "low": "{}_low", "high": "{}_high", "std": "{}_sd"}
 SEED_COLUMNS = {"seed_agreement": "seed_{}", "seed_agreement_low": "seed_{}_low", "seed_agreement_high": "seed_{}_high"}
+
+
+def markdown_table(frame: pl.DataFrame, precision: int = 3) -> str:
+    with pl.Config(tbl_formatting="ASCII_MARKDOWN", tbl_hide_column_data_types=True, tbl_hide_dataframe_shape=True,
+                   tbl_rows=-1, tbl_cols=-1, float_precision=precision, tbl_width_chars=400, fmt_str_lengths=200):
+        return str(frame)
 
 
 def interval(value, low, high) -> str:
@@ -132,8 +139,10 @@ def transfer_table(leaderboard: pl.DataFrame, predictor: str) -> pl.DataFrame:
 
 
 def cost_table(costs: pl.DataFrame, predictor: str) -> pl.DataFrame:
-    """Training all runs, early stopping, and predict-then-finish with the table's predictor."""
-    keep = costs.filter(pl.col("predictor").is_null() | (pl.col("predictor") == predictor))
+    """Training all runs, early stopping, and predict-then-finish with the table's predictor (the
+    decision path's rows are the Decisions section's)."""
+    keep = costs.filter((pl.col("predictor").is_null() | (pl.col("predictor") == predictor))
+                        & ~pl.col("strategy").is_in(DECISION_PATH))
     return keep.select("strategy", pl.col("k").cast(pl.Utf8).fill_null(""), pl.col("feature_set").fill_null(""),
                        "seconds", "fraction", "runs_to_end", "best_final_acc", "detail")
 
