@@ -26,6 +26,7 @@ from .graph_metrics import graph_metrics
 from .register import register
 from .report import _artifact_key, publish_report, report
 from .train_sweep import train_sweep
+from .triage import TRIAGE_ERRORS, check_triage
 from .width_transfer import width_transfer
 
 def format_summary(rows: list[dict], predictor: str, headline: list[str]) -> str:
@@ -41,7 +42,7 @@ def format_summary(rows: list[dict], predictor: str, headline: list[str]) -> str
 
 def _progress_text(wh, name: str, planned_runs: int, done: list[str], stages: int) -> str:
     """Stages done, runs trained, graphs computed: read from the warehouse, as the views count them."""
-    trained = wh.query("SELECT count(*) AS n FROM runs WHERE study = ? AND status IN ('completed', 'diverged')",
+    trained = wh.query("SELECT count(*) AS n FROM runs WHERE study = ? AND status IN ('completed', 'diverged', 'stopped')",
                        [name])["n"][0]
     graphs = wh.query("SELECT graphs_done, snapshots FROM graph_progress WHERE study = ?", [name])
     graphs_done, snapshots = graphs.row(0) if graphs.height else (0, 0)
@@ -83,8 +84,10 @@ def study(spec: str, warehouse: str | None = None, reports_dir: str | None = Non
 def main() -> None:
     args = study_arguments(__doc__.splitlines()[0]).parse_args()
     checked = load_runnable_study(args.spec, trains=True, cross_validates=True)
-    study(args.spec, args.warehouse, execution=execution_from_args(args, checked))
+    execution = execution_from_args(args, checked)
+    check_triage(args.warehouse, checked)
+    study(args.spec, args.warehouse, execution=execution)
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, user_errors=TRIAGE_ERRORS)

@@ -34,6 +34,7 @@ from warehouse.runs import record_runs, record_study, record_training_groups
 
 from ._cli import execution_from_args, load_runnable_study, run_cli, study_arguments
 from ._runtime import make_task_runner, open_warehouse, requesting, training_device
+from .triage import TRIAGE_ERRORS, check_triage, triage
 
 POLL_SECONDS = 1.0
 
@@ -44,23 +45,29 @@ def _progress() -> Progress:
 
 
 def _submit(runner, unit: list[RunConfig], stacked: bool, data_dir: str, device: str, options: dict,
-            progress_file: str):
+            progress_file: str, until_epoch: int | None = None):
     if stacked:
         return runner.submit(train_group_task, {"configs": unit, "data_dir": data_dir, "device": device,
-                                                "options": options, "progress_file": progress_file})
+                                                "options": options, "progress_file": progress_file,
+                                                "until_epoch": until_epoch})
     return runner.submit(train_run_task, {"config": unit[0], "data_dir": data_dir, "device": device,
-                                          "progress_file": progress_file})
+                                          "progress_file": progress_file, "until_epoch": until_epoch})
 
 
 @flow(name="train-sweep", log_prints=True)
-def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpec | None = None) -> dict:
-    """Train every run of the study; returns counts by status. `execution` overrides the spec's."""
+def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpec | None = None,
+                until_epoch: int | None = None, run_ids: list[str] | None = None) -> dict:
+    """Train every run of the study (or those of `run_ids`, to `until_epoch` at most); returns counts
+    by status. `execution` overrides the spec's. A spec with `triage:` runs the three phases of
+    `_triaged` instead."""
     logger = get_run_logger()
     study = load_study(spec)
+    if study.triage is not None and until_epoch is None and run_ids is None:
+        return _triaged(spec, warehouse, execution, study.triage.at_epoch)
     execution = execution or study.execution
     wh = open_warehouse(warehouse, execution, study.name)
     record_study(wh, study)
-    configs = expand_runs(study)
+    configs = [c for c in expand_runs(study) if run_ids is None or c.run_id in run_ids]
     data_dir = str(wh.data_dir)
     clean_stale_temp_files(data_dir)
     # another process training runs of this study: wait for it, then they are finished or resumable
@@ -69,7 +76,7 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
         todo = []
         for config in configs:
             # finished runs are read back without a worker; one with a damaged file is trained again
-            done = finished_result(config, data_dir)
+            done = finished_result(config, data_dir, until_epoch)
             if done is None:
                 todo.append(config)
             else:
@@ -95,7 +102,8 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
                 with runner, _progress() as bar, requesting(execution, "training"):
                     futures = {_submit(runner, unit, study.stacked, data_dir,
                                        training_device(execution, placement.slots[i % placement.concurrency]),
-                                       options, str(progress_dir / f"{i}.json")): unit for i, unit in enumerate(units)}
+                                       options, str(progress_dir / f"{i}.json"), until_epoch): unit
+                               for i, unit in enumerate(units)}
                     _follow(futures, bar, progress_dir, todo, study.name, results, errors, groups, logger)
             finally:
                 shutil.rmtree(progress_dir, ignore_errors=True)
@@ -112,6 +120,19 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
         counts["failed"] = len(errors)
     logger.info("runs by status: %s; warehouse %s; snapshots under %s", counts, wh.path, wh.data_dir / "snapshots")
     return counts
+
+
+def _triaged(spec: str, warehouse: str | None, execution: ExecutionSpec | None, at_epoch: int) -> dict:
+    """Every run to `at_epoch`; the triage decides once which continue (flows.triage) and stops the
+    others; the kept runs to the end. Each phase skips what is done, so a re-run after a kill trains
+    and decides nothing twice. Returns the study's runs by status."""
+    train_sweep(spec, warehouse, execution, until_epoch=at_epoch)
+    kept = triage(spec, warehouse, execution)
+    train_sweep(spec, warehouse, execution, run_ids=kept)
+    study = load_study(spec)
+    wh = open_warehouse(warehouse, execution or study.execution, study.name)
+    return dict(wh.query("SELECT status, count(*) AS n FROM runs WHERE study = ? GROUP BY status ORDER BY status",
+                         [study.name]).rows())
 
 
 def _follow(futures: dict, bar: Progress, progress_dir: Path, todo: list[RunConfig], study: str,
@@ -150,8 +171,10 @@ def _follow(futures: dict, bar: Progress, progress_dir: Path, todo: list[RunConf
 def main() -> None:
     args = study_arguments(__doc__.splitlines()[0]).parse_args()
     study = load_runnable_study(args.spec, trains=True)  # before Prefect starts, so bad specs fail fast and plainly
-    train_sweep(args.spec, args.warehouse, execution_from_args(args, study))
+    execution = execution_from_args(args, study)
+    check_triage(args.warehouse, study)
+    train_sweep(args.spec, args.warehouse, execution)
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, user_errors=TRIAGE_ERRORS)

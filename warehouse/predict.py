@@ -167,7 +167,7 @@ def record_stage(wh: Warehouse, study: str, stage: str, fingerprint: str) -> Non
 
 def report_tables(wh: Warehouse, study: str) -> dict[str, pl.DataFrame]:
     """What the report reads: runs, evaluations, comparisons, cross-validated regression predictions, costs,
-    and the whole-graph property statistics per epoch."""
+    the whole-graph property statistics per epoch, and every run with its triage decision."""
     return {
         "runs": wh.query("SELECT run_id, config_id, architecture, width, depth, seed, dataset, status, final_test_acc "
                          "FROM runs WHERE study = ?", [study]),
@@ -178,4 +178,8 @@ def report_tables(wh: Warehouse, study: str) -> dict[str, pl.DataFrame]:
         "costs": wh.query("SELECT * EXCLUDE (study) FROM costs WHERE study = ?", [study]),
         "graph_summaries": wh.query("""SELECT s.run_id, s.epoch, s.property, s.statistic, s.value FROM graph_summaries s
                                        JOIN runs r USING (run_id) WHERE r.study = ? AND s.scope = 'graph'""", [study]),
+        "triage": wh.query("""SELECT r.run_id, r.architecture, r.width, r.epochs, r.epochs_done, r.status, r.final_test_acc,
+                                     d.* EXCLUDE (study, run_id)
+                              FROM runs r LEFT JOIN triage_decisions d ON d.study = r.study AND d.run_id = r.run_id
+                              WHERE r.study = ?""", [study]),
     }

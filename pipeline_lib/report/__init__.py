@@ -17,6 +17,7 @@ from ..spec import Study
 from .figures import compute_saving, graph_trajectories, metric_vs_k, predicted_vs_true
 from .tables import (cost_table, cost_verdict, display_table, summary_table, table_predictor, transfer_table,
                      verdict)
+from .triage import triage_section
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class ReportInputs:
     predictions: pl.DataFrame   # regression, split cv
     costs: pl.DataFrame
     graph_summaries: pl.DataFrame  # run_id, epoch, property, statistic, value (scope 'graph')
+    triage: pl.DataFrame | None = None  # every run with its triage decision (`triage_section`)
 
 
 def markdown_table(frame: pl.DataFrame, precision: int = 3) -> str:
@@ -139,6 +141,8 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
         ]
         compute_saving(costs, out_dir / "compute_saving.png")
 
+    if inputs.triage is not None:
+        lines += triage_section(inputs.triage)
     lines += [
         "## How these numbers were made",
         "",

@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS runs (
     batch_size      INTEGER NOT NULL,
     seed            INTEGER NOT NULL,
     epochs          INTEGER NOT NULL,  -- planned epochs
-    status          VARCHAR NOT NULL,  -- pending | completed | diverged | failed
+    status          VARCHAR NOT NULL,  -- pending | running (paused by triage) | completed | diverged | stopped | failed
     epochs_done     INTEGER NOT NULL,
     diverged_epoch  INTEGER,
     final_test_acc  DOUBLE,            -- test accuracy after the last epoch (NULL unless completed)

@@ -1,0 +1,48 @@
+"""Triage: which runs to continue past epoch k, from their scores, and which graph properties the
+scoring needs (so the triage computes only those).
+"""
+from __future__ import annotations
+
+import math
+
+import polars as pl
+from sklearn.pipeline import Pipeline
+
+from pipeline_lib.graphs.properties import PROPERTIES
+from pipeline_lib.spec import KeepPGood, TriageSpec
+
+class TriageError(ValueError):
+    """A triage that cannot be decided or that contradicts the recorded one; the message says what to do."""
+
+
+DECISION_SCHEMA = {"run_id": pl.Utf8, "predicted": pl.Float64, "low": pl.Float64, "high": pl.Float64,
+                   "p_good": pl.Float64, "rank": pl.Int32, "decision": pl.Utf8}
+
+
+def used_columns(model: Pipeline, columns: list[str]) -> list[str]:
+    """The columns the fitted pipeline really uses: those its `select` step keeps (all without one)."""
+    select = model.named_steps.get("select")
+    if select is None:
+        return list(columns)
+    return [c for c, kept in zip(columns, select.get_support()) if kept]
+
+
+def graph_properties(columns: list[str]) -> list[str]:
+    """Node properties named by feature columns `<scope>/<property>/<statistic>@...` (graph sets)."""
+    named = {c.split("@")[0].split("/")[1] for c in columns if c.count("/") >= 2}
+    return [p for p in PROPERTIES if p in named]
+
+
+def decide(scores: pl.DataFrame, triage: TriageSpec) -> pl.DataFrame:
+    """Keep or stop each scored run (run_id, predicted, low, high, p_good) by the spec's keep rule:
+    the best predicted fraction (rounded up) or top N, or P(good) >= t. Rank 1 = best predicted
+    (ties by run id)."""
+    ranked = scores.sort(["predicted", "run_id"], descending=[True, False]).with_row_index("rank", offset=1)
+    keep = triage.keep
+    if isinstance(keep, KeepPGood):
+        kept = pl.col("p_good").fill_null(-1.0) >= keep.p_good
+    else:
+        n = math.ceil(keep * ranked.height) if isinstance(keep, float) else keep
+        kept = pl.col("rank") <= n
+    return ranked.with_columns(pl.when(kept).then(pl.lit("keep")).otherwise(pl.lit("stop")).alias("decision")) \
+        .select(DECISION_SCHEMA.keys()).cast(DECISION_SCHEMA)
