@@ -77,6 +77,12 @@ def add_runs(wh, study: str, configs: list[float], seeds: int, last_epoch: int =
         upsert(con, "epoch_metrics", pl.DataFrame(metrics))
 
 
+@pytest.fixture(scope="session")
+def registered_tiny(tmp_path_factory):
+    """`registered_warehouse` at k = 1, shared by the scoring and triage tests (each adds its own studies)."""
+    return registered_warehouse(tmp_path_factory.mktemp("registered") / "w.duckdb", 1)
+
+
 def registered_warehouse(path: Path, K: int):
     """A warehouse where study "tiny" (12 configurations x 2 seeds of hand-built runs, see `add_runs`)
     has early_acc and hparams features at k = K, evaluated under grouped cross-validation, and its

@@ -16,7 +16,7 @@ from pipeline_lib.decisions.registry import fit_on_all
 from pipeline_lib.decisions.scoring import ScoringError
 from pipeline_lib.decisions.uncertainty import calibrated, conformal_intervals, fit_calibration
 from pipeline_lib.prediction.evaluation import cross_validated_predictions, grouped_folds
-from tests.conftest import add_runs, registered_warehouse, write_spec
+from tests.conftest import add_runs, write_spec
 from warehouse.db import Warehouse
 from warehouse.registry import load_predictor
 from warehouse.scores import score_study
@@ -86,10 +86,10 @@ def test_calibration_recovers_known_probabilities():
 K = 1
 
 
-@pytest.fixture(scope="module")
-def fitted(tmp_path_factory) -> Warehouse:
-    """Study "tiny" registered (see `registered_warehouse`); the scored studies are added by the tests."""
-    return registered_warehouse(tmp_path_factory.mktemp("scoring") / "w.duckdb", K)
+@pytest.fixture
+def fitted(registered_tiny) -> Warehouse:
+    """Study "tiny" registered at k = K (see `registered_warehouse`); the scored studies are added by the tests."""
+    return registered_tiny
 
 
 def _predictor(wh, **where) -> dict:

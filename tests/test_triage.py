@@ -17,14 +17,17 @@ import polars as pl
 import pytest
 
 from pipeline_lib.datasets import load_dataset
-from pipeline_lib.decisions.triage import graph_properties, used_columns
+from flows.triage import check_triage
 from pipeline_lib.decisions.registry import fit_on_all
+from pipeline_lib.decisions.scoring import ScoringError
+from pipeline_lib.decisions.triage import TriageError, graph_properties, used_columns
 from pipeline_lib.snapshots import snapshot_path
 from pipeline_lib.spec import expand_runs, load_study
 from pipeline_lib.training import load_state, state_file_path, train_run
-from tests.conftest import registered_warehouse, write_spec
+from tests.conftest import write_spec
 from warehouse.db import Warehouse
-from warehouse.predict import study_runs
+from pipeline_lib.report.triage import triage_section
+from warehouse.predict import report_tables, study_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 1
@@ -43,24 +46,31 @@ def _files(data_dir: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in data_dir.rglob("*") if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def registered(tmp_path_factory) -> Warehouse:
-    return registered_warehouse(tmp_path_factory.mktemp("triage") / "w.duckdb", K)
+def test_refuses_before_prefect_starts(registered_tiny, tmp_path):
+    registered = registered_tiny
+    hparams = registered.query("""SELECT id FROM predictors WHERE study = 'tiny' AND k = 1 AND task = 'regression'
+                                  AND feature_set = 'hparams' AND predictor = 'linear'""")["id"][0]
+    with registered.writer() as con:  # a study whose one predictor has no classification twin
+        con.execute("""INSERT INTO predictors SELECT * REPLACE ('lonely' AS id, 'lonely' AS study)
+                       FROM predictors WHERE id = ?""", [hparams])
+    cases = [({"predictor": "nope"}, ScoringError, "no registered predictor 'nope'"),
+             ({"at_epoch": 2}, ScoringError, "no registered regression predictor at k = 2 of study 'tiny'"),
+             ({"predictor": "lonely", "keep": {"p_good": 0.5}}, TriageError, "needs a calibrated classification twin")]
+    for change, error, message in cases:
+        spec = write_spec(tmp_path, **dict(TRIAGED, triage={**TRIAGED["triage"], **change}))
+        with pytest.raises(error, match=message):
+            check_triage(str(registered.path), load_study(spec))
+    with registered.writer() as con:
+        con.execute("DELETE FROM predictors WHERE id = 'lonely'")
+    with pytest.raises(TriageError, match="does not exist"):
+        check_triage(str(tmp_path / "none.duckdb"), load_study(write_spec(tmp_path, **TRIAGED)))
+    assert not (tmp_path / "none.duckdb").exists()
 
-
-def test_refuses_before_prefect_starts(registered, tmp_path):
-    for triage, message in ((dict(TRIAGED["triage"], predictor="nope"), "no registered predictor 'nope'"),
-                            (dict(TRIAGED["triage"], at_epoch=2), "no registered regression predictor at k = 2 of "
-                                                                   "study 'tiny'")):
-        spec = write_spec(tmp_path, **dict(TRIAGED, triage=triage))
-        done = subprocess.run([sys.executable, "-m", "flows.train_sweep", "--spec", str(spec), "--warehouse",
-                               str(registered.path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 2 and done.stderr.startswith(f"error: {message}"), done.stderr
-        assert "Traceback" not in done.stderr
-    missing = tmp_path / "none.duckdb"
-    done = subprocess.run([sys.executable, "-m", "flows.train_sweep", "--spec", str(spec), "--warehouse", str(missing)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "does not exist" in done.stderr and not missing.exists()
+    spec = write_spec(tmp_path, **dict(TRIAGED, triage=dict(TRIAGED["triage"], predictor="nope")))
+    done = subprocess.run([sys.executable, "-m", "flows.train_sweep", "--spec", str(spec), "--warehouse",
+                           str(registered.path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("error: no registered predictor 'nope'"), done.stderr
+    assert "Traceback" not in done.stderr and "Starting temporary server" not in done.stderr
     assert registered.query("SELECT count(*) AS n FROM runs WHERE study = 'triaged'")["n"][0] == 0
 
 
@@ -81,8 +91,8 @@ def test_graph_properties_are_those_the_fitted_model_selects():
 
 
 @pytest.mark.slow
-def test_triage_keeps_the_best_runs_and_survives_kill_9_and_reruns(registered, tmp_path, prefect_harness):
-    spec, wh = write_spec(tmp_path, **TRIAGED), registered
+def test_triage_keeps_the_best_runs_and_survives_kill_9_and_reruns(registered_tiny, tmp_path, prefect_harness):
+    spec, wh = write_spec(tmp_path, **TRIAGED), registered_tiny
     study = load_study(spec)
     data_dir = wh.data_dir
 
@@ -106,10 +116,10 @@ def test_triage_keeps_the_best_runs_and_survives_kill_9_and_reruns(registered, t
     decisions = wh.query("SELECT * FROM triage_decisions WHERE study = 'triaged' ORDER BY run_id")
     assert decisions.equals(decided)
 
-    # the predictor: study tiny's regression predictor at k = 1 of highest pooled Kendall tau
+    # the predictor: study tiny's regression predictor at k = 1 of highest pooled Kendall tau (ties: lowest id)
     rows = wh.query("SELECT id, metrics_json FROM predictors WHERE study = 'tiny' AND task = 'regression' AND k = 1")
     taus = {r["id"]: json.loads(r["metrics_json"])["kendall_tau"]["value"] for r in rows.iter_rows(named=True)}
-    assert set(decisions["predictor_id"]) == {max(taus, key=taus.get)}
+    assert set(decisions["predictor_id"]) == {min(taus, key=lambda i: (-taus[i], i))}
     # the rule, from the stored scores: the best ceil(0.5 x 4) = 2 predicted runs are kept
     scores = wh.query("SELECT run_id, predicted, low, high, p_good FROM scores WHERE study = 'triaged' AND k = 1")
     best = sorted(scores.iter_rows(named=True), key=lambda r: (-r["predicted"], r["run_id"]))[:math.ceil(0.5 * 4)]
@@ -150,3 +160,8 @@ def test_triage_keeps_the_best_runs_and_survives_kill_9_and_reruns(registered, t
     assert _files(data_dir) == before
     assert wh.query("SELECT * FROM triage_decisions WHERE study = 'triaged' ORDER BY run_id").equals(decided)
     assert not (snapshot_path(data_dir, sorted(set(runs["run_id"]) - kept)[0], 2)).exists()
+
+    # the report's section: 2 kept to epoch 3 and 2 stopped at epoch 1 = 8 of the 12 epochs of training all
+    section = "\n".join(triage_section(report_tables(wh, "triaged")["triage"]))
+    assert "2 of 4 runs kept" in section and "2 stopped" in section and "Epochs trained: 8 of the 12" in section
+    assert section.count("| keep ") == 2 and section.count("| stop ") == 2

@@ -84,7 +84,7 @@ def decide_triage(wh: Warehouse, study: Study, predictor_id: str) -> pl.DataFram
         pl.lit(triage.policy).alias("keep_policy"),
         pl.lit(datetime.now(timezone.utc).replace(tzinfo=None)).alias("decided_at"))
     with wh.writer() as con:
-        if con.execute("SELECT count(*) FROM triage_decisions WHERE study = ?", [study.name]).fetchone()[0]:
+        if con.execute("SELECT count(*) FROM triage_decisions WHERE study = ?", [study.name]).fetchall()[0][0]:
             raise TriageError(f"study {study.name!r} has triage decisions already; they are never remade")
         upsert(con, "triage_decisions", decisions)
     return decisions

@@ -37,7 +37,8 @@ def decide(scores: pl.DataFrame, triage: TriageSpec) -> pl.DataFrame:
     """Keep or stop each scored run (run_id, predicted, low, high, p_good) by the spec's keep rule:
     the best predicted fraction (rounded up) or top N, or P(good) >= t. Rank 1 = best predicted
     (ties by run id)."""
-    ranked = scores.sort(["predicted", "run_id"], descending=[True, False]).with_row_index("rank", offset=1)
+    ranked = (scores.select("run_id", "predicted", "low", "high", "p_good")
+              .sort(["predicted", "run_id"], descending=[True, False]).with_row_index("rank", offset=1))
     keep = triage.keep
     if isinstance(keep, KeepPGood):
         kept = pl.col("p_good").fill_null(-1.0) >= keep.p_good
