@@ -42,7 +42,8 @@ def format_summary(rows: list[dict], predictor: str, headline: list[str]) -> str
 
 def _progress_text(wh, name: str, planned_runs: int, done: list[str], stages: int) -> str:
     """Stages done, runs trained, graphs computed: read from the warehouse, as the views count them."""
-    trained = wh.query("SELECT count(*) AS n FROM runs WHERE study = ? AND status IN ('completed', 'diverged', 'stopped')",
+    trained = wh.query("SELECT count(*) AS n FROM runs WHERE study = ? AND status IN ('completed', 'diverged', "
+                       "'stopped')",
                        [name])["n"][0]
     graphs = wh.query("SELECT graphs_done, snapshots FROM graph_progress WHERE study = ?", [name])
     graphs_done, snapshots = graphs.row(0) if graphs.height else (0, 0)

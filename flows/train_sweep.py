@@ -11,6 +11,8 @@ finish together. They go to a process pool, one worker per device slot (every vi
 display follows runs and epochs (tasks write per-epoch progress files that the flow polls; each
 task also keeps a Prefect progress artifact for the UI). Only this flow's process writes the DuckDB
 file; group timings (GPU utilisation and memory included) go to the `training_groups` table.
+With a `triage:` section, every run is trained to `at_epoch`, `flows.triage` decides (once) which
+runs go on and stops the others, and the kept runs are trained to the end (`_triaged`).
 """
 from __future__ import annotations
 

@@ -71,16 +71,17 @@ def triage(spec: str, warehouse: str | None = None, execution: ExecutionSpec | N
     logger.info("triage of %s at epoch %d (%s, predictor %s): keep %d of %d runs", study.name, k,
                 decisions["keep_policy"][0], decisions["predictor_id"][0], len(kept), decisions.height)
 
-    configs = [c for c in expand_runs(study) if c.run_id in set(decisions.filter(decisions["decision"] == "stop")["run_id"])]
+    stop = set(decisions.filter(decisions["decision"] == "stop")["run_id"])
+    configs = [c for c in expand_runs(study) if c.run_id in stop]
     record_runs(wh, study.name, configs, {c.run_id: stop_run(c, wh.data_dir) for c in configs})
-    undecided = wh.query("SELECT count(*) AS n FROM runs WHERE study = ? AND run_id NOT IN "
-                         "(SELECT run_id FROM triage_decisions WHERE study = ?) AND status NOT IN ('completed', 'diverged')",
+    undecided = wh.query("SELECT count(*) AS n FROM runs WHERE study = ? AND status NOT IN ('completed', 'diverged') "
+                         "AND run_id NOT IN (SELECT run_id FROM triage_decisions WHERE study = ?)",
                          [study.name, study.name])["n"][0]
     if undecided:
         logger.warning("%d run(s) of %s have no triage decision (added to the spec after it was made); they stay "
                        "at epoch %d", undecided, study.name, k)
     create_table_artifact(_rows(decisions.select("rank", "run_id", "decision", "predicted", "low", "high", "p_good")),
                           key=_artifact_key(study.name, "triage"),
-                          description=f"triage of study {study.name} at epoch {k}: {decisions['keep_policy'][0]}, "
-                                      f"predictor {decisions['predictor_id'][0]}; kept {len(kept)} of {decisions.height}")
+                          description=f"triage of study {study.name} at epoch {k}: {decisions['keep_policy'][0]}, predictor "
+                                      f"{decisions['predictor_id'][0]}; kept {len(kept)} of {decisions.height}")
     return kept

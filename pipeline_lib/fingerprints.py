@@ -54,8 +54,8 @@ def graph_fingerprints(options: GraphOptions, nodes: list[int]) -> dict[int, str
     (`properties`, set by triage) has its own fingerprint, so the full stage computes it again.
     """
     code = source_digest(*GRAPH_CODE)
-    common = options.model_dump(exclude={"exact_limit", "pivots", "seed"} | ({"properties"} if options.properties is None else set()))
-    if options.properties is not None:
+    common = options.model_dump(exclude={"exact_limit", "pivots", "seed", "properties"})
+    if options.properties is not None:  # unset, the fingerprints of graphs made before the option stay
         common["properties"] = sorted(options.properties)
     out = {}
     for n in nodes:

@@ -21,9 +21,10 @@ from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Vali
 Architecture = Literal["lenet", "vgg", "alexnet", "resnet"]
 DatasetName = Literal["digits", "fashion_mnist", "cifar10", "svhn"]
 Optimizer = Literal["sgd", "adam"]
-TrainMetrics = Literal["epoch", "exact"]
+TrainMetrics = Literal["epoch", "exact"]  # how training loss/accuracy are taken: `training` module docstring
+# node properties of a rolled graph (graphs/properties.py)
 GraphProperty = Literal["in_strength", "out_strength", "strength", "eigenvector", "pagerank", "katz", "hub", "authority",
-                        "closeness", "betweenness"]  # node properties of a rolled graph (graphs/properties.py)  # how training loss/accuracy are taken: `training` module docstring
+                        "closeness", "betweenness"]
 MIN_CONFIGURATIONS = 2  # grouped cross-validation holds out whole configurations: it needs two
 
 

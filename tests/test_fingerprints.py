@@ -72,8 +72,8 @@ def test_triage_graphs_hold_only_the_asked_properties_and_the_full_stage_redoes_
     """Triage's graphs (epochs <= k, some properties) are not taken for full graphs; full graphs serve triage.
     Runs before the pivots test changes the graphs; leaves them as it found them."""
     spec, wh, data_dir = study
-    node_metrics = lambda: wh.query("SELECT run_id, epoch, node, strength, eigenvector, closeness, katz FROM node_metrics "  # noqa: E731
-                                    "WHERE epoch <= 1 ORDER BY ALL")
+    node_metrics = lambda: wh.query("SELECT run_id, epoch, node, strength, eigenvector, closeness, katz "  # noqa: E731
+                                    "FROM node_metrics WHERE epoch <= 1 ORDER BY ALL")
     full = node_metrics()
     asked = ["eigenvector", "strength"]
     served = graph_metrics_flow.graph_metrics(str(spec), str(wh.path), until_epoch=1, properties=asked)

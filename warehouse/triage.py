@@ -27,8 +27,8 @@ def check_recorded(decisions: pl.DataFrame, study: Study) -> None:
     triage = study.triage
     row = decisions.row(0, named=True)
     if (row["at_epoch"], row["keep_policy"]) != (triage.at_epoch, triage.policy):
-        raise TriageError(f"study {study.name!r} was triaged at epoch {row['at_epoch']} with keep {row['keep_policy']!r} "
-                          f"(predictor {row['predictor_id']}, {row['decided_at']:%Y-%m-%d %H:%M}); the spec now says "
+        raise TriageError(f"study {study.name!r} was triaged at epoch {row['at_epoch']} with keep "
+                          f"{row['keep_policy']!r} (predictor {row['predictor_id']}, {row['decided_at']:%Y-%m-%d %H:%M}); the spec now says "
                           f"at_epoch {triage.at_epoch}, keep {triage.policy!r}. Decisions are made once: restore the "
                           f"spec's triage section, or delete the study's rows of triage_decisions to decide again")
 

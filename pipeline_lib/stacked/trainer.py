@@ -265,7 +265,8 @@ def train_group(configs: Sequence[RunConfig], data: TensorData, data_dir: str | 
     data = data.to(device)
     for config in configs:
         saved = load_state(state_file_path(data_dir, config.run_id))
-        if saved is not None and (saved["status"] in FINISHED or saved["epochs_done"] >= last_epoch(config, until_epoch)):
+        paused = saved is not None and saved["epochs_done"] >= last_epoch(config, until_epoch)
+        if saved is not None and (saved["status"] in FINISHED or paused):
             finished[config.run_id] = result_from_state(saved, data_dir, config.run_id)
         else:
             pending.append(_Run(config, saved, data, device))
