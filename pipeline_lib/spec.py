@@ -238,6 +238,8 @@ class TriageSpec(_Strict):
     @classmethod
     def _keep_rule(cls, v):
         """One clear message instead of one per alternative of the union."""
+        if isinstance(v, KeepPGood):
+            return v
         if isinstance(v, dict):
             if set(v) != {"p_good"} or isinstance(v["p_good"], bool) or not isinstance(v["p_good"], (int, float)) \
                     or not 0 <= v["p_good"] <= 1:

@@ -20,9 +20,9 @@ from pipeline_lib.datasets import load_dataset
 from flows.triage import check_triage
 from pipeline_lib.decisions.registry import fit_on_all
 from pipeline_lib.decisions.scoring import ScoringError
-from pipeline_lib.decisions.triage import TriageError, graph_properties, used_columns
+from pipeline_lib.decisions.triage import TriageError, decide, graph_properties, used_columns
 from pipeline_lib.snapshots import snapshot_path
-from pipeline_lib.spec import expand_runs, load_study
+from pipeline_lib.spec import KeepPGood, TriageSpec, expand_runs, load_study
 from pipeline_lib.training import load_state, state_file_path, train_run
 from tests.conftest import write_spec
 from warehouse.db import Warehouse
@@ -72,6 +72,19 @@ def test_refuses_before_prefect_starts(registered_tiny, tmp_path):
     assert done.returncode == 2 and done.stderr.startswith("error: no registered predictor 'nope'"), done.stderr
     assert "Traceback" not in done.stderr and "Starting temporary server" not in done.stderr
     assert registered.query("SELECT count(*) AS n FROM runs WHERE study = 'triaged'")["n"][0] == 0
+
+
+def test_keep_rules():
+    scores = pl.DataFrame({"run_id": ["a", "b", "c", "d", "e"], "predicted": [0.5, 0.9, 0.7, 0.9, 0.1],
+                           "low": 0.0, "high": 1.0, "p_good": [0.2, 0.8, None, 0.6, 0.7], "rank": 0})
+    kept = lambda keep: set(decide(scores, TriageSpec(at_epoch=1, keep=keep))  # noqa: E731
+                            .filter(pl.col("decision") == "keep")["run_id"])
+    assert kept(0.5) == {"b", "d", "c"}  # ceil(2.5) = 3 best predicted
+    assert kept(0.2) == {"b"} and kept(1) == {"b"}  # the tie at 0.9 goes to the lower run id
+    assert kept(10) == set("abcde")
+    assert kept(KeepPGood(p_good=0.6)) == {"b", "d", "e"}  # no P(good): stopped
+    ranks = decide(scores, TriageSpec(at_epoch=1, keep=2)).sort("rank")
+    assert ranks["run_id"].to_list() == ["b", "d", "c", "a", "e"] and ranks["rank"].to_list() == [1, 2, 3, 4, 5]
 
 
 def test_graph_properties_are_those_the_fitted_model_selects():
