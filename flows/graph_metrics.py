@@ -69,8 +69,11 @@ class _BatchLoader:
 
 @flow(name="graph-metrics", log_prints=True)
 def graph_metrics(spec: str, warehouse: str | None = None, recompute: bool = False,
-                  execution: ExecutionSpec | None = None) -> dict:
-    """Compute the graphs of every pending snapshot of the study; returns counts. `execution` overrides the spec's."""
+                  execution: ExecutionSpec | None = None, until_epoch: int | None = None,
+                  properties: list[str] | None = None) -> dict:
+    """Compute the graphs of every pending snapshot of the study; returns counts. `execution` overrides the spec's.
+    Triage asks for the snapshots of epochs <= `until_epoch` only, with only the node `properties` its
+    predictor reads (a graph of every property serves it too)."""
     logger = get_run_logger()
     start = time.perf_counter()
     study = load_study(spec)
@@ -84,15 +87,16 @@ def graph_metrics(spec: str, warehouse: str | None = None, recompute: bool = Fal
     if restaged or redo:
         logger.warning("loaded %d graphs staged by an earlier run; %d node-metrics files missing or damaged "
                        "(computed again)", restaged, len(redo))
-    pending = pending_snapshots(wh, study.name, study.graphs, recompute)
+    options = study.graphs if properties is None else study.graphs.model_copy(update={"properties": sorted(properties)})
+    pending = pending_snapshots(wh, study.name, options, recompute, until_epoch)
     jobs = [SnapshotJob(**row) for row in pending.iter_rows(named=True)]
-    n_snapshots = wh.query("SELECT count(*) AS n FROM snapshots s JOIN runs r USING (run_id) WHERE r.study = ?",
-                           [study.name])["n"][0]
+    n_snapshots = wh.query("SELECT count(*) AS n FROM snapshots s JOIN runs r USING (run_id) WHERE r.study = ? "
+                           "AND s.epoch <= coalesce(?, s.epoch)", [study.name, until_epoch])["n"][0]
     batches, plan = plan_batches(jobs)
     logger.info("study %s: %d snapshots, %d to compute in %d batches on %d workers x %d threads",
                 study.name, n_snapshots, len(jobs), len(batches), plan.workers, plan.threads)
 
-    data_dir, options = str(wh.data_dir), study.graphs
+    data_dir = str(wh.data_dir)
     loader = _BatchLoader(wh, options)
     fan_out(graph_metrics_task, [{"jobs": b, "data_dir": data_dir, "options": options} for b in batches], execution,
             plan, stage="graphs", label=f"graphs of {study.name}", sizes=[len(b) for b in batches],

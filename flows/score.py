@@ -3,7 +3,7 @@
     .venv/bin/python -m flows.score --spec SPEC --warehouse FILE --predictor <id|best> --at-epoch K [--confidence 0.9]
 
 Scores every run of the spec's study that has reached epoch K (finished or still training) with the
-predictor chosen by id, or with `best`: the regression predictor fitted at k = K on this dataset and
+predictor chosen by id, by a study name (that study's best), or with `best`: the regression predictor fitted at k = K on this dataset and
 these architectures with the highest pooled out-of-fold Kendall tau, from any study. Each score has
 a split-conformal interval of the final accuracy and, when a classification twin is registered, a
 calibrated P(good). Refuses (exit 2) when the needed features cannot be computed or a run's dataset
@@ -39,7 +39,8 @@ def score(spec: str, warehouse: str | None = None, predictor: str = "best", at_e
 
 def main() -> None:
     parser = study_arguments(__doc__.splitlines()[0], execution=False)
-    parser.add_argument("--predictor", default="best", help="a registered predictor's id, or best (default)")
+    parser.add_argument("--predictor", default="best", help="a registered predictor's id, a study name (its best "
+                        "predictor), or best (default)")
     parser.add_argument("--at-epoch", type=int, required=True, help="the epoch k to score at")
     parser.add_argument("--confidence", type=float, default=0.9, help="of the intervals (default: %(default)s)")
     args = parser.parse_args()

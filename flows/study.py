@@ -17,7 +17,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from pipeline_lib.report.tables import display_table
 from pipeline_lib.spec import ExecutionSpec, expand_runs, load_study
-from pipeline_lib.vocabulary import FINISHED
+from pipeline_lib.vocabulary import ENDED
 
 from ._cli import execution_from_args, load_runnable_study, run_cli, study_arguments
 from ._runtime import open_warehouse
@@ -27,6 +27,7 @@ from .graph_metrics import graph_metrics
 from .register import register
 from .report import _artifact_key, publish_report, report
 from .train_sweep import train_sweep
+from .triage import TRIAGE_ERRORS, check_triage
 from .width_transfer import width_transfer
 
 def format_summary(rows: list[dict], predictor: str, headline: list[str]) -> str:
@@ -43,7 +44,7 @@ def format_summary(rows: list[dict], predictor: str, headline: list[str]) -> str
 def _progress_text(wh, name: str, planned_runs: int, done: list[str], stages: int) -> str:
     """Stages done, runs trained, graphs computed: read from the warehouse, as the views count them."""
     trained = wh.query("SELECT count(*) AS n FROM runs WHERE study = ? AND list_contains(?, status)",
-                       [name, list(FINISHED)])["n"][0]
+                       [name, list(ENDED)])["n"][0]
     graphs = wh.query("SELECT graphs_done, snapshots FROM graph_progress WHERE study = ?", [name])
     graphs_done, snapshots = graphs.row(0) if graphs.height else (0, 0)
     return (f"stages done {len(done)}/{stages} ({', '.join(done) or 'none'}); runs trained {trained}/{planned_runs}; "
@@ -84,8 +85,10 @@ def study(spec: str, warehouse: str | None = None, reports_dir: str | None = Non
 def main() -> None:
     args = study_arguments(__doc__.splitlines()[0]).parse_args()
     checked = load_runnable_study(args.spec, trains=True, cross_validates=True)
-    study(args.spec, args.warehouse, execution=execution_from_args(args, checked))
+    execution = execution_from_args(args, checked)
+    check_triage(args.warehouse, checked)
+    study(args.spec, args.warehouse, execution=execution)
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, user_errors=TRIAGE_ERRORS)

@@ -12,6 +12,8 @@ divided among the workers), or on Ray. Finished runs are read back, interrupted 
 display follows runs and epochs (tasks write per-epoch progress files that the flow polls; each
 task also keeps a Prefect progress artifact for the UI). Only this flow's process writes the DuckDB
 file; group timings (GPU utilisation and memory included) go to the `training_groups` table.
+With a `triage:` section, every run is trained to `at_epoch`, `flows.triage` decides (once) which
+runs go on and stops the others, and the kept runs are trained to the end (`_triaged`).
 """
 from __future__ import annotations
 
@@ -34,25 +36,32 @@ from warehouse.runs import record_runs, record_study, record_training_groups
 from ._cli import execution_from_args, load_runnable_study, run_cli, study_arguments
 from ._fanout import Detail, Failed, fan_out
 from ._runtime import open_warehouse, training_device
+from .triage import TRIAGE_ERRORS, check_triage, triage
 
 
 def _parameters(unit: list[RunConfig], stacked: bool, data_dir: str, device: str, options: dict,
-                progress_file: str) -> dict:
+                progress_file: str, until_epoch: int | None) -> dict:
     if stacked:
         return {"configs": unit, "data_dir": data_dir, "device": device, "options": options,
-                "progress_file": progress_file}
-    return {"config": unit[0], "data_dir": data_dir, "device": device, "progress_file": progress_file}
+                "progress_file": progress_file, "until_epoch": until_epoch}
+    return {"config": unit[0], "data_dir": data_dir, "device": device, "progress_file": progress_file,
+            "until_epoch": until_epoch}
 
 
 @flow(name="train-sweep", log_prints=True)
-def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpec | None = None) -> dict:
-    """Train every run of the study; returns counts by status. `execution` overrides the spec's."""
+def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpec | None = None,
+                until_epoch: int | None = None, run_ids: list[str] | None = None) -> dict:
+    """Train every run of the study (or those of `run_ids`, to `until_epoch` at most); returns counts
+    by status. `execution` overrides the spec's. A spec with `triage:` runs the three phases of
+    `_triaged` instead."""
     logger = get_run_logger()
     study = load_study(spec)
+    if study.triage is not None and until_epoch is None and run_ids is None:
+        return _triaged(spec, warehouse, execution, study.triage.at_epoch)
     execution = execution or study.execution
     wh = open_warehouse(warehouse, execution, study.name)
     record_study(wh, study)
-    configs = expand_runs(study)
+    configs = [c for c in expand_runs(study) if run_ids is None or c.run_id in run_ids]
     data_dir = str(wh.data_dir)
     clean_stale_temp_files(data_dir)
     # another process training runs of this study: wait for it, then they are finished or resumable
@@ -61,7 +70,7 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
         todo = []
         for config in configs:
             # finished runs are read back without a worker; one with a damaged file is trained again
-            done = finished_result(config, data_dir)
+            done = finished_result(config, data_dir, until_epoch)
             if done is None:
                 todo.append(config)
             else:
@@ -82,9 +91,9 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
         if units:
             progress_dir = wh.data_dir / "progress" / uuid.uuid4().hex
             devices = [training_device(execution, placement.slots[i % placement.concurrency]) for i in range(len(units))]
-            parameters = [_parameters(unit, execution.stacked, data_dir, device, options, str(progress_dir / f"{i}.json"))
-                          for i, (unit, device) in enumerate(zip(units, devices))]
-            epochs = Detail("epochs", sum(c.epochs + 1 for c in todo),
+            parameters = [_parameters(unit, execution.stacked, data_dir, device, options, str(progress_dir / f"{i}.json"),
+                                      until_epoch) for i, (unit, device) in enumerate(zip(units, devices))]
+            epochs = Detail("epochs", sum(min(c.epochs, until_epoch or c.epochs) + 1 for c in todo),
                             lambda: sum(e + 1 for e in epochs_reported(progress_dir).values())
                             if progress_dir.exists() else 0)
             try:
@@ -117,11 +126,26 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
     return counts
 
 
+def _triaged(spec: str, warehouse: str | None, execution: ExecutionSpec | None, at_epoch: int) -> dict:
+    """Every run to `at_epoch`; the triage decides once which continue (flows.triage) and stops the
+    others; the kept runs to the end. Each phase skips what is done, so a re-run after a kill trains
+    and decides nothing twice. Returns the study's runs by status."""
+    train_sweep(spec, warehouse, execution, until_epoch=at_epoch)
+    kept = triage(spec, warehouse, execution)
+    train_sweep(spec, warehouse, execution, run_ids=kept)
+    study = load_study(spec)
+    wh = open_warehouse(warehouse, execution or study.execution, study.name)
+    return dict(wh.query("SELECT status, count(*) AS n FROM runs WHERE study = ? GROUP BY status ORDER BY status",
+                         [study.name]).rows())
+
+
 def main() -> None:
     args = study_arguments(__doc__.splitlines()[0]).parse_args()
     study = load_runnable_study(args.spec, trains=True)  # before Prefect starts, so bad specs fail fast and plainly
-    train_sweep(args.spec, args.warehouse, execution_from_args(args, study))
+    execution = execution_from_args(args, study)
+    check_triage(args.warehouse, study)
+    train_sweep(args.spec, args.warehouse, execution)
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, user_errors=TRIAGE_ERRORS)

@@ -50,10 +50,13 @@ def graph_fingerprints(options: GraphOptions, nodes: list[int]) -> dict[int, str
 
     Only what changes a graph of that size counts: the sampled sources of closeness and betweenness
     (0 = exact, as `properties` decides it) and their seed only when sampling, so changing `pivots`
-    or `exact_limit` recomputes just the graphs on the sampled side.
+    or `exact_limit` recomputes just the graphs on the sampled side. A graph of some properties only
+    (`properties`, set by triage) has its own fingerprint, so the full stage computes it again.
     """
     code = source_digest(*GRAPH_CODE)
-    common = options.model_dump(exclude={"exact_limit", "pivots", "seed"})
+    common = options.model_dump(exclude={"exact_limit", "pivots", "seed", "properties"})
+    if options.properties is not None:  # unset, the fingerprints of graphs made before the option stay
+        common["properties"] = sorted(options.properties)
     out = {}
     for n in nodes:
         sources = 0 if n <= options.exact_limit or options.pivots >= n else options.pivots

@@ -16,7 +16,8 @@ from typing import Literal, Union
 
 import yaml
 from scipy.stats import qmc
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, field_validator,
+                      model_validator)
 
 from .vocabulary import DATASETS
 
@@ -24,6 +25,9 @@ Architecture = Literal["lenet", "vgg", "alexnet", "resnet"]
 DatasetName = Literal[tuple(DATASETS)]  # the names of the dataset facts table
 Optimizer = Literal["sgd", "adam"]
 TrainMetrics = Literal["epoch", "exact"]  # how training loss/accuracy are taken: `training` module docstring
+# node properties of a rolled graph (graphs/properties.py)
+GraphProperty = Literal["in_strength", "out_strength", "strength", "eigenvector", "pagerank", "katz", "hub", "authority",
+                        "closeness", "betweenness"]
 MIN_CONFIGURATIONS = 2  # grouped cross-validation holds out whole configurations: it needs two
 
 
@@ -228,6 +232,60 @@ class GraphOptions(_Strict):
     katz_factor: float = Field(default=0.9, gt=0, lt=2, description="Katz alpha = katz_factor / lambda_1(A + A^T)")
     pagerank_damping: float = Field(default=0.85, gt=0, lt=1)
     seed: int = 0
+    properties: list[GraphProperty] | None = Field(default=None, description="compute only these node properties "
+                                                   "(the others stored as NULL); None = all. Triage sets it to what "
+                                                   "its predictor reads")
+
+
+class KeepPGood(_Strict):
+    """Keep the runs whose calibrated P(good) is at least `p_good`."""
+
+    p_good: float = Field(ge=0, le=1)
+
+
+class TriageSpec(_Strict):
+    """Train every run to `at_epoch`, score it with a registered predictor, continue only the kept runs.
+
+    predictor: `best` (the regression predictor of highest cross-validated Kendall tau fitted at
+      k = at_epoch on this dataset and these architectures), a registered predictor's id, or a study
+      name (that study's best such predictor).
+    keep: a fraction 0 < x < 1 of the runs (the best predicted, rounded up), a number N >= 1 of
+      runs (the top N), or {p_good: t} (runs whose calibrated P(good) >= t).
+    """
+
+    predictor: str = "best"
+    at_epoch: int = Field(ge=1, description="epoch at which runs are scored and stopped or kept")
+    keep: Union[StrictInt, StrictFloat, KeepPGood]
+    confidence: float = Field(default=0.9, gt=0, lt=1, description="of the recorded prediction intervals")
+
+    @field_validator("keep", mode="before")
+    @classmethod
+    def _keep_rule(cls, v):
+        """One clear message instead of one per alternative of the union."""
+        if isinstance(v, KeepPGood):
+            return v
+        if isinstance(v, dict):
+            if set(v) != {"p_good"} or isinstance(v["p_good"], bool) or not isinstance(v["p_good"], (int, float)) \
+                    or not 0 <= v["p_good"] <= 1:
+                raise ValueError(f"keep as a mapping must be {{p_good: t}} with 0 <= t <= 1, got {v}")
+            return v
+        if isinstance(v, int) and not isinstance(v, bool):
+            if v < 1:
+                raise ValueError(f"keep as a number of runs must be >= 1, got {v}")
+            return v
+        if isinstance(v, float):
+            if not 0 < v < 1:
+                raise ValueError(f"keep as a fraction must lie strictly between 0 and 1, got {v} "
+                                 "(a number of runs is written without a decimal point)")
+            return v
+        raise ValueError(f"keep must be a fraction 0 < x < 1, a number of runs >= 1, or {{p_good: t}}; got {v!r}")
+
+    @property
+    def policy(self) -> str:
+        """The keep rule as text, as the decisions record it."""
+        if isinstance(self.keep, KeepPGood):
+            return f"p_good>={self.keep.p_good:g}"
+        return f"fraction {self.keep:g}" if isinstance(self.keep, float) else f"top {self.keep}"
 
 
 class Study(_Strict):
@@ -246,6 +304,7 @@ class Study(_Strict):
     width_transfer: WidthTransferSpec = WidthTransferSpec()
     graphs: GraphOptions = GraphOptions()
     execution: ExecutionSpec = ExecutionSpec()
+    triage: TriageSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -286,6 +345,9 @@ class Study(_Strict):
             raise ValueError(f"width_transfer names widths {sorted(unknown)} that are not in widths {self.widths}")
         if self.predict.k_epochs[-1] >= self.epochs:
             raise ValueError(f"predict.k_epochs {self.predict.k_epochs} must be below epochs={self.epochs}")
+        if self.triage is not None and self.triage.at_epoch >= self.epochs:
+            raise ValueError(f"triage.at_epoch {self.triage.at_epoch} must be below epochs={self.epochs} "
+                             "(runs are scored there and the kept ones trained on)")
         return self
 
     def check_cross_validation(self) -> None:

@@ -36,7 +36,7 @@ from .datasets import TensorData
 from .models import build_model
 from .models.dropout import DropoutMasks
 from .snapshots import DamagedFile, Snapshot, quarantine, read_snapshot_info, snapshot_path, write_snapshot
-from .vocabulary import RunStatus
+from .vocabulary import ENDED, RunStatus
 
 if TYPE_CHECKING:  # configs are read by attribute: training needs torch and pyarrow, not pydantic
     from .spec import RunConfig
@@ -44,7 +44,8 @@ if TYPE_CHECKING:  # configs are read by attribute: training needs torch and pya
 EVAL_BATCH = 512  # measured on CPU: 1.7x the images/s of 2048 (activations stay in cache)
 TRAIN_EVAL_LIMIT = 10_000  # exact train metrics are measured on at most this many (fixed) training images
 
-COMPLETED, DIVERGED = RunStatus.COMPLETED.value, RunStatus.DIVERGED.value  # plain str: state files are pickled
+# plain str: state files are pickled
+COMPLETED, DIVERGED, STOPPED = RunStatus.COMPLETED.value, RunStatus.DIVERGED.value, RunStatus.STOPPED.value
 
 
 @dataclass
@@ -176,12 +177,13 @@ def _existing_snapshots(data_dir: Path, run_id: str, epochs: int) -> list[Snapsh
     return [read_snapshot_info(snapshot_path(data_dir, run_id, e), run_id, e) for e in range(epochs + 1)]
 
 
-def finished_result(config: RunConfig, data_dir: str | Path) -> RunResult | None:
-    """The stored result of a finished (completed or diverged) run; None while it has epochs to train."""
+def finished_result(config: RunConfig, data_dir: str | Path, until_epoch: int | None = None) -> RunResult | None:
+    """The stored result of a finished (completed, diverged or stopped) run, or of one trained to
+    `until_epoch` already; None while it has epochs to train."""
     data_dir = Path(data_dir)
     state_file = state_file_path(data_dir, config.run_id)
     state = load_state(state_file)
-    if state is None or state["status"] not in (COMPLETED, DIVERGED):
+    if state is None or not (state["status"] in ENDED or state["epochs_done"] >= last_epoch(config, until_epoch)):
         return None
     try:
         return result_from_state(state, data_dir, config.run_id)
@@ -193,17 +195,25 @@ def finished_result(config: RunConfig, data_dir: str | Path) -> RunResult | None
         return None
 
 
+def last_epoch(config: RunConfig, until_epoch: int | None) -> int:
+    """The epoch a training call stops at: the run's last, or the cap `until_epoch` below it."""
+    return config.epochs if until_epoch is None else min(until_epoch, config.epochs)
+
+
 def train_run(config: RunConfig, data: TensorData, data_dir: str | Path, device: str = "cpu",
-              on_epoch: Callable[[EpochMetrics], None] | None = None) -> RunResult:
+              on_epoch: Callable[[EpochMetrics], None] | None = None, until_epoch: int | None = None) -> RunResult:
     """Train one run to its last epoch (or divergence), resuming from its saved state if any.
 
-    A finished run is not trained again: its stored result is returned.
+    A finished run is not trained again: its stored result is returned. With `until_epoch` below
+    the run's epochs, training pauses there with model and optimizer in the state file (status
+    still running), so a later call resumes it.
     """
     data_dir = Path(data_dir)
     run_id = config.run_id
     state_file = state_file_path(data_dir, run_id)
     saved = load_state(state_file)
-    if saved is not None and saved["status"] in (COMPLETED, DIVERGED):
+    last = last_epoch(config, until_epoch)
+    if saved is not None and (saved["status"] in ENDED or saved["epochs_done"] >= last):
         return result_from_state(saved, data_dir, run_id)
 
     data = data.to(device)
@@ -221,7 +231,7 @@ def train_run(config: RunConfig, data: TensorData, data_dir: str | Path, device:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
 
-    for epoch in range(saved["epochs_done"] + 1, config.epochs + 1):
+    for epoch in range(saved["epochs_done"] + 1, last + 1):
         start = time.perf_counter()
         train = train_one_epoch(model, optimizer, data, config, epoch)
         if device.startswith("cuda"):
@@ -243,11 +253,27 @@ def train_run(config: RunConfig, data: TensorData, data_dir: str | Path, device:
         if epoch < config.epochs:
             save_state(state_file, {**saved, "model": model.state_dict(), "optimizer": optimizer.state_dict()})
     else:
+        if last < config.epochs:  # paused at the cap: the state file saved in the loop can resume it
+            return result_from_state(saved, data_dir, run_id)
         saved["status"] = COMPLETED
     saved["device"] = device
     # A finished run keeps only its result: the snapshots hold its weights.
     save_state(state_file, {k: v for k, v in saved.items() if k not in ("model", "optimizer")})
     return result_from_state(saved, data_dir, run_id)
+
+
+def stop_run(config: RunConfig, data_dir: str | Path) -> RunResult:
+    """Record a paused run as stopped (triage): its state keeps only its result, like a finished
+    run's, so no later training call continues it. A finished run is returned as it is."""
+    data_dir = Path(data_dir)
+    state_file = state_file_path(data_dir, config.run_id)
+    state = load_state(state_file)
+    if state is None:
+        raise FileNotFoundError(f"run {config.run_id} has no state file {state_file} to stop")
+    if state["status"] not in ENDED:
+        state = {k: v for k, v in state.items() if k not in ("model", "optimizer")} | {"status": STOPPED}
+        save_state(state_file, state)
+    return result_from_state(state, data_dir, config.run_id)
 
 
 def result_from_state(state: dict, data_dir: Path, run_id: str) -> RunResult:

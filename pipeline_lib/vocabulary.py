@@ -22,6 +22,7 @@ class RunStatus(StrEnum):
 
 
 FINISHED = (RunStatus.COMPLETED, RunStatus.DIVERGED)  # runs with an outcome to predict
+ENDED = (*FINISHED, RunStatus.STOPPED)  # runs that train no further (their state file holds only the result)
 
 
 class Task(StrEnum):

@@ -50,13 +50,15 @@ class TaskProgress:
 
 @task(name="train-run", retries=1, retry_delay_seconds=1, persist_result=False, tags=["training"],
       task_run_name="train-{config.architecture}-w{config.width}-{config.config_id}-s{config.seed}")
-def train_run_task(config: RunConfig, data_dir: str, device: str, progress_file: str | None = None) -> RunResult:
-    """Train (or resume, or skip if finished) one run. A retry resumes from the last finished epoch."""
+def train_run_task(config: RunConfig, data_dir: str, device: str, progress_file: str | None = None,
+                   until_epoch: int | None = None) -> RunResult:
+    """Train (or resume, or skip if finished) one run, to `until_epoch` at most. A retry resumes from the
+    last finished epoch."""
     data = load_dataset(config.dataset.name, config.dataset.root, config.dataset.subset,
                         config.dataset.test_subset)
     progress = TaskProgress([config], progress_file)
     result = train_run(config, data, data_dir, device=device,
-                       on_epoch=lambda m: progress.record(config.run_id, m))
+                       on_epoch=lambda m: progress.record(config.run_id, m), until_epoch=until_epoch)
     progress.finish()
     return result
 
@@ -64,12 +66,13 @@ def train_run_task(config: RunConfig, data_dir: str, device: str, progress_file:
 @task(name="train-group", retries=1, retry_delay_seconds=1, persist_result=False, tags=["training"],
       task_run_name="train-group-{configs[0].architecture}-w{configs[0].width}-{device}")
 def train_group_task(configs: list[RunConfig], data_dir: str, device: str, options: dict,
-                     progress_file: str | None = None) -> GroupResult:
-    """Train (or resume, or read back) one stacked group. A retry resumes every run from its last epoch."""
+                     progress_file: str | None = None, until_epoch: int | None = None) -> GroupResult:
+    """Train (or resume, or read back) one stacked group, to `until_epoch` at most. A retry resumes
+    every run from its last epoch."""
     first = configs[0].dataset
     data = load_dataset(first.name, first.root, first.subset, first.test_subset)
     progress = TaskProgress(configs, progress_file)
     result = train_group(configs, data, data_dir, device=device, options=StackOptions(**options),
-                         on_epoch=progress.record)
+                         on_epoch=progress.record, until_epoch=until_epoch)
     progress.finish()
     return result

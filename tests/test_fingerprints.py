@@ -68,6 +68,30 @@ def test_later_stages_use_the_studys_data_dir(study, tmp_path, monkeypatch, caps
     assert not (tmp_path / "other").exists()
 
 
+def test_triage_graphs_hold_only_the_asked_properties_and_the_full_stage_redoes_them(study):
+    """Triage's graphs (epochs <= k, some properties) are not taken for full graphs; full graphs serve triage.
+    Runs before the pivots test changes the graphs; leaves them as it found them."""
+    spec, wh, data_dir = study
+    node_metrics = lambda: wh.query("SELECT run_id, epoch, node, strength, eigenvector, closeness, katz "  # noqa: E731
+                                    "FROM node_metrics WHERE epoch <= 1 ORDER BY ALL")
+    full = node_metrics()
+    asked = ["eigenvector", "strength"]
+    served = graph_metrics_flow.graph_metrics(str(spec), str(wh.path), until_epoch=1, properties=asked)
+    assert served == {"computed": 0, "failed": 0, "skipped": 16}  # full graphs hold the properties asked for
+
+    redone = graph_metrics_flow.graph_metrics(str(spec), str(wh.path), recompute=True, until_epoch=1, properties=asked)
+    assert redone == {"computed": 16, "failed": 0, "skipped": 0}
+    restricted = node_metrics()
+    assert restricted.select("run_id", "epoch", "node", *asked).equals(full.select("run_id", "epoch", "node", *asked))
+    assert restricted["closeness"].is_null().all() and restricted["katz"].is_null().all()
+    assert full["closeness"].is_not_null().all()
+    assert wh.query("SELECT count(*) AS n FROM graph_summaries WHERE property = 'closeness' AND epoch <= 1")["n"][0] == 0
+
+    again = graph_metrics_flow.graph_metrics(str(spec), str(wh.path))  # the full stage computes exactly those again
+    assert again == {"computed": 16, "failed": 0, "skipped": 8}
+    assert node_metrics().equals(full)
+
+
 def test_changing_pivots_recomputes_exactly_the_sampled_graphs(study, tmp_path):
     spec, wh, data_dir = study
     before = _graphs(wh)
@@ -96,6 +120,9 @@ def test_graph_fingerprints_follow_what_a_graph_of_that_size_uses():
     assert fp(base, [124])[124] == fp(base.model_copy(update={"seed": 1, "pivots": 8}), [124])[124]
     assert fp(base, [237])[237] != fp(base.model_copy(update={"exact_limit": 300}), [237])[237]
     assert fp(base, [124])[124] != fp(base.model_copy(update={"fold_batchnorm": False}), [124])[124]
+    restricted = base.model_copy(update={"properties": ["strength", "eigenvector"]})
+    assert fp(restricted, [124])[124] != fp(base, [124])[124]  # a graph of some properties is not a full one
+    assert fp(restricted, [124]) == fp(restricted.model_copy(update={"properties": ["eigenvector", "strength"]}), [124])
 
 
 def test_changed_feature_code_recomputes_features_and_evaluations(study, monkeypatch):

@@ -6,7 +6,6 @@ import json
 import math
 import subprocess
 import sys
-from datetime import datetime
 
 import numpy as np
 import polars as pl
@@ -16,16 +15,10 @@ from scipy.special import expit, logit
 from pipeline_lib.decisions.registry import fit_on_all
 from pipeline_lib.decisions.scoring import ScoringError
 from pipeline_lib.decisions.uncertainty import calibrated, conformal_intervals, fit_calibration
-from pipeline_lib.features import base_set_features
-from pipeline_lib.prediction.evaluation import (cross_validate_design, cross_validated_predictions, feature_matrix,
-                                                grouped_folds, with_unit)
-from pipeline_lib.prediction.metrics import evaluation_table
-from pipeline_lib.prediction.targets import run_targets
-from pipeline_lib.spec import Study
-from tests.conftest import TINY_STUDY, write_spec
-from warehouse.db import Warehouse, upsert
-from warehouse.predict import epoch_metrics, study_runs, write_features, write_results
-from warehouse.registry import load_predictor, register_study
+from pipeline_lib.prediction.evaluation import cross_validated_predictions, grouped_folds
+from tests.conftest import add_runs, write_spec
+from warehouse.db import Warehouse
+from warehouse.registry import load_predictor
 from warehouse.scores import score_study
 
 
@@ -93,51 +86,10 @@ def test_calibration_recovers_known_probabilities():
 K = 1
 
 
-def _add_runs(wh: Warehouse, study: str, configs: list[float], seeds: int, last_epoch: int = 3,
-              status: str = "completed", architecture: str = "lenet", dataset: str = "digits",
-              width: float = 1.0, rng=None) -> None:
-    """Runs whose quality q (per configuration) sets both their early and final test accuracy;
-    epoch metrics 0..last_epoch (a run short of its 3 epochs is still training)."""
-    rng = rng or np.random.default_rng(len(study))
-    runs, metrics = [], []
-    for q in configs:
-        for seed in range(seeds):
-            run_id = f"{study}-{architecture}-{dataset}-{q:.3f}-{width}-s{seed}"
-            noise = rng.normal(0, 0.02)
-            accs = [0.1, 0.2 + 0.4 * q + noise, 0.3 + 0.5 * q + noise, 0.3 + 0.55 * q + noise]
-            done = last_epoch == 3 and status == "completed"
-            runs.append({"study": study, "run_id": run_id, "config_id": f"q{q:.3f}", "architecture": architecture,
-                         "width": width, "depth": 1, "dataset": dataset, "lr": 0.01 + 0.05 * rng.random(),
-                         "dropout": 0.0, "weight_decay": 0.0, "optimizer": "sgd", "batch_size": 64, "seed": seed,
-                         "epochs": 3, "status": status, "epochs_done": last_epoch,
-                         "final_test_acc": accs[3] + rng.normal(0, 0.01) if done else None,
-                         "updated_at": datetime(2026, 1, 1)})
-            metrics += [{"run_id": run_id, "epoch": e, "train_loss": 2.0 - a, "train_acc": a, "test_loss": 2.0 - a,
-                         "test_acc": a, "seconds": 1.0} for e, a in enumerate(accs[:last_epoch + 1])]
-    with wh.writer() as con:
-        upsert(con, "runs", pl.DataFrame(runs, schema_overrides={"final_test_acc": pl.Float64}))
-        upsert(con, "epoch_metrics", pl.DataFrame(metrics))
-
-
-@pytest.fixture(scope="module")
-def fitted(tmp_path_factory) -> Warehouse:
-    """Study "tiny": 12 configurations x 2 seeds, early_acc and hparams features at k = 1, evaluated
-    under grouped cross-validation and registered; the scored studies are added by the tests."""
-    study = Study.model_validate({**TINY_STUDY, "predict": {"k_epochs": [K], "n_folds": 3}})
-    wh = Warehouse(tmp_path_factory.mktemp("scoring") / "w.duckdb")
-    _add_runs(wh, study.name, list(np.linspace(0, 1, 12)), 2, rng=np.random.default_rng(0))
-    runs = study_runs(wh, study.name)
-    features = pl.concat([base_set_features(s, K, runs, epoch_metrics(wh, study.name)) for s in ("early_acc", "hparams")])
-    write_features(wh, study.name, features)
-    targets = grouped_folds(run_targets(runs), 3)
-    predictions = []
-    for feature_set in ("early_acc", "hparams"):
-        X, _ = feature_matrix(features.filter(pl.col("feature_set") == feature_set), targets["run_id"].to_list())
-        predictions.append(with_unit(cross_validate_design(X, targets), feature_set=feature_set, k=K, split="cv"))
-    predictions = pl.concat(predictions)
-    write_results(wh, study.name, ["cv"], evaluation_table(predictions, targets), predictions)
-    register_study(wh, study)
-    return wh
+@pytest.fixture
+def fitted(registered_tiny) -> Warehouse:
+    """Study "tiny" registered at k = K (see `registered_warehouse`); the scored studies are added by the tests."""
+    return registered_tiny
 
 
 def _predictor(wh, **where) -> dict:
@@ -163,9 +115,9 @@ def test_registration_keeps_residuals_and_calibration(fitted):
 
 def test_scores_another_study_with_the_best_predictor_including_runs_still_training(fitted):
     wh = fitted
-    _add_runs(wh, "sweep-b", [0.1, 0.4, 0.7, 0.95], 2, width=0.5)  # a width tiny never trained: allowed
-    _add_runs(wh, "sweep-b", [0.55, 0.25], 1, last_epoch=1, status="pending")  # still training, at epoch 1
-    _add_runs(wh, "sweep-b", [0.8], 1, last_epoch=0, status="pending")  # not at epoch 1 yet: waits
+    add_runs(wh, "sweep-b", [0.1, 0.4, 0.7, 0.95], 2, width=0.5)  # a width tiny never trained: allowed
+    add_runs(wh, "sweep-b", [0.55, 0.25], 1, last_epoch=1, status="pending")  # still training, at epoch 1
+    add_runs(wh, "sweep-b", [0.8], 1, last_epoch=0, status="pending")  # not at epoch 1 yet: waits
 
     scores, plan = score_study(wh, "sweep-b", "best", K, confidence=0.9)
 
@@ -212,21 +164,21 @@ def test_scores_another_study_with_the_best_predictor_including_runs_still_train
 def test_refuses_what_it_cannot_score(fitted):
     wh = fitted
     best = _predictor(wh, feature_set="early_acc", task="regression", predictor="linear")["id"]
-    _add_runs(wh, "not-started", [0.5], 2, last_epoch=0, status="pending")
+    add_runs(wh, "not-started", [0.5], 2, last_epoch=0, status="pending")
     with pytest.raises(ScoringError, match="no run of study 'not-started' has reached epoch 1 yet"):
         score_study(wh, "not-started", "best", K)
-    _add_runs(wh, "other-family", [0.5], 2, architecture="vgg")
+    add_runs(wh, "other-family", [0.5], 2, architecture="vgg")
     with pytest.raises(ScoringError, match=r"architecture \['vgg'\], but predictor .* fitted on architecture \['lenet'\] only"):
         score_study(wh, "other-family", best, K)
     with pytest.raises(ScoringError, match="no registered regression predictor at k = 1 .* architectures"):
         score_study(wh, "other-family", "best", K)
-    _add_runs(wh, "other-data", [0.5], 2, dataset="fashion_mnist")
+    add_runs(wh, "other-data", [0.5], 2, dataset="fashion_mnist")
     with pytest.raises(ScoringError, match=r"dataset \['fashion_mnist'\], but predictor"):
         score_study(wh, "other-data", best, K)
     with pytest.raises(ScoringError, match="k = 1; scoring at epoch 2 needs"):
         score_study(wh, "other-data", best, 2)
     # a graph predictor on runs whose graph stage never ran (refused before its file is opened)
-    _add_runs(wh, "no-graphs", [0.2, 0.6], 1)
+    add_runs(wh, "no-graphs", [0.2, 0.6], 1)
     with wh.writer() as con:
         con.execute("""INSERT INTO predictors SELECT * REPLACE ('graphpred' AS id, 'graph_compact' AS feature_set)
                        FROM predictors WHERE id = ?""", [best])
@@ -261,7 +213,7 @@ def test_command_line_refuses_another_data_dir_than_the_study_s(fitted, tmp_path
 def test_score_flow_writes_scores(fitted, tmp_path, prefect_harness):
     from flows.score import score
 
-    _add_runs(fitted, "flow-study", [0.3, 0.9], 2)
+    add_runs(fitted, "flow-study", [0.3, 0.9], 2)
     result = score(str(write_spec(tmp_path, name="flow-study")), str(fitted.path), "best", K)
     stored = fitted.query("SELECT * FROM scores WHERE study = 'flow-study'")
     assert result == {"predictor": stored["predictor_id"][0], "scored": 4, "waiting": 0} and stored.height == 4

@@ -11,7 +11,8 @@ from pipeline_lib.snapshots import read_snapshot, snapshot_path
 from pipeline_lib.spec import DatasetSpec, RunConfig
 from pipeline_lib.stacked import StackOptions, auto_vector_width, train_group
 from pipeline_lib.stacked.optim import StackedOptimizer
-from pipeline_lib.training import COMPLETED, DIVERGED, make_model, train_run
+from pipeline_lib.training import (COMPLETED, DIVERGED, STOPPED, finished_result, load_state, make_model,
+                                   state_file_path, stop_run, train_run)
 
 DIGITS = DatasetSpec(name="digits", subset=256)
 # (seed, lr, dropout, weight decay); the last run diverges in its first epoch (overflow, float32).
@@ -150,6 +151,33 @@ def test_interrupted_group_resumes_per_run_alone_or_stacked(tmp_path, digits):
     rest = train_group(configs[1:], digits, tmp_path / "resumed").results
     for a, b in zip([alone, *rest], straight):
         _assert_same_run(a, b, tmp_path / "resumed", tmp_path / "straight", weights_atol=1e-5, loss_rtol=1e-4)
+
+
+def test_capped_runs_pause_resumable_alone_or_stacked_and_stopped_runs_stay_stopped(tmp_path, digits):
+    """Triage's cap: runs paused at until_epoch keep model and optimizer and finish like uninterrupted
+    runs, whichever trainer continues them; a stopped run keeps only its result and is never trained on."""
+    torch.set_num_threads(1)
+    configs = _configs(runs=MIXED[:3], epochs=3)
+    straight = train_group(configs, digits, tmp_path / "straight").results
+    paused = train_group(configs, digits, tmp_path / "capped", until_epoch=1).results
+    assert [(r.status, r.epochs_done, len(r.snapshots)) for r in paused] == [("running", 1, 2)] * 3
+    assert not snapshot_path(tmp_path / "capped", configs[0].run_id, 2).exists()
+    assert {"model", "optimizer"} <= set(load_state(state_file_path(tmp_path / "capped", configs[0].run_id)))
+    assert finished_result(configs[0], tmp_path / "capped") is None  # paused, not finished
+    assert finished_result(configs[0], tmp_path / "capped", until_epoch=1).epochs_done == 1
+    again = train_run(configs[1], digits, tmp_path / "capped", until_epoch=1)  # at the cap already: nothing trained
+    assert again.epochs_done == 1 and not snapshot_path(tmp_path / "capped", configs[1].run_id, 2).exists()
+
+    stopped = stop_run(configs[2], tmp_path / "capped")
+    state = load_state(state_file_path(tmp_path / "capped", configs[2].run_id))
+    assert stopped.status == state["status"] == STOPPED and "model" not in state and stopped.epochs_done == 1
+    alone = train_run(configs[0], digits, tmp_path / "capped")  # one paused run continued alone, one stacked
+    stacked = train_group(configs[1:], digits, tmp_path / "capped").results
+    for a, b in zip([alone, stacked[0]], straight[:2]):
+        _assert_same_run(a, b, tmp_path / "capped", tmp_path / "straight", weights_atol=1e-5, loss_rtol=1e-4)
+    assert stacked[1].status == STOPPED and stacked[1].epochs_done == 1  # the stopped run was not trained
+    assert not snapshot_path(tmp_path / "capped", configs[2].run_id, 2).exists()
+    assert finished_result(configs[2], tmp_path / "capped").status == STOPPED
 
 
 def test_finished_group_is_read_back_not_trained(tmp_path, digits):

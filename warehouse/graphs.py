@@ -60,23 +60,27 @@ def forget_graphs(wh: Warehouse, keys: list[tuple[str, int]]) -> None:
                         [[f"{r}/{e}" for r, e in keys]])
 
 
-def pending_snapshots(wh: Warehouse, study: str, options: GraphOptions, recompute: bool = False) -> pl.DataFrame:
-    """Snapshots of the study's runs without a current graph: no `graphs` row, an error, or a
-    fingerprint (NULL included) other than the current one for its size; all of them if `recompute`.
+def pending_snapshots(wh: Warehouse, study: str, options: GraphOptions, recompute: bool = False,
+                      until_epoch: int | None = None) -> pl.DataFrame:
+    """Snapshots of the study's runs (at epochs <= `until_epoch`, if given) without a current graph:
+    no `graphs` row, an error, or a fingerprint (NULL included) other than the current one for its
+    size; all of them if `recompute`. With `options.properties` set, a graph of every property is
+    current too (it holds the requested ones).
 
     Columns: run_id, epoch, path, architecture, width, depth, dataset; ordered by run and epoch.
     """
     sizes = wh.query("""SELECT DISTINCT g.nodes FROM graphs g JOIN runs r USING (run_id)
-                        WHERE r.study = ? AND g.error IS NULL AND g.nodes IS NOT NULL""", [study])["nodes"]
-    current = {} if recompute else graph_fingerprints(options, sizes.to_list())
+                        WHERE r.study = ? AND g.error IS NULL AND g.nodes IS NOT NULL""", [study])["nodes"].to_list()
+    accepted = [options] + ([options.model_copy(update={"properties": None})] if options.properties is not None else [])
+    current = [] if recompute else [item for o in accepted for item in graph_fingerprints(o, sizes).items()]
     return wh.query("""
         SELECT s.run_id, s.epoch, s.path, r.architecture, r.width, r.depth, r.dataset
         FROM snapshots s JOIN runs r ON r.run_id = s.run_id
-        WHERE r.study = $1 AND NOT EXISTS (
+        WHERE r.study = $1 AND s.epoch <= coalesce($4, s.epoch) AND NOT EXISTS (
             SELECT 1 FROM graphs g JOIN (SELECT unnest($2::INTEGER[]) AS nodes, unnest($3::VARCHAR[]) AS fingerprint) c
                  ON g.nodes = c.nodes AND g.fingerprint = c.fingerprint
             WHERE g.run_id = s.run_id AND g.epoch = s.epoch AND g.error IS NULL)
-        ORDER BY s.run_id, s.epoch""", [study, list(current), list(current.values())])
+        ORDER BY s.run_id, s.epoch""", [study, [n for n, _ in current], [f for _, f in current], until_epoch])
 
 
 def record_graph_results(wh: Warehouse, graphs: pl.DataFrame, summaries: pl.DataFrame) -> None:

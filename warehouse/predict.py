@@ -193,4 +193,8 @@ def report_tables(wh: Warehouse, study: str) -> dict[str, pl.DataFrame | str | N
         "predictors": wh.query("SELECT id, k, feature_set, task, predictor, metrics_json FROM predictors WHERE study = ?",
                                [study]),
         "epoch_metrics": epoch_metrics(wh, study).select("run_id", "epoch", "test_acc", "train_loss", "seconds"),
+        "triage": wh.query("""SELECT r.run_id, r.architecture, r.width, r.epochs, r.epochs_done, r.status, r.final_test_acc,
+                                     d.* EXCLUDE (study, run_id)
+                              FROM runs r LEFT JOIN triage_decisions d ON d.study = r.study AND d.run_id = r.run_id
+                              WHERE r.study = ?""", [study]),
     }

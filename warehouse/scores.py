@@ -33,27 +33,31 @@ class ScoringPlan:
 
 
 def choose_predictor(wh: Warehouse, which: str, k: int, runs: pl.DataFrame) -> dict:
-    """The registered regression predictor `which` (an id), or with `which` = 'best' the one of
-    highest pooled out-of-fold Kendall tau among those fitted at this k on the runs' dataset and
-    architectures."""
+    """The registered regression predictor `which` (an id); with `which` = 'best' the one of highest
+    pooled out-of-fold Kendall tau among those fitted at this k on the runs' dataset and
+    architectures; with `which` a study name, the best such predictor of that study."""
+    of_study = None
     if which != "best":
         rows = wh.query("SELECT * FROM predictors WHERE id = ?", [which])
-        if rows.is_empty():
-            raise ScoringError(f"no registered predictor {which!r} in {wh.path}; see `SELECT id, study, feature_set, "
-                               "k, task, predictor FROM predictors` or use --predictor best")
-        row = rows.row(0, named=True)
-        if row["task"] != Task.REGRESSION or row["k"] != k:
-            raise ScoringError(f"predictor {which} is a {row['task']} predictor fitted at k = {row['k']}; scoring at "
-                               f"epoch {k} needs a regression predictor fitted at k = {k}")
-        return row
+        if rows.is_empty() and wh.query("SELECT 1 FROM predictors WHERE study = ? LIMIT 1", [which]).is_empty():
+            raise ScoringError(f"no registered predictor {which!r} in {wh.path}, nor a study of that name with "
+                               "registered predictors; see `SELECT id, study, feature_set, k, task, predictor FROM "
+                               "predictors` or use best")
+        if rows.height:
+            row = rows.row(0, named=True)
+            if row["task"] != Task.REGRESSION or row["k"] != k:
+                raise ScoringError(f"predictor {which} is a {row['task']} predictor fitted at k = {row['k']}; scoring "
+                                   f"at epoch {k} needs a regression predictor fitted at k = {k}")
+            return row
+        of_study = which
     datasets, architectures = sorted(set(runs["dataset"])), sorted(set(runs["architecture"]))
     rows = wh.query(f"""SELECT * FROM predictors WHERE task = ? AND k = ? AND dataset = ANY(?)
-                        AND list_has_all(architectures, ?) AND {TAU} IS NOT NULL
-                        ORDER BY {TAU} DESC, id LIMIT 1""", [Task.REGRESSION, k, datasets, architectures])
+                        AND list_has_all(architectures, ?) AND {TAU} IS NOT NULL AND study = coalesce(?, study)
+                        ORDER BY {TAU} DESC, id LIMIT 1""", [Task.REGRESSION, k, datasets, architectures, of_study])
     if rows.is_empty():
-        raise ScoringError(f"no registered regression predictor at k = {k} with a cross-validated Kendall tau covers "
-                           f"dataset {datasets} and architectures {architectures}; register a study of these "
-                           "(flows.register) or score at another --at-epoch")
+        raise ScoringError(f"no registered regression predictor at k = {k}{f' of study {of_study!r}' if of_study else ''} "
+                           f"with a cross-validated Kendall tau covers dataset {datasets} and architectures "
+                           f"{architectures}; register a study of these (flows.register) or score at another epoch")
     return rows.row(0, named=True)
 
 
@@ -99,7 +103,7 @@ def _features(wh: Warehouse, study: str, k: int, runs: pl.DataFrame, bases: tupl
     return pl.concat([base_set_features(base, k, runs, **inputs) for base in bases])
 
 
-def _twin(wh: Warehouse, predictor: dict) -> tuple[Pipeline, dict] | None:
+def classification_twin(wh: Warehouse, predictor: dict) -> tuple[Pipeline, dict] | None:
     """The classification predictor fitted with the same study, feature set, k and model, if registered."""
     rows = wh.query("""SELECT id FROM predictors WHERE task = ? AND study = ? AND feature_set = ?
                        AND k = ? AND predictor = ?""",
@@ -116,7 +120,7 @@ def score_study(wh: Warehouse, study: str, which: str, k: int, confidence: float
     run_ids = plan.runs["run_id"].to_list()
     X = design_matrix(_features(wh, study, k, plan.runs, FEATURE_SETS[predictor["feature_set"]]), run_ids,
                       predictor["features"])
-    scores = score(plan.model, predictor, X, run_ids, confidence, _twin(wh, predictor)).with_columns(
+    scores = score(plan.model, predictor, X, run_ids, confidence, classification_twin(wh, predictor)).with_columns(
         pl.lit(study).alias("study"), pl.lit(predictor["id"]).alias("predictor_id"), pl.lit(k, pl.Int32).alias("k"),
         pl.lit(confidence).alias("confidence"),
         pl.lit(datetime.now(timezone.utc).replace(tzinfo=None)).alias("scored_at"))

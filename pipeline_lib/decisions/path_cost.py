@@ -25,27 +25,29 @@ from ..prediction.costs import COST_SCHEMA
 from ..spec import GraphOptions
 
 STRATEGIES = ("decision_path", "graph_stage")  # its rows of `costs`
-GRAPH_QUANTITIES = (*PROPERTIES, "perron_value")  # perron_value: a graph-level scalar of the spectral step
 SAMPLE = 8     # snapshots timed per study
 REPEATS = 3    # timings per snapshot and property set; the least is kept
 
 
 def columns_used(model: Pipeline, columns: list[str]) -> list[str]:
-    """The columns a registered predictor's selection step keeps: all that scoring a run reads."""
-    keep = model.named_steps["select"].get_support()
-    return [c for c, kept in zip(columns, keep) if kept]
+    """The columns a registered predictor really reads: those its selection step keeps (all without one)."""
+    select = model.named_steps.get("select")
+    if select is None:
+        return list(columns)
+    return [c for c, kept in zip(columns, select.get_support()) if kept]
 
 
 def properties_read(columns: Collection[str]) -> tuple[str, ...]:
-    """Graph quantities (GRAPH_QUANTITIES order) behind feature columns of the graph sets, which are
-    named `<scope>/<quantity>/<statistic>@<time>` with scope `graph` or `depth:<b>`; other columns
-    (weight statistics `depth:<b>/weight/..`, learning curves, hyper-parameters) read none."""
+    """Node properties (PROPERTIES order) behind feature columns of the graph sets, which are named
+    `<scope>/<property>/<statistic>@<time>` with scope `graph` or `depth:<b>`; other columns (the
+    Perron value, which every graph computes; weight statistics `order:<b>/weight/..`, learning
+    curves, hyper-parameters) need none."""
     found = set()
     for column in columns:
         parts = column.split("@")[0].split("/")
-        if len(parts) == 3 and (parts[0] == "graph" or parts[0].startswith("depth:")) and parts[1] in GRAPH_QUANTITIES:
+        if len(parts) == 3 and (parts[0] == "graph" or parts[0].startswith("depth:")) and parts[1] in PROPERTIES:
             found.add(parts[1])
-    return tuple(q for q in GRAPH_QUANTITIES if q in found)
+    return tuple(p for p in PROPERTIES if p in found)
 
 
 def sample_snapshots(jobs: list[SnapshotJob], size: int = SAMPLE, seed: int = 0) -> list[SnapshotJob]:
@@ -56,9 +58,9 @@ def sample_snapshots(jobs: list[SnapshotJob], size: int = SAMPLE, seed: int = 0)
     return [jobs[i] for i in sorted(picked)]
 
 
-def graph_work(job: SnapshotJob, options: GraphOptions, only: Collection[str]) -> pl.DataFrame:
-    """One snapshot's decision-path graph work: the node properties `only`, summarised."""
-    nodes, _ = snapshot_node_metrics(job, options, only)
+def graph_work(job: SnapshotJob, options: GraphOptions, properties: Collection[str]) -> pl.DataFrame:
+    """One snapshot's decision-path graph work: those node properties (`GraphOptions.properties`), summarised."""
+    nodes, _ = snapshot_node_metrics(job, options.model_copy(update={"properties": list(properties)}))
     return summarise(nodes.with_columns(pl.lit(job.run_id).alias("run_id"), pl.lit(job.epoch).alias("epoch")))
 
 
@@ -74,9 +76,9 @@ def seconds_per_snapshot(jobs: list[SnapshotJob], options: GraphOptions,
     for job in jobs:
         runs = {name: [] for name in property_sets}
         for _ in range(repeats):
-            for name, only in property_sets.items():
+            for name, properties in property_sets.items():
                 start = time.perf_counter()
-                graph_work(job, options, only)
+                graph_work(job, options, properties)
                 runs[name].append(time.perf_counter() - start)
         for name, seconds in runs.items():
             timings[name].append(min(seconds))

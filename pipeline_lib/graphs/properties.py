@@ -38,19 +38,18 @@ Why these choices:
 """
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse import csgraph
 from scipy.sparse.linalg import eigsh, spsolve, svds
 
-from ..spec import GraphOptions
+from ..spec import GraphOptions, GraphProperty
 from .layered import LayeredGraph
 
-PROPERTIES = ("in_strength", "out_strength", "strength", "eigenvector", "pagerank", "katz", "hub", "authority",
-              "closeness", "betweenness")
+PROPERTIES: tuple[str, ...] = get_args(GraphProperty)
 DENSE_LIMIT = 64  # below this many nodes ARPACK is not applicable or not worth it: dense LAPACK
 ROUNDOFF = 1e-9  # relative to the largest entry: below it a Perron/HITS entry is round-off, set to 0
 MIN_GAP = 1e-3  # relative gap between the top two singular/eigen values below which a vector is not determined
@@ -198,41 +197,36 @@ def betweenness(graph_tool_graph, distance, sources: np.ndarray | None = None) -
 
 
 # -- everything -------------------------------------------------------------------------------------
-def node_properties(graph: LayeredGraph, options: GraphOptions | None = None,
-                    only: Collection[str] = PROPERTIES) -> NodeProperties:
-    """Every property of PROPERTIES for every node, normalised for comparison across widths.
+def selected(options: GraphOptions) -> set[str]:
+    """The properties `options` asks for: `properties` (all when None), betweenness only if enabled."""
+    chosen = set(PROPERTIES if options.properties is None else options.properties)
+    return chosen if options.betweenness else chosen - {"betweenness"}
 
-    `only` computes just those properties (the others are NaN, and a skipped spectral step leaves
-    its scalars NaN): what scoring a run needs when its predictor reads a few properties. The
-    Perron value lambda_1(S) is computed whenever eigenvector or katz is, or `only` names
-    'perron_value'."""
+
+def node_properties(graph: LayeredGraph, options: GraphOptions | None = None) -> NodeProperties:
+    """The properties of PROPERTIES that `options` selects for every node (NaN for the others),
+    normalised for comparison across widths. The Perron value is always computed (Katz's alpha and
+    the graphs row need it)."""
     options = options or GraphOptions()
-    unknown = set(only) - {*PROPERTIES, "perron_value"}
-    if unknown:
-        raise ValueError(f"unknown properties {sorted(unknown)}; known: {PROPERTIES} and perron_value")
-    wanted = set(only)
+    wanted = selected(options)
     n = graph.n_nodes
-    nan = np.full(n, np.nan)
+    nothing = np.full(n, np.nan)
     adjacency = graph.adjacency()
     in_strength = np.asarray(adjacency.sum(axis=0)).ravel()
     out_strength = np.asarray(adjacency.sum(axis=1)).ravel()
-    perron_value = perron_gap = hits_gap = alpha = np.nan
-    eigenvector = katz_values = hub = authority = pagerank_values = closeness = between = nan
-    if wanted & {"eigenvector", "katz", "perron_value"}:
-        perron_value, eigenvector, perron_gap = perron((adjacency + adjacency.T).tocsr())
-        alpha = options.katz_factor / perron_value if perron_value > 0 else 0.0
-    if "katz" in wanted:
-        katz_values = katz(adjacency, alpha)
-    if wanted & {"hub", "authority"}:
-        hub, authority, hits_gap = hits(adjacency)
-    if "pagerank" in wanted:
-        pagerank_values = pagerank(adjacency, options.pagerank_damping)
+    perron_value, eigenvector, perron_gap = perron((adjacency + adjacency.T).tocsr())
+    alpha = options.katz_factor / perron_value if perron_value > 0 else 0.0
+    katz_values = katz(adjacency, alpha) if "katz" in wanted else nothing
+    hub, authority, hits_gap = hits(adjacency) if wanted & {"hub", "authority"} else (nothing, nothing, np.nan)
+
+    pagerank_values = pagerank(adjacency, options.pagerank_damping) if "pagerank" in wanted else nothing
     sources = pivot_sources(n, options)
-    if "closeness" in wanted:
-        closeness = harmonic_closeness(distance_matrix(graph), sources)
-    if "betweenness" in wanted and options.betweenness:
+    closeness = harmonic_closeness(distance_matrix(graph), sources) if "closeness" in wanted else nothing
+    if "betweenness" in wanted:
         g = graph.to_graph_tool(attributes=False)
         between = betweenness(g, g.new_edge_property("double", vals=1.0 / graph.weight), sources)
+    else:
+        between = nothing
 
     root_n = np.sqrt(n)
     values = {
@@ -240,5 +234,5 @@ def node_properties(graph: LayeredGraph, options: GraphOptions | None = None,
         "eigenvector": eigenvector * root_n, "pagerank": pagerank_values * n, "katz": katz_values / katz_values.mean(),
         "hub": hub * root_n, "authority": authority * root_n, "closeness": closeness, "betweenness": between,
     }
-    values = {name: v if name in wanted else nan for name, v in values.items()}
+    values = {name: v if name in wanted else nothing for name, v in values.items()}
     return NodeProperties(values, perron_value, alpha, 0 if sources is None else len(sources), perron_gap, hits_gap)

@@ -13,7 +13,6 @@ quarantined, so that the training stage trains its run again.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,13 +74,12 @@ def unusable_node_metrics(data_dir: str | Path, keys: list[tuple[str, int]]) -> 
     return unusable
 
 
-def snapshot_node_metrics(job: SnapshotJob, options: GraphOptions,
-                          only: Collection[str] = PROPERTIES) -> tuple[pl.DataFrame, dict]:
-    """Build one snapshot's rolled graph and compute its node properties (`only` those: see
-    `node_properties`); (node frame, graph row)."""
+def snapshot_node_metrics(job: SnapshotJob, options: GraphOptions) -> tuple[pl.DataFrame, dict]:
+    """Build one snapshot's rolled graph and compute its node properties (those `options` selects);
+    (node frame, graph row)."""
     graph = rolled_graph_of_snapshot(read_snapshot(job.path), job.architecture, job.width, job.depth,
                                      job.dataset, fold_batchnorm=options.fold_batchnorm)
-    props = node_properties(graph, options, only)
+    props = node_properties(graph, options)
     nodes = pl.DataFrame({
         "node": pl.int_range(graph.n_nodes, eager=True, dtype=pl.Int32),
         "layer": graph.layer, "relative_depth": graph.relative_depth, "kind": graph.kind.tolist(),

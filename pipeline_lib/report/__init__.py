@@ -18,6 +18,7 @@ from ..vocabulary import DATASETS, RunStatus, Split
 from .figures import compute_saving, graph_trajectories, metric_vs_k, predicted_vs_true
 from .decisions import decisions_section
 from .tables import cost_table, cost_verdict, display_table, markdown_table, summary_table, transfer_table, verdict
+from .triage import triage_section
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class ReportInputs:
     graph_summaries: pl.DataFrame  # run_id, epoch, property, statistic, value (scope 'graph')
     predictors: pl.DataFrame    # the study's registered predictors: id, k, feature_set, task, predictor, metrics_json
     epoch_metrics: pl.DataFrame  # run_id, epoch, test_acc, train_loss, seconds (the replay's curves)
+    triage: pl.DataFrame | None = None  # every run with its triage decision (`triage_section`)
 
 
 def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str, dict[str, pl.DataFrame], str]:
@@ -138,6 +140,8 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
         ]
         compute_saving(costs, out_dir / "compute_saving.png")
 
+    if inputs.triage is not None:
+        lines += triage_section(inputs.triage)
     decisions, decision_tables = decisions_section(study, runs, inputs.epoch_metrics, inputs.predictors,
                                                    inputs.predictions, inputs.costs, out_dir)
     lines += decisions

@@ -28,8 +28,9 @@ from ..background_writer import BackgroundWriter
 from ..datasets import TensorData
 from ..models.dropout import DropoutMasks
 from ..snapshots import write_snapshot
-from ..training import (COMPLETED, DIVERGED, EVAL_BATCH, TRAIN_EVAL_LIMIT, EpochMetrics, RunResult, epoch_order,
-                        load_state, make_model, make_optimizer, result_from_state, save_state, state_file_path)
+from ..training import (COMPLETED, DIVERGED, ENDED, EVAL_BATCH, TRAIN_EVAL_LIMIT, EpochMetrics, RunResult,
+                        epoch_order, last_epoch, load_state, make_model, make_optimizer, result_from_state, save_state,
+                        state_file_path)
 from .layers import keep_runs, run_state, widen
 from .optim import StackedOptimizer
 
@@ -251,8 +252,10 @@ def _gpu_utilization(device: str) -> float | None:
 
 def train_group(configs: Sequence[RunConfig], data: TensorData, data_dir: str | Path, device: str = "cpu",
                 options: StackOptions = StackOptions(),
-                on_epoch: Callable[[str, EpochMetrics], None] | None = None) -> GroupResult:
-    """Train (or resume, or read back if finished) every run of one group; results in `configs` order."""
+                on_epoch: Callable[[str, EpochMetrics], None] | None = None,
+                until_epoch: int | None = None) -> GroupResult:
+    """Train (or resume, or read back if finished) every run of one group; results in `configs` order.
+    `until_epoch` pauses every run there, resumable, as in `train_run`."""
     _check_group(configs)
     data_dir = Path(data_dir)
     wall_start = time.perf_counter()
@@ -262,7 +265,8 @@ def train_group(configs: Sequence[RunConfig], data: TensorData, data_dir: str | 
     data = data.to(device)
     for config in configs:
         saved = load_state(state_file_path(data_dir, config.run_id))
-        if saved is not None and saved["status"] in (COMPLETED, DIVERGED):
+        paused = saved is not None and saved["epochs_done"] >= last_epoch(config, until_epoch)
+        if saved is not None and (saved["status"] in ENDED or paused):
             finished[config.run_id] = result_from_state(saved, data_dir, config.run_id)
         else:
             pending.append(_Run(config, saved, data, device))
@@ -281,7 +285,7 @@ def train_group(configs: Sequence[RunConfig], data: TensorData, data_dir: str | 
             lanes = []
         while lanes:
             for lane in lanes:
-                _lane_epoch(lane, data, data_dir, device, writer, timings, on_epoch)
+                _lane_epoch(lane, data, data_dir, device, writer, timings, on_epoch, until_epoch)
                 if device.startswith("cuda"):
                     sample = _gpu_utilization(device)
                     if sample is not None:
@@ -319,7 +323,7 @@ def _start_fresh_runs(lane: _Lane, data: TensorData, data_dir: Path, device: str
 
 
 def _lane_epoch(lane: _Lane, data: TensorData, data_dir: Path, device: str, writer: BackgroundWriter,
-                timings: GroupTimings, on_epoch) -> None:
+                timings: GroupTimings, on_epoch, until_epoch: int | None = None) -> None:
     """Train every run of the lane one epoch, then record each as `train_run` would."""
     start = time.perf_counter()
     losses_finite, train = lane.train_epoch(data)
@@ -352,7 +356,7 @@ def _lane_epoch(lane: _Lane, data: TensorData, data_dir: Path, device: str, writ
             run.saved["status"] = COMPLETED
         model_state, optimizer_state = payloads[i]
         _submit_epoch(writer, data_dir, run, model_state, optimizer_state, final=final)
-        if not final:
+        if epoch < last_epoch(run.config, until_epoch):  # else finished, or paused at the cap (resumable)
             keep.append(i)
         if on_epoch:
             on_epoch(run.config.run_id, m)

@@ -1,0 +1,181 @@
+"""Triage in the training flow: every run to epoch k, scored by a registered predictor; the kept runs
+trained to the end, the others stopped; decided once, so a re-run or a resume after kill -9 changes
+nothing that was decided (real CLI, Prefect, DuckDB, tiny digits runs)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipeline_lib.datasets import load_dataset
+from flows.triage import check_triage
+from pipeline_lib.decisions.registry import fit_on_all
+from pipeline_lib.decisions.scoring import ScoringError
+from pipeline_lib.decisions.path_cost import columns_used, properties_read
+from pipeline_lib.decisions.triage import TriageError, decide
+from pipeline_lib.snapshots import snapshot_path
+from pipeline_lib.spec import KeepPGood, TriageSpec, expand_runs, load_study
+from pipeline_lib.training import load_state, state_file_path, train_run
+from tests.conftest import write_spec
+from warehouse.db import Warehouse
+from pipeline_lib.report.triage import triage_section
+from warehouse.predict import report_tables, study_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+K = 1
+# 2 configurations x 2 seeds of LeNet on 400 digits, 3 epochs; half of them kept after epoch 1
+TRIAGED = {"name": "triaged", "widths": [1.0], "samples": 2, "epochs": 3, "width_transfer": {},
+           "triage": {"predictor": "tiny", "at_epoch": K, "keep": 0.5}}
+
+
+def _cli(spec: Path, warehouse: Path, **popen) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # its own temporary server, as a user's
+    return subprocess.Popen([sys.executable, "-m", "flows.train_sweep", "--spec", str(spec), "--warehouse",
+                             str(warehouse)], cwd=ROOT, env=env, text=True, **popen)
+
+
+def _files(data_dir: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in data_dir.rglob("*") if p.is_file()}
+
+
+def test_refuses_before_prefect_starts(registered_tiny, tmp_path):
+    registered = registered_tiny
+    hparams = registered.query("""SELECT id FROM predictors WHERE study = 'tiny' AND k = 1 AND task = 'regression'
+                                  AND feature_set = 'hparams' AND predictor = 'linear'""")["id"][0]
+    with registered.writer() as con:  # a study whose one predictor has no classification twin
+        con.execute("""INSERT INTO predictors SELECT * REPLACE ('lonely' AS id, 'lonely' AS study)
+                       FROM predictors WHERE id = ?""", [hparams])
+    cases = [({"predictor": "nope"}, ScoringError, "no registered predictor 'nope'"),
+             ({"at_epoch": 2}, ScoringError, "no registered regression predictor at k = 2 of study 'tiny'"),
+             ({"predictor": "lonely", "keep": {"p_good": 0.5}}, TriageError, "needs a calibrated classification twin")]
+    for change, error, message in cases:
+        spec = write_spec(tmp_path, **dict(TRIAGED, triage={**TRIAGED["triage"], **change}))
+        with pytest.raises(error, match=message):
+            check_triage(str(registered.path), load_study(spec))
+    with registered.writer() as con:
+        con.execute("DELETE FROM predictors WHERE id = 'lonely'")
+    with pytest.raises(TriageError, match="does not exist"):
+        check_triage(str(tmp_path / "none.duckdb"), load_study(write_spec(tmp_path, **TRIAGED)))
+    assert not (tmp_path / "none.duckdb").exists()
+
+    spec = write_spec(tmp_path, **dict(TRIAGED, triage=dict(TRIAGED["triage"], predictor="nope")))
+    done = subprocess.run([sys.executable, "-m", "flows.train_sweep", "--spec", str(spec), "--warehouse",
+                           str(registered.path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("error: no registered predictor 'nope'"), done.stderr
+    assert "Traceback" not in done.stderr and "Starting temporary server" not in done.stderr
+    assert registered.query("SELECT count(*) AS n FROM runs WHERE study = 'triaged'")["n"][0] == 0
+
+
+def test_keep_rules():
+    scores = pl.DataFrame({"run_id": ["a", "b", "c", "d", "e"], "predicted": [0.5, 0.9, 0.7, 0.9, 0.1],
+                           "low": 0.0, "high": 1.0, "p_good": [0.2, 0.8, None, 0.6, 0.7], "rank": 0})
+    kept = lambda keep: set(decide(scores, TriageSpec(at_epoch=1, keep=keep))  # noqa: E731
+                            .filter(pl.col("decision") == "keep")["run_id"])
+    assert kept(0.5) == {"b", "d", "c"}  # ceil(2.5) = 3 best predicted
+    assert kept(0.2) == {"b"} and kept(1) == {"b"}  # the tie at 0.9 goes to the lower run id
+    assert kept(10) == set("abcde")
+    assert kept(KeepPGood(p_good=0.6)) == {"b", "d", "e"}  # no P(good): stopped
+    ranks = decide(scores, TriageSpec(at_epoch=1, keep=2)).sort("rank")
+    assert ranks["run_id"].to_list() == ["b", "d", "c", "a", "e"] and ranks["rank"].to_list() == [1, 2, 3, 4, 5]
+
+
+def test_graph_properties_are_those_the_fitted_model_selects():
+    """Only the columns the pipeline's selection keeps count: closeness is read only if selected."""
+    rng = np.random.default_rng(0)
+    y = rng.uniform(0.2, 0.9, 80)
+    strong = ["depth:0/eigenvector/mean@e1", "graph/strength/cv@d1", "test_acc@k"]
+    noise = [f"graph/closeness/q{i}@e1" for i in range(70)]
+    X = np.column_stack([y + rng.normal(0, 0.01, 80) for _ in strong] + [rng.normal(size=80) for _ in noise])
+    targets = pl.DataFrame({"config_id": [f"c{i // 2}" for i in range(80)], "final_acc": y, "good": (y > 0.5) * 1})
+    model = fit_on_all("regression", "linear", X, targets)
+    used = columns_used(model, strong + noise)
+    assert len(used) == 64 and set(strong) <= set(used)  # at most 64 columns kept: the strong three among them
+    assert properties_read(used) == ("strength", "eigenvector", "closeness")  # 61 of 70 noise columns kept
+    assert properties_read(strong) == ("strength", "eigenvector")
+    assert properties_read(["graph/perron_value/log@d1", "test_acc@k", "lr"]) == ()
+
+
+@pytest.mark.slow
+def test_triage_keeps_the_best_runs_and_survives_kill_9_and_reruns(registered_tiny, tmp_path, prefect_harness):
+    spec, wh = write_spec(tmp_path, **TRIAGED), registered_tiny
+    study = load_study(spec)
+    data_dir = wh.data_dir
+
+    # 1. killed (the whole process group, -9) once the decisions are written, before the kept runs go on
+    flow = _cli(spec, wh.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    seen, deadline = [], time.monotonic() + 400
+    for line in flow.stdout:
+        seen.append(line)
+        if "triage of triaged at epoch 1" in line or time.monotonic() > deadline:
+            break
+    os.killpg(flow.pid, signal.SIGKILL)
+    flow.wait(timeout=30)
+    assert any("triage of triaged at epoch 1" in line for line in seen), "".join(seen[-30:])
+    decided = wh.query("SELECT * FROM triage_decisions WHERE study = 'triaged' ORDER BY run_id")
+    assert decided.height == 4
+
+    # 2. the same command resumes: decisions kept, kept runs finished, the others stopped at epoch k
+    resumed = _cli(spec, wh.path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-3000:]
+    decisions = wh.query("SELECT * FROM triage_decisions WHERE study = 'triaged' ORDER BY run_id")
+    assert decisions.equals(decided)
+
+    # the predictor: study tiny's regression predictor at k = 1 of highest pooled Kendall tau (ties: lowest id)
+    rows = wh.query("SELECT id, metrics_json FROM predictors WHERE study = 'tiny' AND task = 'regression' AND k = 1")
+    taus = {r["id"]: json.loads(r["metrics_json"])["kendall_tau"]["value"] for r in rows.iter_rows(named=True)}
+    assert set(decisions["predictor_id"]) == {min(taus, key=lambda i: (-taus[i], i))}
+    # the rule, from the stored scores: the best ceil(0.5 x 4) = 2 predicted runs are kept
+    scores = wh.query("SELECT run_id, predicted, low, high, p_good FROM scores WHERE study = 'triaged' AND k = 1")
+    best = sorted(scores.iter_rows(named=True), key=lambda r: (-r["predicted"], r["run_id"]))[:math.ceil(0.5 * 4)]
+    kept = set(decisions.filter(pl.col("decision") == "keep")["run_id"])
+    assert kept == {r["run_id"] for r in best} and len(kept) == 2
+    joined = decisions.join(scores, on="run_id", suffix="_score")
+    for column in ("predicted", "low", "high", "p_good"):
+        np.testing.assert_allclose(joined[column], joined[f"{column}_score"])
+    assert set(decisions["keep_policy"]) == {"fraction 0.5"} and set(decisions["at_epoch"]) == {1}
+
+    runs = wh.query("SELECT run_id, status, epochs_done, final_test_acc FROM runs WHERE study = 'triaged'")
+    assert runs.height == 4
+    for r in runs.iter_rows(named=True):
+        snaps = sorted(p.parent.name for p in (data_dir / "snapshots" / f"run_id={r['run_id']}").glob("*/*.parquet"))
+        state = load_state(state_file_path(data_dir, r["run_id"]))
+        if r["run_id"] in kept:
+            assert (r["status"], r["epochs_done"], state["status"]) == ("completed", 3, "completed")
+            assert snaps == ["epoch=0", "epoch=1", "epoch=2", "epoch=3"] and r["final_test_acc"] is not None
+        else:
+            assert (r["status"], r["epochs_done"], state["status"]) == ("stopped", 1, "stopped")
+            assert snaps == ["epoch=0", "epoch=1"] and r["final_test_acc"] is None and "model" not in state
+    assert set(study_runs(wh, "triaged")["run_id"]) == kept  # stopped runs never become training targets
+
+    # a kept run, paused at epoch 1 and continued after the kill, trained as it is alone without a pause
+    config = next(c for c in expand_runs(study) if c.run_id in kept)
+    alone = train_run(config, load_dataset("digits", subset=400), tmp_path / "alone")
+    stored = wh.query("SELECT * FROM epoch_metrics WHERE run_id = ? ORDER BY epoch", [config.run_id])
+    assert stored["epoch"].to_list() == [m.epoch for m in alone.metrics]
+    np.testing.assert_allclose(stored["test_loss"], [m.test_loss for m in alone.metrics], rtol=1e-4)
+    np.testing.assert_allclose(stored["train_loss"], [m.train_loss for m in alone.metrics], rtol=1e-4)
+
+    # 3. a re-run trains, decides and writes nothing
+    from flows.train_sweep import train_sweep
+
+    before = _files(data_dir)
+    counts = train_sweep(str(spec), str(wh.path))
+    assert counts == {"completed": 2, "stopped": 2}
+    assert _files(data_dir) == before
+    assert wh.query("SELECT * FROM triage_decisions WHERE study = 'triaged' ORDER BY run_id").equals(decided)
+    assert not (snapshot_path(data_dir, sorted(set(runs["run_id"]) - kept)[0], 2)).exists()
+
+    # the report's section: 2 kept to epoch 3 and 2 stopped at epoch 1 = 8 of the 12 epochs of training all
+    section = "\n".join(triage_section(report_tables(wh, "triaged")["triage"]))
+    assert "2 of 4 runs kept" in section and "2 stopped" in section and "Epochs trained: 8 of the 12" in section
+    assert section.count("| keep ") == 2 and section.count("| stop ") == 2
