@@ -22,7 +22,8 @@ from pipeline_lib.spec import ExecutionSpec, Study, expand_runs, load_study
 from pipeline_lib.training import stop_run
 from warehouse.db import Warehouse
 from warehouse.runs import record_runs
-from warehouse.triage import check_recorded, decide_triage, needed_graph_properties, recorded_decisions, triage_predictor
+from warehouse.triage import (check_recorded, decide_triage, needed_graph_properties, recorded_decisions,
+                             triage_predictor, undecided_runs)
 
 from ._runtime import open_warehouse
 from .graph_metrics import graph_metrics
@@ -74,9 +75,7 @@ def triage(spec: str, warehouse: str | None = None, execution: ExecutionSpec | N
     stop = set(decisions.filter(decisions["decision"] == "stop")["run_id"])
     configs = [c for c in expand_runs(study) if c.run_id in stop]
     record_runs(wh, study.name, configs, {c.run_id: stop_run(c, wh.data_dir) for c in configs})
-    undecided = wh.query("SELECT count(*) AS n FROM runs WHERE study = ? AND status NOT IN ('completed', 'diverged') "
-                         "AND run_id NOT IN (SELECT run_id FROM triage_decisions WHERE study = ?)",
-                         [study.name, study.name])["n"][0]
+    undecided = undecided_runs(wh, study.name)
     if undecided:
         logger.warning("%d run(s) of %s have no triage decision (added to the spec after it was made); they stay "
                        "at epoch %d", undecided, study.name, k)

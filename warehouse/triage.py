@@ -8,11 +8,12 @@ from datetime import datetime, timezone
 
 import polars as pl
 
-from pipeline_lib.decisions.scoring import ScoringError, check_compatible
 from pipeline_lib.decisions.path_cost import columns_used, properties_read
+from pipeline_lib.decisions.scoring import ScoringError, check_compatible
 from pipeline_lib.decisions.triage import TriageError, decide
 from pipeline_lib.features import FEATURE_SETS, GRAPH_BASE_SETS
 from pipeline_lib.spec import KeepPGood, Study
+from pipeline_lib.vocabulary import FINISHED
 
 from .db import Warehouse, upsert
 from .registry import load_predictor
@@ -89,3 +90,10 @@ def decide_triage(wh: Warehouse, study: Study, predictor_id: str) -> pl.DataFram
             raise TriageError(f"study {study.name!r} has triage decisions already; they are never remade")
         upsert(con, "triage_decisions", decisions)
     return decisions
+
+
+def undecided_runs(wh: Warehouse, study: str) -> int:
+    """Runs of the study neither finished nor triaged (added to the spec after the decisions)."""
+    return wh.query("""SELECT count(*) AS n FROM runs WHERE study = ? AND NOT list_contains(?, status)
+                       AND run_id NOT IN (SELECT run_id FROM triage_decisions WHERE study = ?)""",
+                    [study, list(FINISHED), study])["n"][0]
