@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # configs are read by attribute: training needs torch and pya
 EVAL_BATCH = 512  # measured on CPU: 1.7x the images/s of 2048 (activations stay in cache)
 TRAIN_EVAL_LIMIT = 10_000  # exact train metrics are measured on at most this many (fixed) training images
 
+
 def make_model(config: RunConfig, data: TensorData) -> nn.Module:
     """The run's model, initialised from its seed."""
     with torch.random.fork_rng(devices=[]):
