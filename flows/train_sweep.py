@@ -25,9 +25,10 @@ from prefect import flow, get_run_logger
 from pipeline_lib.claims import claimed_runs
 from pipeline_lib.placement import plan_groups, plan_placement, plan_workers, run_cost
 from pipeline_lib.progress import epochs_reported
+from pipeline_lib.run_state import RunResult
 from pipeline_lib.snapshots import clean_stale_temp_files
 from pipeline_lib.spec import ExecutionSpec, RunConfig, expand_runs, load_study
-from pipeline_lib.training import RunResult, finished_result
+from pipeline_lib.training import finished_result
 from pipeline_lib.vocabulary import RunStatus
 from tasks.training import set_torch_threads, train_group_task, train_run_task
 from warehouse.quarantine import record_quarantined

@@ -18,8 +18,8 @@ from prefect.artifacts import create_table_artifact
 from pipeline_lib.decisions.registry import RegistryError
 from pipeline_lib.decisions.scoring import ScoringError
 from pipeline_lib.decisions.triage import TriageError
+from pipeline_lib.run_state import RunStore
 from pipeline_lib.spec import ExecutionSpec, Study, expand_runs, load_study
-from pipeline_lib.training import stop_run
 from warehouse.db import Warehouse
 from warehouse.runs import record_runs
 from warehouse.triage import (check_recorded, decide_triage, needed_graph_properties, recorded_decisions,
@@ -74,7 +74,7 @@ def triage(spec: str, warehouse: str | None = None, execution: ExecutionSpec | N
 
     stop = set(decisions.filter(decisions["decision"] == "stop")["run_id"])
     configs = [c for c in expand_runs(study) if c.run_id in stop]
-    record_runs(wh, study.name, configs, {c.run_id: stop_run(c, wh.data_dir) for c in configs})
+    record_runs(wh, study.name, configs, {c.run_id: RunStore(wh.data_dir, c.run_id).stop() for c in configs})
     undecided = undecided_runs(wh, study.name)
     if undecided:
         logger.warning("%d run(s) of %s have no triage decision (added to the spec after it was made); they stay "

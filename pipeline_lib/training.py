@@ -6,6 +6,9 @@ snapshot partition, so a run can be resumed after a crash and re-running a finis
     {data_dir}/runs/{run_id}/state.pt       model + optimizer + metrics after the last finished epoch
     {data_dir}/snapshots/run_id=.../epoch=.../snapshot.parquet
 
+The state file and the run's lifecycle (progress, divergence, an ended run keeping only its
+result) are `run_state`'s, shared with the stacked trainer.
+
 Randomness is keyed by (seed, epoch): initialisation by the seed, data order and dropout masks by
 (seed, epoch), dropout through the run's own explicit mask stream (`models.dropout`), never torch's
 global RNG. A resumed run therefore follows exactly the path it would have followed, and a run
@@ -21,10 +24,7 @@ minibatches and is always measured that way.
 """
 from __future__ import annotations
 
-import math
-import os
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -35,45 +35,15 @@ from torch import nn
 from .datasets import TensorData
 from .models import build_model
 from .models.dropout import DropoutMasks
-from .snapshots import DamagedFile, Snapshot, quarantine, read_snapshot_info, snapshot_path, write_snapshot
-from .vocabulary import ENDED, RunStatus
+from .run_state import EpochMetrics, RunResult, RunState, RunStore, diverged
+from .snapshots import write_snapshot
+from .vocabulary import RunStatus
 
 if TYPE_CHECKING:  # configs are read by attribute: training needs torch and pyarrow, not pydantic
     from .spec import RunConfig
 
 EVAL_BATCH = 512  # measured on CPU: 1.7x the images/s of 2048 (activations stay in cache)
 TRAIN_EVAL_LIMIT = 10_000  # exact train metrics are measured on at most this many (fixed) training images
-
-# plain str: state files are pickled
-COMPLETED, DIVERGED, STOPPED = RunStatus.COMPLETED.value, RunStatus.DIVERGED.value, RunStatus.STOPPED.value
-
-
-@dataclass
-class EpochMetrics:
-    epoch: int
-    train_loss: float
-    train_acc: float
-    test_loss: float
-    test_acc: float
-    seconds: float  # training time of this epoch (0 for epoch 0), evaluation excluded
-
-
-@dataclass
-class RunResult:
-    """What a run produced; the flow loads it into the warehouse."""
-
-    run_id: str
-    status: str
-    epochs_done: int
-    diverged_epoch: int | None
-    train_seconds: float
-    metrics: list[EpochMetrics] = field(default_factory=list)
-    snapshots: list[Snapshot] = field(default_factory=list)
-    device: str = "cpu"
-
-    @property
-    def final_test_acc(self) -> float | None:
-        return self.metrics[-1].test_acc if self.metrics else None
 
 
 def make_model(config: RunConfig, data: TensorData) -> nn.Module:
@@ -150,49 +120,10 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Te
     return float(loss_sum) / len(order), int(correct) / len(order)
 
 
-def state_file_path(data_dir: Path, run_id: str) -> Path:
-    return data_dir / "runs" / run_id / "state.pt"
-
-
-def save_state(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def load_state(path: Path) -> dict | None:
-    """The run's saved state; None when there is none. A damaged state file is quarantined and the
-    run starts over (None): one run redone, not a study stopped."""
-    if not path.is_file():
-        return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        quarantine(path, path.parents[2], str(DamagedFile(path, e)))
-        return None
-
-
-def _existing_snapshots(data_dir: Path, run_id: str, epochs: int) -> list[Snapshot]:
-    return [read_snapshot_info(snapshot_path(data_dir, run_id, e), run_id, e) for e in range(epochs + 1)]
-
-
 def finished_result(config: RunConfig, data_dir: str | Path, until_epoch: int | None = None) -> RunResult | None:
     """The stored result of a finished (completed, diverged or stopped) run, or of one trained to
-    `until_epoch` already; None while it has epochs to train."""
-    data_dir = Path(data_dir)
-    state_file = state_file_path(data_dir, config.run_id)
-    state = load_state(state_file)
-    if state is None or not (state["status"] in ENDED or state["epochs_done"] >= last_epoch(config, until_epoch)):
-        return None
-    try:
-        return result_from_state(state, data_dir, config.run_id)
-    except (DamagedFile, FileNotFoundError) as e:
-        # A finished state holds no weights: the run is trained again to rewrite the snapshot.
-        if isinstance(e, DamagedFile):
-            quarantine(e.path, data_dir, str(e))
-        quarantine(state_file, data_dir, f"run set to train again: its snapshot is unusable ({e})")
-        return None
+    `until_epoch` already; None while it has epochs to train (`RunStore.finished_result`)."""
+    return RunStore(data_dir, config.run_id).finished_result(last_epoch(config, until_epoch))
 
 
 def last_epoch(config: RunConfig, until_epoch: int | None) -> int:
@@ -210,76 +141,48 @@ def train_run(config: RunConfig, data: TensorData, data_dir: str | Path, device:
     """
     data_dir = Path(data_dir)
     run_id = config.run_id
-    state_file = state_file_path(data_dir, run_id)
-    saved = load_state(state_file)
+    store = RunStore(data_dir, run_id)
+    state = store.load()
     last = last_epoch(config, until_epoch)
-    if saved is not None and (saved["status"] in ENDED or saved["epochs_done"] >= last):
-        return result_from_state(saved, data_dir, run_id)
+    if state is not None and state.done(last):
+        return store.result(state)
 
     data = data.to(device)
     model = make_model(config, data).to(device)
     optimizer = make_optimizer(config, model.parameters())
-    if saved is None:
-        metrics = [measure(model, data, 0, 0.0)]
+    if state is None:
+        initial = measure(model, data, 0, 0.0)
         write_snapshot(model.state_dict(), data_dir, run_id, 0)
-        saved = {"status": "running", "epochs_done": 0, "diverged_epoch": None, "train_seconds": 0.0,
-                 "metrics": [asdict(metrics[0])], "device": device}
-        save_state(state_file, {**saved, "model": model.state_dict(), "optimizer": optimizer.state_dict()})
+        state = RunState.start(initial, device)
+        store.save_progress(state, model.state_dict(), optimizer.state_dict())
         if on_epoch:
-            on_epoch(metrics[0])
+            on_epoch(initial)
     else:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+        model.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+        state.device = device
 
-    for epoch in range(saved["epochs_done"] + 1, last + 1):
+    for epoch in range(state.epochs_done + 1, last + 1):
         start = time.perf_counter()
         train = train_one_epoch(model, optimizer, data, config, epoch)
         if device.startswith("cuda"):
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - start
-        saved["train_seconds"] += seconds
-        if train is None or not all(torch.isfinite(p).all() for p in model.parameters()):
-            saved.update(status=DIVERGED, diverged_epoch=epoch)
-            break
-        m = measure(model, data, epoch, seconds, train if config.train_metrics == "epoch" else None)
-        if not (math.isfinite(m.train_loss) and math.isfinite(m.test_loss)):
-            saved.update(status=DIVERGED, diverged_epoch=epoch)
+        state.train_seconds += seconds
+        finite = train is not None and all(torch.isfinite(p).all() for p in model.parameters())
+        m = measure(model, data, epoch, seconds, train if config.train_metrics == "epoch" else None) if finite else None
+        if diverged(finite, m):
+            state.diverge(epoch)
             break
         write_snapshot(model.state_dict(), data_dir, run_id, epoch)
-        saved["metrics"].append(asdict(m))
-        saved["epochs_done"] = epoch
+        state.record(m)
         if on_epoch:
             on_epoch(m)
         if epoch < config.epochs:
-            save_state(state_file, {**saved, "model": model.state_dict(), "optimizer": optimizer.state_dict()})
+            store.save_progress(state, model.state_dict(), optimizer.state_dict())
     else:
-        if last < config.epochs:  # paused at the cap: the state file saved in the loop can resume it
-            return result_from_state(saved, data_dir, run_id)
-        saved["status"] = COMPLETED
-    saved["device"] = device
-    # A finished run keeps only its result: the snapshots hold its weights.
-    save_state(state_file, {k: v for k, v in saved.items() if k not in ("model", "optimizer")})
-    return result_from_state(saved, data_dir, run_id)
-
-
-def stop_run(config: RunConfig, data_dir: str | Path) -> RunResult:
-    """Record a paused run as stopped (triage): its state keeps only its result, like a finished
-    run's, so no later training call continues it. A finished run is returned as it is."""
-    data_dir = Path(data_dir)
-    state_file = state_file_path(data_dir, config.run_id)
-    state = load_state(state_file)
-    if state is None:
-        raise FileNotFoundError(f"run {config.run_id} has no state file {state_file} to stop")
-    if state["status"] not in ENDED:
-        state = {k: v for k, v in state.items() if k not in ("model", "optimizer")} | {"status": STOPPED}
-        save_state(state_file, state)
-    return result_from_state(state, data_dir, config.run_id)
-
-
-def result_from_state(state: dict, data_dir: Path, run_id: str) -> RunResult:
-    return RunResult(
-        run_id=run_id, status=state["status"], epochs_done=state["epochs_done"],
-        diverged_epoch=state["diverged_epoch"], train_seconds=state["train_seconds"],
-        metrics=[EpochMetrics(**m) for m in state["metrics"]],
-        snapshots=_existing_snapshots(data_dir, run_id, state["epochs_done"]), device=state.get("device", "cpu"),
-    )
+        if last < config.epochs:  # paused at the cap: the progress saved in the loop resumes it
+            return store.result(state)
+        state.status = RunStatus.COMPLETED
+    store.finish(state)
+    return store.result(state)

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 
 class RunStatus(StrEnum):
-    """Where a run stands: in `runs.status`, and (RUNNING, COMPLETED, DIVERGED) in its state file."""
+    """Where a run stands: in `runs.status`, and (RUNNING and the ENDED ones) in its state file (`run_state`)."""
 
     PENDING = "pending"      # planned, not trained yet
     RUNNING = "running"      # trained part of the way (state file only)

@@ -9,9 +9,10 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from pipeline_lib.datasets import load_dataset
 from pipeline_lib.progress import ProgressFile
+from pipeline_lib.run_state import EpochMetrics, RunResult
 from pipeline_lib.spec import RunConfig
 from pipeline_lib.stacked import GroupResult, StackOptions, train_group
-from pipeline_lib.training import EpochMetrics, RunResult, train_run
+from pipeline_lib.training import train_run
 
 
 def set_torch_threads(threads: int) -> None:

@@ -15,7 +15,7 @@ from flows.train_sweep import train_sweep
 from pipeline_lib.features.weights import snapshot_weight_stats
 from pipeline_lib.graphs.snapshot_metrics import node_metrics_path
 from pipeline_lib.snapshots import DamagedFile, read_snapshot, read_snapshot_info, snapshot_path, write_snapshot
-from pipeline_lib.training import load_state, save_state, state_file_path
+from pipeline_lib.run_state import RunState, RunStore
 from tests.conftest import write_spec
 from warehouse.db import LOCK_TIMEOUT_ENV, Warehouse, WarehouseError
 from warehouse.graphs import STAGED_GRAPHS
@@ -47,10 +47,10 @@ def test_every_reader_of_a_damaged_snapshot_names_it(tmp_path):
 
 
 def test_a_damaged_state_file_is_quarantined_and_the_run_starts_over(tmp_path):
-    state = state_file_path(tmp_path, "r")
-    save_state(state, {"status": "running", "epochs_done": 3})
-    _truncate(state)
-    assert load_state(state) is None and not state.exists()
+    store = RunStore(tmp_path, "r")
+    store.finish(RunState("completed", 3, None, 1.0, []))
+    _truncate(store.path)
+    assert store.load() is None and not store.path.exists()
     (moved,) = (tmp_path / "quarantine" / "runs" / "r").glob("state.pt.*[0-9]")
     assert moved.stat().st_size > 0
 
@@ -65,7 +65,7 @@ def test_damaged_snapshot_state_and_node_file_each_cost_one_unit(tmp_path, prefe
     run_a, run_b = wh.query("SELECT run_id FROM runs ORDER BY run_id")["run_id"].to_list()
 
     snapshot = snapshot_path(wh.data_dir, run_a, 1)
-    state = state_file_path(wh.data_dir, run_b)
+    state = RunStore(wh.data_dir, run_b).path
     node_file = node_metrics_path(wh.data_dir, run_b, 2)
     for path in (snapshot, state, node_file):
         _truncate(path)
@@ -90,7 +90,7 @@ def test_damaged_snapshot_state_and_node_file_each_cost_one_unit(tmp_path, prefe
         if row["path"] in damaged:
             assert row["error"].startswith(f"damaged file {row['path']}: ")
     # the other state file moved aside is run_a's: its snapshot was damaged, so it trained again
-    assert set(quarantined["path"]) == damaged | {str(state_file_path(wh.data_dir, run_a))}
+    assert set(quarantined["path"]) == damaged | {str(RunStore(wh.data_dir, run_a).path)}
 
     after = _tables(wh)
     for name in before:  # redone units give the very same results; nothing else changed

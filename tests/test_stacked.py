@@ -11,8 +11,9 @@ from pipeline_lib.snapshots import read_snapshot, snapshot_path
 from pipeline_lib.spec import DatasetSpec, RunConfig
 from pipeline_lib.stacked import StackOptions, auto_vector_width, train_group
 from pipeline_lib.stacked.optim import StackedOptimizer
-from pipeline_lib.training import (COMPLETED, DIVERGED, STOPPED, finished_result, load_state, make_model,
-                                   state_file_path, stop_run, train_run)
+from pipeline_lib.run_state import RunStore
+from pipeline_lib.training import finished_result, make_model, train_run
+from pipeline_lib.vocabulary import RunStatus
 
 DIGITS = DatasetSpec(name="digits", subset=256)
 # (seed, lr, dropout, weight decay); the last run diverges in its first epoch (overflow, float32).
@@ -82,7 +83,7 @@ def test_group_equals_runs_trained_alone(tmp_path, digits, request, architecture
     group = train_group(configs, digits, tmp_path / "stacked", options=StackOptions(vector_width=vector_width))
     assert group.timings.lane_widths == ([5] if vector_width == 0 else [2, 2, 1])
     singles = [train_run(c, digits, tmp_path / "single") for c in configs]
-    assert [r.status for r in singles] == [COMPLETED] * 4 + [DIVERGED]
+    assert [r.status for r in singles] == [RunStatus.COMPLETED] * 4 + [RunStatus.DIVERGED]
     tolerance = dict(weights_atol=1e-5, loss_rtol=1e-4) if dtype == "float32" else dict(weights_atol=1e-7,
                                                                                         loss_rtol=1e-7)
     for stacked, single in zip(group.results, singles):
@@ -128,7 +129,7 @@ def test_runs_differ_from_each_other(tmp_path, digits):
     inits = [read_snapshot(snapshot_path(tmp_path, c.run_id, 0))["classifier.2.weight"] for c in configs]
     assert torch.equal(inits[0], inits[1]) and not torch.equal(inits[0], inits[2])
     assert not torch.allclose(finals[0], finals[1], atol=1e-6)  # weight decay
-    assert all(r.status == COMPLETED for r in group.results)
+    assert all(r.status == RunStatus.COMPLETED for r in group.results)
 
 
 class Interrupt(Exception):
@@ -162,22 +163,23 @@ def test_capped_runs_pause_resumable_alone_or_stacked_and_stopped_runs_stay_stop
     paused = train_group(configs, digits, tmp_path / "capped", until_epoch=1).results
     assert [(r.status, r.epochs_done, len(r.snapshots)) for r in paused] == [("running", 1, 2)] * 3
     assert not snapshot_path(tmp_path / "capped", configs[0].run_id, 2).exists()
-    assert {"model", "optimizer"} <= set(load_state(state_file_path(tmp_path / "capped", configs[0].run_id)))
+    paused_state = RunStore(tmp_path / "capped", configs[0].run_id).load()
+    assert paused_state.model is not None and paused_state.optimizer is not None
     assert finished_result(configs[0], tmp_path / "capped") is None  # paused, not finished
     assert finished_result(configs[0], tmp_path / "capped", until_epoch=1).epochs_done == 1
     again = train_run(configs[1], digits, tmp_path / "capped", until_epoch=1)  # at the cap already: nothing trained
     assert again.epochs_done == 1 and not snapshot_path(tmp_path / "capped", configs[1].run_id, 2).exists()
 
-    stopped = stop_run(configs[2], tmp_path / "capped")
-    state = load_state(state_file_path(tmp_path / "capped", configs[2].run_id))
-    assert stopped.status == state["status"] == STOPPED and "model" not in state and stopped.epochs_done == 1
+    stopped = RunStore(tmp_path / "capped", configs[2].run_id).stop()
+    state = RunStore(tmp_path / "capped", configs[2].run_id).load()
+    assert stopped.status == state.status == RunStatus.STOPPED and state.model is None and stopped.epochs_done == 1
     alone = train_run(configs[0], digits, tmp_path / "capped")  # one paused run continued alone, one stacked
     stacked = train_group(configs[1:], digits, tmp_path / "capped").results
     for a, b in zip([alone, stacked[0]], straight[:2]):
         _assert_same_run(a, b, tmp_path / "capped", tmp_path / "straight", weights_atol=1e-5, loss_rtol=1e-4)
-    assert stacked[1].status == STOPPED and stacked[1].epochs_done == 1  # the stopped run was not trained
+    assert stacked[1].status == RunStatus.STOPPED and stacked[1].epochs_done == 1  # the stopped run was not trained
     assert not snapshot_path(tmp_path / "capped", configs[2].run_id, 2).exists()
-    assert finished_result(configs[2], tmp_path / "capped").status == STOPPED
+    assert finished_result(configs[2], tmp_path / "capped").status == RunStatus.STOPPED
 
 
 def test_finished_group_is_read_back_not_trained(tmp_path, digits):

@@ -4,7 +4,8 @@ import torch
 from pipeline_lib.datasets import load_dataset
 from pipeline_lib.snapshots import read_snapshot, snapshot_path
 from pipeline_lib.spec import expand_runs, load_study
-from pipeline_lib.training import COMPLETED, DIVERGED, evaluate, make_model, train_run
+from pipeline_lib.training import evaluate, make_model, train_run
+from pipeline_lib.vocabulary import RunStatus
 from tests.conftest import write_spec
 
 
@@ -22,7 +23,7 @@ def _config(tmp_path, **sweep):
 def test_run_records_every_epoch_and_snapshot(tmp_path, digits):
     config = _config(tmp_path)
     result = train_run(config, digits, tmp_path)
-    assert result.status == COMPLETED and result.epochs_done == config.epochs
+    assert result.status == RunStatus.COMPLETED and result.epochs_done == config.epochs
     assert [m.epoch for m in result.metrics] == list(range(config.epochs + 1))
     assert [s.epoch for s in result.snapshots] == list(range(config.epochs + 1))
     assert result.metrics[0].seconds == 0 and all(m.seconds > 0 for m in result.metrics[1:])
@@ -59,7 +60,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, digits):
         train_run(config, digits, tmp_path / "resumed", on_epoch=crash_after_epoch_2)
     assert not snapshot_path(tmp_path / "resumed", config.run_id, 3).exists()
     resumed = train_run(config, digits, tmp_path / "resumed")
-    assert resumed.status == COMPLETED
+    assert resumed.status == RunStatus.COMPLETED
     assert [m.test_acc for m in resumed.metrics] == [m.test_acc for m in reference.metrics]
     final_a = read_snapshot(snapshot_path(tmp_path / "straight", config.run_id, config.epochs))
     final_b = read_snapshot(snapshot_path(tmp_path / "resumed", config.run_id, config.epochs))
@@ -69,7 +70,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, digits):
 def test_divergence_is_recorded_with_its_epoch(tmp_path, digits):
     config = _config(tmp_path, lr=[1e6], dropout=[0.0])
     result = train_run(config, digits, tmp_path)
-    assert result.status == DIVERGED
+    assert result.status == RunStatus.DIVERGED
     assert result.diverged_epoch == 1 and result.epochs_done == 0
     assert len(result.snapshots) == 1  # only the initialisation
 

@@ -24,7 +24,8 @@ from pipeline_lib.decisions.path_cost import columns_used, properties_read
 from pipeline_lib.decisions.triage import TriageError, decide
 from pipeline_lib.snapshots import snapshot_path
 from pipeline_lib.spec import KeepPGood, TriageSpec, expand_runs, load_study
-from pipeline_lib.training import load_state, state_file_path, train_run
+from pipeline_lib.run_state import RunStore
+from pipeline_lib.training import train_run
 from tests.conftest import write_spec
 from warehouse.db import Warehouse
 from pipeline_lib.report.triage import triage_section
@@ -148,13 +149,13 @@ def test_triage_keeps_the_best_runs_and_survives_kill_9_and_reruns(registered_ti
     assert runs.height == 4
     for r in runs.iter_rows(named=True):
         snaps = sorted(p.parent.name for p in (data_dir / "snapshots" / f"run_id={r['run_id']}").glob("*/*.parquet"))
-        state = load_state(state_file_path(data_dir, r["run_id"]))
+        state = RunStore(data_dir, r["run_id"]).load()
         if r["run_id"] in kept:
-            assert (r["status"], r["epochs_done"], state["status"]) == ("completed", 3, "completed")
+            assert (r["status"], r["epochs_done"], state.status) == ("completed", 3, "completed")
             assert snaps == ["epoch=0", "epoch=1", "epoch=2", "epoch=3"] and r["final_test_acc"] is not None
         else:
-            assert (r["status"], r["epochs_done"], state["status"]) == ("stopped", 1, "stopped")
-            assert snaps == ["epoch=0", "epoch=1"] and r["final_test_acc"] is None and "model" not in state
+            assert (r["status"], r["epochs_done"], state.status) == ("stopped", 1, "stopped")
+            assert snaps == ["epoch=0", "epoch=1"] and r["final_test_acc"] is None and state.model is None
     assert set(study_runs(wh, "triaged")["run_id"]) == kept  # stopped runs never become training targets
 
     # a kept run, paused at epoch 1 and continued after the kill, trained as it is alone without a pause

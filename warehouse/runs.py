@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 
 import polars as pl
 
+from pipeline_lib.run_state import RunResult
 from pipeline_lib.spec import RunConfig, Study
 from pipeline_lib.stacked import GroupTimings
-from pipeline_lib.training import RunResult
 from pipeline_lib.vocabulary import RunStatus
 
 from .db import Warehouse, replace_where, upsert

@@ -6,18 +6,18 @@ may differ. The group is cut into lanes of `vector_width` runs; each lane is one
 (`layers.widen`) trained with one optimizer (`optim.StackedOptimizer`). Every run keeps its own
 initialisation (`make_model`), data order (`epoch_order`) and dropout stream (`DropoutMasks`), so
 it follows the path it follows alone. Per run, everything `train_run` writes is written the same
-way: the epoch-0 and per-epoch snapshots, the state file after every epoch (resume works per run,
-and runs may continue alone or in another group), and the final state that makes a re-run skip it. A run that diverges is
-recorded as `train_run` records it and leaves its lane; the others go on.
+way, through the same lifecycle (`run_state`): the epoch-0 and per-epoch snapshots, the state file
+after every epoch (resume works per run, and runs may continue alone or in another group), and the
+final state that makes a re-run skip it. A run that diverges (`run_state.diverged`) is recorded as
+`train_run` records it and leaves its lane; the others go on.
 
 Snapshot and state files are written by a background thread (bounded queue), so the device keeps
 training while Parquet is encoded; the time the trainer waited on a full queue is in the timings.
 """
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from ..background_writer import BackgroundWriter
 from ..datasets import TensorData
 from ..models.dropout import DropoutMasks
+from ..run_state import EpochMetrics, RunResult, RunState, RunStore, diverged
 from ..snapshots import write_snapshot
-from ..training import (COMPLETED, DIVERGED, ENDED, EVAL_BATCH, TRAIN_EVAL_LIMIT, EpochMetrics, RunResult,
-                        epoch_order, last_epoch, load_state, make_model, make_optimizer, result_from_state, save_state,
-                        state_file_path)
+from ..training import EVAL_BATCH, TRAIN_EVAL_LIMIT, epoch_order, last_epoch, make_model, make_optimizer
+from ..vocabulary import RunStatus
 from .layers import keep_runs, run_state, widen
 from .optim import StackedOptimizer
 
@@ -83,20 +83,20 @@ class GroupResult:
 
 
 class _Run:
-    """One run's bookkeeping: its config, the state `train_run` would hold, the torch optimizer layout."""
+    """One run's bookkeeping: its config, store and state (None until epoch 0 is measured), the
+    torch optimizer layout."""
 
-    def __init__(self, config: RunConfig, saved: dict | None, data: TensorData, device: str):
-        self.config = config
-        self.saved = saved
+    def __init__(self, config: RunConfig, store: RunStore, state: RunState | None, data: TensorData, device: str):
+        self.config, self.store, self.state = config, store, state
         self.model = make_model(config, data)
         self.optimizer_template = make_optimizer(config, self.model.parameters()).state_dict()
-        if saved is not None:
-            self.model.load_state_dict(saved["model"])
-            self.saved["device"] = device
+        if state is not None:
+            self.model.load_state_dict(state.model)
+            state.device = device
 
     @property
     def next_epoch(self) -> int:
-        return self.saved["epochs_done"] + 1 if self.saved else 1
+        return self.state.epochs_done + 1 if self.state else 1
 
 
 class _Lane:
@@ -113,8 +113,8 @@ class _Lane:
         self.optimizer = StackedOptimizer(cfgs[0].optimizer, dict(wide.named_parameters()),
                                           [c.lr for c in cfgs], [c.weight_decay for c in cfgs])
         for i, r in enumerate(runs):
-            if r.saved is not None:
-                self.optimizer.load_run_state(i, r.saved["optimizer"])
+            if r.state is not None:
+                self.optimizer.load_run_state(i, r.state.optimizer)
 
     def __len__(self) -> int:
         return len(self.runs)
@@ -179,15 +179,15 @@ class _Lane:
             correct += (logits.argmax(2) == targets).sum(0)
         return (loss_sum / len(y)).tolist(), (correct.double() / len(y)).tolist()
 
-    def measure(self, data: TensorData, seconds: list[float],
+    def measure(self, data: TensorData, epochs: list[int], seconds: list[float],
                 train: list[tuple[float, float]] | None = None) -> list[EpochMetrics]:
-        """`training.measure` for every run of the lane (each at its current epoch)."""
+        """`training.measure` for every run of the lane (run i at epochs[i])."""
         if train is None:
             n_train = min(len(data.y_train), TRAIN_EVAL_LIMIT)
             train = list(zip(*self._evaluate(data.x_train[:n_train], data.y_train[:n_train])))
         test_loss, test_acc = self._evaluate(data.x_test, data.y_test)
-        return [EpochMetrics(r.saved["epochs_done"] if r.saved else 0, *train[i], test_loss[i], test_acc[i],
-                             seconds[i]) for i, r in enumerate(self.runs)]
+        return [EpochMetrics(epochs[i], *train[i], test_loss[i], test_acc[i], seconds[i])
+                for i in range(len(self.runs))]
 
     def params_finite(self) -> torch.Tensor:
         flags = [torch.isfinite(p.detach().flatten(1)).all(1) for p in self.wide.parameters()]
@@ -264,12 +264,12 @@ def train_group(configs: Sequence[RunConfig], data: TensorData, data_dir: str | 
     pending: list[_Run] = []
     data = data.to(device)
     for config in configs:
-        saved = load_state(state_file_path(data_dir, config.run_id))
-        paused = saved is not None and saved["epochs_done"] >= last_epoch(config, until_epoch)
-        if saved is not None and (saved["status"] in ENDED or paused):
-            finished[config.run_id] = result_from_state(saved, data_dir, config.run_id)
+        store = RunStore(data_dir, config.run_id)
+        state = store.load()
+        if state is not None and state.done(last_epoch(config, until_epoch)):
+            finished[config.run_id] = store.result(state)
         else:
-            pending.append(_Run(config, saved, data, device))
+            pending.append(_Run(config, store, state, data, device))
     utilization: list[float] = []
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
@@ -297,25 +297,24 @@ def train_group(configs: Sequence[RunConfig], data: TensorData, data_dir: str | 
     if device.startswith("cuda"):
         timings.max_memory_mb = torch.cuda.max_memory_allocated(device) / 2**20
         timings.gpu_utilization = sum(utilization) / len(utilization) if utilization else None
-    results = [finished.get(c.run_id) or result_from_state(load_state(state_file_path(data_dir, c.run_id)),
-                                                          data_dir, c.run_id) for c in configs]
+    trained = {r.config.run_id: r for r in pending}
+    results = [finished.get(c.run_id) or trained[c.run_id].store.result(trained[c.run_id].state) for c in configs]
     return GroupResult(results, timings)
 
 
 def _start_fresh_runs(lane: _Lane, data: TensorData, data_dir: Path, device: str, writer: BackgroundWriter,
                       timings: GroupTimings, on_epoch) -> None:
     """Epoch 0 of runs without saved state: metrics and snapshot of the initialisation, first state file."""
-    fresh = [i for i, r in enumerate(lane.runs) if r.saved is None]
+    fresh = [i for i, r in enumerate(lane.runs) if r.state is None]
     if not fresh:
         return
     start = time.perf_counter()
-    metrics = lane.measure(data, [0.0] * len(lane))
+    metrics = lane.measure(data, [0] * len(lane), [0.0] * len(lane))
     timings.eval_seconds += time.perf_counter() - start
     payloads = lane.run_payloads()
     for i in fresh:
         run = lane.runs[i]
-        run.saved = {"status": "running", "epochs_done": 0, "diverged_epoch": None, "train_seconds": 0.0,
-                     "metrics": [asdict(metrics[i])], "device": device}
+        run.state = RunState.start(metrics[i], device)
         model_state, optimizer_state = payloads[i]
         _submit_epoch(writer, data_dir, run, model_state, optimizer_state, final=False)
         if on_epoch:
@@ -333,27 +332,26 @@ def _lane_epoch(lane: _Lane, data: TensorData, data_dir: Path, device: str, writ
     timings.train_seconds += seconds
     timings.model_epochs += len(lane)
     share = seconds / len(lane)  # each run is charged its share of the lane's epoch
-    healthy = losses_finite & lane.params_finite()
+    healthy = (losses_finite & lane.params_finite()).tolist()
+    epochs = [run.next_epoch for run in lane.runs]
     for run in lane.runs:
-        run.saved["train_seconds"] += share
+        run.state.train_seconds += share
     start = time.perf_counter()
-    for run in lane.runs:  # measure() labels metrics with epochs_done: advance it first
-        run.saved["epochs_done"] += 1
     exact = lane.runs[0].config.train_metrics == "exact"  # one group_key: one kind of train metrics
-    metrics = lane.measure(data, [share] * len(lane), None if exact else train)
+    metrics = lane.measure(data, epochs, [share] * len(lane), None if exact else train)
     timings.eval_seconds += time.perf_counter() - start
     payloads = lane.run_payloads()
     keep = []
     for i, run in enumerate(lane.runs):
-        m, epoch = metrics[i], run.saved["epochs_done"]
-        if not (healthy[i] and math.isfinite(m.train_loss) and math.isfinite(m.test_loss)):
-            run.saved.update(status=DIVERGED, diverged_epoch=epoch, epochs_done=epoch - 1)
-            _submit_final(writer, data_dir, run)
+        m, epoch = metrics[i], epochs[i]
+        if diverged(healthy[i], m):  # measured with the lane, but the rule is train_run's
+            run.state.diverge(epoch)
+            _submit_final(writer, run)
             continue
-        run.saved["metrics"].append(asdict(m))
+        run.state.record(m)
         final = epoch == run.config.epochs
         if final:
-            run.saved["status"] = COMPLETED
+            run.state.status = RunStatus.COMPLETED
         model_state, optimizer_state = payloads[i]
         _submit_epoch(writer, data_dir, run, model_state, optimizer_state, final=final)
         if epoch < last_epoch(run.config, until_epoch):  # else finished, or paused at the cap (resumable)
@@ -365,21 +363,16 @@ def _lane_epoch(lane: _Lane, data: TensorData, data_dir: Path, device: str, writ
 
 def _submit_epoch(writer: BackgroundWriter, data_dir: Path, run: _Run, model_state: dict, optimizer_state: dict,
                   final: bool) -> None:
-    """Queue the snapshot of the run's current epoch, then its state file (FIFO: snapshot first)."""
-    run_id, epoch = run.config.run_id, run.saved["epochs_done"]
+    """Queue the snapshot of the run's current epoch, then its state (FIFO: snapshot first)."""
+    run_id, epoch = run.config.run_id, run.state.epochs_done
     writer.submit(lambda: write_snapshot(model_state, data_dir, run_id, epoch))
     if final:
-        _submit_final(writer, data_dir, run)
+        _submit_final(writer, run)
     else:
-        payload = {**_copy(run.saved), "model": model_state, "optimizer": optimizer_state}
-        writer.submit(lambda: save_state(state_file_path(data_dir, run_id), payload))
+        store, state = run.store, run.state.copy()
+        writer.submit(lambda: store.save_progress(state, model_state, optimizer_state))
 
 
-def _submit_final(writer: BackgroundWriter, data_dir: Path, run: _Run) -> None:
-    """A finished run keeps only its result: the snapshots hold its weights (as in `train_run`)."""
-    payload, run_id = _copy(run.saved), run.config.run_id
-    writer.submit(lambda: save_state(state_file_path(data_dir, run_id), payload))
-
-
-def _copy(saved: dict) -> dict:
-    return {**saved, "metrics": list(saved["metrics"])}
+def _submit_final(writer: BackgroundWriter, run: _Run) -> None:
+    store, state = run.store, run.state.copy()
+    writer.submit(lambda: store.finish(state))

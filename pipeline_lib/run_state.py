@@ -1,0 +1,177 @@
+"""A run's lifecycle, the one both trainers (`training.train_run`, `stacked.train_group`) follow.
+
+    {data_dir}/runs/{run_id}/state.pt
+
+A run starts (epoch 0 measured), saves its progress after every epoch (state + model + optimizer,
+so it resumes), and ends completed, diverged or stopped; an ended run keeps only its result (its
+snapshots hold its weights). The file is `torch.save` of a plain dict with the keys of `RunState`
+and plain-string statuses, so files written by either trainer, and by earlier versions, load in
+both: a run paused or interrupted in a stack can finish alone, and the reverse.
+
+Needs only torch and pyarrow.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import torch
+
+from .snapshots import DamagedFile, Snapshot, quarantine, read_snapshot_info, snapshot_path
+from .vocabulary import ENDED, RunStatus
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    seconds: float  # training time of this epoch (0 for epoch 0), evaluation excluded
+
+
+@dataclass
+class RunResult:
+    """What a run produced; the flow loads it into the warehouse."""
+
+    run_id: str
+    status: str
+    epochs_done: int
+    diverged_epoch: int | None
+    train_seconds: float
+    metrics: list[EpochMetrics] = field(default_factory=list)
+    snapshots: list[Snapshot] = field(default_factory=list)
+    device: str = "cpu"
+
+    @property
+    def final_test_acc(self) -> float | None:
+        return self.metrics[-1].test_acc if self.metrics else None
+
+
+def diverged(trained_finite: bool, metrics: EpochMetrics | None) -> bool:
+    """The divergence rule: an epoch diverged when one of its minibatch losses or, after it, a
+    parameter was not finite (`trained_finite` False; then it is not measured, `metrics` None), or
+    when its measured training or test loss is not finite."""
+    return not (trained_finite and metrics is not None
+                and math.isfinite(metrics.train_loss) and math.isfinite(metrics.test_loss))
+
+
+@dataclass
+class RunState:
+    """Where a run stands after its last finished epoch. `model` and `optimizer` are the state
+    dicts to resume from: present in a loaded running state, never in an ended one."""
+
+    status: RunStatus
+    epochs_done: int
+    diverged_epoch: int | None
+    train_seconds: float
+    metrics: list[EpochMetrics]
+    device: str = "cpu"  # the device that trained it last (files of the first versions lack it)
+    model: dict | None = field(default=None, repr=False)
+    optimizer: dict | None = field(default=None, repr=False)
+
+    @classmethod
+    def start(cls, initial: EpochMetrics, device: str) -> RunState:
+        """A run measured at its initialisation (epoch 0)."""
+        return cls(RunStatus.RUNNING, 0, None, 0.0, [initial], device)
+
+    def done(self, last_epoch: int) -> bool:
+        """Whether a training call to `last_epoch` has nothing to train: ended, or trained that far."""
+        return self.status in ENDED or self.epochs_done >= last_epoch
+
+    def record(self, metrics: EpochMetrics) -> None:
+        """An epoch trained and measured."""
+        self.metrics.append(metrics)
+        self.epochs_done = metrics.epoch
+
+    def diverge(self, epoch: int) -> None:
+        """`epoch` diverged: the run ends at the epoch before it."""
+        self.status, self.diverged_epoch, self.epochs_done = RunStatus.DIVERGED, epoch, epoch - 1
+
+    def copy(self) -> RunState:
+        """A copy later epochs do not change (for a write queued behind training)."""
+        return replace(self, metrics=list(self.metrics))
+
+    def to_dict(self) -> dict:
+        """The state file's dict, without the resume payload."""
+        return {"status": RunStatus(self.status).value, "epochs_done": self.epochs_done,
+                "diverged_epoch": self.diverged_epoch, "train_seconds": self.train_seconds,
+                "metrics": [asdict(m) for m in self.metrics], "device": self.device}
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> RunState:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in known} | {
+            "status": RunStatus(saved["status"]), "metrics": [EpochMetrics(**m) for m in saved["metrics"]]})
+
+
+class RunStore:
+    """One run's state file: load it, save progress, finish, and read the run's result back."""
+
+    def __init__(self, data_dir: str | Path, run_id: str):
+        self.data_dir, self.run_id = Path(data_dir), run_id
+        self.path = self.data_dir / "runs" / run_id / "state.pt"
+
+    def load(self) -> RunState | None:
+        """The run's saved state; None when there is none. A damaged state file is quarantined and
+        the run starts over (None): one run redone, not a study stopped."""
+        if not self.path.is_file():
+            return None
+        try:
+            return RunState.from_dict(torch.load(self.path, map_location="cpu", weights_only=False))
+        except Exception as e:
+            quarantine(self.path, self.data_dir, str(DamagedFile(self.path, e)))
+            return None
+
+    def save_progress(self, state: RunState, model: dict, optimizer: dict) -> None:
+        """A running state with what resumes it: the model's and the optimizer's state dicts."""
+        self._write(state.to_dict() | {"model": model, "optimizer": optimizer})
+
+    def finish(self, state: RunState) -> None:
+        """An ended run keeps only its result: its snapshots hold its weights."""
+        if state.status not in ENDED:
+            raise ValueError(f"run {self.run_id} cannot be finished with status {state.status!r}")
+        self._write(state.to_dict())
+
+    def stop(self) -> RunResult:
+        """End a paused run as stopped (triage), so no later training call continues it. An ended
+        run is returned as it is."""
+        state = self.load()
+        if state is None:
+            raise FileNotFoundError(f"run {self.run_id} has no state file {self.path} to stop")
+        if state.status not in ENDED:
+            state.status = RunStatus.STOPPED
+            self.finish(state)
+        return self.result(state)
+
+    def result(self, state: RunState) -> RunResult:
+        """The run's result: its state and the snapshots of its epochs (each checked)."""
+        snapshots = [read_snapshot_info(snapshot_path(self.data_dir, self.run_id, e), self.run_id, e)
+                     for e in range(state.epochs_done + 1)]
+        return RunResult(run_id=self.run_id, status=RunStatus(state.status).value, epochs_done=state.epochs_done,
+                         diverged_epoch=state.diverged_epoch, train_seconds=state.train_seconds,
+                         metrics=list(state.metrics), snapshots=snapshots, device=state.device)
+
+    def finished_result(self, last_epoch: int) -> RunResult | None:
+        """The stored result of a run with nothing to train up to `last_epoch` (`RunState.done`);
+        None while it has epochs to train, or when a snapshot of it is unusable (both files are
+        quarantined: an ended state holds no weights, so the run trains again)."""
+        state = self.load()
+        if state is None or not state.done(last_epoch):
+            return None
+        try:
+            return self.result(state)
+        except (DamagedFile, FileNotFoundError) as e:
+            if isinstance(e, DamagedFile):
+                quarantine(e.path, self.data_dir, str(e))
+            quarantine(self.path, self.data_dir, f"run set to train again: its snapshot is unusable ({e})")
+            return None
+
+    def _write(self, payload: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, self.path)
