@@ -23,12 +23,13 @@ from prefect import flow, get_run_logger
 
 from pipeline_lib.graphs.snapshot_metrics import (GRAPH_ROW_SCHEMA, SUMMARY_SCHEMA, GraphBatch, SnapshotJob,
                                                   unusable_node_metrics)
+from pipeline_lib.layout import DataLayout
 from pipeline_lib.placement import plan_batches
 from pipeline_lib.snapshots import clean_stale_temp_files
 from pipeline_lib.spec import ExecutionSpec, GraphOptions, load_study
 from tasks.graphs import graph_metrics_task, set_graph_threads
 from warehouse.db import Warehouse, WarehouseError
-from warehouse.graphs import (STAGED_GRAPHS, computed_snapshots, forget_graphs, load_staged_graphs,
+from warehouse.graphs import (computed_snapshots, forget_graphs, load_staged_graphs,
                               pending_snapshots, stage_graph_batch)
 from warehouse.quarantine import record_quarantined
 from warehouse.runs import record_study
@@ -63,7 +64,7 @@ class _BatchLoader:
         """Every graphs row computed; raises the load's error, saying that the batches stay staged."""
         if self.error is not None:
             raise WarehouseError(f"{self.error}\nthe computed graphs stay staged under "
-                                 f"{self.wh.data_dir / STAGED_GRAPHS}; the next run loads them") from self.error
+                                 f"{DataLayout(self.wh.data_dir).staged_graphs}; the next run loads them") from self.error
         return pl.concat(self.graphs) if self.graphs else pl.DataFrame(schema=GRAPH_ROW_SCHEMA)
 
 

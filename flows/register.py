@@ -19,6 +19,7 @@ from prefect import flow, get_run_logger
 
 from pipeline_lib.decisions import path_cost, uncertainty
 from pipeline_lib.fingerprints import digest, source_digest
+from pipeline_lib.layout import DataLayout
 from warehouse import decision_path
 from warehouse import registry as registration
 from warehouse.db import Warehouse
@@ -45,7 +46,7 @@ def register(spec: str, warehouse: str | None = None) -> dict:
     if fingerprint is None:
         return {"up_to_date": True}
     rows = registration.register_study(wh, study)
-    logger.info("registered %d predictors of %s under %s", rows.height, study.name, wh.data_dir / "predictors")
+    logger.info("registered %d predictors of %s under %s", rows.height, study.name, DataLayout(wh.data_dir).predictors)
     for r in decision_path.record_decision_path(wh, study).iter_rows(named=True):
         what = f"{r['feature_set']}/{r['predictor']}" if r["feature_set"] else "every property"
         logger.info("k = %d, %s: %.4f s of graph work per snapshot (%s) against %.4f s of training per "

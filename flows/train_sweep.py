@@ -23,6 +23,7 @@ import uuid
 from prefect import flow, get_run_logger
 
 from pipeline_lib.claims import claimed_runs
+from pipeline_lib.layout import DataLayout
 from pipeline_lib.placement import plan_groups, plan_placement, plan_workers, run_cost
 from pipeline_lib.progress import epochs_reported
 from pipeline_lib.run_state import RunResult
@@ -90,7 +91,7 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
         errors: dict[str, str] = {}
         groups = []
         if units:
-            progress_dir = wh.data_dir / "progress" / uuid.uuid4().hex
+            progress_dir = DataLayout(wh.data_dir).progress(uuid.uuid4().hex)
             devices = [training_device(execution, placement.slots[i % placement.concurrency]) for i in range(len(units))]
             parameters = [_parameters(unit, execution.stacked, data_dir, device, options, str(progress_dir / f"{i}.json"),
                                       until_epoch) for i, (unit, device) in enumerate(zip(units, devices))]
@@ -123,7 +124,7 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
         counts[r.status] = counts.get(r.status, 0) + 1
     if errors:
         counts[RunStatus.FAILED.value] = len(errors)
-    logger.info("runs by status: %s; warehouse %s; snapshots under %s", counts, wh.path, wh.data_dir / "snapshots")
+    logger.info("runs by status: %s; warehouse %s; snapshots under %s", counts, wh.path, DataLayout(wh.data_dir).snapshots)
     return counts
 
 

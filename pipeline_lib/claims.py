@@ -6,6 +6,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from .layout import DataLayout
+
 
 @contextmanager
 def claimed_runs(data_dir: str | Path, run_ids: Iterable[str], say: Callable[[str], None]) -> Iterator[None]:
@@ -18,7 +20,7 @@ def claimed_runs(data_dir: str | Path, run_ids: Iterable[str], say: Callable[[st
     handles = []
     try:
         for run_id in sorted(set(run_ids)):
-            path = Path(data_dir) / "runs" / run_id / "claim.lock"
+            path = DataLayout(data_dir).claim(run_id)
             path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(path, "a")
             handles.append(handle)

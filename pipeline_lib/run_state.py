@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from .snapshots import DamagedFile, Snapshot, quarantine, read_snapshot_info, snapshot_path
+from .layout import DataLayout
+from .snapshots import DamagedFile, Snapshot, quarantine, read_snapshot_info
 from .vocabulary import ENDED, RunStatus
 
 
@@ -113,7 +114,7 @@ class RunStore:
 
     def __init__(self, data_dir: str | Path, run_id: str):
         self.data_dir, self.run_id = Path(data_dir), run_id
-        self.path = self.data_dir / "runs" / run_id / "state.pt"
+        self.path = DataLayout(data_dir).run_state(run_id)
 
     def load(self) -> RunState | None:
         """The run's saved state; None when there is none. A damaged state file is quarantined and
@@ -149,7 +150,7 @@ class RunStore:
 
     def result(self, state: RunState) -> RunResult:
         """The run's result: its state and the snapshots of its epochs (each checked)."""
-        snapshots = [read_snapshot_info(snapshot_path(self.data_dir, self.run_id, e), self.run_id, e)
+        snapshots = [read_snapshot_info(DataLayout(self.data_dir).snapshot(self.run_id, e), self.run_id, e)
                      for e in range(state.epochs_done + 1)]
         return RunResult(run_id=self.run_id, status=RunStatus(state.status).value, epochs_done=state.epochs_done,
                          diverged_epoch=state.diverged_epoch, train_seconds=state.train_seconds,

@@ -1,6 +1,7 @@
 """Weight snapshots as Parquet: one file per (run, epoch), one row per state_dict tensor.
 
-Layout (hive-style, so one glob reads a whole study with DuckDB or Polars):
+Layout (hive-style, so one glob reads a whole study with DuckDB or Polars; every path under a data
+directory is named in `layout.DataLayout`):
 
     {data_dir}/snapshots/run_id={run_id}/epoch={epoch}/snapshot.parquet
 
@@ -28,7 +29,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-QUARANTINE_DIR = "quarantine"
+from .layout import DataLayout
+
+
 _TEMP_NAME = re.compile(r"^\..+\.(\d+)\.tmp$")  # .{name}.{pid}.tmp, see temp_path
 
 log = logging.getLogger(__name__)
@@ -60,7 +63,7 @@ def quarantine(path: Path, data_dir: str | Path, error: str) -> Path | None:
     except ValueError:
         relative = Path(path.name)
     now = datetime.now(timezone.utc)
-    target = data_dir / QUARANTINE_DIR / relative.parent / f"{relative.name}.{now:%Y%m%dT%H%M%S%f}"
+    target = DataLayout(data_dir).quarantine / relative.parent / f"{relative.name}.{now:%Y%m%dT%H%M%S%f}"
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.replace(path, target)
@@ -75,7 +78,7 @@ def quarantine(path: Path, data_dir: str | Path, error: str) -> Path | None:
 
 def quarantine_records(data_dir: str | Path) -> list[dict]:
     """The records of every file quarantined under data_dir."""
-    return [json.loads(p.read_text()) for p in sorted((Path(data_dir) / QUARANTINE_DIR).rglob("*.json"))]
+    return [json.loads(p.read_text()) for p in sorted(DataLayout(data_dir).quarantine.rglob("*.json"))]
 
 
 def clean_stale_temp_files(data_dir: str | Path) -> list[Path]:
@@ -87,7 +90,7 @@ def clean_stale_temp_files(data_dir: str | Path) -> list[Path]:
     root = Path(data_dir)
     for path in root.rglob(".*.tmp") if root.exists() else []:
         match = _TEMP_NAME.match(path.name)
-        if not match or QUARANTINE_DIR in path.relative_to(root).parts:
+        if not match or path.is_relative_to(DataLayout(root).quarantine):
             continue
         try:
             os.kill(int(match.group(1)), 0)
@@ -119,10 +122,6 @@ class Snapshot:
     n_params: int
 
 
-def snapshot_path(data_dir: str | Path, run_id: str, epoch: int) -> Path:
-    return Path(data_dir) / "snapshots" / f"run_id={run_id}" / f"epoch={epoch}" / "snapshot.parquet"
-
-
 def atomic_write_table(table: pa.Table, path: Path) -> None:
     """Write a Parquet file under a temporary name and rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +147,7 @@ def state_to_table(state: dict[str, torch.Tensor]) -> pa.Table:
 
 def write_snapshot(state: dict[str, torch.Tensor], data_dir: str | Path, run_id: str, epoch: int) -> Snapshot:
     """Write one snapshot atomically and describe it."""
-    path = snapshot_path(data_dir, run_id, epoch)
+    path = DataLayout(data_dir).snapshot(run_id, epoch)
     table = state_to_table(state)
     atomic_write_table(table, path)
     n_params = int(sum(int(np.prod(s)) for s in table.column("shape").to_pylist()))

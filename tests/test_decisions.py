@@ -14,8 +14,8 @@ from pipeline_lib.datasets import load_dataset
 from pipeline_lib.decisions import path_cost
 from pipeline_lib.graphs.properties import PROPERTIES, node_properties
 from pipeline_lib.graphs.snapshot_metrics import SnapshotJob, process_snapshots
+from pipeline_lib.layout import DataLayout
 from pipeline_lib.report.decisions import calibrates, decisions_section
-from pipeline_lib.snapshots import snapshot_path
 from pipeline_lib.spec import GraphOptions, RunConfig, Study, expand_runs
 from pipeline_lib.training import train_run
 from tests.conftest import TINY_STUDY
@@ -56,7 +56,7 @@ def snapshots(tmp_path_factory) -> tuple[Path, list[SnapshotJob]]:
                            depth=1, epochs=2, seed=0, config_id="c", lr=0.05, dropout=0.0, weight_decay=0.0,
                            optimizer="sgd", batch_size=64)
         train_run(config, data, data_dir)
-        jobs += [SnapshotJob(config.run_id, e, str(snapshot_path(data_dir, config.run_id, e)), "lenet", width, 1,
+        jobs += [SnapshotJob(config.run_id, e, str(DataLayout(data_dir).snapshot(config.run_id, e)), "lenet", width, 1,
                              "digits") for e in range(3)]
     return data_dir, jobs
 

@@ -12,7 +12,7 @@ from prefect_ray.context import RemoteOptionsContext
 
 from flows._cli import execution_from_args, study_arguments
 from flows._runtime import DataDirConflict, PROJECT_ROOT, make_task_runner, open_warehouse, requesting, training_device
-from pipeline_lib.graphs.snapshot_metrics import node_metrics_path
+from pipeline_lib.layout import DataLayout
 from pipeline_lib.spec import ExecutionSpec, SpecError, load_study
 from tests.conftest import write_spec
 from warehouse.db import Warehouse
@@ -66,7 +66,6 @@ def test_runner_factory_and_resource_requests(tmp_path, monkeypatch):
     assert training_device(ExecutionSpec(runner="ray"), "cuda:0") == "cpu"
 
 
-
 def test_the_study_owns_its_data_dir(tmp_path):
     path, shared = str(tmp_path / "w.duckdb"), tmp_path / "shared"
     study = load_study(write_spec(tmp_path))
@@ -83,7 +82,7 @@ def test_the_study_owns_its_data_dir(tmp_path):
 def test_node_metrics_view_follows_a_moved_warehouse(tmp_path):
     """DuckDB stores the view's glob as an absolute path; opening the moved files makes it again."""
     before, after = tmp_path / "before", tmp_path / "after"
-    node_file = node_metrics_path(before / "data", "r1", 0)
+    node_file = DataLayout(before / "data").node_metrics("r1", 0)
     node_file.parent.mkdir(parents=True)
     pl.DataFrame({"node": [0, 1], "eigenvector": [0.5, 1.5]}).write_parquet(node_file)
     Warehouse(before / "w.duckdb", data_dir=before / "data").migrate()

@@ -13,7 +13,8 @@ from pipeline_lib.datasets import load_dataset
 from pipeline_lib.graphs.properties import MIN_GAP, PROPERTIES, hits, node_properties, perron
 from pipeline_lib.graphs.rolled import rolled_graph_of_snapshot
 from pipeline_lib.graphs.summaries import summarise
-from pipeline_lib.snapshots import read_snapshot, snapshot_path
+from pipeline_lib.layout import DataLayout
+from pipeline_lib.snapshots import read_snapshot
 from pipeline_lib.spec import GraphOptions, RunConfig
 from pipeline_lib.training import train_run
 
@@ -36,7 +37,7 @@ def test_a_tiny_weight_perturbation_moves_every_feature_a_tiny_amount(tmp_path, 
                        optimizer="sgd", batch_size=64)
     train_run(config, load_dataset("digits", subset=300), tmp_path)
     for epoch in range(config.epochs + 1):
-        state = read_snapshot(snapshot_path(tmp_path, config.run_id, epoch))
+        state = read_snapshot(DataLayout(tmp_path).snapshot(config.run_id, epoch))
         noise = torch.Generator().manual_seed(epoch)
         noisy = {k: v * (1 + NOISE * torch.randn(v.shape, generator=noise)) for k, v in state.items()}
         pair = _summaries(state, width).join(_summaries(noisy, width), on=["scope", "property", "statistic"],

@@ -13,12 +13,11 @@ import pytest
 from flows.graph_metrics import graph_metrics
 from flows.train_sweep import train_sweep
 from pipeline_lib.features.weights import snapshot_weight_stats
-from pipeline_lib.graphs.snapshot_metrics import node_metrics_path
-from pipeline_lib.snapshots import DamagedFile, read_snapshot, read_snapshot_info, snapshot_path, write_snapshot
+from pipeline_lib.layout import DataLayout
+from pipeline_lib.snapshots import DamagedFile, read_snapshot, read_snapshot_info, write_snapshot
 from pipeline_lib.run_state import RunState, RunStore
 from tests.conftest import write_spec
 from warehouse.db import LOCK_TIMEOUT_ENV, Warehouse, WarehouseError
-from warehouse.graphs import STAGED_GRAPHS
 
 
 SMALL = {"epochs": 2, "widths": [0.5], "seeds": [0], "samples": 2, "dataset": {"name": "digits", "subset": 200},
@@ -64,9 +63,9 @@ def test_damaged_snapshot_state_and_node_file_each_cost_one_unit(tmp_path, prefe
     before = _tables(wh)
     run_a, run_b = wh.query("SELECT run_id FROM runs ORDER BY run_id")["run_id"].to_list()
 
-    snapshot = snapshot_path(wh.data_dir, run_a, 1)
+    snapshot = DataLayout(wh.data_dir).snapshot(run_a, 1)
     state = RunStore(wh.data_dir, run_b).path
-    node_file = node_metrics_path(wh.data_dir, run_b, 2)
+    node_file = DataLayout(wh.data_dir).node_metrics(run_b, 2)
     for path in (snapshot, state, node_file):
         _truncate(path)
     stale = snapshot.with_name(".snapshot.parquet.999999999.tmp")  # a crashed write (no such PID)
@@ -127,11 +126,11 @@ def test_read_only_connection_during_the_graph_stage_loses_no_graph(tmp_path, pr
         with pytest.raises(WarehouseError, match="the next run loads them"):
             graph_metrics(spec, wh_path)
         assert holder.stdout.readline().strip() == "holding"
-        assert list((wh.data_dir / STAGED_GRAPHS).glob("*.graphs.parquet"))
+        assert list(DataLayout(wh.data_dir).staged_graphs.glob("*.graphs.parquet"))
     finally:
         holder.kill()
         holder.wait()
     assert graph_metrics(spec, wh_path) == {"computed": 0, "failed": 0, "skipped": 6}  # all loaded from staging
-    assert not list((wh.data_dir / STAGED_GRAPHS).glob("*.parquet"))
+    assert not list(DataLayout(wh.data_dir).staged_graphs.glob("*.parquet"))
     assert wh.query("SELECT count(*) AS n FROM graphs WHERE error IS NULL")["n"][0] == 6
     assert wh.query("SELECT count(DISTINCT (run_id, epoch)) AS n FROM graph_summaries")["n"][0] == 6

@@ -15,7 +15,7 @@ from flows.evaluate import evaluate
 from flows.features import features
 from pipeline_lib import fingerprints
 from pipeline_lib.features import BASE_SETS
-from pipeline_lib.graphs.snapshot_metrics import node_metrics_path
+from pipeline_lib.layout import DataLayout
 from pipeline_lib.spec import GraphOptions
 from tests.conftest import write_spec
 from warehouse.db import Warehouse
@@ -55,7 +55,7 @@ def test_later_stages_use_the_studys_data_dir(study, tmp_path, monkeypatch, caps
     snapshots = wh.query("SELECT run_id, epoch, path FROM snapshots")
     assert snapshots.height == 24 and all(p.startswith(str(data_dir)) for p in snapshots["path"])
     for run_id, epoch, _ in snapshots.iter_rows():  # node metrics beside the snapshots, none beside the warehouse
-        assert node_metrics_path(data_dir, run_id, epoch).is_file()
+        assert DataLayout(data_dir).node_metrics(run_id, epoch).is_file()
     assert not (wh.path.parent / "data").exists()
     assert wh.query("SELECT count(DISTINCT (run_id, epoch)) AS n FROM node_metrics")["n"][0] == 24
 

@@ -4,8 +4,8 @@ import polars as pl
 import pytest
 
 from flows.graph_metrics import graph_metrics
-from pipeline_lib.graphs.snapshot_metrics import node_metrics_path
 from pipeline_lib.graphs.summaries import STATISTICS
+from pipeline_lib.layout import DataLayout
 from tests.conftest import train_in_process, write_spec
 from warehouse.db import Warehouse
 
@@ -34,7 +34,7 @@ def test_graph_stage_end_to_end(tmp_path, prefect_harness):
     assert graphs.height == n
     failed = graphs.filter(pl.col("error").is_not_null())
     assert failed.select("run_id", "epoch").row(0) == (corrupted["run_id"], corrupted["epoch"])
-    assert not node_metrics_path(wh.data_dir, corrupted["run_id"], corrupted["epoch"]).exists()
+    assert not DataLayout(wh.data_dir).node_metrics(corrupted["run_id"], corrupted["epoch"]).exists()
     ok = graphs.filter(pl.col("error").is_null())
     assert ok["nodes"].to_list() == [NODES[w] for w in ok["width"]]
     assert (ok["edges"] > 0).all() and (ok["seconds"] > 0).all() and (ok["perron_value"] > 0).all()

@@ -8,7 +8,8 @@ from pipeline_lib.graphs.layered import LayeredGraph
 from pipeline_lib.graphs.properties import (betweenness, distance_matrix, harmonic_closeness, node_properties,
                                             pivot_sources)
 from pipeline_lib.graphs.rolled import rolled_graph_of_snapshot
-from pipeline_lib.snapshots import read_snapshot, snapshot_path
+from pipeline_lib.layout import DataLayout
+from pipeline_lib.snapshots import read_snapshot
 from pipeline_lib.spec import GraphOptions, RunConfig
 from pipeline_lib.training import train_run
 from tests.networkx_reference import networkx_views
@@ -42,7 +43,7 @@ def lenet_snapshot_graph(tmp_path_factory):
                        depth=1, epochs=1, seed=0, config_id="c", lr=0.05, dropout=0.0, weight_decay=0.0,
                        optimizer="sgd", batch_size=64)
     train_run(config, load_dataset("digits", subset=300), data_dir)
-    state = read_snapshot(snapshot_path(data_dir, config.run_id, 1))
+    state = read_snapshot(DataLayout(data_dir).snapshot(config.run_id, 1))
     return rolled_graph_of_snapshot(state, "lenet", 1.0, 1, "digits")
 
 

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from pipeline_lib.datasets import load_dataset
+from pipeline_lib.layout import DataLayout
 from pipeline_lib.run_state import EpochMetrics, RunStore, diverged
-from pipeline_lib.snapshots import read_snapshot, snapshot_path, write_snapshot
+from pipeline_lib.snapshots import read_snapshot, write_snapshot
 from pipeline_lib.spec import DatasetSpec, RunConfig
 from pipeline_lib.stacked import train_group
 from pipeline_lib.training import make_model, make_optimizer, train_run
@@ -50,7 +51,7 @@ def test_a_state_file_in_the_old_dict_format_resumes_in_either_trainer(tmp_path,
         assert (resumed.status, resumed.epochs_done) == ("completed", 2)
         assert resumed.metrics[0] == EpochMetrics(0, 2.5, 0.1, 2.5, 0.1, 0.0)  # read from the old file
         assert [m.test_loss for m in resumed.metrics[1:]] == [m.test_loss for m in straight.metrics[1:]]
-        a, b = (read_snapshot(snapshot_path(d, config.run_id, 2)) for d in (data_dir, tmp_path / f"straight_{trainer}"))
+        a, b = (read_snapshot(DataLayout(d).snapshot(config.run_id, 2)) for d in (data_dir, tmp_path / f"straight_{trainer}"))
         assert all(torch.equal(a[k], b[k]) for k in b)
 
         raw = torch.load(path, weights_only=False)  # what is written back is the old format, ended

@@ -6,8 +6,9 @@ import torch
 
 from pipeline_lib.background_writer import BackgroundWriter
 from pipeline_lib.datasets import TensorData, load_dataset
+from pipeline_lib.layout import DataLayout
 from pipeline_lib.models.dropout import DropoutMasks
-from pipeline_lib.snapshots import read_snapshot, snapshot_path
+from pipeline_lib.snapshots import read_snapshot
 from pipeline_lib.spec import DatasetSpec, RunConfig
 from pipeline_lib.stacked import StackOptions, auto_vector_width, train_group
 from pipeline_lib.stacked.optim import StackedOptimizer
@@ -57,8 +58,8 @@ def _assert_same_run(stacked, single, data_dir_a, data_dir_b, weights_atol, loss
         assert abs(a.test_acc - b.test_acc) <= 1 / 400 and abs(a.train_acc - b.train_acc) <= 1 / 200
     assert [s.epoch for s in stacked.snapshots] == [s.epoch for s in single.snapshots]
     for epoch in range(single.epochs_done + 1):
-        a = read_snapshot(snapshot_path(data_dir_a, single.run_id, epoch))
-        b = read_snapshot(snapshot_path(data_dir_b, single.run_id, epoch))
+        a = read_snapshot(DataLayout(data_dir_a).snapshot(single.run_id, epoch))
+        b = read_snapshot(DataLayout(data_dir_b).snapshot(single.run_id, epoch))
         assert list(a) == list(b)  # same tensors, same order: downstream stages cannot tell
         for name in a:
             torch.testing.assert_close(a[name], b[name], atol=weights_atol, rtol=0, msg=f"{name} epoch {epoch}")
@@ -114,7 +115,7 @@ def test_test_metrics_equal_todays_evaluation(tmp_path, digits):
     for config, alone, together in zip(configs, single, stacked):
         model = make_model(config, digits)
         for epoch in range(config.epochs + 1):
-            model.load_state_dict(read_snapshot(snapshot_path(tmp_path / "single", config.run_id, epoch)))
+            model.load_state_dict(read_snapshot(DataLayout(tmp_path / "single").snapshot(config.run_id, epoch)))
             loss, acc = _todays_evaluate(model, digits.x_test, digits.y_test)
             assert (alone.metrics[epoch].test_loss, alone.metrics[epoch].test_acc) == (loss, acc)
             assert together.metrics[epoch].test_acc == acc
@@ -125,8 +126,8 @@ def test_runs_differ_from_each_other(tmp_path, digits):
     """Guard against a stack that trains every run alike: own init, order, masks, hyper-parameters."""
     configs = _configs(runs=[(0, 0.05, 0.5, 0.0), (0, 0.05, 0.5, 5e-3), (1, 0.05, 0.5, 0.0)], epochs=1)
     group = train_group(configs, digits, tmp_path)
-    finals = [read_snapshot(snapshot_path(tmp_path, c.run_id, 1))["classifier.2.weight"] for c in configs]
-    inits = [read_snapshot(snapshot_path(tmp_path, c.run_id, 0))["classifier.2.weight"] for c in configs]
+    finals = [read_snapshot(DataLayout(tmp_path).snapshot(c.run_id, 1))["classifier.2.weight"] for c in configs]
+    inits = [read_snapshot(DataLayout(tmp_path).snapshot(c.run_id, 0))["classifier.2.weight"] for c in configs]
     assert torch.equal(inits[0], inits[1]) and not torch.equal(inits[0], inits[2])
     assert not torch.allclose(finals[0], finals[1], atol=1e-6)  # weight decay
     assert all(r.status == RunStatus.COMPLETED for r in group.results)
@@ -147,7 +148,7 @@ def test_interrupted_group_resumes_per_run_alone_or_stacked(tmp_path, digits):
 
     with pytest.raises(Interrupt):
         train_group(configs, digits, tmp_path / "resumed", on_epoch=crash_in_epoch_2)
-    assert not snapshot_path(tmp_path / "resumed", configs[0].run_id, 3).exists()
+    assert not DataLayout(tmp_path / "resumed").snapshot(configs[0].run_id, 3).exists()
     alone = train_run(configs[0], digits, tmp_path / "resumed")  # its state file is train_run's format
     rest = train_group(configs[1:], digits, tmp_path / "resumed").results
     for a, b in zip([alone, *rest], straight):
@@ -162,13 +163,13 @@ def test_capped_runs_pause_resumable_alone_or_stacked_and_stopped_runs_stay_stop
     straight = train_group(configs, digits, tmp_path / "straight").results
     paused = train_group(configs, digits, tmp_path / "capped", until_epoch=1).results
     assert [(r.status, r.epochs_done, len(r.snapshots)) for r in paused] == [("running", 1, 2)] * 3
-    assert not snapshot_path(tmp_path / "capped", configs[0].run_id, 2).exists()
+    assert not DataLayout(tmp_path / "capped").snapshot(configs[0].run_id, 2).exists()
     paused_state = RunStore(tmp_path / "capped", configs[0].run_id).load()
     assert paused_state.model is not None and paused_state.optimizer is not None
     assert finished_result(configs[0], tmp_path / "capped") is None  # paused, not finished
     assert finished_result(configs[0], tmp_path / "capped", until_epoch=1).epochs_done == 1
     again = train_run(configs[1], digits, tmp_path / "capped", until_epoch=1)  # at the cap already: nothing trained
-    assert again.epochs_done == 1 and not snapshot_path(tmp_path / "capped", configs[1].run_id, 2).exists()
+    assert again.epochs_done == 1 and not DataLayout(tmp_path / "capped").snapshot(configs[1].run_id, 2).exists()
 
     stopped = RunStore(tmp_path / "capped", configs[2].run_id).stop()
     state = RunStore(tmp_path / "capped", configs[2].run_id).load()
@@ -178,14 +179,14 @@ def test_capped_runs_pause_resumable_alone_or_stacked_and_stopped_runs_stay_stop
     for a, b in zip([alone, stacked[0]], straight[:2]):
         _assert_same_run(a, b, tmp_path / "capped", tmp_path / "straight", weights_atol=1e-5, loss_rtol=1e-4)
     assert stacked[1].status == RunStatus.STOPPED and stacked[1].epochs_done == 1  # the stopped run was not trained
-    assert not snapshot_path(tmp_path / "capped", configs[2].run_id, 2).exists()
+    assert not DataLayout(tmp_path / "capped").snapshot(configs[2].run_id, 2).exists()
     assert finished_result(configs[2], tmp_path / "capped").status == RunStatus.STOPPED
 
 
 def test_finished_group_is_read_back_not_trained(tmp_path, digits):
     configs = _configs(runs=MIXED[:2], epochs=2)
     first = train_group(configs, digits, tmp_path)
-    final = snapshot_path(tmp_path, configs[0].run_id, 2)
+    final = DataLayout(tmp_path).snapshot(configs[0].run_id, 2)
     mtime = final.stat().st_mtime_ns
     again = train_group(configs, digits, tmp_path)
     assert [r.metrics for r in again.results] == [r.metrics for r in first.results]

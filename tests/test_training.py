@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from pipeline_lib.datasets import load_dataset
-from pipeline_lib.snapshots import read_snapshot, snapshot_path
+from pipeline_lib.layout import DataLayout
+from pipeline_lib.snapshots import read_snapshot
 from pipeline_lib.spec import expand_runs, load_study
 from pipeline_lib.training import evaluate, make_model, train_run
 from pipeline_lib.vocabulary import RunStatus
@@ -30,17 +31,17 @@ def test_run_records_every_epoch_and_snapshot(tmp_path, digits):
     assert result.metrics[-1].train_loss < result.metrics[0].train_loss
     # epoch-0 snapshot is the seeded initialisation
     init = make_model(config, digits).state_dict()
-    snap0 = read_snapshot(snapshot_path(tmp_path, config.run_id, 0))
+    snap0 = read_snapshot(DataLayout(tmp_path).snapshot(config.run_id, 0))
     assert all(torch.equal(snap0[k], v.float()) for k, v in init.items())
 
 
 def test_finished_run_is_not_trained_again(tmp_path, digits):
     config = _config(tmp_path)
     first = train_run(config, digits, tmp_path)
-    mtime = snapshot_path(tmp_path, config.run_id, config.epochs).stat().st_mtime_ns
+    mtime = DataLayout(tmp_path).snapshot(config.run_id, config.epochs).stat().st_mtime_ns
     again = train_run(config, digits, tmp_path)
     assert again.metrics == first.metrics
-    assert snapshot_path(tmp_path, config.run_id, config.epochs).stat().st_mtime_ns == mtime
+    assert DataLayout(tmp_path).snapshot(config.run_id, config.epochs).stat().st_mtime_ns == mtime
 
 
 class Interrupt(Exception):
@@ -58,12 +59,12 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, digits):
 
     with pytest.raises(Interrupt):
         train_run(config, digits, tmp_path / "resumed", on_epoch=crash_after_epoch_2)
-    assert not snapshot_path(tmp_path / "resumed", config.run_id, 3).exists()
+    assert not DataLayout(tmp_path / "resumed").snapshot(config.run_id, 3).exists()
     resumed = train_run(config, digits, tmp_path / "resumed")
     assert resumed.status == RunStatus.COMPLETED
     assert [m.test_acc for m in resumed.metrics] == [m.test_acc for m in reference.metrics]
-    final_a = read_snapshot(snapshot_path(tmp_path / "straight", config.run_id, config.epochs))
-    final_b = read_snapshot(snapshot_path(tmp_path / "resumed", config.run_id, config.epochs))
+    final_a = read_snapshot(DataLayout(tmp_path / "straight").snapshot(config.run_id, config.epochs))
+    final_b = read_snapshot(DataLayout(tmp_path / "resumed").snapshot(config.run_id, config.epochs))
     assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
 
 
@@ -95,7 +96,7 @@ def test_exact_train_metrics_are_a_pass_after_the_epoch(tmp_path, digits):
     assert (a.metrics[0].train_loss, a.metrics[0].train_acc) == (b.metrics[0].train_loss, b.metrics[0].train_acc)
     model = make_model(exact, digits)
     for epoch in range(1, exact.epochs + 1):
-        model.load_state_dict(read_snapshot(snapshot_path(tmp_path / "b", exact.run_id, epoch)))
+        model.load_state_dict(read_snapshot(DataLayout(tmp_path / "b").snapshot(exact.run_id, epoch)))
         assert (b.metrics[epoch].train_loss, b.metrics[epoch].train_acc) == evaluate(model, digits.x_train,
                                                                                       digits.y_train)
         assert a.metrics[epoch].train_loss != b.metrics[epoch].train_loss

@@ -22,7 +22,7 @@ from pipeline_lib.decisions.registry import fit_on_all
 from pipeline_lib.decisions.scoring import ScoringError
 from pipeline_lib.decisions.path_cost import columns_used, properties_read
 from pipeline_lib.decisions.triage import TriageError, decide
-from pipeline_lib.snapshots import snapshot_path
+from pipeline_lib.layout import DataLayout
 from pipeline_lib.spec import KeepPGood, TriageSpec, expand_runs, load_study
 from pipeline_lib.run_state import RunStore
 from pipeline_lib.training import train_run
@@ -174,7 +174,7 @@ def test_triage_keeps_the_best_runs_and_survives_kill_9_and_reruns(registered_ti
     assert counts == {"completed": 2, "stopped": 2}
     assert _files(data_dir) == before
     assert wh.query("SELECT * FROM triage_decisions WHERE study = 'triaged' ORDER BY run_id").equals(decided)
-    assert not (snapshot_path(data_dir, sorted(set(runs["run_id"]) - kept)[0], 2)).exists()
+    assert not (DataLayout(data_dir).snapshot(sorted(set(runs["run_id"]) - kept)[0], 2)).exists()
 
     # the report's section: 2 kept to epoch 3 and 2 stopped at epoch 1 = 8 of the 12 epochs of training all
     section = "\n".join(triage_section(report_tables(wh, "triaged")["triage"]))

@@ -23,6 +23,8 @@ from typing import Iterator
 import duckdb
 import polars as pl
 
+from pipeline_lib.layout import NODE_METRICS_GLOB
+
 SCHEMA_DIR = Path(__file__).parent / "schema"
 VIEWS_FILE = Path(__file__).parent / "views.sql"
 DEFAULT_PATH = Path(__file__).parent / "warehouse.duckdb"
@@ -213,9 +215,6 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("COMMIT")
     if VIEWS_FILE.exists():
         con.execute(VIEWS_FILE.read_text())
-
-
-NODE_METRICS_GLOB = "node_metrics/*/*/nodes.parquet"
 
 
 def create_node_metrics_view(con: duckdb.DuckDBPyConnection, data_dir: Path) -> bool:

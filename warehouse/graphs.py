@@ -13,13 +13,11 @@ from pathlib import Path
 import polars as pl
 
 from pipeline_lib.fingerprints import graph_fingerprints
+from pipeline_lib.layout import DataLayout
 from pipeline_lib.snapshots import atomic_write_table
 from pipeline_lib.spec import GraphOptions
 
 from .db import Warehouse, create_node_metrics_view, replace_where, upsert
-
-STAGED_GRAPHS = Path("staged") / "graphs"
-
 
 def stage_graph_batch(data_dir: Path, graphs: pl.DataFrame, summaries: pl.DataFrame, options: GraphOptions) -> None:
     """Keep a computed batch, its graphs stamped with their fingerprints, on disk until it is loaded
@@ -29,14 +27,14 @@ def stage_graph_batch(data_dir: Path, graphs: pl.DataFrame, summaries: pl.DataFr
                                  .then(pl.col("nodes").replace_strict(current, default=None, return_dtype=pl.Utf8))
                                  .alias("fingerprint"))
     name = uuid.uuid4().hex
-    atomic_write_table(summaries.to_arrow(), data_dir / STAGED_GRAPHS / f"{name}.summaries.parquet")
-    atomic_write_table(graphs.to_arrow(), data_dir / STAGED_GRAPHS / f"{name}.graphs.parquet")
+    atomic_write_table(summaries.to_arrow(), DataLayout(data_dir).staged_graphs / f"{name}.summaries.parquet")
+    atomic_write_table(graphs.to_arrow(), DataLayout(data_dir).staged_graphs / f"{name}.graphs.parquet")
 
 
 def load_staged_graphs(wh: Warehouse) -> int:
     """Load every staged batch, one transaction each, removing it once loaded; returns the graphs rows loaded."""
     loaded = 0
-    for graphs_file in sorted((wh.data_dir / STAGED_GRAPHS).glob("*.graphs.parquet")):
+    for graphs_file in sorted(DataLayout(wh.data_dir).staged_graphs.glob("*.graphs.parquet")):
         summaries_file = graphs_file.with_name(graphs_file.name.replace(".graphs.", ".summaries."))
         graphs = pl.read_parquet(graphs_file)
         record_graph_results(wh, graphs, pl.read_parquet(summaries_file))

@@ -12,6 +12,7 @@ from sklearn.pipeline import Pipeline
 
 from pipeline_lib.decisions import registry
 from pipeline_lib.decisions.uncertainty import fit_calibration
+from pipeline_lib.layout import DataLayout
 from pipeline_lib.prediction.targets import run_targets
 from pipeline_lib.spec import Study
 from pipeline_lib.vocabulary import FITTED_PREDICTORS, Split, Task
@@ -63,7 +64,7 @@ def register_study(wh: Warehouse, study: Study) -> pl.DataFrame:
                 continue
             for predictor in FITTED_PREDICTORS:
                 pid = predictor_id(study.name, feature_set, k, task, predictor)
-                path = wh.data_dir / "predictors" / f"{pid}.skops"
+                path = DataLayout(wh.data_dir).predictor(pid)
                 digest = registry.save(registry.fit_on_all(task, predictor, X, targets), path)
                 rows.append({"id": pid, "study": study.name, "dataset": runs["dataset"][0],
                              "architectures": sorted(runs["architecture"].unique().to_list()),

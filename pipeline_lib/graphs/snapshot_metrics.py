@@ -20,6 +20,7 @@ import polars as pl
 
 import pyarrow.parquet as pq
 
+from ..layout import DataLayout
 from ..snapshots import DamagedFile, atomic_write_table, quarantine, read_snapshot
 from ..spec import GraphOptions
 from .properties import PROPERTIES, node_properties
@@ -54,16 +55,12 @@ class GraphBatch:
     summaries: pl.DataFrame
 
 
-def node_metrics_path(data_dir: str | Path, run_id: str, epoch: int) -> Path:
-    return Path(data_dir) / "node_metrics" / f"run_id={run_id}" / f"epoch={epoch}" / "nodes.parquet"
-
-
 def unusable_node_metrics(data_dir: str | Path, keys: list[tuple[str, int]]) -> list[tuple[str, int]]:
     """The (run_id, epoch) of computed snapshots whose node-metrics file is missing or damaged (read
     from its footer); damaged files are quarantined. Their graphs must be computed again."""
     unusable = []
     for run_id, epoch in keys:
-        path = node_metrics_path(data_dir, run_id, epoch)
+        path = DataLayout(data_dir).node_metrics(run_id, epoch)
         try:
             pq.read_metadata(path)
         except FileNotFoundError:
@@ -97,7 +94,7 @@ def process_snapshots(jobs: list[SnapshotJob], data_dir: str | Path, options: Gr
     rows, frames = [], []
     for job in jobs:
         start = time.perf_counter()
-        target = node_metrics_path(data_dir, job.run_id, job.epoch)
+        target = DataLayout(data_dir).node_metrics(job.run_id, job.epoch)
         try:
             nodes, row = snapshot_node_metrics(job, options)
             atomic_write_table(nodes.to_arrow(), target)
