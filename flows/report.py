@@ -28,11 +28,13 @@ from ._runtime import open_warehouse
 REPORTS_DIR = Path("reports")
 
 
-def _artifact_key(*parts: str) -> str:
+def artifact_key(*parts: str) -> str:
+    """A Prefect artifact key (lower-case letters, digits and dashes) from its parts, e.g. study and table."""
     return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
 
 
-def _rows(frame: pl.DataFrame) -> list[dict]:
+def artifact_rows(frame: pl.DataFrame) -> list[dict]:
+    """A frame as the rows of a table artifact, floats rounded to 4 places."""
     return [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()} for row in frame.iter_rows(named=True)]
 
 
@@ -47,12 +49,12 @@ def _embed_figures(markdown: str, out_dir: Path) -> str:
 def publish_report(study_name: str, result: dict) -> None:
     """The report (figures embedded) and its tables as keyed artifacts of the current flow run; the
     summary table's description carries the verdict."""
-    create_markdown_artifact(result["markdown"], key=_artifact_key(study_name, "report"),
+    create_markdown_artifact(result["markdown"], key=artifact_key(study_name, "report"),
                              description=f"report of study {study_name} ({result['path']})")
     for name, rows in result["tables"].items():
         if rows:
             description = "\n".join(f"- {line}" for line in result["verdict"]) if name == "summary" else ""
-            create_table_artifact(rows, key=_artifact_key(study_name, name),
+            create_table_artifact(rows, key=artifact_key(study_name, name),
                                   description=f"{name} of study {study_name}\n\n{description}".strip())
 
 
@@ -74,7 +76,7 @@ def report(spec: str, warehouse: str | None = None, reports_dir: str | None = No
     # the summary stays unrounded: the printed table rounds once, as the report does
     result = {"path": str(path.resolve()), "summary": tables["summary"].to_dicts(), "predictor": predictor,
               "verdict": tables["verdict"]["verdict"].to_list(), "markdown": _embed_figures(markdown, out_dir),
-              "tables": {name: _rows(table) for name, table in tables.items()}}
+              "tables": {name: artifact_rows(table) for name, table in tables.items()}}
     if FlowRunContext.get().flow_run.parent_task_run_id is None:
         publish_report(study.name, result)
     get_run_logger().info("report: %s", path.resolve())

@@ -25,7 +25,7 @@ from .evaluate import evaluate
 from .features import features
 from .graph_metrics import graph_metrics
 from .register import register
-from .report import _artifact_key, publish_report, report
+from .report import artifact_key, publish_report, report
 from .train_sweep import train_sweep
 from .triage import TRIAGE_ERRORS, check_triage
 from .width_transfer import width_transfer
@@ -68,7 +68,7 @@ def study(spec: str, warehouse: str | None = None, reports_dir: str | None = Non
         "report": lambda: report(spec, warehouse, reports_dir),
     }
     results: dict = {}
-    progress = create_progress_artifact(0.0, key=_artifact_key(plan.name, "progress"),
+    progress = create_progress_artifact(0.0, key=artifact_key(plan.name, "progress"),
                                         description=_progress_text(wh, plan.name, planned_runs, [], len(stages)))
     for name, run_stage in stages.items():
         results[name] = run_stage()

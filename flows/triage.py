@@ -27,7 +27,7 @@ from warehouse.triage import (check_recorded, decide_triage, needed_graph_proper
 
 from ._runtime import open_warehouse
 from .graph_metrics import graph_metrics
-from .report import _artifact_key, _rows
+from .report import artifact_key, artifact_rows
 
 TRIAGE_ERRORS = (TriageError, ScoringError, RegistryError)  # bad input of a triage: exit 2, no traceback
 
@@ -79,8 +79,9 @@ def triage(spec: str, warehouse: str | None = None, execution: ExecutionSpec | N
     if undecided:
         logger.warning("%d run(s) of %s have no triage decision (added to the spec after it was made); they stay "
                        "at epoch %d", undecided, study.name, k)
-    create_table_artifact(_rows(decisions.select("rank", "run_id", "decision", "predicted", "low", "high", "p_good")),
-                          key=_artifact_key(study.name, "triage"),
+    create_table_artifact(artifact_rows(decisions.select("rank", "run_id", "decision", "predicted", "low", "high",
+                                                         "p_good")),
+                          key=artifact_key(study.name, "triage"),
                           description=f"triage of study {study.name} at epoch {k}: {decisions['keep_policy'][0]}, predictor "
                                       f"{decisions['predictor_id'][0]}; kept {len(kept)} of {decisions.height}")
     return kept
