@@ -132,6 +132,27 @@ def _load_full(name: str, root: str | None) -> TensorData:
     raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
 
 
+LABEL_NOISE_STREAM = 7_919  # offsets the label-noise generator from the seeds of data order and dropout
+
+
+def noisy_labels(labels: torch.Tensor, fraction: float, seed: int, num_classes: int) -> torch.Tensor:
+    """The labels with round(fraction x N) of them replaced by another class, drawn from `seed` (on CPU).
+
+    Which labels and their new classes depend only on (seed, N): a rerun gets the same noise, the
+    single and stacked trainers the same labels, and for one seed a larger fraction corrupts a
+    superset of a smaller one's labels. Every replaced label is wrong (a class other than its own).
+    """
+    if fraction == 0:
+        return labels
+    generator = torch.Generator().manual_seed(LABEL_NOISE_STREAM + seed)
+    n = len(labels)
+    chosen = torch.randperm(n, generator=generator)[:round(fraction * n)]
+    shift = torch.randint(1, num_classes, (n,), generator=generator)[:len(chosen)]
+    noisy = labels.cpu().clone()
+    noisy[chosen] = (noisy[chosen] + shift) % num_classes
+    return noisy.to(labels.device)
+
+
 def load_dataset(name: str, root: str | None = None, subset: int | None = None,
                  test_subset: int | None = None) -> TensorData:
     """Load (and cache in-process) a dataset; `subset` and `test_subset` keep the first N images."""

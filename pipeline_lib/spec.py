@@ -85,6 +85,86 @@ def _bounds(dimension) -> tuple[float, float]:
     return tuple(dimension.log_uniform if isinstance(dimension, LogUniform) else dimension.uniform)
 
 
+ScheduleKind = Literal["constant", "cosine", "step", "warmup_cosine"]
+SCHEDULE_PARAMETERS = {"constant": {}, "cosine": {}, "step": {"step_size": None, "gamma": 0.1},
+                       "warmup_cosine": {"warmup_epochs": 1}}  # per kind: its parameters and their defaults
+
+
+class LrSchedule(_Strict):
+    """How the learning rate changes over epochs: the run's `lr` times `factor(epoch, epochs)`.
+
+    Per epoch, not per step: the factor is a closed form of the epoch, so a resumed run (or one
+    moved between the single and the stacked trainer) needs no scheduler state, and runs of one
+    stack may follow different schedules. The values equal torch.optim.lr_scheduler's stepped once
+    per epoch (tests/test_lr_schedule.py):
+      constant        1                                    (ConstantLR with factor 1)
+      cosine          (1 + cos(pi (e-1) / E)) / 2          (CosineAnnealingLR, T_max = E)
+      step            gamma ** floor((e-1) / step_size)    (StepLR)
+      warmup_cosine   e / (w+1) for e <= w, then cosine over the remaining E - w epochs
+                      (SequentialLR of LinearLR(1/(w+1), 1, w) and CosineAnnealingLR(T_max = E - w))
+    for epoch e in 1..E. Written as a name (`cosine`), a mapping of the name to its parameters
+    (`{warmup_cosine: {warmup_epochs: 2}}`, `{step: {step_size: 3, gamma: 0.1}}`) or flat
+    (`{kind: step, step_size: 3}`).
+    """
+
+    kind: ScheduleKind = "constant"
+    step_size: int | None = Field(default=None, ge=1, description="epochs between drops (step)")
+    gamma: float | None = Field(default=None, gt=0, lt=1, description="factor of each drop (step)")
+    warmup_epochs: int | None = Field(default=None, ge=1, description="epochs of linear warm-up (warmup_cosine)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _forms(cls, v):
+        """A name or {name: parameters} to the flat form; parameters of another kind are errors,
+        missing ones take their defaults."""
+        if isinstance(v, str):
+            v = {"kind": v}
+        elif isinstance(v, dict) and len(v) == 1 and next(iter(v)) in SCHEDULE_PARAMETERS:
+            kind, params = next(iter(v.items()))
+            if params is not None and not isinstance(params, dict):
+                raise ValueError(f"lr_schedule {kind}: parameters must be a mapping, got {params!r}")
+            v = {"kind": kind, **(params or {})}
+        if not isinstance(v, dict):
+            return v  # pydantic says what is wrong
+        kind = v.get("kind", "constant")
+        if kind not in SCHEDULE_PARAMETERS:
+            raise ValueError(f"lr_schedule kind must be one of {', '.join(SCHEDULE_PARAMETERS)}, got {kind!r}")
+        allowed = SCHEDULE_PARAMETERS[kind]
+        if foreign := sorted(k for k in v if k != "kind" and k not in allowed and k in cls.model_fields):
+            raise ValueError(f"lr_schedule {kind} takes {', '.join(allowed) or 'no parameters'}, "
+                             f"not {', '.join(foreign)}")
+        filled = {**{k: d for k, d in allowed.items() if d is not None}, **v}
+        if missing := [k for k in allowed if filled.get(k) is None]:
+            raise ValueError(f"lr_schedule {kind} needs {', '.join(missing)}")
+        return filled
+
+    def factor(self, epoch: int, epochs: int) -> float:
+        """The multiplier of the base learning rate while training epoch `epoch` (1-based) of `epochs`."""
+        if self.kind == "constant":
+            return 1.0
+        if self.kind == "step":
+            return self.gamma ** ((epoch - 1) // self.step_size)
+        warmup = self.warmup_epochs or 0
+        if epoch <= warmup:
+            return epoch / (warmup + 1)
+        return 0.5 * (1 + math.cos(math.pi * (epoch - 1 - warmup) / (epochs - warmup)))
+
+    @property
+    def label(self) -> str:
+        """Compact text, as the warehouse stores it: `step(step_size=3,gamma=0.1)`."""
+        params = self.model_dump(exclude={"kind"}, exclude_none=True)
+        return self.kind + (f"({','.join(f'{k}={v:g}' for k, v in params.items())})" if params else "")
+
+    def check_epochs(self, epochs: int) -> None:
+        if self.warmup_epochs is not None and self.warmup_epochs >= epochs:
+            raise ValueError(f"lr_schedule {self.label}: warmup_epochs must be below epochs={epochs}")
+        if self.step_size is not None and self.step_size >= epochs:
+            raise ValueError(f"lr_schedule {self.label}: step_size must be below epochs={epochs} (else no drop)")
+
+
+CONSTANT = LrSchedule()
+
+
 def _duplicates(values: list) -> list:
     seen, repeated = set(), []
     for v in values:
@@ -102,8 +182,16 @@ class Sweep(_Strict):
     weight_decay: FloatDimension = [0.0]
     optimizer: list[Optimizer] = ["sgd"]
     batch_size: list[int] = [128]
+    lr_schedule: list[LrSchedule] = [CONSTANT]
+    label_noise: FloatDimension = Field(default=[0.0], description="fraction of training labels replaced by "
+                                        "another class, drawn from the run's seed (`datasets.with_label_noise`)")
 
-    @field_validator("optimizer", "batch_size", "dropout", "weight_decay", "lr")
+    @field_validator("lr_schedule", mode="before")
+    @classmethod
+    def _one_schedule_is_a_list(cls, v):
+        return v if isinstance(v, list) else [v]
+
+    @field_validator("optimizer", "batch_size", "dropout", "weight_decay", "lr", "lr_schedule", "label_noise")
     @classmethod
     def _non_empty(cls, v):
         if isinstance(v, list) and not v:
@@ -139,6 +227,14 @@ class Sweep(_Strict):
     def _non_negative_decay(cls, v):
         if _bounds(v)[0] < 0:
             raise ValueError(f"weight decay must be >= 0, got {_bounds(v)[0]}")
+        return v
+
+    @field_validator("label_noise")
+    @classmethod
+    def _noise_fraction(cls, v):
+        lo, hi = _bounds(v)
+        if lo < 0 or hi >= 1:
+            raise ValueError(f"label noise must lie in [0, 1), got {lo if lo < 0 else hi}")
         return v
 
 
@@ -345,6 +441,8 @@ class Study(_Strict):
             raise ValueError(f"width_transfer names widths {sorted(unknown)} that are not in widths {self.widths}")
         if self.predict.k_epochs[-1] >= self.epochs:
             raise ValueError(f"predict.k_epochs {self.predict.k_epochs} must be below epochs={self.epochs}")
+        for schedule in self.sweep.lr_schedule:
+            schedule.check_epochs(self.epochs)
         if self.triage is not None and self.triage.at_epoch >= self.epochs:
             raise ValueError(f"triage.at_epoch {self.triage.at_epoch} must be below epochs={self.epochs} "
                              "(runs are scored there and the kept ones trained on)")
@@ -378,6 +476,8 @@ class RunConfig(_Strict):
     optimizer: Optimizer
     batch_size: int
     train_metrics: TrainMetrics = "epoch"
+    lr_schedule: LrSchedule = CONSTANT
+    label_noise: float = 0.0
 
     @property
     def run_id(self) -> str:
@@ -388,6 +488,8 @@ class RunConfig(_Strict):
             payload["dataset"].pop("test_subset")
         if payload["train_metrics"] == "exact":  # how every run was measured before the option: same ids
             payload.pop("train_metrics")
+        payload["lr_schedule"] = self.lr_schedule.model_dump(exclude_none=True)
+        _drop_new_defaults(payload)
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -397,19 +499,36 @@ class RunConfig(_Strict):
                 self.train_metrics)
 
 
+FIRST_DIMENSIONS = ("lr", "dropout", "weight_decay", "optimizer", "batch_size")
+LATER_DEFAULTS = {"lr_schedule": CONSTANT.model_dump(exclude_none=True), "label_noise": 0.0}  # knobs added later
+
+
+def _drop_new_defaults(payload: dict) -> None:
+    """Knobs added later leave hashes (run and configuration ids) unchanged at their defaults."""
+    for name, default in LATER_DEFAULTS.items():
+        if payload.get(name) == default:
+            payload.pop(name)
+
+
 def draw_configurations(study: Study) -> list[dict]:
     """Hyper-parameter configurations: a scrambled Latin hypercube seeded from the study name.
 
     Every dimension is cut into `samples` equal strata and each stratum is drawn once, so even a
     4-configuration sweep spans its learning-rate range (independent draws can bunch at one end).
+    The dimensions added later (LATER_DEFAULTS) come from a second hypercube, so the first
+    dimensions' draws, and the ids of every study that leaves the later ones at their defaults,
+    are those drawn before they existed.
     """
     seed = int(hashlib.sha1(study.name.encode()).hexdigest()[:8], 16)
-    names = list(Sweep.model_fields)
-    points = qmc.LatinHypercube(d=len(names), seed=seed).random(study.samples)
+    points = qmc.LatinHypercube(d=len(FIRST_DIMENSIONS), seed=seed).random(study.samples)
+    later = qmc.LatinHypercube(d=len(LATER_DEFAULTS), seed=seed + 1).random(study.samples)
     configs = []
-    for point in points:
-        hp = {name: _value_at(getattr(study.sweep, name), float(u)) for name, u in zip(names, point)}
-        hp["config_id"] = hashlib.sha1(json.dumps(hp, sort_keys=True).encode()).hexdigest()[:10]
+    for point, later_point in zip(points, later):
+        hp = {name: _value_at(getattr(study.sweep, name), float(u)) for name, u in zip(FIRST_DIMENSIONS, point)}
+        hp |= {name: _value_at(getattr(study.sweep, name), float(u)) for name, u in zip(LATER_DEFAULTS, later_point)}
+        identity = {**hp, "lr_schedule": hp["lr_schedule"].model_dump(exclude_none=True)}
+        _drop_new_defaults(identity)
+        hp["config_id"] = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
         configs.append(hp)
     return configs
 

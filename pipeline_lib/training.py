@@ -24,6 +24,7 @@ minibatches and is always measured that way.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -32,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .datasets import TensorData
+from .datasets import TensorData, noisy_labels
 from .models import build_model
 from .models.dropout import DropoutMasks
 from .run_state import EpochMetrics, RunResult, RunState, RunStore, diverged
@@ -59,6 +60,21 @@ def make_optimizer(config: RunConfig, params) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def run_data(config: RunConfig, data: TensorData) -> TensorData:
+    """The data one run trains on: its training labels with the run's label noise."""
+    if config.label_noise == 0:
+        return data
+    return dataclasses.replace(data, y_train=noisy_labels(data.y_train, config.label_noise, config.seed,
+                                                          data.num_classes))
+
+
+def set_epoch_lr(optimizer: torch.optim.Optimizer, config: RunConfig, epoch: int) -> None:
+    """The run's learning rate for `epoch` (`spec.LrSchedule`): a function of the epoch alone, so resuming
+    needs no scheduler state."""
+    for group in optimizer.param_groups:
+        group["lr"] = config.lr * config.lr_schedule.factor(epoch, config.epochs)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -147,7 +163,7 @@ def train_run(config: RunConfig, data: TensorData, data_dir: str | Path, device:
     if state is not None and state.done(last):
         return store.result(state)
 
-    data = data.to(device)
+    data = run_data(config, data.to(device))
     model = make_model(config, data).to(device)
     optimizer = make_optimizer(config, model.parameters())
     if state is None:
@@ -164,6 +180,7 @@ def train_run(config: RunConfig, data: TensorData, data_dir: str | Path, device:
 
     for epoch in range(state.epochs_done + 1, last + 1):
         start = time.perf_counter()
+        set_epoch_lr(optimizer, config, epoch)
         train = train_one_epoch(model, optimizer, data, config, epoch)
         if device.startswith("cuda"):
             torch.cuda.synchronize(device)

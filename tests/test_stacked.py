@@ -9,7 +9,7 @@ from pipeline_lib.datasets import TensorData, load_dataset
 from pipeline_lib.layout import DataLayout
 from pipeline_lib.models.dropout import DropoutMasks
 from pipeline_lib.snapshots import read_snapshot
-from pipeline_lib.spec import DatasetSpec, RunConfig
+from pipeline_lib.spec import DatasetSpec, LrSchedule, RunConfig
 from pipeline_lib.stacked import StackOptions, auto_vector_width, train_group
 from pipeline_lib.stacked.optim import StackedOptimizer
 from pipeline_lib.run_state import RunStore
@@ -270,3 +270,21 @@ def test_auto_vector_width_bounds_cpu_memory(digits):
     vgg = small.model_copy(update={"architecture": "vgg"})  # first activation: 64 images x 32 x 64 x 64 floats
     assert auto_vector_width(vgg, big, "cpu", 64) == (256 << 20) // (64 * 32 * 64 * 64 * 4) == 8
     assert auto_vector_width(vgg, big, "cuda", 64) == 64
+
+
+@pytest.mark.parametrize("optimizer, train_metrics", [("sgd", "exact"), ("adam", "epoch")])
+def test_group_with_schedules_and_label_noise_equals_runs_alone(tmp_path, digits, optimizer, train_metrics):
+    """Members of one stack follow different schedules and train on different noisy labels."""
+    torch.set_num_threads(1)
+    schedules = [LrSchedule(), LrSchedule(kind="cosine"), LrSchedule(kind="step", step_size=1, gamma=0.2),
+                 LrSchedule(kind="warmup_cosine", warmup_epochs=1)]
+    configs = [c.model_copy(update={"lr_schedule": s, "label_noise": noise})
+               for c, s, noise in zip(_configs(optimizer=optimizer, runs=MIXED[:4], train_metrics=train_metrics),
+                                      schedules, [0.0, 0.3, 0.5, 0.3])]
+    group = train_group(configs, digits, tmp_path / "stacked", options=StackOptions(vector_width=2))
+    singles = [train_run(c, digits, tmp_path / "single") for c in configs]
+    for stacked, single in zip(group.results, singles):
+        _assert_same_run(stacked, single, tmp_path / "stacked", tmp_path / "single", weights_atol=1e-5,
+                         loss_rtol=1e-4)
+    clean = train_run(configs[1].model_copy(update={"label_noise": 0.0}), digits, tmp_path / "clean")
+    assert clean.metrics[1].train_loss != singles[1].metrics[1].train_loss  # the noise reached training

@@ -34,6 +34,7 @@ def _run_row(study: str, config: RunConfig, result: RunResult | None, error: str
         "dataset": config.dataset.name, "dataset_subset": config.dataset.subset, "lr": config.lr,
         "dropout": config.dropout, "weight_decay": config.weight_decay, "optimizer": config.optimizer,
         "batch_size": config.batch_size, "seed": config.seed, "epochs": config.epochs,
+        "lr_schedule": config.lr_schedule.label, "label_noise": config.label_noise,
         "status": RunStatus.FAILED.value if error else RunStatus.PENDING.value, "epochs_done": 0, "diverged_epoch": None,
         "final_test_acc": None, "train_seconds": None, "device": None, "error": error, "updated_at": _now(),
     }

@@ -1,8 +1,8 @@
 """Training a group of runs together as wide models, with per-run results identical to `train_run`.
 
 Runs of one group share architecture, width, depth, optimizer, batch size, epochs, how training
-metrics are taken and dataset (`RunConfig.group_key`); seed, learning rate, weight decay and dropout
-may differ. The group is cut into lanes of `vector_width` runs; each lane is one wide model
+metrics are taken and dataset (`RunConfig.group_key`); seed, learning rate and its schedule, weight
+decay, dropout and label noise may differ (each run trains on its own labels, `training.run_data`). The group is cut into lanes of `vector_width` runs; each lane is one wide model
 (`layers.widen`) trained with one optimizer (`optim.StackedOptimizer`). Every run keeps its own
 initialisation (`make_model`), data order (`epoch_order`) and dropout stream (`DropoutMasks`), so
 it follows the path it follows alone. Per run, everything `train_run` writes is written the same
@@ -29,7 +29,7 @@ from ..datasets import TensorData
 from ..models.dropout import DropoutMasks
 from ..run_state import EpochMetrics, RunResult, RunState, RunStore, diverged
 from ..snapshots import write_snapshot
-from ..training import EVAL_BATCH, TRAIN_EVAL_LIMIT, epoch_order, last_epoch, make_model, make_optimizer
+from ..training import EVAL_BATCH, TRAIN_EVAL_LIMIT, epoch_order, last_epoch, make_model, make_optimizer, run_data
 from ..vocabulary import RunStatus
 from .layers import keep_runs, run_state, widen
 from .optim import StackedOptimizer
@@ -110,6 +110,7 @@ class _Lane:
             r.model = None  # the wide model holds the weights from now on
         self.forward = torch.compile(wide) if options.compile else wide
         cfgs = [r.config for r in runs]
+        self.labels = torch.stack([run_data(c, data).y_train for c in cfgs], 1)  # (N, n): run r's labels in column r
         self.optimizer = StackedOptimizer(cfgs[0].optimizer, dict(wide.named_parameters()),
                                           [c.lr for c in cfgs], [c.weight_decay for c in cfgs])
         for i, r in enumerate(runs):
@@ -142,13 +143,15 @@ class _Lane:
         masks = DropoutMasks([r.config.seed for r in self.runs], [r.next_epoch for r in self.runs],
                              [r.config.dropout for r in self.runs], self.device)
         params = list(self.optimizer.params.values())
+        self.optimizer.lr = torch.tensor([r.config.lr * r.config.lr_schedule.factor(r.next_epoch, r.config.epochs)
+                                          for r in self.runs], dtype=torch.float64)  # `training.set_epoch_lr`
         finite = torch.ones(n, dtype=torch.bool, device=self.device)
         loss_sum = torch.zeros(n, dtype=torch.float64, device=self.device)
         correct = torch.zeros(n, dtype=torch.int64, device=self.device)
         self.wide.train()
         for i in range(0, size, cfg.batch_size):
             idx = orders[i:i + cfg.batch_size]  # (b, n)
-            targets = data.y_train[idx]
+            targets = self.labels.gather(0, idx)
             with masks.active():
                 logits = self._logits(self._stacked_input(data.x_train[idx]), n)
             losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(idx.shape).mean(0)
@@ -164,7 +167,8 @@ class _Lane:
 
     @torch.inference_mode()
     def _evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
-        """`training.evaluate` for every run at once: the images are shared, sums stay on the device."""
+        """`training.evaluate` for every run at once: the images are shared, sums stay on the device.
+        Labels `y` are shared (N,) or per run (N, n)."""
         n = len(self.runs)
         self.wide.eval()
         # At most a training step's activations: on CPU, larger chunks measured slower (cache).
@@ -174,7 +178,7 @@ class _Lane:
         for i in range(0, len(y), chunk):
             xb, yb = x[i:i + chunk], y[i:i + chunk]
             logits = self._logits(self._stacked_input(xb.unsqueeze(1).expand(-1, n, *xb.shape[1:])), n)
-            targets = yb.unsqueeze(1).expand(-1, n)
+            targets = yb if yb.dim() == 2 else yb.unsqueeze(1).expand(-1, n)
             loss_sum += F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(-1, n).sum(0)
             correct += (logits.argmax(2) == targets).sum(0)
         return (loss_sum / len(y)).tolist(), (correct.double() / len(y)).tolist()
@@ -184,7 +188,7 @@ class _Lane:
         """`training.measure` for every run of the lane (run i at epochs[i])."""
         if train is None:
             n_train = min(len(data.y_train), TRAIN_EVAL_LIMIT)
-            train = list(zip(*self._evaluate(data.x_train[:n_train], data.y_train[:n_train])))
+            train = list(zip(*self._evaluate(data.x_train[:n_train], self.labels[:n_train])))
         test_loss, test_acc = self._evaluate(data.x_test, data.y_test)
         return [EpochMetrics(epochs[i], *train[i], test_loss[i], test_acc[i], seconds[i])
                 for i in range(len(self.runs))]
@@ -209,6 +213,7 @@ class _Lane:
             return
         index = torch.tensor(list(indices), device=self.device)
         keep_runs(self.wide, index)
+        self.labels = self.labels[:, index]
         self.optimizer.keep_runs(index, dict(self.wide.named_parameters()))
         if self.options.compile:
             self.forward = torch.compile(self.wide)
