@@ -120,9 +120,11 @@ def graph_metrics(spec: str, warehouse: str | None = None, recompute: bool = Fal
 def main() -> None:
     parser = study_arguments(__doc__.splitlines()[0])
     parser.add_argument("--recompute", action="store_true", help="recompute snapshots already in the warehouse")
+    parser.add_argument("--until-epoch", type=int, help="only the snapshots of epochs <= this (e.g. the largest "
+                        "predict.k_epochs: what the features read)")
     args = parser.parse_args()
     study = load_study(args.spec)  # validate before starting Prefect, so bad specs fail fast and plainly
-    graph_metrics(args.spec, args.warehouse, args.recompute, execution_from_args(args, study))
+    graph_metrics(args.spec, args.warehouse, args.recompute, execution_from_args(args, study), args.until_epoch)
 
 
 if __name__ == "__main__":
