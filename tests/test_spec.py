@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_shipped_specs_validate():
-    for path in (ROOT / "specs").glob("*.yaml"):
+    for path in (ROOT / "specs").rglob("*.yaml"):
         study = load_study(path)
         assert expand_runs(study), path
 
