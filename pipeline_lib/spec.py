@@ -130,6 +130,7 @@ class LrSchedule(_Strict):
         if kind not in SCHEDULE_PARAMETERS:
             raise ValueError(f"lr_schedule kind must be one of {', '.join(SCHEDULE_PARAMETERS)}, got {kind!r}")
         allowed = SCHEDULE_PARAMETERS[kind]
+        v = {key: value for key, value in v.items() if value is not None}  # a dump's unset parameters
         if foreign := sorted(k for k in v if k != "kind" and k not in allowed and k in cls.model_fields):
             raise ValueError(f"lr_schedule {kind} takes {', '.join(allowed) or 'no parameters'}, "
                              f"not {', '.join(foreign)}")

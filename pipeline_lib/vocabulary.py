@@ -52,9 +52,12 @@ class Split(StrEnum):
     WIDTH_TRANSFER_REVERSE = "width_transfer_reverse"  # the other way round
     CV_PREFIX = "cv:"                                 # cv:<architecture>: the cv predictions of one family
     LEAVE_OUT_PREFIX = "leave_out:"                   # leave_out:<architecture>: fit on the other families
+    # The corpus' splits (pipeline_lib/corpus.py); kept in corpus/*.parquet, never in a warehouse.
+    LOSO_PREFIX = "loso:"                             # loso:<study>: fit on the other studies of the corpus
+    LOSO = "loso"                                     # every held-out study's predictions pooled
 
     def of(self, architecture: str) -> str:
-        """The per-architecture split of a prefix, e.g. Split.LEAVE_OUT_PREFIX.of('vgg') = 'leave_out:vgg'."""
+        """The split of a prefix for one architecture (or study), e.g. Split.LEAVE_OUT_PREFIX.of('vgg') = 'leave_out:vgg'."""
         if not self.endswith(":"):
             raise ValueError(f"split {self.value!r} is not a prefix")
         return f"{self}{architecture}"

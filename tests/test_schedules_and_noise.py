@@ -105,3 +105,10 @@ def test_label_noise_is_seeded_exact_and_nested():
     assert noisy_labels(labels, 0.0, seed=4, num_classes=10) is labels
     # new classes spread over the other nine (not always the next one)
     assert len(set((a[changed] - labels[changed]).remainder(10).tolist())) == 9
+
+
+def test_a_study_with_schedules_survives_its_stored_json(tmp_path):
+    """The warehouse keeps the spec as JSON (studies.spec_json); reading it back gives the same study."""
+    study = load_study(write_spec(tmp_path, sweep={"lr": [0.1], "lr_schedule": ["cosine", {"step": {"step_size": 1}}],
+                                                   "label_noise": [0.2]}))
+    assert type(study).model_validate_json(study.model_dump_json()) == study

@@ -1,0 +1,182 @@
+"""The corpus: the finished runs of many studies kept as Parquet under corpus/, evaluated leave one
+study out, and the predictor fitted on all of it that scores runs of a study with no labels of its own.
+
+Tables (one row per run, per run and epoch, per run, k and feature):
+  runs.parquet      configuration (RUN_COLUMNS) and outcome (status, final_test_acc)
+  curves.parquet    per epoch: train/test loss and accuracy, seconds
+  features.parquet  the feature vectors at every k of every base feature set (long: feature, value)
+  meta.json         the studies, and `feature_code`: the fingerprint of the feature code that
+                    computed the features (`fingerprints.source_digest(*FEATURE_CODE)`)
+
+Across studies, scales differ (a ResNet's graph is not a LeNet's, digits' accuracies are not
+Fashion-MNIST's), so every feature is normalized within its study (`within_study_ranks`: the mid-rank
+percentile among the study's runs) and the regression target is the within-study percentile of
+final accuracy; good means above the study's median (`prediction.targets.run_targets` per study).
+A leave-one-study-out split `loso:<study>` fits on every other study and predicts the held-out one.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from scipy.stats import rankdata
+
+from .features import FEATURE_SETS, GRAPH_SETS
+from .fingerprints import FEATURE_CODE, source_digest
+from .prediction.evaluation import feature_matrix, transfer_predictions, with_unit
+from .prediction.metrics import comparison_table, evaluation_table
+from .prediction.targets import run_targets
+from .vocabulary import FITTED_PREDICTORS, Split, Task
+
+CORPUS_DIR = Path(__file__).resolve().parents[1] / "corpus"
+RUN_COLUMNS = ("study", "run_id", "config_id", "dataset", "dataset_subset", "architecture", "width", "depth", "lr",
+               "lr_schedule", "label_noise", "dropout", "weight_decay", "optimizer", "batch_size", "seed", "epochs",
+               "status", "diverged_epoch", "final_test_acc")
+CURVE_COLUMNS = ("run_id", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
+FEATURE_COLUMNS = ("run_id", "k", "feature_set", "feature", "value")
+REGENERATE = ("bash scripts/train_corpus.sh  # recomputes the features of every corpus warehouse (training and "
+              "graphs are kept)\n  .venv/bin/python scripts/export_corpus.py")
+HEADLINE = {Task.REGRESSION: "kendall_tau", Task.CLASSIFICATION: "balanced_accuracy"}
+
+
+class CorpusStale(RuntimeError):
+    """The committed corpus was computed by other feature code than this checkout's."""
+
+
+@dataclass(frozen=True)
+class Corpus:
+    runs: pl.DataFrame
+    curves: pl.DataFrame
+    features: pl.DataFrame
+    meta: dict
+
+
+def feature_code() -> str:
+    return source_digest(*FEATURE_CODE)
+
+
+def write_corpus(directory: str | Path, runs: pl.DataFrame, curves: pl.DataFrame, features: pl.DataFrame,
+                 meta: dict) -> None:
+    """Write the three tables (zstd Parquet; feature values as float32, what the corpus needs to fit)
+    and meta.json with the feature code's fingerprint."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    runs.select(RUN_COLUMNS).sort("study", "run_id").write_parquet(directory / "runs.parquet", compression="zstd")
+    curves.select(CURVE_COLUMNS).sort("run_id", "epoch").write_parquet(directory / "curves.parquet", compression="zstd")
+    (features.select(FEATURE_COLUMNS).with_columns(pl.col("value").cast(pl.Float32))
+     .sort("feature_set", "feature", "k", "run_id")
+     .write_parquet(directory / "features.parquet", compression="zstd", compression_level=19))
+    (directory / "meta.json").write_text(json.dumps({**meta, "feature_code": feature_code()}, indent=1) + "\n")
+
+
+def read_corpus(directory: str | Path = CORPUS_DIR) -> Corpus:
+    directory = Path(directory)
+    return Corpus(pl.read_parquet(directory / "runs.parquet"), pl.read_parquet(directory / "curves.parquet"),
+                  pl.read_parquet(directory / "features.parquet").with_columns(pl.col("value").cast(pl.Float64)),
+                  json.loads((directory / "meta.json").read_text()))
+
+
+def check_current(corpus: Corpus) -> None:
+    """CorpusStale, with the commands that regenerate it, unless this checkout's feature code made it."""
+    if corpus.meta["feature_code"] != feature_code():
+        raise CorpusStale(f"the corpus' features were computed by feature code {corpus.meta['feature_code'][:12]}..., "
+                          f"this checkout's is {feature_code()[:12]}...; regenerate it:\n  {REGENERATE}")
+
+
+def corpus_targets(runs: pl.DataFrame, good_quantile: float = 0.5) -> pl.DataFrame:
+    """Per finished run: study, run_id, `config_id` qualified by its study (folds and bootstrap group
+    configurations), `final_acc` (diverged = chance), `percentile` (mid-rank of final_acc within
+    its study, in (0, 1)) and `good` (above its study's quantile)."""
+    frames = []
+    for study, study_runs in runs.group_by("study", maintain_order=True):
+        targets = run_targets(study_runs, good_quantile)
+        frames.append(targets.with_columns(
+            pl.lit(study[0]).alias("study"), pl.format("{}/{}", pl.lit(study[0]), "config_id").alias("config_id"),
+            pl.Series("percentile", _percentiles(targets["final_acc"].to_numpy()[:, None])[:, 0])))
+    return pl.concat(frames).sort("study", "run_id")
+
+
+def _percentiles(X: np.ndarray) -> np.ndarray:
+    """Per column, the mid-rank percentile (rank - 1/2) / n among its non-NaN values; NaN stays NaN."""
+    ranks = rankdata(X, axis=0, nan_policy="omit")
+    counts = np.isfinite(X).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (ranks - 0.5) / counts
+
+
+def within_study_ranks(X: np.ndarray, studies: np.ndarray) -> np.ndarray:
+    """Every column normalized within each study: the runs' mid-rank percentiles there."""
+    out = np.full(X.shape, np.nan)
+    for study in np.unique(studies):
+        rows = studies == study
+        out[rows] = _percentiles(X[rows])
+    return out
+
+
+def corpus_designs(corpus: Corpus, targets: pl.DataFrame, ks: list[int] | None = None
+                   ) -> dict[tuple[str, int], tuple[np.ndarray, list[str]]]:
+    """{(feature_set, k): (within-study normalized matrix with one row per target run, columns)} for
+    every feature set whose base sets every target run has."""
+    run_ids, studies = targets["run_id"].to_list(), targets["study"].to_numpy()
+    ks = ks or sorted(corpus.features["k"].unique().to_list())
+    designs = {}
+    for k in ks:
+        at_k = corpus.features.filter(pl.col("k") == k)
+        for name, bases in FEATURE_SETS.items():
+            rows = at_k.filter(pl.col("feature_set").is_in(bases))
+            if any(set(run_ids) - set(rows.filter(pl.col("feature_set") == b)["run_id"]) for b in bases):
+                continue
+            X, columns = feature_matrix(rows, run_ids)
+            designs[(name, k)] = within_study_ranks(X, studies), columns
+    return designs
+
+
+def regression_view(targets: pl.DataFrame) -> pl.DataFrame:
+    """The targets as the evaluation functions read them: the regression target is the column
+    final_acc, which here holds the within-study percentile."""
+    return targets.with_columns(pl.col("percentile").alias("final_acc"))
+
+
+def loso_predictions(designs: dict, targets: pl.DataFrame,
+                     predictors: tuple[str, ...] = tuple(FITTED_PREDICTORS)) -> pl.DataFrame:
+    """Every held-out study predicted by models fitted on all the others, for every design, task and
+    predictor; split `loso:<study>`."""
+    view = regression_view(targets)
+    studies = targets["study"].to_numpy()
+    frames = []
+    for (feature_set, k), (X, _) in designs.items():
+        for held_out in sorted(set(studies)):
+            test = studies == held_out
+            for task in Task:
+                for predictor in predictors:
+                    made = transfer_predictions(task, predictor, X, view, ~test, test)
+                    frames.append(with_unit(made, task=task, predictor=predictor, feature_set=feature_set, k=k,
+                                            split=Split.LOSO_PREFIX.of(held_out)))
+    return pl.concat(frames)
+
+
+def loso_evaluation(predictions: pl.DataFrame, targets: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(evaluations, comparisons) per held-out study, and of all held-out predictions pooled (split
+    `loso`: within-study percentiles are on one scale). Comparisons: every graph set against the best
+    non-graph set of its (task, predictor, k), best by the mean headline metric over held-out studies
+    (a choice made on these same predictions, which favours the baseline)."""
+    pooled = predictions.with_columns(pl.lit(Split.LOSO.value).alias("split"))
+    both = pl.concat([predictions, pooled])
+    evaluations = evaluation_table(both, targets)
+    best = (evaluations.filter((pl.col("split") != Split.LOSO) & ~pl.col("feature_set").is_in(list(GRAPH_SETS))
+                               & (pl.col("metric") == pl.col("task").replace_strict(HEADLINE)))
+            .group_by("task", "predictor", "k", "feature_set").agg(pl.col("value").mean())
+            .sort("value", "feature_set", descending=[True, False])
+            .group_by("task", "predictor", "k", maintain_order=True).first()
+            .select("task", "predictor", "k", pl.col("feature_set").alias("baseline")))
+    frames = []
+    for task, predictor, k, baseline in best.iter_rows():
+        sets = [baseline, *GRAPH_SETS]
+        unit = both.filter((pl.col("task") == task) & (pl.col("predictor") == predictor) & (pl.col("k") == k)
+                           & pl.col("feature_set").is_in(sets))
+        compared = comparison_table(unit, targets)
+        frames.append(compared.filter(pl.col("feature_set").is_in(list(GRAPH_SETS)) & (pl.col("baseline") == baseline)))
+    return evaluations, pl.concat(frames)
