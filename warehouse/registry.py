@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import polars as pl
 from sklearn.pipeline import Pipeline
 
-from pipeline_lib.decisions import registry
+from pipeline_lib.decisions import corpus, registry
 from pipeline_lib.decisions.uncertainty import fit_calibration
 from pipeline_lib.layout import DataLayout
 from pipeline_lib.prediction.targets import run_targets
@@ -91,6 +91,9 @@ def registered(wh: Warehouse, study: str | None = None) -> pl.DataFrame:
 
 def load_predictor(wh: Warehouse, pid: str) -> tuple[Pipeline, dict]:
     """The fitted model and its row; RegistryError if the id is unknown or the file fails its checks."""
+    if corpus.is_corpus(pid):  # shipped with the project (corpus/predictor/), not registered here
+        row = corpus.row_of(pid)
+        return corpus.load_model(row), row
     rows = wh.query("SELECT * FROM predictors WHERE id = ?", [pid])
     if rows.is_empty():
         raise registry.RegistryError(f"no registered predictor {pid!r} in {wh.path}")

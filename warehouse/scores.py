@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 import polars as pl
 from sklearn.pipeline import Pipeline
 
+from pipeline_lib.decisions import corpus
 from pipeline_lib.decisions.scoring import ScoringError, check_compatible, design_matrix, score
 from pipeline_lib.features import FEATURE_SETS, GRAPH_BASE_SETS, base_set_features
 from pipeline_lib.vocabulary import RunStatus, Task
@@ -35,7 +36,10 @@ class ScoringPlan:
 def choose_predictor(wh: Warehouse, which: str, k: int, runs: pl.DataFrame) -> dict:
     """The registered regression predictor `which` (an id); with `which` = 'best' the one of highest
     pooled out-of-fold Kendall tau among those fitted at this k on the runs' dataset and
-    architectures; with `which` a study name, the best such predictor of that study."""
+    architectures; with `which` a study name, the best such predictor of that study; with `which` =
+    'corpus' the corpus predictor at k (pipeline_lib/decisions/corpus.py), whatever the warehouse holds."""
+    if corpus.is_corpus(which):
+        return corpus.row_of(which, k)
     of_study = None
     if which != "best":
         rows = wh.query("SELECT * FROM predictors WHERE id = ?", [which])
@@ -76,7 +80,7 @@ def plan_scoring(wh: Warehouse, study: str, which: str, k: int) -> ScoringPlan:
         raise ScoringError(f"no run of study {study!r} has reached epoch {k} yet (furthest: epoch "
                            f"{runs['last_epoch'].max()}); train further or score at a lower --at-epoch")
     predictor = choose_predictor(wh, which, k, ready)
-    check_compatible(ready, predictor)
+    (corpus.check_runs if corpus.is_corpus(predictor["id"]) else check_compatible)(ready, predictor)
     bases = FEATURE_SETS[predictor["feature_set"]]
     if set(bases) & set(GRAPH_BASE_SETS):
         lacking = set(ready["run_id"]) - set(graph_ready_runs(wh, study, k)["run_id"])
@@ -105,6 +109,8 @@ def _features(wh: Warehouse, study: str, k: int, runs: pl.DataFrame, bases: tupl
 
 def classification_twin(wh: Warehouse, predictor: dict) -> tuple[Pipeline, dict] | None:
     """The classification predictor fitted with the same study, feature set, k and model, if registered."""
+    if corpus.is_corpus(predictor["id"]):
+        return corpus.load_twin(predictor)
     rows = wh.query("""SELECT id FROM predictors WHERE task = ? AND study = ? AND feature_set = ?
                        AND k = ? AND predictor = ?""",
                     [Task.CLASSIFICATION, predictor["study"], predictor["feature_set"], predictor["k"],
@@ -120,6 +126,8 @@ def score_study(wh: Warehouse, study: str, which: str, k: int, confidence: float
     run_ids = plan.runs["run_id"].to_list()
     X = design_matrix(_features(wh, study, k, plan.runs, FEATURE_SETS[predictor["feature_set"]]), run_ids,
                       predictor["features"])
+    if corpus.is_corpus(predictor["id"]):  # it reads features normalized within the study (its input contract)
+        X = corpus.normalize(X)
     scores = score(plan.model, predictor, X, run_ids, confidence, classification_twin(wh, predictor)).with_columns(
         pl.lit(study).alias("study"), pl.lit(predictor["id"]).alias("predictor_id"), pl.lit(k, pl.Int32).alias("k"),
         pl.lit(confidence).alias("confidence"),

@@ -1,0 +1,181 @@
+"""The corpus predictor: fitted on every run of the corpus (pipeline_lib/corpus.py), shipped under
+corpus/predictor/, so that a study with no predictor of its own (no finished runs yet, no earlier
+study) can be scored and triaged.
+
+Per k, the (feature set, model) of highest mean leave-one-study-out Kendall tau is fitted on the
+whole corpus: a regression on the within-study percentile of final accuracy and its classification
+twin (good = above the study's median). Saved with skops (`registry.save`); the card
+(corpus/predictor/card.json, and README.md written with skops.card) holds the training studies,
+the LOSO metrics, the columns in order, the file and code digests, the LOSO residuals (conformal
+intervals) and the twin's calibration (P(good)).
+
+Input contract: the runs of ONE study scored together, at least MIN_RUNS of them, each with the
+base feature sets of the predictor at epoch k computed by this checkout's feature code; every
+column is normalized within those runs (mid-rank percentile) as in training. The prediction is a
+within-study percentile in (0, 1), not an accuracy: it ranks the runs of the study.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from sklearn.pipeline import Pipeline
+
+from ..corpus import CORPUS_DIR, HEADLINE, REGENERATE, feature_code, regression_view, within_study_ranks
+from ..vocabulary import Split, Task
+from . import registry
+from .scoring import ScoringError
+from .uncertainty import fit_calibration
+
+PREDICTOR_DIR = CORPUS_DIR / "predictor"
+CORPUS = "corpus"  # the name that selects it: flows.score --predictor corpus, triage: {predictor: corpus}
+MIN_RUNS = 8  # below this, within-study percentiles of the features are too coarse to rank by
+
+
+def choose_units(evaluations: pl.DataFrame) -> pl.DataFrame:
+    """Per k, the regression (feature set, predictor) of highest mean tau over the held-out studies."""
+    return (evaluations.filter((pl.col("task") == Task.REGRESSION) & (pl.col("metric") == HEADLINE[Task.REGRESSION])
+                               & pl.col("split").str.starts_with(Split.LOSO_PREFIX))
+            .group_by("k", "feature_set", "predictor").agg(pl.col("value").mean().alias("mean_loso_tau"))
+            .sort("mean_loso_tau", "feature_set", "predictor", descending=[True, False, False])
+            .group_by("k", maintain_order=True).first().sort("k"))
+
+
+def _loso_metrics(evaluations: pl.DataFrame, feature_set: str, k: int, predictor: str) -> dict:
+    rows = evaluations.filter((pl.col("feature_set") == feature_set) & (pl.col("k") == k)
+                              & (pl.col("predictor") == predictor)
+                              & pl.col("metric").is_in(list(HEADLINE.values())))
+    return {f"{r['split']}|{r['metric']}": [r["value"], r["low"], r["high"]] for r in rows.iter_rows(named=True)}
+
+
+def fit_corpus_predictors(designs: dict, targets: pl.DataFrame, runs: pl.DataFrame, evaluations: pl.DataFrame,
+                          predictions: pl.DataFrame, studies: list[dict], directory: Path = PREDICTOR_DIR) -> dict:
+    """Fit, save and describe the chosen predictor and its twin at every k; returns the card."""
+    directory.mkdir(parents=True, exist_ok=True)
+    view = regression_view(targets)
+    card = {"studies": studies, "feature_code": feature_code(), "code_digest": registry.prediction_code_digest(),
+            "datasets": sorted(runs["dataset"].unique().to_list()),
+            "architectures": sorted(runs["architecture"].unique().to_list()), "predictors": {}}
+    for k, feature_set, predictor, mean_tau in choose_units(evaluations).iter_rows():
+        X, columns = designs[(feature_set, k)]
+        unit = predictions.filter((pl.col("feature_set") == feature_set) & (pl.col("k") == k)
+                                  & (pl.col("predictor") == predictor) & pl.col("split").str.starts_with(Split.LOSO_PREFIX))
+        regression, classification = (unit.filter(pl.col("task") == t) for t in Task)
+        entry = {"k": k, "feature_set": feature_set, "predictor": predictor, "mean_loso_tau": mean_tau,
+                 "features": columns, "loso": _loso_metrics(evaluations, feature_set, k, predictor),
+                 "oof_residuals": (regression["y_true"] - regression["y_pred"]).to_list(),
+                 "calibration": fit_calibration(classification["score"].to_numpy(), classification["y_true"].to_numpy())}
+        for task in Task:
+            path = directory / f"k{k}-{task}.skops"
+            entry[f"{task}_file"] = path.name
+            entry[f"{task}_digest"] = registry.save(registry.fit_on_all(task, predictor, X, view), path)
+        card["predictors"][str(k)] = entry
+    (directory / "card.json").write_text(json.dumps(card, indent=1) + "\n")
+    return card
+
+
+def read_card(directory: Path = PREDICTOR_DIR) -> dict:
+    path = directory / "card.json"
+    if not path.is_file():
+        raise ScoringError(f"no corpus predictor under {directory}; build it with "
+                           ".venv/bin/python scripts/corpus_predictor.py")
+    return json.loads(path.read_text())
+
+
+def predictor_row(k: int, directory: Path = PREDICTOR_DIR) -> dict:
+    """The corpus predictor at k as a registry row (the keys scoring and triage read); ScoringError
+    if none was fitted at k, or if this checkout's feature code is not the one it was fitted on."""
+    card = read_card(directory)
+    entry = card["predictors"].get(str(k))
+    if entry is None:
+        raise ScoringError(f"the corpus predictor is fitted at k in {sorted(map(int, card['predictors']))}, not at "
+                           f"k = {k}; score at one of those epochs")
+    if card["feature_code"] != feature_code():
+        raise ScoringError(f"the corpus predictor was fitted on features of feature code {card['feature_code'][:12]}..., "
+                           f"this checkout's is {feature_code()[:12]}...; regenerate the corpus and its predictor:\n"
+                           f"  {REGENERATE}\n  .venv/bin/python scripts/corpus_predictor.py")
+    return {"id": f"{CORPUS}-k{k}", "study": CORPUS, "datasets": card["datasets"],
+            "architectures": card["architectures"], "task": Task.REGRESSION.value, "code_digest": card["code_digest"],
+            "path": str(directory / entry["regression_file"]), "file_digest": entry["regression_digest"],
+            "twin_path": str(directory / entry["classification_file"]),
+            "twin_digest": entry["classification_digest"], **{key: entry[key] for key in (
+                "k", "feature_set", "predictor", "features", "oof_residuals", "calibration")}}
+
+
+def check_runs(runs: pl.DataFrame, row: dict) -> None:
+    """Refuse what the contract excludes: too few runs, a dataset or architecture outside the corpus."""
+    if runs.height < MIN_RUNS:
+        raise ScoringError(f"the corpus predictor ranks the runs of a study among themselves: it needs at least "
+                           f"{MIN_RUNS} runs at epoch {row['k']}, found {runs.height}")
+    for column, seen in (("dataset", row["datasets"]), ("architecture", row["architectures"])):
+        if unseen := sorted(set(runs[column]) - set(seen)):
+            raise ScoringError(f"runs have {column} {unseen}, but the corpus holds {column} {seen} only; "
+                               "choose a predictor registered on such runs")
+
+
+def is_corpus(which: str) -> bool:
+    """Whether a predictor name or id means the corpus predictor (`corpus`, `corpus-k<k>`)."""
+    return which == CORPUS or which.startswith(f"{CORPUS}-k")
+
+
+def row_of(which: str, k: int | None = None) -> dict:
+    """The corpus predictor's row, by name (at epoch k) or by id."""
+    return predictor_row(k if which == CORPUS else int(which.removeprefix(f"{CORPUS}-k")))
+
+
+def load_model(row: dict) -> Pipeline:
+    return registry.load(row["path"], row["file_digest"], row["code_digest"])
+
+
+def load_twin(row: dict) -> tuple[Pipeline, dict]:
+    """The classification twin, with the row whose calibration turns its scores into P(good)."""
+    return registry.load(row["twin_path"], row["twin_digest"], row["code_digest"]), row
+
+
+def normalize(X: np.ndarray) -> np.ndarray:
+    """The runs scored together are one study: each column as mid-rank percentiles among them."""
+    return within_study_ranks(X, np.zeros(len(X)))
+
+
+def write_model_card(card: dict, directory: Path = PREDICTOR_DIR) -> Path:
+    """corpus/predictor/README.md, written with skops.card from the card: what it was trained on,
+    how well it ranks held-out studies, and what it expects."""
+    from skops.card import Card
+
+    studies = "\n".join(f"- {s['study']}: {s['runs']} runs, {s['configurations']} configurations"
+                        for s in card["studies"])
+    lines = ["| k | feature set | model | mean LOSO tau | pooled LOSO tau [95% CI] | pooled LOSO balanced accuracy [95% CI] |",
+             "|---|---|---|---|---|---|"]
+    for k, entry in sorted(card["predictors"].items(), key=lambda item: int(item[0])):
+        tau = entry["loso"].get(f"{Split.LOSO}|kendall_tau", [float("nan")] * 3)
+        bacc = entry["loso"].get(f"{Split.LOSO}|balanced_accuracy", [float("nan")] * 3)
+        lines.append(f"| {k} | {entry['feature_set']} | {entry['predictor']} | {entry['mean_loso_tau']:.3f} | "
+                     f"{tau[0]:.3f} [{tau[1]:.3f}, {tau[2]:.3f}] | {bacc[0]:.3f} [{bacc[1]:.3f}, {bacc[2]:.3f}] |")
+    files = "\n".join(f"- k = {k}: `{e['regression_file']}` (sha256 {e['regression_digest'][:12]}...), "
+                      f"`{e['classification_file']}` (sha256 {e['classification_digest'][:12]}...)"
+                      for k, e in sorted(card["predictors"].items(), key=lambda item: int(item[0])))
+    model_card = Card(None, template=None, model_diagram=False)
+    model_card.add(**{
+        "Model description": (
+            "Ranks the runs of a study by their predicted final accuracy from their first k epochs, fitted on "
+            "every run of the corpus (corpus/*.parquet; docs/results/corpus.md). Per k, the (feature set, model) "
+            "of highest mean leave-one-study-out Kendall tau, as a regression on the within-study percentile of "
+            "final accuracy and a classifier of good runs (above the study's median). Use: "
+            "`flows.score --predictor corpus --at-epoch K`, or `triage: {predictor: corpus, ...}` in a spec."),
+        "Input contract": (
+            f"The runs of one study scored together (at least {MIN_RUNS}), datasets {card['datasets']}, "
+            f"architectures {card['architectures']}, each with the predictor's base feature sets at epoch k "
+            f"computed by feature code {card['feature_code'][:12]}... (refused otherwise). Every column is "
+            "normalized within the scored runs (mid-rank percentile), as in training. The prediction is a "
+            "within-study percentile in (0, 1), not an accuracy; intervals are split-conformal from the "
+            "leave-one-study-out residuals, P(good) is the classifier's score calibrated on its LOSO scores."),
+        "Training studies": studies,
+        "Leave-one-study-out metrics": "\n".join(lines),
+        "Files": files + f"\n\nFitted by prediction code {card['code_digest'][:12]}...; loading checks the files' "
+                         "digests and the code's (pipeline_lib/decisions/registry.py).",
+    })
+    path = directory / "README.md"
+    model_card.save(path)
+    return path
