@@ -76,7 +76,8 @@ def fit_corpus_predictors(designs: dict, targets: pl.DataFrame, runs: pl.DataFra
     return card
 
 
-def read_card(directory: Path = PREDICTOR_DIR) -> dict:
+def read_card(directory: Path | None = None) -> dict:
+    directory = directory or PREDICTOR_DIR
     path = directory / "card.json"
     if not path.is_file():
         raise ScoringError(f"no corpus predictor under {directory}; build it with "
@@ -84,9 +85,10 @@ def read_card(directory: Path = PREDICTOR_DIR) -> dict:
     return json.loads(path.read_text())
 
 
-def predictor_row(k: int, directory: Path = PREDICTOR_DIR) -> dict:
+def predictor_row(k: int, directory: Path | None = None) -> dict:
     """The corpus predictor at k as a registry row (the keys scoring and triage read); ScoringError
     if none was fitted at k, or if this checkout's feature code is not the one it was fitted on."""
+    directory = directory or PREDICTOR_DIR
     card = read_card(directory)
     entry = card["predictors"].get(str(k))
     if entry is None:

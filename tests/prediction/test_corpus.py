@@ -1,0 +1,160 @@
+"""The corpus: a tiny two-study corpus from digits, exported from real warehouses, evaluated leave one
+study out; the committed corpus' fingerprint; the corpus predictor scoring a study with no
+predictor of its own."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy.stats import rankdata
+
+from pipeline_lib import corpus as corpus_lib
+from pipeline_lib.corpus import (CorpusStale, check_current, corpus_designs, corpus_targets, loso_evaluation,
+                                 loso_predictions, read_corpus, regression_view, within_study_ranks, write_corpus)
+from pipeline_lib.decisions import corpus as corpus_predictor
+from pipeline_lib.features import base_set_features
+from pipeline_lib.prediction.models import inner_splits, make_predictor
+from pipeline_lib.vocabulary import Split, Task
+from tests.prediction.conftest import build_study
+from warehouse.corpus import StaleFeatures, corpus_tables
+from warehouse.predict import (epoch_metrics, invariant_graph_summaries, pending_features, snapshot_paths,
+                               study_runs, write_features)
+from warehouse.scores import score_study
+
+TINY = {"samples": 4, "epochs": 3, "widths": [0.5, 1.0], "predict": {"k_epochs": [1, 2], "n_folds": 2}}
+STUDIES = {
+    "corpus-a": {"sweep": {"lr": {"log_uniform": [0.01, 0.5]}, "batch_size": [64],
+                           "lr_schedule": ["cosine", {"step": {"step_size": 1, "gamma": 0.1}}]}},
+    "corpus-b": {"sweep": {"lr": {"log_uniform": [0.01, 0.5]}, "batch_size": [64], "label_noise": [0.0, 0.4]}},
+}
+
+
+def compute_features(small) -> None:
+    """What the features stage does, without Prefect: every pending unit at every k."""
+    wh, name = small.warehouse, small.study.name
+    runs = study_runs(wh, name)
+    inputs = {"epoch_metrics": epoch_metrics(wh, name), "snapshot_paths": snapshot_paths(wh, name),
+              "graph_summaries": invariant_graph_summaries(wh, name, max(small.study.predict.k_epochs))}
+    for k in small.study.predict.k_epochs:
+        for feature_set, units in pending_features(wh, name, runs, k).items():
+            rows = base_set_features(feature_set, k, runs.join(units, on="run_id", how="semi"), **inputs)
+            write_features(wh, name, rows.join(units, on="run_id"))
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    """Two digits studies (16 runs each), their features, exported as the corpus is."""
+    root = tmp_path_factory.mktemp("corpus")
+    parts, warehouses = [], {}
+    for name, overrides in STUDIES.items():
+        (root / name).mkdir()
+        small = build_study(root / name, name=name, **TINY, **overrides)
+        with pytest.raises(StaleFeatures, match="features stage"):
+            corpus_tables(small.warehouse, name)
+        compute_features(small)
+        parts.append(corpus_tables(small.warehouse, name))
+        warehouses[name] = small
+    write_corpus(root / "out", *(pl.concat([p[i] for p in parts]) for i in range(3)),
+                 {"studies": [p[3] for p in parts]})
+    return read_corpus(root / "out"), warehouses
+
+
+def test_corpus_holds_configuration_curves_outcome_and_features(tiny_corpus):
+    corpus, _ = tiny_corpus
+    check_current(corpus)
+    assert corpus.runs.height == 32 and set(corpus.runs["study"]) == set(STUDIES)
+    assert set(corpus.runs.filter(pl.col("study") == "corpus-b")["label_noise"]) == {0.0, 0.4}
+    assert "step(step_size=1,gamma=0.1)" in set(corpus.runs["lr_schedule"])
+    assert corpus.curves.group_by("run_id").agg(pl.col("epoch").max())["epoch"].max() == 3
+    per_unit = corpus.features.select("run_id", "k", "feature_set").unique()
+    assert per_unit.height == 32 * 2 * len(corpus_lib.FEATURE_SETS["all"])  # every run, k and base set
+
+
+def test_stale_feature_code_fails_with_the_regenerating_command(tiny_corpus):
+    corpus, _ = tiny_corpus
+    stale = corpus_lib.Corpus(corpus.runs, corpus.curves, corpus.features, {**corpus.meta, "feature_code": "0" * 40})
+    with pytest.raises(CorpusStale, match="scripts/export_corpus.py"):
+        check_current(stale)
+
+
+def test_committed_corpus_was_made_by_this_feature_code():
+    """When this fails, the feature code changed: regenerate the corpus with the commands in the message."""
+    check_current(read_corpus())
+
+
+def test_within_study_ranks_by_hand():
+    X = np.array([[1.0, 5.0], [3.0, 5.0], [2.0, np.nan], [10.0, 1.0], [20.0, 0.0]])
+    studies = np.array(["a", "a", "a", "b", "b"])
+    # (rank - 1/2) / n within each study; ties share their mid-rank; NaN is left out of n
+    expected = np.array([[1 / 6, 0.5], [5 / 6, 0.5], [3 / 6, np.nan], [0.25, 0.75], [0.75, 0.25]])
+    np.testing.assert_allclose(within_study_ranks(X, studies), expected)
+
+
+def test_targets_are_within_study_percentiles_and_halves(tiny_corpus):
+    corpus, _ = tiny_corpus
+    targets = corpus_targets(corpus.runs)
+    for study in STUDIES:
+        mine = targets.filter(pl.col("study") == study)
+        accs = mine["final_acc"].to_numpy()
+        np.testing.assert_allclose(mine["percentile"].to_numpy(), (rankdata(accs) - 0.5) / len(accs))
+        assert mine["good"].sum() <= len(accs) / 2 and (mine["good"] == (accs > np.median(accs))).all()
+        assert all(c.startswith(f"{study}/") for c in mine["config_id"])
+
+
+def test_loso_predicts_each_study_from_the_other_only(tiny_corpus):
+    corpus, _ = tiny_corpus
+    targets = corpus_targets(corpus.runs)
+    designs = corpus_designs(corpus, targets, ks=[1])
+    assert ("graph", 1) in designs and ("hparams", 1) in designs
+    chosen = {key: designs[key] for key in [("early_acc", 1), ("graph_compact", 1), ("hparams", 1)]}
+    predictions = loso_predictions(chosen, targets, ("linear",))
+    for study in STUDIES:
+        held_out = predictions.filter(pl.col("split") == Split.LOSO_PREFIX.of(study))
+        assert set(held_out["run_id"]) == set(targets.filter(pl.col("study") == study)["run_id"])
+    # reproduced with scikit-learn directly: fitted on study b's rows only, predicting study a's
+    X, _ = chosen[("early_acc", 1)]
+    view = regression_view(targets)
+    train = (targets["study"] == "corpus-b").to_numpy()
+    y = view["final_acc"].to_numpy()
+    splits = inner_splits(Task.REGRESSION, y[train], targets["config_id"].to_numpy()[train])
+    model = make_predictor("linear", Task.REGRESSION, int(train.sum()), X.shape[1], splits).fit(X[train], y[train])
+    ours = predictions.filter((pl.col("split") == "loso:corpus-a") & (pl.col("feature_set") == "early_acc")
+                              & (pl.col("task") == Task.REGRESSION)).sort("run_id")
+    expected = dict(zip(targets["run_id"].to_numpy()[~train], model.predict(X[~train])))
+    np.testing.assert_allclose(ours["y_pred"].to_numpy(), [expected[r] for r in ours["run_id"]])
+
+    evaluations, comparisons = loso_evaluation(predictions, targets)
+    splits_seen = set(evaluations["split"])
+    assert splits_seen == {"loso:corpus-a", "loso:corpus-b", Split.LOSO}
+    tau = evaluations.filter((pl.col("metric") == "kendall_tau") & (pl.col("split") == "loso:corpus-a"))
+    assert ((tau["low"] <= tau["value"]) & (tau["value"] <= tau["high"])).all()
+    assert set(comparisons["feature_set"]) == {"graph_compact"}
+    assert set(comparisons["baseline"]) <= {"early_acc", "hparams"}
+
+
+def test_corpus_predictor_scores_a_study_without_predictors(tiny_corpus, tmp_path, monkeypatch):
+    corpus, warehouses = tiny_corpus
+    targets = corpus_targets(corpus.runs)
+    designs = corpus_designs(corpus, targets, ks=[1])
+    chosen = {key: designs[key] for key in [("early_acc", 1), ("learning_curve", 1)]}
+    predictions = loso_predictions(chosen, targets, ("linear",))
+    evaluations, _ = loso_evaluation(predictions, targets)
+    card = corpus_predictor.fit_corpus_predictors(chosen, targets, corpus.runs, evaluations, predictions,
+                                                  corpus.meta["studies"], tmp_path)
+    readme = corpus_predictor.write_model_card(card, tmp_path).read_text()
+    assert "corpus-a: 16 runs" in readme and "Input contract" in readme
+    assert json.loads((tmp_path / "card.json").read_text())["predictors"]["1"]["feature_set"] in ("early_acc",
+                                                                                                   "learning_curve")
+    monkeypatch.setattr(corpus_predictor, "PREDICTOR_DIR", tmp_path)
+    small = warehouses["corpus-a"]
+    assert small.warehouse.query("SELECT count(*) AS n FROM predictors")["n"][0] == 0
+    scores, plan = score_study(small.warehouse, small.study.name, "corpus", 1)
+    assert plan.predictor["id"] == "corpus-k1" and scores.height == 16
+    assert scores["predicted"].is_between(-1, 2).all() and scores["p_good"].is_between(0, 1).all()
+    assert sorted(scores["rank"]) == sorted(pl.Series(scores["predicted"]).rank("min", descending=True).cast(pl.Int32))
+    stored = small.warehouse.query("SELECT count(*) AS n FROM scores WHERE predictor_id = 'corpus-k1'")["n"][0]
+    assert stored == 16
+    with pytest.raises(corpus_predictor.ScoringError, match="not at k = 2"):
+        score_study(small.warehouse, small.study.name, "corpus", 2)
