@@ -14,7 +14,6 @@ Needs only torch and pyarrow.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
@@ -22,7 +21,8 @@ from typing import Callable
 import torch
 
 from .layout import DataLayout
-from .snapshots import DamagedFile, Snapshot, quarantine, read_snapshot_info, write_snapshot
+from .files import DamagedFile, atomic_write, quarantine, read_or_quarantine
+from .snapshots import Snapshot, read_snapshot_info, write_snapshot
 from .vocabulary import ENDED, RunStatus
 
 
@@ -121,13 +121,8 @@ class RunStore:
     def load(self) -> RunState | None:
         """The run's saved state; None when there is none. A damaged state file is quarantined and
         the run starts over (None): one run redone, not a study stopped."""
-        if not self.path.is_file():
-            return None
-        try:
-            return RunState.from_dict(torch.load(self.path, map_location="cpu", weights_only=False))
-        except Exception as e:
-            quarantine(self.path, self.data_dir, str(DamagedFile(self.path, e)))
-            return None
+        return read_or_quarantine(self.path, self.data_dir,
+                                  lambda p: RunState.from_dict(torch.load(p, map_location="cpu", weights_only=False)))
 
     def save_progress(self, state: RunState, model: dict, optimizer: dict) -> None:
         """A running state with what resumes it: the model's and the optimizer's state dicts."""
@@ -174,10 +169,7 @@ class RunStore:
             return None
 
     def _write(self, payload: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, self.path)
+        atomic_write(self.path, lambda tmp: torch.save(payload, tmp))
 
 
 Write = Callable[[Callable[[], object]], None]  # runs a write job: now, or queued (BackgroundWriter.submit)
