@@ -330,6 +330,8 @@ def _lane_epoch(lane: _Lane, data: TensorData, device: str, timings: GroupTiming
     metrics = lane.measure(data, epochs, [share] * len(lane), None if exact else train)
     timings.eval_seconds += time.perf_counter() - start
     payloads = lane.run_payloads()
-    lane.keep([i for i, run in enumerate(lane.runs)
-               if run.end_epoch(epochs[i], share, healthy[i], metrics[i], *payloads[i],
-                                last_epoch(run.config, until_epoch))])
+    trains_on = []
+    for i, run in enumerate(lane.runs):
+        if run.end_epoch(epochs[i], share, healthy[i], metrics[i], *payloads[i], last_epoch(run.config, until_epoch)):
+            trains_on.append(i)
+    lane.keep(trains_on)
