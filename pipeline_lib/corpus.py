@@ -37,8 +37,10 @@ RUN_COLUMNS = ("study", "run_id", "config_id", "dataset", "dataset_subset", "arc
                "status", "diverged_epoch", "final_test_acc")
 CURVE_COLUMNS = ("run_id", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
 FEATURE_COLUMNS = ("run_id", "k", "feature_set", "feature", "value")
-REGENERATE = ("bash scripts/train_corpus.sh  # recomputes the features of every corpus warehouse (training and "
-              "graphs are kept)\n  .venv/bin/python scripts/export_corpus.py")
+REGENERATE = ("for spec in specs/corpus/*.yaml; do .venv/bin/python -m flows.features --spec $spec "
+              "--warehouse warehouse/corpus/$(basename $spec .yaml).duckdb; done  # the corpus warehouses of "
+              "scripts/train_corpus.sh\n  .venv/bin/python scripts/export_corpus.py --log corpus.log"
+              "\n  .venv/bin/python scripts/corpus_predictor.py")
 HEADLINE = {Task.REGRESSION: "kendall_tau", Task.CLASSIFICATION: "balanced_accuracy"}
 
 
