@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from joblib import Parallel, delayed
 from scipy.stats import rankdata
 
 from .features import FEATURE_SETS, GRAPH_SETS
@@ -37,8 +38,8 @@ RUN_COLUMNS = ("study", "run_id", "config_id", "dataset", "dataset_subset", "arc
                "status", "diverged_epoch", "final_test_acc")
 CURVE_COLUMNS = ("run_id", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
 FEATURE_COLUMNS = ("run_id", "k", "feature_set", "feature", "value")
-REGENERATE = ("for spec in specs/corpus/*.yaml; do .venv/bin/python -m flows.features --spec $spec "
-              "--warehouse warehouse/corpus/$(basename $spec .yaml).duckdb; done  # the corpus warehouses of "
+REGENERATE = ("for wh in warehouse/corpus/*.duckdb; do .venv/bin/python -m flows.features --spec "
+              "specs/corpus/$(basename $wh .duckdb).yaml --warehouse $wh; done  # the warehouses of "
               "scripts/train_corpus.sh\n  .venv/bin/python scripts/export_corpus.py --log corpus.log"
               "\n  .venv/bin/python scripts/corpus_predictor.py")
 HEADLINE = {Task.REGRESSION: "kendall_tau", Task.CLASSIFICATION: "balanced_accuracy"}
@@ -142,22 +143,28 @@ def regression_view(targets: pl.DataFrame) -> pl.DataFrame:
     return targets.with_columns(pl.col("percentile").alias("final_acc"))
 
 
-def loso_predictions(designs: dict, targets: pl.DataFrame,
-                     predictors: tuple[str, ...] = tuple(FITTED_PREDICTORS)) -> pl.DataFrame:
-    """Every held-out study predicted by models fitted on all the others, for every design, task and
-    predictor; split `loso:<study>`."""
-    view = regression_view(targets)
-    studies = targets["study"].to_numpy()
+def _held_out(feature_set: str, k: int, X: np.ndarray, view: pl.DataFrame, predictors: tuple[str, ...]
+              ) -> list[pl.DataFrame]:
+    studies = view["study"].to_numpy()
     frames = []
-    for (feature_set, k), (X, _) in designs.items():
-        for held_out in sorted(set(studies)):
-            test = studies == held_out
-            for task in Task:
-                for predictor in predictors:
-                    made = transfer_predictions(task, predictor, X, view, ~test, test)
-                    frames.append(with_unit(made, task=task, predictor=predictor, feature_set=feature_set, k=k,
-                                            split=Split.LOSO_PREFIX.of(held_out)))
-    return pl.concat(frames)
+    for held_out in sorted(set(studies)):
+        test = studies == held_out
+        for task in Task:
+            for predictor in predictors:
+                made = transfer_predictions(task, predictor, X, view, ~test, test)
+                frames.append(with_unit(made, task=task, predictor=predictor, feature_set=feature_set, k=k,
+                                        split=Split.LOSO_PREFIX.of(held_out)))
+    return frames
+
+
+def loso_predictions(designs: dict, targets: pl.DataFrame, predictors: tuple[str, ...] = tuple(FITTED_PREDICTORS),
+                     n_jobs: int = 1) -> pl.DataFrame:
+    """Every held-out study predicted by models fitted on all the others, for every design, task and
+    predictor; split `loso:<study>`. One joblib task per design (`n_jobs` processes)."""
+    view = regression_view(targets)
+    per_design = Parallel(n_jobs=n_jobs)(delayed(_held_out)(feature_set, k, X, view, predictors)
+                                         for (feature_set, k), (X, _) in designs.items())
+    return pl.concat([frame for frames in per_design for frame in frames])
 
 
 def loso_evaluation(predictions: pl.DataFrame, targets: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -31,6 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", default=str(CORPUS_DIR))
     parser.add_argument("--predictors", nargs="+", default=list(FITTED_PREDICTORS), choices=list(FITTED_PREDICTORS))
+    parser.add_argument("--jobs", type=int, default=2, help="processes for the LOSO fits (default: %(default)s)")
     parser.add_argument("--refit", action="store_true", help="fit the predictor again from the stored LOSO results")
     args = parser.parse_args()
     directory = Path(args.corpus)
@@ -47,7 +48,7 @@ def main() -> None:
             predictions = pl.read_parquet(directory / "loso_predictions.parquet")
             evaluations = pl.read_parquet(directory / "loso_evaluations.parquet")
         else:
-            predictions = loso_predictions(designs, targets, tuple(args.predictors))
+            predictions = loso_predictions(designs, targets, tuple(args.predictors), args.jobs)
             print(f"{predictions.height} held-out predictions in {time.perf_counter() - start:.0f} s", flush=True)
             evaluations, comparisons = loso_evaluation(predictions, targets)
             evaluations.write_parquet(directory / "loso_evaluations.parquet", compression="zstd")
