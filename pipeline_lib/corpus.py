@@ -189,3 +189,19 @@ def loso_evaluation(predictions: pl.DataFrame, targets: pl.DataFrame) -> tuple[p
         compared = comparison_table(unit, targets)
         frames.append(compared.filter(pl.col("feature_set").is_in(list(GRAPH_SETS)) & (pl.col("baseline") == baseline)))
     return evaluations, pl.concat(frames)
+
+
+def curve_crossing(corpus: Corpus) -> pl.DataFrame:
+    """Per study: runs, configurations and Kendall tau between test accuracy at epoch 1 and the final
+    outcome (diverged = chance; a run diverged before epoch 1 counts chance there too). Near 1, the
+    epoch-1 ranking is already the final one; at most 0.5, curves cross."""
+    from scipy.stats import kendalltau
+
+    targets = corpus_targets(corpus.runs)
+    at_1 = corpus.curves.filter(pl.col("epoch") == 1).select("run_id", pl.col("test_acc").alias("acc_at_1"))
+    joined = targets.join(at_1, on="run_id", how="left").with_columns(pl.col("acc_at_1").fill_null(0.1))
+    rows = []
+    for (study,), group in joined.group_by("study", maintain_order=True):
+        rows.append({"study": study, "runs": group.height, "configurations": group["config_id"].n_unique(),
+                     "tau_acc1_final": float(kendalltau(group["acc_at_1"], group["final_acc"]).statistic)})
+    return pl.DataFrame(rows).sort("study")

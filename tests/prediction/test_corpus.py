@@ -68,6 +68,13 @@ def test_corpus_holds_configuration_curves_outcome_and_features(tiny_corpus):
     assert set(corpus.runs.filter(pl.col("study") == "corpus-b")["label_noise"]) == {0.0, 0.4}
     assert "step(step_size=1,gamma=0.1)" in set(corpus.runs["lr_schedule"])
     assert corpus.curves.group_by("run_id").agg(pl.col("epoch").max())["epoch"].max() == 3
+    hp = (corpus.features.filter((pl.col("feature_set") == "hparams") & (pl.col("k") == 1))
+          .pivot(on="feature", index="run_id", values="value").join(corpus.runs, on="run_id"))
+    assert (hp["label_noise"] == hp["label_noise_right"]).all()  # the feature, and the run's configuration
+    kinds = hp["lr_schedule"].str.extract(r"^(\w+)")
+    for kind in ("constant", "cosine", "step", "warmup_cosine"):
+        assert (hp[f"lr_schedule={kind}"] == (kinds == kind).cast(pl.Float64)).all()
+    assert hp["lr_schedule=step"].sum() > 0 and hp["lr_schedule=constant"].sum() > 0
     per_unit = corpus.features.select("run_id", "k", "feature_set").unique()
     assert per_unit.height == 32 * 2 * len(corpus_lib.FEATURE_SETS["all"])  # every run, k and base set
 
