@@ -40,7 +40,7 @@ def score(spec: str, warehouse: str | None = None, predictor: str = "best", at_e
 def main() -> None:
     parser = study_arguments(__doc__.splitlines()[0], execution=False)
     parser.add_argument("--predictor", default="best", help="a registered predictor's id, a study name (its best "
-                        "predictor), or best (default)")
+                        "predictor), corpus (the shipped corpus predictor), or best (default)")
     parser.add_argument("--at-epoch", type=int, required=True, help="the epoch k to score at")
     parser.add_argument("--confidence", type=float, default=0.9, help="of the intervals (default: %(default)s)")
     args = parser.parse_args()

@@ -344,8 +344,9 @@ class TriageSpec(_Strict):
     """Train every run to `at_epoch`, score it with a registered predictor, continue only the kept runs.
 
     predictor: `best` (the regression predictor of highest cross-validated Kendall tau fitted at
-      k = at_epoch on this dataset and these architectures), a registered predictor's id, or a study
-      name (that study's best such predictor).
+      k = at_epoch on this dataset and these architectures), a registered predictor's id, a study
+      name (that study's best such predictor), or `corpus` (the corpus predictor shipped with the
+      project, pipeline_lib/decisions/corpus.py).
     keep: a fraction 0 < x < 1 of the runs (the best predicted, rounded up), a number N >= 1 of
       runs (the top N), or {p_good: t} (runs whose calibrated P(good) >= t).
     """
