@@ -1,10 +1,12 @@
 """Scoring flow: rank the runs of a study at epoch k with a registered predictor, into `scores`.
 
-    .venv/bin/python -m flows.score --spec SPEC --warehouse FILE --predictor <id|best> --at-epoch K [--confidence 0.9]
+    .venv/bin/python -m flows.score --spec SPEC --warehouse FILE --predictor <id|best|corpus> --at-epoch K [--confidence 0.9]
 
 Scores every run of the spec's study that has reached epoch K (finished or still training) with the
 predictor chosen by id, by a study name (that study's best), or with `best`: the regression predictor fitted at k = K on this dataset and
-these architectures with the highest pooled out-of-fold Kendall tau, from any study. Each score has
+these architectures with the highest pooled out-of-fold Kendall tau, from any study, or with `corpus`:
+the corpus predictor shipped under corpus/predictor/, for a study with none of its own (its scores are
+within-study percentiles of final accuracy, not accuracies; docs/results/corpus.md). Each score has
 a split-conformal interval of the final accuracy and, when a classification twin is registered, a
 calibrated P(good). Refuses (exit 2) when the needed features cannot be computed or a run's dataset
 or architecture was not in the predictor's training data. Logic: warehouse/scores.py.
