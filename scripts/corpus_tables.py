@@ -59,8 +59,8 @@ def main() -> None:
                 print(f"### {metric}, {predictor}, k = {k}\n\n" + markdown(table) + "\n")
     headline = comparisons.filter(pl.col("metric") == pl.col("task").replace_strict(HEADLINE))
     summary = (headline.group_by("task", "predictor", "k", "feature_set", "baseline")
-               .agg((pl.col("verdict") == "beats").sum().alias("beats in"),
-                    (pl.col("verdict") == "is beaten by").sum().alias("beaten in"),
+               .agg(((pl.col("verdict") == "beats") & (pl.col("split") != Split.LOSO)).sum().alias("beats in"),
+                    ((pl.col("verdict") == "is beaten by") & (pl.col("split") != Split.LOSO)).sum().alias("beaten in"),
                     (pl.col("split") != Split.LOSO).sum().alias("held-out studies"),
                     pl.col("difference").filter(pl.col("split") == Split.LOSO).first().round(3).alias("pooled difference"),
                     pl.col("verdict").filter(pl.col("split") == Split.LOSO).first().alias("pooled verdict"))
