@@ -100,16 +100,19 @@ def test_a_warehouse_from_before_the_checks_keeps_its_rows(tmp_path):
                 "VALUES ('s', 'decision_path', 2, 3.0, 0.1, ['perron'], 0.25)")
     con.execute(DECISION, ["r1", "keep"])
     con.execute(DECISION, ["r2", "stop"])
-    before = {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
-              for t in ("runs", "evaluations", "predictions", "comparisons", "predictors", "costs", "triage_decisions")}
+    tables = ("runs", "evaluations", "predictions", "comparisons", "predictors", "costs", "triage_decisions")
+    columns = {t: ", ".join(c[0] for c in con.execute(f"DESCRIBE {t}").fetchall()) for t in tables}
+    before = {t: con.execute(f"SELECT {columns[t]} FROM {t} ORDER BY ALL").fetchall() for t in tables}
     con.close()
 
     wh = Warehouse(path)
     wh.migrate()
-    with wh.reader() as con:
-        after = {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in before}
+    with wh.reader() as con:  # later migrations may add columns (with defaults); the old ones keep their values
+        after = {t: con.execute(f"SELECT {columns[t]} FROM {t} ORDER BY ALL").fetchall() for t in before}
+        added = con.execute("SELECT DISTINCT lr_schedule, label_noise FROM runs").fetchall()
         applied = [name for (name,) in con.execute("SELECT name FROM schema_migrations ORDER BY name").fetchall()]
     assert after == before
+    assert added == [("constant", 0.0)]  # runs from before the knobs: constant rate, clean labels
     assert applied == sorted(p.name for p in SCHEMA_DIR.glob("*.sql"))
     assert _refused(wh, RUN, ["r3", "finished"])
     assert _refused(wh, EVALUATION, ["regression", "linear", "holdout", 0.0])
