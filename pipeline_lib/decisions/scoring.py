@@ -25,7 +25,8 @@ class ScoringError(ValueError):
 
 def check_compatible(runs: pl.DataFrame, predictor: dict) -> None:
     """Refuse runs whose dataset or architecture the predictor was not fitted on."""
-    for column, seen in (("dataset", [predictor["dataset"]]), ("architecture", predictor["architectures"])):
+    datasets = predictor.get("datasets") or [predictor["dataset"]]  # the corpus predictor's are several
+    for column, seen in (("dataset", datasets), ("architecture", predictor["architectures"])):
         unseen = runs.filter(~pl.col(column).is_in(seen))
         if unseen.height:
             raise ScoringError(

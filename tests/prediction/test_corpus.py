@@ -16,12 +16,14 @@ from pipeline_lib.corpus import (CorpusStale, check_current, corpus_designs, cor
 from pipeline_lib.decisions import corpus as corpus_predictor
 from pipeline_lib.features import base_set_features
 from pipeline_lib.prediction.models import inner_splits, make_predictor
+from pipeline_lib.spec import TriageSpec
 from pipeline_lib.vocabulary import Split, Task
 from tests.prediction.conftest import build_study
 from warehouse.corpus import StaleFeatures, corpus_tables
 from warehouse.predict import (epoch_metrics, invariant_graph_summaries, pending_features, snapshot_paths,
                                study_runs, write_features)
 from warehouse.scores import score_study
+from warehouse.triage import triage_predictor
 
 TINY = {"samples": 4, "epochs": 3, "widths": [0.5, 1.0], "predict": {"k_epochs": [1, 2], "n_folds": 2}}
 STUDIES = {
@@ -165,3 +167,6 @@ def test_corpus_predictor_scores_a_study_without_predictors(tiny_corpus, tmp_pat
     assert stored == 16
     with pytest.raises(corpus_predictor.ScoringError, match="not at k = 2"):
         score_study(small.warehouse, small.study.name, "corpus", 2)
+    # triage takes it by name too, P(good) included (its calibration comes from the LOSO scores)
+    triaged = small.study.model_copy(update={"triage": TriageSpec(predictor="corpus", at_epoch=1, keep={"p_good": 0.5})})
+    assert triage_predictor(small.warehouse, triaged)["id"] == "corpus-k1"
