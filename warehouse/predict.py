@@ -15,6 +15,7 @@ from pipeline_lib.decisions.registry import prediction_code_digest
 from pipeline_lib.features import BASE_SETS, FEATURE_SETS, GRAPH_BASE_SETS
 from pipeline_lib.fingerprints import digest, feature_fingerprints
 from pipeline_lib.decisions.path_cost import STRATEGIES as DECISION_PATH
+from pipeline_lib.decisions.savings import STRATEGY as TRIAGE
 from pipeline_lib.prediction.evaluation import feature_matrix
 from pipeline_lib.spec import Study
 from pipeline_lib.vocabulary import FINISHED, Split, Task
@@ -135,9 +136,9 @@ def write_results(wh: Warehouse, study: str, splits: list[str], evaluations: pl.
         for table, frame in (("evaluations", evaluations), ("predictions", predictions), ("comparisons", comparisons)):
             if frame is not None:
                 replace_where(con, table, frame.with_columns(pl.lit(study).alias("study")), where, [study, splits, splits])
-        if costs is not None:  # RQ3's rows; the decision path's (flows.register) stay
+        if costs is not None:  # RQ3's rows; the decision path's (flows.register) and the triage's stay
             replace_where(con, "costs", costs.with_columns(pl.lit(study).alias("study")),
-                          "study = ? AND NOT list_contains(?, strategy)", [study, list(DECISION_PATH)])
+                          "study = ? AND NOT list_contains(?, strategy)", [study, [*DECISION_PATH, TRIAGE]])
 
 
 def input_fingerprint(wh: Warehouse, study: str, *extra: str) -> str:
@@ -195,6 +196,14 @@ def report_tables(wh: Warehouse, study: str) -> dict[str, pl.DataFrame | str | N
         "epoch_metrics": epoch_metrics(wh, study).select("run_id", "epoch", "test_acc", "train_loss", "seconds"),
         "triage": wh.query("""SELECT r.run_id, r.architecture, r.width, r.epochs, r.epochs_done, r.status, r.final_test_acc,
                                      d.* EXCLUDE (study, run_id)
-                              FROM runs r LEFT JOIN triage_decisions d ON d.study = r.study AND d.run_id = r.run_id
-                              WHERE r.study = ?""", [study]),
+                              FROM runs r LEFT JOIN (SELECT * FROM triage_decisions WHERE study = ?
+                                                     QUALIFY rung = max(rung) OVER (PARTITION BY run_id)) d USING (run_id)
+                              WHERE r.study = ?""", [study, study]),
+        "triage_rungs": wh.query("""SELECT rung, any_value(source) AS source, any_value(source_reason) AS source_reason,
+                                           any_value(predictor_id) AS predictor_id, any_value(mismatches) AS mismatches,
+                                           any_value(keep_policy) AS keep_policy, count(*) AS decided,
+                                           count(*) FILTER (decision = 'keep') AS kept,
+                                           any_value(graph_seconds) AS graph_seconds,
+                                           any_value(scoring_seconds) AS scoring_seconds
+                                    FROM triage_decisions WHERE study = ? GROUP BY rung ORDER BY rung""", [study]),
     }

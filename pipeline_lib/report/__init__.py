@@ -34,7 +34,8 @@ class ReportInputs:
     graph_summaries: pl.DataFrame  # run_id, epoch, property, statistic, value (scope 'graph')
     predictors: pl.DataFrame    # the study's registered predictors: id, k, feature_set, task, predictor, metrics_json
     epoch_metrics: pl.DataFrame  # run_id, epoch, test_acc, train_loss, seconds (the replay's curves)
-    triage: pl.DataFrame | None = None  # every run with its triage decision (`triage_section`)
+    triage: pl.DataFrame | None = None  # every run with its last triage decision (`triage_section`)
+    triage_rungs: pl.DataFrame | None = None  # per rung: source, reason, mismatches, policy, decided, kept, seconds
 
 
 def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str, dict[str, pl.DataFrame], str]:
@@ -141,7 +142,7 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
         compute_saving(costs, out_dir / "compute_saving.png")
 
     if inputs.triage is not None:
-        lines += triage_section(inputs.triage)
+        lines += triage_section(inputs.triage, inputs.triage_rungs, inputs.costs)
     decisions, decision_tables = decisions_section(study, runs, inputs.epoch_metrics, inputs.predictors,
                                                    inputs.predictions, inputs.costs, out_dir)
     lines += decisions
