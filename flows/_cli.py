@@ -14,7 +14,7 @@ from pipeline_lib.snapshots import DamagedFile
 from pipeline_lib.spec import ExecutionSpec, SpecError, Study, load_study
 from warehouse.db import DEFAULT_PATH, WarehouseError
 
-from ._runtime import owned_data_dir
+from stages.context import owned_data_dir
 
 USER_ERRORS = (SpecError, DatasetUnavailable, DeviceUnavailable)
 

@@ -2,7 +2,6 @@
 Decisions section, on real snapshots of tiny LeNet runs and on hand-made curves."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -105,9 +104,8 @@ def _hand_study() -> tuple[Study, pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.D
         predictions.append({"task": "regression", "predictor": "hgb", "feature_set": "graph_compact", "k": 1,
                             "split": "cv", "run_id": run.run_id, "fold": i % 4, "y_true": final,
                             "y_pred": final + float(rng.normal(0, 0.05)), "score": None})
-    predictors = pl.DataFrame([{"id": "p1", "k": 1, "feature_set": "graph_compact", "task": "regression",
-                                "predictor": "hgb", "metrics_json": json.dumps(
-                                    {"kendall_tau": {"value": 0.61, "low": 0.4, "high": 0.8}})}])
+    predictors = pl.DataFrame([{"id": "p1", "k": 1, "feature_set": "graph_compact", "predictor": "hgb",
+                                "tau": 0.61, "tau_low": 0.4, "tau_high": 0.8}])
     costs = pl.DataFrame([
         {"strategy": "decision_path", "k": 1, "feature_set": "graph_compact", "predictor": "hgb", "seconds": 4.0,
          "fraction": 4 / 48, "properties": ["strength", "eigenvector"], "snapshot_seconds": 0.125,

@@ -11,7 +11,6 @@ from datetime import datetime, timezone
 import numpy as np
 import polars as pl
 
-from pipeline_lib.decisions.registry import prediction_code_digest
 from pipeline_lib.features import BASE_SETS, FEATURE_SETS, GRAPH_BASE_SETS
 from pipeline_lib.fingerprints import digest, feature_fingerprints
 from pipeline_lib.decisions.path_cost import STRATEGIES as DECISION_PATH
@@ -141,10 +140,9 @@ def write_results(wh: Warehouse, study: str, splits: list[str], evaluations: pl.
                           "study = ? AND NOT list_contains(?, strategy)", [study, [*DECISION_PATH, TRIAGE]])
 
 
-def input_fingerprint(wh: Warehouse, study: str, *extra: str) -> str:
+def input_fingerprint(wh: Warehouse, study: str) -> str:
     """A digest of everything the evaluation reads: the study's features (their values and
-    fingerprints, so new feature code re-evaluates) and run outcomes, plus `extra` (the spec's
-    settings, a digest of the code)."""
+    fingerprints, so new feature code re-evaluates), run outcomes and graph seconds."""
     row = wh.query("""
         SELECT (SELECT count(*) FROM features WHERE study = $1)::VARCHAR || ':' ||
                coalesce((SELECT sum(hash(run_id, k, feature_set, feature, value, fingerprint)) FROM features
@@ -153,13 +151,7 @@ def input_fingerprint(wh: Warehouse, study: str, *extra: str) -> str:
                                    WHERE study = $1), 0)::VARCHAR
                || ':' || coalesce((SELECT sum(hash(run_id, epoch, seconds)) FROM graphs JOIN runs USING (run_id)
                                    WHERE study = $1), 0)::VARCHAR AS digest""", [study])
-    return digest(row["digest"][0], *extra)
-
-
-def stage_inputs(wh: Warehouse, study: Study) -> str:
-    """Fingerprint of a prediction stage's inputs; changing a predictor's code re-runs the stage."""
-    return input_fingerprint(wh, study.name, study.predict.model_dump_json(),
-                             study.width_transfer.model_dump_json(), prediction_code_digest())
+    return digest(row["digest"][0])
 
 
 def stage_fingerprint(wh: Warehouse, study: str, stage: str) -> str | None:
@@ -191,8 +183,8 @@ def report_tables(wh: Warehouse, study: str) -> dict[str, pl.DataFrame | str | N
         "costs": wh.query("SELECT * EXCLUDE (study) FROM costs WHERE study = ?", [study]),
         "graph_summaries": wh.query("""SELECT s.run_id, s.epoch, s.property, s.statistic, s.value FROM graph_summaries s
                                        JOIN runs r USING (run_id) WHERE r.study = ? AND s.scope = 'graph'""", [study]),
-        "predictors": wh.query("SELECT id, k, feature_set, task, predictor, metrics_json FROM predictors WHERE study = ?",
-                               [study]),
+        "predictors": wh.query("""SELECT id, k, feature_set, predictor, tau, tau_low, tau_high FROM best_predictors
+                                  WHERE study = ? AND standing = 1""", [study]),
         "epoch_metrics": epoch_metrics(wh, study).select("run_id", "epoch", "test_acc", "train_loss", "seconds"),
         "triage": wh.query("""SELECT r.run_id, r.architecture, r.width, r.epochs, r.epochs_done, r.status, r.final_test_acc,
                                      d.* EXCLUDE (study, run_id)

@@ -32,7 +32,7 @@ class ReportInputs:
     predictions: pl.DataFrame   # regression, split cv
     costs: pl.DataFrame
     graph_summaries: pl.DataFrame  # run_id, epoch, property, statistic, value (scope 'graph')
-    predictors: pl.DataFrame    # the study's registered predictors: id, k, feature_set, task, predictor, metrics_json
+    predictors: pl.DataFrame    # per k, the study's best registered predictor: id, k, feature_set, predictor, tau, tau_low, tau_high
     epoch_metrics: pl.DataFrame  # run_id, epoch, test_acc, train_loss, seconds (the replay's curves)
     triage: pl.DataFrame | None = None  # every run with its last triage decision (`triage_section`)
     triage_rungs: pl.DataFrame | None = None  # per rung: source, reason, mismatches, policy, decided, kept, seconds

@@ -28,17 +28,13 @@ CONFIDENCE = 0.9
 
 
 def registered_table(predictors: pl.DataFrame, predictions: pl.DataFrame, confidence: float = CONFIDENCE) -> pl.DataFrame:
-    """Per k, the registered regression predictor of highest pooled out-of-fold Kendall tau: tau with its
-    interval, the width of its split-conformal interval (from all out-of-fold residuals, as scoring uses
-    it, around a prediction of 0.5) and the interval's coverage out of fold: each fold's runs judged by
-    the interval calibrated on the other folds' residuals."""
+    """Per k, the registered regression predictor of highest pooled out-of-fold Kendall tau (`predictors`:
+    one row per k, from the view best_predictors): tau with its interval, the width of its
+    split-conformal interval (from all out-of-fold residuals, as scoring uses it, around a prediction
+    of 0.5) and the interval's coverage out of fold: each fold's runs judged by the interval
+    calibrated on the other folds' residuals."""
     rows = []
-    tau = predictors.filter(pl.col("task") == "regression").with_columns(
-        pl.col("metrics_json").str.json_path_match("$.kendall_tau.value").cast(pl.Float64).alias("tau"),
-        pl.col("metrics_json").str.json_path_match("$.kendall_tau.low").cast(pl.Float64).alias("low"),
-        pl.col("metrics_json").str.json_path_match("$.kendall_tau.high").cast(pl.Float64).alias("high"),
-    ).drop_nulls("tau").sort("k", "tau", "id", descending=[False, True, False])
-    for best in tau.group_by("k", maintain_order=True).first().iter_rows(named=True):
+    for best in predictors.sort("k").iter_rows(named=True):
         oof = predictions.filter((pl.col("feature_set") == best["feature_set"]) & (pl.col("k") == best["k"])
                                  & (pl.col("predictor") == best["predictor"]))
         residual = (oof["y_true"] - oof["y_pred"]).to_numpy()
@@ -55,7 +51,7 @@ def registered_table(predictors: pl.DataFrame, predictions: pl.DataFrame, confid
         low, high = conformal_intervals(residual, np.array([0.5]), confidence)[0] if calibrates(len(residual), confidence) \
             else (0.0, 1.0)
         rows.append({"k": best["k"], "predictor": f"{best['feature_set']}/{best['predictor']}",
-                     "tau [95%]": interval(best["tau"], best["low"], best["high"]),
+                     "tau [95%]": interval(best["tau"], best["tau_low"], best["tau_high"]),
                      f"{confidence:.0%} interval width": float(high - low),
                      "coverage out of fold": float(np.mean(covered)) if covered else None, "runs": len(residual),
                      "id": best["id"]})
