@@ -6,8 +6,11 @@ Scores every run of the spec's study that has reached epoch K (finished or still
 predictor chosen by id, by a study name (that study's best), or with `best`: the regression predictor fitted at k = K on this dataset and
 these architectures with the highest pooled out-of-fold Kendall tau, from any study. Each score has
 a split-conformal interval of the final accuracy and, when a classification twin is registered, a
-calibrated P(good). Refuses (exit 2) when the needed features cannot be computed or a run's dataset
-or architecture was not in the predictor's training data. The stage: stages/score.py.
+calibrated P(good). Refuses (exit 2) when the needed features cannot be computed, a run's dataset
+or architecture was not in the predictor's training data, or the predictor's study took its
+training metrics another way (train_metrics); every other difference between the two studies
+(epochs, widths, dataset subset, graph options) is warned by name and recorded in
+`scores.mismatches`. The stage: stages/score.py.
 """
 from __future__ import annotations
 
@@ -37,7 +40,8 @@ def main() -> None:
     parser.add_argument("--confidence", type=float, default=0.9, help="of the intervals (default: %(default)s)")
     args = parser.parse_args()
     context = study_context(args.spec, args.warehouse)
-    stage.plan_scoring(context.warehouse, context.study.name, args.predictor, args.at_epoch)  # refusals before Prefect starts
+    plan = stage.plan_scoring(context.warehouse, context.study.name, args.predictor, args.at_epoch)
+    stage.study_differences(context, plan.predictor)  # refusals before Prefect starts
     score(args.spec, args.warehouse, args.predictor, args.at_epoch, args.confidence)
 
 

@@ -3,8 +3,9 @@
     python -m flows.train_sweep --spec specs/digits.yaml [--warehouse warehouse/warehouse.duckdb]
 
 Runs train in stacked groups (or one task per run) on a process pool or Ray; finished runs are read
-back, interrupted runs resume; with a `triage:` section every run trains to `at_epoch`, the triage
-decides once which continue, and those train to the end. The stage: stages/train_sweep.py.
+back, interrupted runs resume; with a `triage:` section runs train rung by rung, the triage decides
+once per rung which continue, and those kept at the last rung train to the end. The stage:
+stages/train_sweep.py.
 """
 from __future__ import annotations
 

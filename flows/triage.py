@@ -15,11 +15,9 @@ TRIAGE_ERRORS = (TriageError, ScoringError, RegistryError)  # bad input of a tri
 
 
 def check_triage(warehouse: str, study: Study) -> None:
-    """Refuse a triage that cannot run: no warehouse with registered predictors, no usable predictor,
-    or a spec that contradicts the recorded decisions."""
+    """Refuse a triage that cannot run: a rung with no usable source of scores (a named predictor in
+    a warehouse that does not exist yet, none registered, or of a study that does not fit), or a
+    spec that contradicts the recorded decisions. Creates no warehouse."""
     if study.triage is None:
         return
-    if not Path(warehouse).is_file():
-        raise TriageError(f"triage needs registered predictors, but warehouse {warehouse} does not exist; register "
-                          "a study of this dataset there first (flows.study or flows.register)")
-    triage.check(Warehouse(warehouse), study)
+    triage.check(Warehouse(warehouse) if Path(warehouse).is_file() else None, study)

@@ -33,6 +33,7 @@ from warehouse import decision_path
 from warehouse.db import Warehouse
 from warehouse.predict import design_matrices, record_stage, stage_fingerprint, study_runs
 from warehouse.registry import load_predictor, record_predictors
+from warehouse.triage import was_triaged
 
 from ._prediction import fingerprint_to_run
 from .context import StudyContext
@@ -66,7 +67,8 @@ def _uncertainty(oof: pl.DataFrame, task: str, predictor: str, feature_set: str,
 
 def register_study(wh: Warehouse, study: Study) -> pl.DataFrame:
     """Fit every (feature set, k, task, predictor) whose features cover all finished runs, save it
-    under <data_dir>/predictors/ and replace the study's rows of `predictors`; returns them."""
+    under <data_dir>/predictors/ and replace the study's rows of `predictors`; returns them. A triaged
+    study's finished runs are the ones its triage kept: its predictors are marked `triaged`."""
     targets = run_targets(study_runs(wh, study.name), study.predict.good_run_quantile)
     run_ids = targets["run_id"].to_list()
     runs = wh.query("SELECT DISTINCT dataset, architecture, width FROM runs WHERE study = ? AND run_id IN "
@@ -75,6 +77,10 @@ def register_study(wh: Warehouse, study: Study) -> pl.DataFrame:
     oof = wh.query("SELECT task, predictor, feature_set, k, y_true, y_pred, score FROM predictions "
                    "WHERE study = ? AND split = ? AND run_id IN (SELECT unnest(?))", [study.name, Split.CV, run_ids])
     pins = predictor_pins()
+    if triaged := was_triaged(wh, study.name):
+        log.warning("study %s was triaged: its predictors are fitted on its %d kept runs only and registered as "
+                    "triaged (predictors.triaged); triage's predictor auto never takes them, best only after full "
+                    "studies'", study.name, len(run_ids))
     rows = []
     designs, _ = design_matrices(wh, study, run_ids)
     for (feature_set, k), (X, columns) in designs.items():
@@ -93,7 +99,7 @@ def register_study(wh: Warehouse, study: Study) -> pl.DataFrame:
                              "metrics_json": json.dumps(_metrics(evaluations, task, predictor, feature_set, k)),
                              **_uncertainty(oof, task, predictor, feature_set, k),
                              "features": columns, "path": str(path), "file_digest": digest, "code_digest": pins,
-                             "created": datetime.now(timezone.utc).replace(tzinfo=None)})
+                             "triaged": triaged, "created": datetime.now(timezone.utc).replace(tzinfo=None)})
     frame = pl.DataFrame(rows, schema_overrides={"k": pl.Int32, "runs_used": pl.Int32,
                                                  "oof_residuals": pl.List(pl.Float64), "calibration": pl.List(pl.Float64)})
     record_predictors(wh, study.name, frame)

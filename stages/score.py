@@ -17,12 +17,15 @@ from datetime import datetime, timezone
 import polars as pl
 from sklearn.pipeline import Pipeline
 
+from pipeline_lib.decisions.predictor_source import differences
 from pipeline_lib.decisions.scoring import ScoringError, check_compatible, design_matrix, score
+from pipeline_lib.decisions.study_match import Mismatch
 from pipeline_lib.features import FEATURE_SETS, GRAPH_BASE_SETS, base_set_features
 from pipeline_lib.vocabulary import Task
 from warehouse.db import Warehouse
 from warehouse.predict import epoch_metrics, graph_ready_runs, invariant_graph_summaries, snapshot_paths
 from warehouse.registry import best_predictor, classification_twin, load_predictor
+from warehouse.runs import recorded_study
 from warehouse.scores import record_scores, runs_with_last_epoch
 
 from .context import StudyContext
@@ -105,9 +108,11 @@ def _features(wh: Warehouse, study: str, k: int, runs: pl.DataFrame, bases: tupl
     return pl.concat([base_set_features(base, k, runs, **inputs) for base in bases])
 
 
-def score_study(wh: Warehouse, study: str, which: str, k: int, confidence: float = 0.9) -> tuple[pl.DataFrame, ScoringPlan]:
+def score_study(wh: Warehouse, study: str, which: str, k: int, confidence: float = 0.9,
+                mismatches: list[str] = ()) -> tuple[pl.DataFrame, ScoringPlan]:
     """Score every run of the study that reached epoch k; replaces the study's scores by this
-    predictor at this k and returns them (with the plan: predictor, runs, runs still short of k)."""
+    predictor at this k and returns them (with the plan: predictor, runs, runs still short of k).
+    `mismatches`: how the predictor's study differs from this one, recorded with the scores."""
     plan = plan_scoring(wh, study, which, k)
     predictor = plan.predictor
     run_ids = plan.runs["run_id"].to_list()
@@ -115,17 +120,29 @@ def score_study(wh: Warehouse, study: str, which: str, k: int, confidence: float
                       predictor["features"])
     scores = score(plan.model, predictor, X, run_ids, confidence, classification_twin(wh, predictor)).with_columns(
         pl.lit(study).alias("study"), pl.lit(predictor["id"]).alias("predictor_id"), pl.lit(k, pl.Int32).alias("k"),
-        pl.lit(confidence).alias("confidence"),
+        pl.lit(confidence).alias("confidence"), pl.lit(list(mismatches), pl.List(pl.Utf8)).alias("mismatches"),
         pl.lit(datetime.now(timezone.utc).replace(tzinfo=None)).alias("scored_at"))
     record_scores(wh, study, predictor["id"], k, scores)
     return scores, plan
 
 
+def study_differences(ctx: StudyContext, predictor: dict) -> list[Mismatch]:
+    """How the predictor's study differs from this one, by name; refused where its scores would mean
+    nothing here (`predictor_source.differences`)."""
+    return differences(ctx.study, predictor, recorded_study(ctx.warehouse, predictor["study"]))
+
+
 def run(ctx: StudyContext, predictor: str = "best", at_epoch: int = 2, confidence: float = 0.9) -> dict:
-    """Score the study's runs that reached epoch `at_epoch`; returns the predictor and how many were scored."""
-    scores, plan = score_study(ctx.warehouse, ctx.study.name, predictor, at_epoch, confidence)
+    """Score the study's runs that reached epoch `at_epoch`; returns the predictor, how many were
+    scored and how the predictor's study differs from this one (each difference also warned)."""
+    wh, name = ctx.warehouse, ctx.study.name
+    differences = study_differences(ctx, plan_scoring(wh, name, predictor, at_epoch).predictor)
+    for difference in differences:
+        log.warning("predictor of another study: %s", difference)
+    scores, plan = score_study(wh, name, predictor, at_epoch, confidence, [str(m) for m in differences])
     chosen = plan.predictor
     log.info("scored %d runs of %s at epoch %d with predictor %s (%s, %s, fitted on study %s)%s", scores.height,
-             ctx.study.name, at_epoch, chosen["id"], chosen["feature_set"], chosen["predictor"], chosen["study"],
+             name, at_epoch, chosen["id"], chosen["feature_set"], chosen["predictor"], chosen["study"],
              f"; {plan.waiting} runs have not reached epoch {at_epoch} yet" if plan.waiting else "")
-    return {"predictor": chosen["id"], "scored": scores.height, "waiting": plan.waiting}
+    return {"predictor": chosen["id"], "scored": scores.height, "waiting": plan.waiting,
+            "mismatches": [str(m) for m in differences]}

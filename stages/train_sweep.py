@@ -10,8 +10,10 @@ divided among the workers), or on Ray. Finished runs are read back, interrupted 
 display follows runs and epochs (tasks write per-epoch progress files that the stage polls; each
 task also keeps a Prefect progress artifact for the UI). Only this stage's process writes the DuckDB
 file; group timings (GPU utilisation and memory included) go to the `training_groups` table.
-With a `triage:` section, every run is trained to `at_epoch`, the triage stage (`stages.triage`)
-decides (once) which runs go on and stops the others, and the kept runs are trained to the end.
+With a `triage:` section, rung by rung, the rung's cohort (every run at the first) is trained to
+the rung and the triage stage (`stages.triage`) decides (once) which go on and stops the others; a
+stacked group goes on with only its kept members (they are grouped anew); the runs kept at the last
+rung are trained to the end.
 """
 from __future__ import annotations
 
@@ -54,7 +56,7 @@ def _parameters(unit: list[RunConfig], stacked: bool, data_dir: str, device: str
 
 def run(ctx: StudyContext, until_epoch: int | None = None, run_ids: list[str] | None = None) -> dict:
     """Train every run of the study (or those of `run_ids`, to `until_epoch` at most); returns counts
-    by status. A spec with `triage:` runs the three phases of `triaged` instead."""
+    by status. A spec with `triage:` runs the phases of `triaged` instead."""
     study, wh, execution = ctx.study, ctx.warehouse, ctx.execution
     if study.triage is not None and until_epoch is None and run_ids is None:
         return triaged(ctx)
@@ -124,12 +126,16 @@ def run(ctx: StudyContext, until_epoch: int | None = None, run_ids: list[str] | 
 
 
 def triaged(ctx: StudyContext) -> dict:
-    """Every run to `at_epoch`; the triage decides once which continue and stops the others; the kept
-    runs to the end. Each phase skips what is done, so a re-run after a kill trains and decides
-    nothing twice. Each phase is a stage of its own (in the Prefect UI, a subflow). Returns the
-    study's runs by status."""
-    ctx.stage("train-sweep", run, until_epoch=ctx.study.triage.at_epoch)
-    kept = ctx.stage("triage", triage.run)
+    """The rung's cohort to the rung (at the first rung every run), the triage decides once which
+    continue and stops the others, and so on for each rung; the runs kept at the last rung to the end.
+    Each phase skips what is done, so a re-run after a kill trains and decides nothing twice. Each
+    phase is a stage of its own (in the Prefect UI, a subflow). Then the triage's savings go to
+    `costs`. Returns the study's runs by status."""
+    kept = None
+    for rung in ctx.study.triage.rungs:
+        ctx.stage("train-sweep", run, until_epoch=rung, run_ids=kept)
+        kept = ctx.stage("triage", triage.run, rung=rung)
     ctx.stage("train-sweep", run, run_ids=kept)
+    triage.record_triage_savings(ctx)
     return dict(ctx.warehouse.query("SELECT status, count(*) AS n FROM runs WHERE study = ? GROUP BY status "
                                     "ORDER BY status", [ctx.study.name]).rows())

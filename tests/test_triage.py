@@ -1,6 +1,8 @@
-"""Triage in the training flow: every run to epoch k, scored by a registered predictor; the kept runs
-trained to the end, the others stopped; decided once, so a re-run or a resume after kill -9 changes
-nothing that was decided (real CLI, Prefect, DuckDB, tiny digits runs)."""
+"""Triage in the training flow: runs trained rung by rung, scored there by a registered predictor (or,
+cold, by their accuracy at the rung); the kept runs trained on, the others stopped; decided once per
+rung, so a re-run or a resume after kill -9 changes nothing that was decided; a predictor of a study
+unlike this one refused or its differences recorded by name (real CLI, Prefect, DuckDB, tiny digits
+runs)."""
 from __future__ import annotations
 
 import json
@@ -66,6 +68,12 @@ def test_refuses_before_prefect_starts(registered_tiny, tmp_path):
         con.execute("DELETE FROM predictors WHERE id = 'lonely'")
     with pytest.raises(TriageError, match="does not exist"):
         check_triage(str(tmp_path / "none.duckdb"), load_study(write_spec(tmp_path, **TRIAGED)))
+    # predictor auto needs no warehouse (accuracy at the rung), unless keeping by P(good)
+    auto = dict(TRIAGED, triage={**TRIAGED["triage"], "predictor": "auto"})
+    check_triage(str(tmp_path / "none.duckdb"), load_study(write_spec(tmp_path, **auto)))
+    with pytest.raises(TriageError, match="needs a predictor with a calibrated classification twin"):
+        check_triage(str(tmp_path / "none.duckdb"),
+                     load_study(write_spec(tmp_path, **dict(auto, triage={**auto["triage"], "keep": {"p_good": 0.5}}))))
     assert not (tmp_path / "none.duckdb").exists()
 
     spec = write_spec(tmp_path, **dict(TRIAGED, triage=dict(TRIAGED["triage"], predictor="nope")))
@@ -143,7 +151,10 @@ def test_triage_keeps_the_best_runs_and_survives_kill_9_and_reruns(registered_ti
     joined = decisions.join(scores, on="run_id", suffix="_score")
     for column in ("predicted", "low", "high", "p_good"):
         np.testing.assert_allclose(joined[column], joined[f"{column}_score"])
-    assert set(decisions["keep_policy"]) == {"fraction 0.5"} and set(decisions["at_epoch"]) == {1}
+    assert set(decisions["keep_policy"]) == {"fraction 0.5"} and set(decisions["rung"]) == {1}
+    # named in the spec; tiny's spec is not recorded in this warehouse, which is recorded and warned
+    assert set(decisions["source"]) == {"registered"}
+    assert decisions["mismatches"].to_list() == [["study spec 'recorded' here, 'not recorded' in the predictor's study"]] * 4
 
     runs = wh.query("SELECT run_id, status, epochs_done, final_test_acc FROM runs WHERE study = 'triaged'")
     assert runs.height == 4
@@ -177,6 +188,15 @@ def test_triage_keeps_the_best_runs_and_survives_kill_9_and_reruns(registered_ti
     assert not (DataLayout(data_dir).snapshot(sorted(set(runs["run_id"]) - kept)[0], 2)).exists()
 
     # the report's section: 2 kept to epoch 3 and 2 stopped at epoch 1 = 8 of the 12 epochs of training all
-    section = "\n".join(triage_section(report_tables(wh, "triaged")["triage"]))
-    assert "2 of 4 runs kept" in section and "2 stopped" in section and "Epochs trained: 8 of the 12" in section
+    tables = report_tables(wh, "triaged")
+    section = "\n".join(triage_section(tables["triage"], tables["triage_rungs"], tables["costs"]))
+    assert "Epoch 1: 2 of 4 runs kept (fraction 0.5)" in section and "Epochs trained: 8 of the 12" in section
     assert section.count("| keep ") == 2 and section.count("| stop ") == 2
+
+    # the savings in seconds: every recorded epoch plus the decision's work, against training all
+    saved = wh.query("SELECT * FROM costs WHERE study = 'triaged' AND strategy = 'triage'").row(0, named=True)
+    trained = wh.query("""SELECT sum(m.seconds) AS s FROM epoch_metrics m JOIN runs r USING (run_id)
+                          WHERE r.study = 'triaged'""")["s"][0]
+    work = decisions["graph_seconds"][0] + decisions["scoring_seconds"][0]
+    assert saved["seconds"] == pytest.approx(trained + work) and saved["decision_seconds"] == pytest.approx(work)
+    assert saved["train_all_seconds"] > trained and saved["runs_to_end"] == 2

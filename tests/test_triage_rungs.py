@@ -83,7 +83,8 @@ def test_every_difference_is_named():
 
 
 def _row(pid: str, study: str, feature_set: str = "hparams", **extra) -> dict:
-    return {"id": pid, "study": study, "feature_set": feature_set, "predictor": "linear", **extra}
+    return {"id": pid, "study": study, "feature_set": feature_set, "predictor": "linear", "oof_residuals": [0.1],
+            **extra}
 
 
 def test_auto_takes_a_matching_study_then_the_corpus_then_accuracy():

@@ -25,13 +25,20 @@ def registered(wh: Warehouse, study: str | None = None) -> pl.DataFrame:
     return wh.query("SELECT * FROM predictors WHERE study = ? ORDER BY k, feature_set, task, predictor", [study])
 
 
+def ranked_predictors(wh: Warehouse, k: int, datasets: list[str], architectures: list[str],
+                      study: str | None = None) -> pl.DataFrame:
+    """The registered regression predictors at k with an out-of-fold Kendall tau (view
+    best_predictors) fitted on one of `datasets` and on all `architectures`, of `study` or any; those
+    of full studies first (not `triaged`), then by tau."""
+    return wh.query("""SELECT * EXCLUDE (tau, tau_low, tau_high, standing) FROM best_predictors
+                       WHERE k = ? AND dataset = ANY(?) AND list_has_all(architectures, ?) AND study = coalesce(?, study)
+                       ORDER BY coalesce(triaged, false), tau DESC, id""", [k, datasets, architectures, study])
+
+
 def best_predictor(wh: Warehouse, k: int, datasets: list[str], architectures: list[str],
                    study: str | None = None) -> dict | None:
-    """The row of the registered regression predictor of highest out-of-fold Kendall tau at k (view
-    best_predictors) fitted on one of `datasets` and on all `architectures`, of `study` or any."""
-    rows = wh.query("""SELECT * EXCLUDE (tau, tau_low, tau_high, standing) FROM best_predictors
-                       WHERE k = ? AND dataset = ANY(?) AND list_has_all(architectures, ?) AND study = coalesce(?, study)
-                       ORDER BY tau DESC, id LIMIT 1""", [k, datasets, architectures, study])
+    """The first of `ranked_predictors`: the highest tau, a full study's before a triaged one's."""
+    rows = ranked_predictors(wh, k, datasets, architectures, study)
     return rows.row(0, named=True) if rows.height else None
 
 

@@ -3,7 +3,7 @@ predictor, or the test accuracy at the rung (the i-Epoch rule, which needs nothi
 
 `predictor: auto` takes the first that fits, in this order: the best registered predictor at
 k = rung whose study matches this one exactly (`study_match.mismatches` finds nothing) and that was
-not fitted on a triaged study's kept runs only; else the corpus predictor when this checkout ships
+not fitted on a triaged study's kept runs only, with out-of-fold residuals; else the corpus predictor when this checkout ships
 one covering the dataset and architectures (`corpus_predictor`); else accuracy. A predictor named
 in the spec (best, an id, a study) is used as named: a refused difference raises, the others are
 kept on the source to be warned and recorded.
@@ -67,6 +67,8 @@ def auto_source(study: Study, k: int, candidates: list[tuple[dict, Study | None]
     for row, theirs in candidates:
         if row.get("triaged"):
             passed.append(f"{row['id']}: fitted on the kept runs of triaged study {row['study']}")
+        elif not row.get("oof_residuals"):
+            passed.append(f"{row['id']}: no out-of-fold residuals to build intervals from")
         elif theirs is None:
             passed.append(f"{row['id']}: study {row['study']}'s spec is not recorded")
         elif found := mismatches(study, theirs, reads_graphs(row)):
@@ -81,14 +83,19 @@ def auto_source(study: Study, k: int, candidates: list[tuple[dict, Study | None]
                                   f"test accuracy at epoch {k} (i-Epoch rule)")
 
 
+def differences(study: Study, predictor: dict, theirs: Study | None) -> list[Mismatch]:
+    """How the predictor's study (`theirs`, None when its spec is not recorded) differs from `study`;
+    ScoringError naming the differences that make its scores meaningless."""
+    if theirs is None:
+        return [Mismatch("study spec", "recorded", "not recorded", False)]
+    found = mismatches(study, theirs, reads_graphs(predictor))
+    if refused := [m for m in found if m.refused]:
+        raise ScoringError(f"predictor {_describe(predictor)} does not fit study {study.name!r}: "
+                           f"{'; '.join(map(str, refused))}; choose a predictor of a study like this one, or auto")
+    return found
+
+
 def named_source(study: Study, which: str, row: dict, theirs: Study | None) -> Source:
     """The predictor the spec names (`which`: best, an id or a study), refused on a difference that
     makes its scores meaningless; the other differences are kept to be warned and recorded."""
-    if theirs is None:
-        found = (Mismatch("study spec", "recorded", "not recorded", False),)
-    else:
-        found = tuple(mismatches(study, theirs, reads_graphs(row)))
-    if refused := [m for m in found if m.refused]:
-        raise ScoringError(f"predictor {_describe(row)} does not fit study {study.name!r}: "
-                           f"{'; '.join(map(str, refused))}; choose a predictor of a study like this one, or auto")
-    return Source(REGISTERED, row, f"named in the spec: {which}", found)
+    return Source(REGISTERED, row, f"named in the spec: {which}", tuple(differences(study, row, theirs)))
