@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SPEC ?= specs/digits.yaml
 WAREHOUSE ?= warehouse/warehouse.duckdb
+TRIAGE_SPEC ?= $(if $(filter specs/digits.yaml,$(SPEC)),specs/digits_triage.yaml)
 APT_PACKAGES := python3-graph-tool python3-venv dataset-fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -30,8 +31,11 @@ $(STAMP): requirements.txt
 
 # The terminal shows a progress bar; per-task state lines stay in the Prefect UI.
 demo: export PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL := WARNING
+# After the digits study, a triage with predictor auto (TRIAGE_SPEC): a new sweep decided at epochs
+# 1 and 3, by the demo study's predictors when its study matches (TRIAGE_SPEC= skips it).
 demo: setup
 	$(PY) -m flows.study --spec $(SPEC) --warehouse $(WAREHOUSE)
+	$(if $(TRIAGE_SPEC),$(PY) -m flows.train_sweep --spec $(TRIAGE_SPEC) --warehouse $(WAREHOUSE))
 
 test: setup
 	$(PY) -m pytest -q tests

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +26,10 @@ from pipeline_lib.decisions.scoring import ScoringError
 from pipeline_lib.decisions.path_cost import columns_used, properties_read
 from pipeline_lib.decisions.triage import TriageError, decide
 from pipeline_lib.layout import DataLayout
-from pipeline_lib.spec import KeepPGood, TriageSpec, expand_runs, load_study
+from pipeline_lib.spec import KeepPGood, Study, TriageSpec, expand_runs, load_study
 from pipeline_lib.run_state import RunStore
 from pipeline_lib.training import train_run
-from tests.conftest import write_spec
+from tests.conftest import TINY_STUDY, write_spec
 from warehouse.db import Warehouse
 from pipeline_lib.report.triage import triage_section
 from warehouse.predict import report_tables, study_runs
@@ -200,3 +201,104 @@ def test_triage_keeps_the_best_runs_and_survives_kill_9_and_reruns(registered_ti
     work = decisions["graph_seconds"][0] + decisions["scoring_seconds"][0]
     assert saved["seconds"] == pytest.approx(trained + work) and saved["decision_seconds"] == pytest.approx(work)
     assert saved["train_all_seconds"] > trained and saved["runs_to_end"] == 2
+
+
+def _copy_predictors(wh: Warehouse, study: dict) -> None:
+    """Study tiny's predictors registered again as those of `study` (its spec recorded)."""
+    from warehouse.runs import record_study
+
+    record_study(wh, Study.model_validate(study))
+    with wh.writer() as con:
+        con.execute("""INSERT OR REPLACE INTO predictors SELECT * REPLACE (id || '-' || ? AS id, ? AS study)
+                       FROM predictors WHERE study = 'tiny'""", [study["name"], study["name"]])
+
+
+def test_a_predictor_of_another_study_is_refused_or_warned_by_name(registered_tiny, tmp_path):
+    from stages.context import StudyContext
+    from stages.score import study_differences
+    from stages.triage import rung_source
+
+    wh = registered_tiny
+    base = {**TINY_STUDY, "width_transfer": {}}
+    for name, change in (("exact-metrics", {"train_metrics": "exact"}), ("longer", {"epochs": 5}), ("alike", {})):
+        _copy_predictors(wh, {**base, "name": name, **change})
+    ours = lambda predictor: load_study(write_spec(  # noqa: E731
+        tmp_path, **dict(base, name="new-sweep", triage={"predictor": predictor, "rungs": [1], "keep": 0.5})))
+
+    with pytest.raises(ScoringError, match="train_metrics 'epoch' here, 'exact' in the predictor's study"):
+        rung_source(wh, ours("exact-metrics"), 1)
+    longer = rung_source(wh, ours("longer"), 1)
+    assert [str(m) for m in longer.mismatches] == ["epochs 3 here, 5 in the predictor's study"]
+    # auto takes only the matching study's predictor, and says why the others were passed over
+    auto = rung_source(wh, ours("auto"), 1)
+    assert auto.kind == "registered" and auto.predictor["study"] == "alike" and not auto.mismatches
+    # flows.score's stage: the same refusal and named differences for a predictor of another study
+    context = StudyContext(ours("auto"), wh, ours("auto").execution, orchestration=None)
+    row = wh.query("SELECT * FROM predictors WHERE study = 'longer' LIMIT 1").row(0, named=True)
+    assert [m.name for m in study_differences(context, row)] == ["epochs"]
+    with pytest.raises(ScoringError, match="train_metrics"):
+        study_differences(context, wh.query("SELECT * FROM predictors WHERE study = 'exact-metrics' LIMIT 1").row(0, named=True))
+    with wh.writer() as con:
+        for name in ("exact-metrics", "longer", "alike"):
+            con.execute("DELETE FROM predictors WHERE study = ?", [name])
+            con.execute("DELETE FROM studies WHERE study = ?", [name])
+
+
+def test_a_triaged_studys_predictors_are_marked_and_auto_passes_them_over(tmp_path):
+    from stages.triage import rung_source
+    from tests.conftest import registered_warehouse
+    from warehouse.db import upsert
+    from warehouse.runs import record_study
+
+    path = tmp_path / "w.duckdb"
+    stop = pl.DataFrame([{"study": "tiny", "run_id": "gone", "rung": 1, "source": "accuracy", "source_reason": "-",
+                          "mismatches": [], "predicted": 0.1, "confidence": 0.9, "rank": 1,
+                          "keep_policy": "fraction 0.5", "decision": "stop", "graph_seconds": 0.0,
+                          "scoring_seconds": 0.0, "decided_at": datetime(2026, 1, 1)}],
+                        schema_overrides={"mismatches": pl.List(pl.Utf8)})
+    with Warehouse(path).writer() as con:
+        upsert(con, "triage_decisions", stop)
+    wh = registered_warehouse(path, 1)
+    assert set(wh.query("SELECT triaged FROM predictors WHERE study = 'tiny'")["triaged"]) == {True}
+    record_study(wh, Study.model_validate({**TINY_STUDY, "predict": {"k_epochs": [1], "n_folds": 3}}))
+    new = load_study(write_spec(tmp_path, **dict(TINY_STUDY, name="new-sweep",
+                                                 triage={"rungs": [1], "keep": 0.5})))
+    source = rung_source(wh, new, 1)
+    assert source.kind == "accuracy" and "fitted on the kept runs of triaged study tiny" in source.reason
+
+
+@pytest.mark.slow
+def test_cold_start_triage_decides_each_rung_by_accuracy(tmp_path, prefect_harness):
+    """A brand-new warehouse, nothing registered, no corpus predictor: `auto` scores by the test
+    accuracy at each rung; the cohort of a rung is the runs kept at the one before, and stacked
+    groups go on with only their kept members."""
+    from flows.train_sweep import train_sweep
+
+    spec = write_spec(tmp_path, **dict(TINY_STUDY, name="cold", width_transfer={},
+                                       triage={"rungs": [1, 2], "keep": 0.5}))
+    wh_path = tmp_path / "cold.duckdb"
+    check_triage(str(wh_path), load_study(spec))  # no refusal, and no warehouse created by the check
+    assert not wh_path.exists()
+    assert train_sweep(str(spec), str(wh_path)) == {"completed": 2, "stopped": 6}
+    wh = Warehouse(wh_path)
+    decisions = wh.query("SELECT * FROM triage_decisions WHERE study = 'cold'")
+    assert set(decisions["source"]) == {"accuracy"} and decisions["predictor_id"].null_count() == decisions.height
+    assert "test accuracy at epoch 1 (i-Epoch rule)" in decisions.filter(pl.col("rung") == 1)["source_reason"][0]
+    metrics = wh.query("SELECT run_id, epoch, test_acc FROM epoch_metrics")
+    cohort = set(wh.query("SELECT run_id FROM runs WHERE study = 'cold'")["run_id"])
+    assert len(cohort) == 8
+    for rung in (1, 2):
+        at = decisions.filter(pl.col("rung") == rung)
+        assert set(at["run_id"]) == cohort
+        accs = {r: a for r, e, a in metrics.iter_rows() if e == rung and r in cohort}
+        best = sorted(cohort, key=lambda r: (-accs[r], r))[:math.ceil(len(cohort) / 2)]
+        cohort = set(at.filter(pl.col("decision") == "keep")["run_id"])
+        assert cohort == set(best)
+    runs = {r["run_id"]: r for r in wh.query("SELECT * FROM runs WHERE study = 'cold'").iter_rows(named=True)}
+    stopped_at = dict(decisions.filter(pl.col("decision") == "stop").select("run_id", "rung").iter_rows())
+    for run_id, run in runs.items():
+        assert (run["status"], run["epochs_done"]) == (("completed", 3) if run_id in cohort else ("stopped", stopped_at[run_id]))
+    groups = [set(g) for g in wh.query("SELECT run_ids FROM training_groups WHERE study = 'cold'")["run_ids"]]
+    assert set().union(*[g for g in groups if g <= cohort]) == cohort  # the last phase stacked the kept runs only
+    saved = wh.query("SELECT fraction FROM costs WHERE study = 'cold' AND strategy = 'triage'")["fraction"][0]
+    assert 0 < saved < 1
