@@ -12,9 +12,8 @@ from pipeline_lib.datasets import DatasetUnavailable
 from pipeline_lib.placement import DeviceUnavailable, plan_placement
 from pipeline_lib.snapshots import DamagedFile
 from pipeline_lib.spec import ExecutionSpec, SpecError, Study, load_study
-from warehouse.db import DEFAULT_PATH, WarehouseError
-
 from stages.context import owned_data_dir
+from warehouse.db import DEFAULT_PATH, WarehouseError
 
 USER_ERRORS = (SpecError, DatasetUnavailable, DeviceUnavailable)
 

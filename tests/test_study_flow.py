@@ -68,6 +68,13 @@ def test_study_end_to_end_and_rerun(tmp_path, prefect_harness):
     assert (Path(reports) / "tiny-study" / "decisions_pareto.png").stat().st_size > 10_000
     assert set(results["report"]["tables"]) >= {"registered", "decision_path", "decision_frontier"}
 
+    # the UI shows each stage as a subflow of the study's run, named as when it runs alone
+    from prefect.client.orchestration import get_client
+    with get_client(sync_client=True) as client:
+        children = [r for r in client.read_flow_runs() if r.parent_task_run_id is not None]
+        assert {client.read_flow(r.flow_id).name for r in children} >= {
+            "train-sweep", "graph-metrics", "features", "evaluate", "width-transfer", "register", "report"}
+
     before = {t: wh.query(f"SELECT * FROM {t} ORDER BY ALL")
               for t in ("features", "evaluations", "predictions", "predictors", "costs")}
     again = study_flow.study(str(spec), wh_path, reports)
