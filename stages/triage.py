@@ -22,6 +22,7 @@ from pipeline_lib.decisions.triage import TriageError, decide
 from pipeline_lib.features import FEATURE_SETS, GRAPH_BASE_SETS
 from pipeline_lib.run_state import RunStore
 from pipeline_lib.spec import KeepPGood, Study, expand_runs
+from pipeline_lib.vocabulary import Decision
 from warehouse.db import Warehouse
 from warehouse.registry import classification_twin, load_predictor
 from warehouse.runs import record_runs
@@ -127,11 +128,11 @@ def run(ctx: StudyContext) -> list[str]:
                      predictor["id"], k, ", ".join(properties) or "(none: Perron value only)")
             ctx.stage("graph-metrics", graph_metrics.run, until_epoch=k, properties=properties)
         decisions = decide_triage(wh, study, predictor["id"])
-    kept = decisions.filter(decisions["decision"] == "keep")["run_id"].to_list()
+    kept = decisions.filter(decisions["decision"] == Decision.KEEP)["run_id"].to_list()
     log.info("triage of %s at epoch %d (%s, predictor %s): keep %d of %d runs", study.name, k,
              decisions["keep_policy"][0], decisions["predictor_id"][0], len(kept), decisions.height)
 
-    stop = set(decisions.filter(decisions["decision"] == "stop")["run_id"])
+    stop = set(decisions.filter(decisions["decision"] == Decision.STOP)["run_id"])
     configs = [c for c in expand_runs(study) if c.run_id in stop]
     record_runs(wh, study.name, configs, {c.run_id: RunStore(wh.data_dir, c.run_id).stop() for c in configs})
     undecided = undecided_runs(wh, study.name)
