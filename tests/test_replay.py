@@ -166,7 +166,7 @@ def test_labelled_runs_are_seeded_and_sized():
 
 # what the report reads -------------------------------------------------------------------------------
 
-def _rows() -> pl.DataFrame:
+def replay_rows() -> pl.DataFrame:
     """Two orders of: i-Epoch at two settings, an online policy at two, the oracle at one."""
     base = {"family": "", "source": None, "alpha": None, "workers": 2, "train_seconds": 1.0, "graph_seconds": 0.0,
             "decision_seconds": 0.0, "seconds": 1.0, "fraction": 0.5, "wall_seconds": 1.0, "runs_kept": 3,
@@ -190,14 +190,14 @@ def _rows() -> pl.DataFrame:
 def test_matching_and_the_headline_by_hand(tmp_path):
     # best i-Epoch: fraction=0.5 (mean regret 0, mean epochs 0.7). online reaches regret 0 at fraction=0.2
     # with mean epochs 0.45: 0.45 / 0.7 = 64% <= 75%, best kept in 2 of 2 orders: meets the goal.
-    summary = replay.summarise(_rows())
+    summary = replay.summarise(replay_rows())
     assert replay.best_i_epoch(summary)["setting"] == "fraction=0.5"
     match = replay.matching(summary)
     assert match.height == 1  # the oracle is not deployable, i-Epoch is the reference
     row = match.row(0, named=True)
     assert row["setting"] == "fraction=0.2" and row["epochs_vs_i_epoch"] == pytest.approx(0.45 / 0.7)
     assert row["meets_goal"]
-    lines, headline = replay_section(_rows(), tmp_path)
+    lines, headline = replay_section(replay_rows(), tmp_path)
     assert "mean regret 0.0000, 70% of train-all's epochs, best run kept in 100% of 2 orders" in headline[0]
     assert headline[1].startswith("A deployable policy reaches it") and "64% of the epochs" in headline[1]
     assert (tmp_path / "replay_pareto.png").stat().st_size > 10_000

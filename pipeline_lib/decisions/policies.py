@@ -25,14 +25,13 @@ from typing import Callable
 
 import numpy as np
 import optuna
-import polars as pl
 from optuna.trial import TrialState
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
+from pipeline_lib.prediction.models import inner_splits, make_predictor
 from pipeline_lib.vocabulary import Task
 
-from pipeline_lib.prediction.models import inner_splits, make_predictor
 from .uncertainty import difficulty, mondrian_bins, p_above
 
 MIN_CALIBRATION = 10   # prequential residuals before the stop rule may stop anything

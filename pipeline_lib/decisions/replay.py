@@ -26,8 +26,13 @@ import optuna
 import polars as pl
 from threadpoolctl import threadpool_limits
 
+from pipeline_lib.features import GRAPH_SETS
+
+from . import policies
+from .policies import embed
+from .scoring import design_matrix
+
 TOP_SHARE = 0.1
-SWEEP_ORDER = 0  # order index 0 is the sweep's own launch order; 1..n are seeded random permutations
 
 
 @dataclass(frozen=True)
@@ -226,8 +231,6 @@ class Predictions:
         column order; a column the sweep lacks is NaN (a Pipeline's imputer fills it). Each run's
         prediction depends on its own features only, so all are made here in one call; the seconds
         of one call for one run (least of 5) are what scoring a run at its rung costs."""
-        from .policies import embed
-        from .scoring import design_matrix
         X = design_matrix(features, run_ids, columns)
         with threadpool_limits(1):
             values = np.asarray(model.predict(X), dtype=np.float64)
@@ -280,25 +283,20 @@ class Settings:
     share: float = TOP_SHARE
 
 
-GRAPH_SETS = ("graph", "graph_compact", "graph+learning_curve", "all")  # feature sets that need the graph stage
-
-
 def policy_grid(sweep: Sweep, settings: Settings) -> list[tuple[dict, Callable[[int], Policy]]]:
     """(labels, factory of a fresh policy for an order's seed) for every policy and setting replayed."""
-    from . import policies as p
-
     epochs = sweep.curves.epochs
     grid: list[tuple[dict, Callable[[int], Policy]]] = [
-        (_labels("train_all", "train_all", "", True), lambda seed: p.TrainAll())]
+        (_labels("train_all", "train_all", "", True), lambda seed: policies.TrainAll())]
     rules = [(f"fraction={f}", {"fraction": f}) for f in settings.fractions]
     for rung in (r for r in settings.rungs if r < epochs):
         for setting, rule in rules:
             grid.append((_labels("i_epoch", "i_epoch", setting, True, rung=rung, **rule),
-                         lambda seed, rung=rung, rule=rule: p.IEpoch(rung, share=settings.share, **rule)))
+                         lambda seed, rung=rung, rule=rule: policies.IEpoch(rung, share=settings.share, **rule)))
     for name, pruners in pruner_grid(epochs).items():
         for setting, make in pruners:
             grid.append((_labels(name, "optuna", setting, True),
-                         lambda seed, make=make, name=name: p.OptunaPolicy(make, name)))
+                         lambda seed, make=make, name=name: policies.OptunaPolicy(make, name)))
     stop_rules = [(f"alpha={a}", {"alpha": a}) for a in settings.alphas]
     n = len(sweep.curves.run_ids)
     for design in sweep.designs:
@@ -306,17 +304,17 @@ def policy_grid(sweep: Sweep, settings: Settings) -> list[tuple[dict, Callable[[
         for setting, rule in rules + stop_rules:
             grid.append((_labels("online", "online", setting, True, rung=design.k, feature_set=design.feature_set,
                                  source=f"refit on ended runs, {settings.labelled_fraction:.0%} labelled", **rule),
-                         lambda seed, d=design, g=g, rule=rule: p.Online(
+                         lambda seed, d=design, g=g, rule=rule: policies.Online(
                              d.k, share=settings.share, graph_epochs=g, bins=sweep.architectures,
-                             always=p.labelled_runs(n, settings.labelled_fraction, seed), features=d.X,
-                             config_ids=sweep.config_ids, fit=p.refit_linear, **rule)))
+                             always=policies.labelled_runs(n, settings.labelled_fraction, seed), features=d.X,
+                             config_ids=sweep.config_ids, fit=policies.refit_linear, **rule)))
     for family, deployable, fixed in (("transfer", True, sweep.transfer), ("oracle", False, sweep.oracle)):
         for pred in fixed:
             g = pred.k if pred.feature_set in GRAPH_SETS else 0
             for setting, rule in rules + (stop_rules if deployable else []):
                 grid.append((_labels(family, family, setting, deployable, rung=pred.k, feature_set=pred.feature_set,
                                      source=pred.source, **rule),
-                             lambda seed, pred=pred, g=g, rule=rule: p.Fixed(
+                             lambda seed, pred=pred, g=g, rule=rule: policies.Fixed(
                                  pred.k, share=settings.share, graph_epochs=g, bins=sweep.architectures,
                                  embedding=pred.embedding, predictions=pred.values,
                                  seconds_per_run=pred.seconds_per_run, **rule)))
