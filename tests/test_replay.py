@@ -197,6 +197,9 @@ def test_matching_and_the_headline_by_hand(tmp_path):
     row = match.row(0, named=True)
     assert row["setting"] == "fraction=0.2" and row["epochs_vs_i_epoch"] == pytest.approx(0.45 / 0.7)
     assert row["meets_goal"]
+    # against each point of the i-Epoch front, (0.40, 0.02) and (0.70, 0): 0.45 / 0.40 and 0.45 / 0.70
+    front = replay.front_matching(summary).row(0)
+    assert front[0] == "online all @1" and front[1:] == pytest.approx((0.45 / 0.40, 0.45 / 0.70))
     lines, headline = replay_section(replay_rows(), tmp_path)
     assert "mean regret 0.0000, 70% of train-all's epochs, best run kept in 100% of 2 orders" in headline[0]
     assert headline[1].startswith("A deployable policy reaches it") and "64% of the epochs" in headline[1]

@@ -364,15 +364,18 @@ MATCH_BEST_KEPT = 0.95  # ... keeping the best run in at least this share of ord
 
 def summarise(rows: pl.DataFrame) -> pl.DataFrame:
     """Per policy setting, over its orders: means with the 2.5-97.5% range of epochs (fraction of
-    train-all's) and regret, best-run-kept rate, recall of the top share, miss rate (top runs stopped),
-    seconds (fraction of train-all's) and simulated wall time."""
+    train-all's) and regret, best-run-kept rate, recall of the top share, miss rate (share of the top
+    runs stopped), top share of the stopped (share of the stopped runs that were top runs: what the
+    stop rule's alpha is about), seconds (fraction of train-all's) and simulated wall time."""
     def spread(column: str) -> list[pl.Expr]:
         return [pl.col(column).mean().alias(column), pl.col(column).quantile(0.025, "linear").alias(f"{column}_low"),
                 pl.col(column).quantile(0.975, "linear").alias(f"{column}_high")]
+    stopped = rows["runs_kept"].max() - pl.col("runs_kept")  # train-all keeps every run
     return rows.group_by(SETTING_KEYS, maintain_order=True).agg(
         pl.len().alias("orders"), *spread("epochs_fraction"), *spread("regret"),
         pl.col("best_kept").mean().alias("best_kept_rate"), pl.col("recall_top").mean(),
-        (1 - pl.col("recall_top")).mean().alias("miss_rate"), pl.col("fraction").mean(),
+        (1 - pl.col("recall_top")).mean().alias("miss_rate"),
+        (pl.col("top_missed").sum() / stopped.sum()).alias("top_share_of_stopped"), pl.col("fraction").mean(),
         pl.col("wall_seconds").mean(), pl.col("decision_seconds").mean())
 
 
@@ -404,6 +407,37 @@ def matching(summary: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={"policy": pl.Utf8, "rung": pl.Int32, "feature_set": pl.Utf8, "source": pl.Utf8,
                                       "rule": pl.Utf8, "setting": pl.Utf8, "epochs_vs_i_epoch": pl.Float64,
                                       "best_kept_rate": pl.Float64, "meets_goal": pl.Boolean})
+
+
+def front_matching(summary: pl.DataFrame) -> pl.DataFrame:
+    """Per deployable policy (all its settings of one rung, feature set, source and rule) and per point
+    of the i-Epoch front (mean epochs against mean regret): the share of that point's epochs the
+    policy's cheapest setting reaching its mean regret needs (NULL where none reaches it)."""
+    i_epoch = summary.filter(pl.col("policy") == "i_epoch")
+    front = pareto_front(list(zip(i_epoch["epochs_fraction"], i_epoch["regret"])))
+    points = [i_epoch.filter((pl.col("epochs_fraction") == x) & (pl.col("regret") == y)).row(0, named=True)
+              for x, y in front]
+    candidates = summary.filter(pl.col("deployable") & ~pl.col("policy").is_in(["i_epoch", "train_all"]))
+    rows = []
+    for key, group in candidates.group_by(["policy", "rung", "feature_set", "alpha"], maintain_order=True):
+        if key[3] is not None:  # one row per stop rule: its alphas are settings of one rule
+            continue
+        rows.append(_front_row(key, group, points))
+    for key, group in candidates.filter(pl.col("alpha").is_not_null()).group_by(
+            ["policy", "rung", "feature_set"], maintain_order=True):
+        rows.append(_front_row((*key, "alpha"), group, points))
+    return pl.DataFrame(rows)
+
+
+def _front_row(key: tuple, group: pl.DataFrame, points: list[dict]) -> dict:
+    label = " ".join(str(k) for k in (key[0], key[2], f"@{key[1]}" if key[1] is not None else None,
+                                     "stop rule" if key[3] == "alpha" else None) if k is not None)
+    row = {"policy": label}
+    for point in points:
+        reach = group.filter(pl.col("regret") <= point["regret"] + 1e-12).sort("epochs_fraction")
+        column = f"rung {point['rung']} {point['setting']} ({point['epochs_fraction']:.2f}, {point['regret']:.4f})"
+        row[column] = reach["epochs_fraction"][0] / point["epochs_fraction"] if reach.height else None
+    return row
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -95,7 +95,7 @@ def replay_section(rows: pl.DataFrame, out_dir: Path) -> tuple[list[str], list[s
         "run in at least 95% of orders.",
     ]
     stop_rules = summary.filter(pl.col("alpha").is_not_null()).select(
-        "policy", "rung", "feature_set", "alpha", "miss_rate", "recall_top", "epochs_fraction", "regret",
+        "policy", "rung", "feature_set", "alpha", "top_share_of_stopped", "miss_rate", "epochs_fraction", "regret",
         "best_kept_rate").sort("policy", "feature_set", "rung", "alpha")
     table = summary.sort("family", "policy", "rung", "feature_set", "keep_fraction", "setting").select(
         "policy", "deployable", "rung", "feature_set", "setting",
@@ -123,10 +123,16 @@ def replay_section(rows: pl.DataFrame, out_dir: Path) -> tuple[list[str], list[s
         "Epochs each deployable policy needs to reach the best i-Epoch's mean regret, as a share of i-Epoch's "
         "(its cheapest setting that does; empty where none does):", "",
         markdown_table(match), "",
+        "The same against every point of the i-Epoch front (columns: rung, setting, (mean epochs, mean regret)); "
+        "below 1: the policy reaches that regret with fewer epochs; empty: never:", "",
+        markdown_table(replay.front_matching(summary)), "",
     ]
     if stop_rules.height:
-        lines += ["Stop rule: the empirical miss rate (share of the true top 10% stopped, mean over orders) "
-                  "against alpha:", "", markdown_table(stop_rules), ""]
+        lines += ["Stop rule against alpha: `top_share_of_stopped` is the share of the stopped runs that would have "
+                  "ended in the top 10% (over all orders): what alpha bounds if the conformal chances are "
+                  "calibrated (a run is stopped only when its chance is below alpha); `miss_rate` is the share of "
+                  "the true top 10% stopped (mean over orders), which alpha does not bound: it is at most "
+                  "alpha x stopped runs / top runs.", "", markdown_table(stop_rules), ""]
     lines += ["Every setting:", "", markdown_table(table), ""]
     return lines, headline
 
