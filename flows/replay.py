@@ -69,7 +69,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=Settings.workers, help="parallel workers simulated")
     parser.add_argument("--orders", type=int, default=Settings.random_orders, help="seeded random launch orders")
     args = parser.parse_args()
-    load_study(args.spec)  # a bad spec is refused before Prefect starts
+    load_study(args.spec)  # a bad spec, a missing warehouse or bad numbers are refused before Prefect starts
+    if not Path(args.warehouse).is_file():
+        raise ReplayError(f"warehouse {args.warehouse} does not exist; run the study first (flows.study)")
     if args.workers < 1 or args.orders < 0:
         raise ReplayError("--workers must be >= 1 and --orders >= 0")
     replay(args.spec, args.warehouse, args.workers, args.orders)
