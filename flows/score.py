@@ -50,5 +50,10 @@ def main() -> None:
     score(args.spec, args.warehouse, args.predictor, args.at_epoch, args.confidence)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The command line (`python -m flows.score`, and the installed `rgp-score`)."""
     run_cli(main, user_errors=(ScoringError, RegistryError))
+
+
+if __name__ == "__main__":
+    cli()
