@@ -16,6 +16,7 @@ gets the prediction its saved snapshots would get in the warehouse.
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -117,7 +118,8 @@ class Predictor:
     def load(cls, warehouse: str | Path, predictor: str, k: int | None = None, **kwargs) -> Predictor:
         """The registered predictor `predictor` of a warehouse: an id, or a study name with `k` (that
         study's regression predictor at k of highest out-of-fold Kendall tau). Its file is checked
-        as the scoring stage checks it (`registry.load`: digest, code, trusted types)."""
+        as the scoring stage checks it (`registry.load`: digest, code, trusted types); graphs are
+        built with its study's `graphs:` options unless `graph_options` says otherwise."""
         from warehouse.db import Warehouse  # the library reads the registry's rows; nothing else of warehouse/
 
         wh = Warehouse(warehouse)
@@ -141,6 +143,10 @@ class Predictor:
         if twins.height:
             row = twins.row(0, named=True)
             twin = registry.load(row["path"], row["file_digest"], row["code_digest"]), row
+        if kwargs.get("graph_options") is None:  # the graphs the predictor was fitted on: its study's options
+            spec = wh.query("SELECT spec_json FROM studies WHERE study = ?", [entry["study"]])
+            if spec.height:
+                kwargs["graph_options"] = GraphOptions.model_validate(json.loads(spec["spec_json"][0])["graphs"])
         return cls(registry.load(entry["path"], entry["file_digest"], entry["code_digest"]), entry, twin, **kwargs)
 
     @property

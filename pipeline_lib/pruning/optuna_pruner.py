@@ -45,8 +45,10 @@ class TriagePruner(BasePruner):
         if not rungs:
             raise ValueError("give the rungs (epochs) to decide at, or a predictor")
         self.rule = keep_rule(keep, min(rungs))
-        if isinstance(self.rule.keep, KeepPGood) and predictor is None:
-            raise ValueError("a P(good) keep rule needs a predictor (accuracies carry no P(good))")
+        if isinstance(self.rule.keep, KeepPGood) and (predictor is None or predictor.twin is None
+                                                       or not predictor.twin[1]["calibration"]):
+            raise ValueError("a P(good) keep rule needs a predictor with a calibrated classification twin "
+                             "(accuracies carry no P(good))")
         if min_trials < 1:
             raise ValueError("min_trials must be >= 1")
         self.rungs, self.predictor, self.min_trials = tuple(sorted(set(rungs))), predictor, min_trials

@@ -68,8 +68,9 @@ def _live_run(wh, study, run: dict) -> tuple[nn.Module, History]:
 def test_live_model_gets_the_registry_s_prediction_on_the_pipeline_s_feature_row(registered, predictor):
     wh, study = registered.warehouse, registered.study
     pid = _entry(wh, study.name, predictor)
-    api = Predictor.load(wh.path, pid, graph_options=study.graphs)
+    api = Predictor.load(wh.path, pid)
     assert api.k == K and api.twin is not None
+    assert api.graph_options.model_dump(exclude={"properties"}) == study.graphs.model_dump(exclude={"properties"})
     model, entry = load_predictor(wh, pid)
     twin_model, twin_entry = load_predictor(wh, _entry(wh, study.name, predictor, "classification"))
     runs = study_runs(wh, study.name).filter(pl.col("diverged_epoch").is_null()).sort("run_id")
@@ -126,3 +127,30 @@ def test_unreadable_model_and_short_history_are_clear_errors(registered):
     with pytest.raises(PredictionError, match="architectures"):
         api.predict(live, History({**history.hparams, "architecture": "vgg"}, metrics=history.metrics,
                                   states=history.states))
+
+
+def test_optuna_pruner_ranks_trials_on_the_predictions_they_stored(registered, tmp_path):
+    """Runs of the study replayed as trials of an RDB-stored Optuna study: at k each trial stores its
+    prediction (observe) and is kept only if among the best half of the predictions stored so far."""
+    import optuna
+
+    from pipeline_lib.pruning.optuna_pruner import TriagePruner
+
+    wh, study = registered.warehouse, registered.study
+    predictor = Predictor.load(wh.path, _entry(wh, study.name, "linear"))
+    pruner = TriagePruner(keep=0.5, predictor=predictor, min_trials=2)
+    tuning = optuna.create_study(storage=f"sqlite:///{tmp_path / 'optuna.db'}", direction="maximize", pruner=pruner)
+    predicted, pruned = [], []
+    for run in study_runs(wh, study.name).filter(pl.col("diverged_epoch").is_null()).sort("run_id").head(5) \
+            .iter_rows(named=True):
+        trial = tuning.ask()
+        live, history = _live_run(wh, study, run)
+        trial.report(history.metrics[K]["test_acc"], K)
+        predicted.append(pruner.observe(trial, K, live, history).predicted)
+        pruned.append(trial.should_prune())
+        tuning.tell(trial, state=optuna.trial.TrialState.PRUNED if pruned[-1] else optuna.trial.TrialState.COMPLETE,
+                    values=None if pruned[-1] else predicted[-1])
+    for i, p in enumerate(predicted):
+        rank = 1 + sum(q >= p for q in predicted[:i])
+        assert pruned[i] == (i + 1 >= 2 and rank > -(-(i + 1) // 2)), (i, predicted)
+    assert any(pruned) and not all(pruned)
