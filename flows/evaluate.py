@@ -80,10 +80,5 @@ def evaluate(spec: str, warehouse: str | None = None, execution: ExecutionSpec |
             **({"failed": failed} if failed else {})}
 
 
-def cli() -> None:
-    """The command line (`python -m flows.evaluate`, and the installed `rgp-evaluate`)."""
-    run_warehouse_stage(evaluate, __doc__.splitlines()[0], cross_validates=True, fans_out=True)
-
-
 if __name__ == "__main__":
-    cli()
+    run_warehouse_stage(evaluate, __doc__.splitlines()[0], cross_validates=True, fans_out=True)

@@ -62,10 +62,5 @@ def features(spec: str, warehouse: str | None = None, execution: ExecutionSpec |
     return written
 
 
-def cli() -> None:
-    """The command line (`python -m flows.features`, and the installed `rgp-features`)."""
-    run_warehouse_stage(features, __doc__.splitlines()[0], fans_out=True)
-
-
 if __name__ == "__main__":
-    cli()
+    run_warehouse_stage(features, __doc__.splitlines()[0], fans_out=True)

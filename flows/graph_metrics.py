@@ -125,10 +125,5 @@ def main() -> None:
     graph_metrics(args.spec, args.warehouse, args.recompute, execution_from_args(args, study))
 
 
-def cli() -> None:
-    """The command line (`python -m flows.graph_metrics`, and the installed `rgp-graph-metrics`)."""
-    run_cli(main)
-
-
 if __name__ == "__main__":
-    cli()
+    run_cli(main)

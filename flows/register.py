@@ -57,10 +57,5 @@ def register(spec: str, warehouse: str | None = None) -> dict:
     return {"predictors": rows.height}
 
 
-def cli() -> None:
-    """The command line (`python -m flows.register`, and the installed `rgp-register`)."""
-    run_warehouse_stage(register, __doc__.splitlines()[0], cross_validates=True)
-
-
 if __name__ == "__main__":
-    cli()
+    run_warehouse_stage(register, __doc__.splitlines()[0], cross_validates=True)

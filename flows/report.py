@@ -83,10 +83,5 @@ def report(spec: str, warehouse: str | None = None, reports_dir: str | None = No
     return result
 
 
-def cli() -> None:
-    """The command line (`python -m flows.report`, and the installed `rgp-report`)."""
-    run_warehouse_stage(report, __doc__.splitlines()[0])
-
-
 if __name__ == "__main__":
-    cli()
+    run_warehouse_stage(report, __doc__.splitlines()[0])

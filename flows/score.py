@@ -50,10 +50,5 @@ def main() -> None:
     score(args.spec, args.warehouse, args.predictor, args.at_epoch, args.confidence)
 
 
-def cli() -> None:
-    """The command line (`python -m flows.score`, and the installed `rgp-score`)."""
-    run_cli(main, user_errors=(ScoringError, RegistryError))
-
-
 if __name__ == "__main__":
-    cli()
+    run_cli(main, user_errors=(ScoringError, RegistryError))

@@ -90,10 +90,5 @@ def main() -> None:
     study(args.spec, args.warehouse, execution=execution)
 
 
-def cli() -> None:
-    """The command line (`python -m flows.study`, and the installed `rgp-study`)."""
-    run_cli(main, user_errors=TRIAGE_ERRORS)
-
-
 if __name__ == "__main__":
-    cli()
+    run_cli(main, user_errors=TRIAGE_ERRORS)

@@ -149,10 +149,5 @@ def main() -> None:
     train_sweep(args.spec, args.warehouse, execution)
 
 
-def cli() -> None:
-    """The command line (`python -m flows.train_sweep`, and the installed `rgp-train-sweep`)."""
-    run_cli(main, user_errors=TRIAGE_ERRORS)
-
-
 if __name__ == "__main__":
-    cli()
+    run_cli(main, user_errors=TRIAGE_ERRORS)

@@ -81,10 +81,5 @@ def width_transfer(spec: str, warehouse: str | None = None, execution: Execution
     return {"designs": len(done), "splits": sorted(directions), **({"failed": failed} if failed else {})}
 
 
-def cli() -> None:
-    """The command line (`python -m flows.width_transfer`, and the installed `rgp-width-transfer`)."""
-    run_warehouse_stage(width_transfer, __doc__.splitlines()[0], fans_out=True)
-
-
 if __name__ == "__main__":
-    cli()
+    run_warehouse_stage(width_transfer, __doc__.splitlines()[0], fans_out=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +33,11 @@ from .decisions import registry
 from .decisions.path_cost import columns_used, properties_read
 from .decisions.scoring import design_matrix, score
 from .features import FEATURE_SETS, GRAPH_BASE_SETS, base_set_features
-from .features.curves import CURVE_METRICS, diverged_flag
-from .features.weights import state_weight_stats
+from .features.curves import CURVE_METRICS
 from .graphs.rolled import RolledGraphTemplate, model_input_shape, template_for
 from .graphs.snapshot_metrics import SUMMARY_SCHEMA, graph_node_metrics
 from .graphs.summaries import summarise
+from .snapshots import write_snapshot
 from .spec import GraphOptions
 from .vocabulary import Task
 
@@ -194,11 +195,11 @@ class Predictor:
                             schema={"run_id": pl.Utf8, "epoch": pl.Int64, **{m: pl.Float64 for m in CURVE_METRICS}})
 
     def _base_features(self, base: str, model, history: History, runs: pl.DataFrame) -> pl.DataFrame:
-        if base == "weight_stats":  # the weights at k: the model as it is now
-            rows = pl.concat([state_weight_stats(_cpu_state(model)).select(pl.lit(RUN_ID).alias("run_id"), "feature",
-                                                                            "value"), diverged_flag(runs, self.k)])
-            return rows.select("run_id", pl.lit(self.k, pl.Int64).alias("k"), pl.lit(base).alias("feature_set"),
-                               "feature", "value")
+        if base == "weight_stats":  # the weights at k (the model as it is now), read as the pipeline reads a snapshot
+            with tempfile.TemporaryDirectory() as directory:
+                snapshot = write_snapshot(_cpu_state(model), directory, RUN_ID, self.k)
+                paths = pl.DataFrame({"run_id": [RUN_ID], "epoch": [self.k], "path": [str(snapshot.path)]})
+                return base_set_features(base, self.k, runs, snapshot_paths=paths)
         summaries = self._graph_summaries(model, history) if base in GRAPH_BASE_SETS else None
         metrics = self._epoch_metrics(history) if base not in ("hparams",) else None
         return base_set_features(base, self.k, runs, metrics, summaries)

@@ -11,10 +11,7 @@ residual network a shortcut's kernel comes after the block it skips.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import polars as pl
-import torch
 
 from ..snapshots import DamagedFile
 from .curves import diverged_flag
@@ -24,9 +21,14 @@ ORDER_BINS = 4
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
-def _binned_tensors(table: pl.DataFrame) -> pl.DataFrame:
-    """The kernel and bias tensors of a snapshot table (name, shape, values in state_dict order) with
-    their order bin and kind."""
+def _binned_tensors(path: str) -> pl.DataFrame:
+    """The kernel and bias tensors of one snapshot with their order bin and kind."""
+    try:
+        table = pl.read_parquet(path, columns=["name", "shape", "values"])
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise DamagedFile(path, e) from e
     kernels = (table.filter(pl.col("name").str.ends_with(".weight") & (pl.col("shape").list.len() >= 2))
                .with_row_index("position")
                .with_columns(((pl.col("position") + 0.5) * ORDER_BINS / pl.len()).floor().cast(pl.Int64).alias("bin"),
@@ -46,27 +48,8 @@ def _statistics(values: pl.Expr) -> list[pl.Expr]:
 
 
 def snapshot_weight_stats(path: str) -> pl.DataFrame:
-    """Feature rows (feature, value) of one snapshot file: `order:<b>/<weight|bias>/<statistic>`."""
-    try:
-        table = pl.read_parquet(path, columns=["name", "shape", "values"])
-    except FileNotFoundError:
-        raise
-    except Exception as e:
-        raise DamagedFile(path, e) from e
-    return _table_weight_stats(table)
-
-
-def state_weight_stats(state: Mapping[str, torch.Tensor]) -> pl.DataFrame:
-    """The same rows from a live state_dict (float32, as a snapshot stores it; `pipeline_lib.api`)."""
-    tensors = [(name, t.detach().to("cpu", torch.float32)) for name, t in state.items()]
-    return _table_weight_stats(pl.DataFrame({
-        "name": [name for name, _ in tensors], "shape": [list(t.shape) for _, t in tensors],
-        "values": [t.reshape(-1).numpy() for _, t in tensors]},
-        schema={"name": pl.Utf8, "shape": pl.List(pl.Int64), "values": pl.List(pl.Float32)}))
-
-
-def _table_weight_stats(table: pl.DataFrame) -> pl.DataFrame:
-    stats = (_binned_tensors(table).explode("values").group_by("bin", "kind")
+    """Feature rows (feature, value) of one snapshot: `order:<b>/<weight|bias>/<statistic>`."""
+    stats = (_binned_tensors(path).explode("values").group_by("bin", "kind")
              .agg(_statistics(pl.col("values").cast(pl.Float64))))
     return (stats.unpivot(index=["bin", "kind"], variable_name="statistic")
             .select(pl.format("order:{}/{}/{}", "bin", "kind", "statistic").alias("feature"), "value")
