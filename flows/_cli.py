@@ -10,7 +10,7 @@ from typing import Callable
 
 from pipeline_lib.datasets import DatasetUnavailable
 from pipeline_lib.placement import DeviceUnavailable, plan_placement
-from pipeline_lib.snapshots import DamagedFile
+from pipeline_lib.files import DamagedFile
 from pipeline_lib.spec import ExecutionSpec, SpecError, Study, load_study
 from warehouse.db import DEFAULT_PATH, WarehouseError
 
