@@ -13,6 +13,10 @@ Ray); a design whose task fails is logged and left out, and the stage runs again
 """
 from __future__ import annotations
 
+from ._cli import answer_early, run_warehouse_stage
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
 import polars as pl
 from prefect import flow, get_run_logger
 
@@ -29,7 +33,6 @@ from tasks.predict import cross_validate_task, set_numeric_threads
 from warehouse.predict import (design_matrices, epoch_metrics, graph_seconds, record_stage, study_runs,
                                write_results)
 
-from ._cli import run_warehouse_stage
 from ._fanout import fan_out
 from ._prediction import finished_designs, open_stage
 
@@ -81,4 +84,4 @@ def evaluate(spec: str, warehouse: str | None = None, execution: ExecutionSpec |
 
 
 if __name__ == "__main__":
-    run_warehouse_stage(evaluate, __doc__.splitlines()[0], cross_validates=True, fans_out=True)
+    run_warehouse_stage(evaluate, __spec__.name, __doc__, cross_validates=True)

@@ -11,6 +11,10 @@ its units stay pending.
 """
 from __future__ import annotations
 
+from ._cli import answer_early, run_warehouse_stage
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
 import polars as pl
 from prefect import flow, get_run_logger
 
@@ -20,7 +24,6 @@ from tasks.predict import base_set_features_task
 from warehouse.predict import (epoch_metrics, graph_ready_runs, invariant_graph_summaries, pending_features,
                                snapshot_paths, study_runs, write_features)
 
-from ._cli import run_warehouse_stage
 from ._fanout import Failed, fan_out
 from ._runtime import open_warehouse
 
@@ -63,4 +66,4 @@ def features(spec: str, warehouse: str | None = None, execution: ExecutionSpec |
 
 
 if __name__ == "__main__":
-    run_warehouse_stage(features, __doc__.splitlines()[0], fans_out=True)
+    run_warehouse_stage(features, __spec__.name, __doc__)

@@ -16,6 +16,10 @@ node-metrics file is missing or damaged (quarantined) are computed again.
 """
 from __future__ import annotations
 
+from ._cli import answer_early, check_warehouse, execution_from_args, parse_arguments, run_cli
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
 import time
 
 import polars as pl
@@ -34,7 +38,6 @@ from warehouse.graphs import (computed_snapshots, forget_graphs, load_staged_gra
 from warehouse.quarantine import record_quarantined
 from warehouse.runs import record_study
 
-from ._cli import execution_from_args, run_cli, study_arguments
 from ._fanout import Failed, fan_out
 from ._runtime import open_warehouse
 
@@ -118,10 +121,9 @@ def graph_metrics(spec: str, warehouse: str | None = None, recompute: bool = Fal
 
 
 def main() -> None:
-    parser = study_arguments(__doc__.splitlines()[0])
-    parser.add_argument("--recompute", action="store_true", help="recompute snapshots already in the warehouse")
-    args = parser.parse_args()
+    args = parse_arguments(__spec__.name, __doc__)
     study = load_study(args.spec)  # validate before starting Prefect, so bad specs fail fast and plainly
+    check_warehouse("graph_metrics", args, study.name)
     graph_metrics(args.spec, args.warehouse, args.recompute, execution_from_args(args, study))
 
 

@@ -15,6 +15,10 @@ registration's own code (what it stores beside each predictor) have not changed.
 """
 from __future__ import annotations
 
+from ._cli import answer_early, run_warehouse_stage
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
 from prefect import flow, get_run_logger
 
 from pipeline_lib.decisions import path_cost, uncertainty
@@ -25,7 +29,6 @@ from warehouse import registry as registration
 from warehouse.db import Warehouse
 from warehouse.predict import record_stage, stage_inputs
 
-from ._cli import run_warehouse_stage
 from ._prediction import open_stage
 
 STAGE = "register"
@@ -58,4 +61,4 @@ def register(spec: str, warehouse: str | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    run_warehouse_stage(register, __doc__.splitlines()[0], cross_validates=True)
+    run_warehouse_stage(register, __spec__.name, __doc__, cross_validates=True)

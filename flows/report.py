@@ -9,6 +9,10 @@ in a study, the study run publishes them.
 """
 from __future__ import annotations
 
+from ._cli import answer_early, run_warehouse_stage
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
 import base64
 import re
 from pathlib import Path
@@ -22,7 +26,6 @@ from pipeline_lib.report import ReportInputs, build_report
 from pipeline_lib.spec import load_study
 from warehouse.predict import report_tables
 
-from ._cli import run_warehouse_stage
 from ._runtime import open_warehouse
 
 REPORTS_DIR = Path("reports")
@@ -84,4 +87,4 @@ def report(spec: str, warehouse: str | None = None, reports_dir: str | None = No
 
 
 if __name__ == "__main__":
-    run_warehouse_stage(report, __doc__.splitlines()[0])
+    run_warehouse_stage(report, __spec__.name, __doc__)

@@ -11,6 +11,10 @@ or architecture was not in the predictor's training data. Logic: warehouse/score
 """
 from __future__ import annotations
 
+from ._cli import answer_early, check_warehouse, parse_arguments, run_cli
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
 from prefect import flow, get_run_logger
 
 from pipeline_lib.decisions.registry import RegistryError
@@ -18,7 +22,6 @@ from pipeline_lib.decisions.scoring import ScoringError
 from pipeline_lib.spec import load_study
 from warehouse.scores import plan_scoring, score_study
 
-from ._cli import run_cli, study_arguments
 from ._runtime import open_warehouse
 
 
@@ -38,13 +41,9 @@ def score(spec: str, warehouse: str | None = None, predictor: str = "best", at_e
 
 
 def main() -> None:
-    parser = study_arguments(__doc__.splitlines()[0], execution=False)
-    parser.add_argument("--predictor", default="best", help="a registered predictor's id, a study name (its best "
-                        "predictor), or best (default)")
-    parser.add_argument("--at-epoch", type=int, required=True, help="the epoch k to score at")
-    parser.add_argument("--confidence", type=float, default=0.9, help="of the intervals (default: %(default)s)")
-    args = parser.parse_args()
+    args = parse_arguments(__spec__.name, __doc__)
     study = load_study(args.spec)
+    check_warehouse("score", args, study.name)
     wh = open_warehouse(args.warehouse, study.execution, study.name)
     plan_scoring(wh, study.name, args.predictor, args.at_epoch)  # refusals before Prefect starts
     score(args.spec, args.warehouse, args.predictor, args.at_epoch, args.confidence)

@@ -11,6 +11,10 @@ compact result table and the report's path.
 """
 from __future__ import annotations
 
+from ._cli import answer_early, check_warehouse, execution_from_args, load_runnable_study, parse_arguments, run_cli
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
 import polars as pl
 from prefect import flow
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -19,7 +23,6 @@ from pipeline_lib.report.tables import display_table
 from pipeline_lib.spec import ExecutionSpec, expand_runs, load_study
 from pipeline_lib.vocabulary import ENDED
 
-from ._cli import execution_from_args, load_runnable_study, run_cli, study_arguments
 from ._runtime import open_warehouse
 from .evaluate import evaluate
 from .features import features
@@ -83,8 +86,9 @@ def study(spec: str, warehouse: str | None = None, reports_dir: str | None = Non
 
 
 def main() -> None:
-    args = study_arguments(__doc__.splitlines()[0]).parse_args()
+    args = parse_arguments(__spec__.name, __doc__)
     checked = load_runnable_study(args.spec, trains=True, cross_validates=True)
+    check_warehouse("study", args, checked.name)
     execution = execution_from_args(args, checked)
     check_triage(args.warehouse, checked)
     study(args.spec, args.warehouse, execution=execution)

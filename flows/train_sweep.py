@@ -17,6 +17,10 @@ runs go on and stops the others, and the kept runs are trained to the end (`_tri
 """
 from __future__ import annotations
 
+from ._cli import answer_early, check_warehouse, execution_from_args, load_runnable_study, parse_arguments, run_cli
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
 import shutil
 import uuid
 
@@ -35,7 +39,6 @@ from tasks.training import set_torch_threads, train_group_task, train_run_task
 from warehouse.quarantine import record_quarantined
 from warehouse.runs import record_runs, record_study, record_training_groups
 
-from ._cli import execution_from_args, load_runnable_study, run_cli, study_arguments
 from ._fanout import Detail, Failed, fan_out
 from ._runtime import open_warehouse, training_device
 from .triage import TRIAGE_ERRORS, check_triage, triage
@@ -142,8 +145,9 @@ def _triaged(spec: str, warehouse: str | None, execution: ExecutionSpec | None, 
 
 
 def main() -> None:
-    args = study_arguments(__doc__.splitlines()[0]).parse_args()
+    args = parse_arguments(__spec__.name, __doc__)
     study = load_runnable_study(args.spec, trains=True)  # before Prefect starts, so bad specs fail fast and plainly
+    check_warehouse("train_sweep", args, study.name)
     execution = execution_from_args(args, study)
     check_triage(args.warehouse, study)
     train_sweep(args.spec, args.warehouse, execution)

@@ -13,6 +13,10 @@ when its inputs have not changed.
 """
 from __future__ import annotations
 
+from ._cli import answer_early, run_warehouse_stage
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
 import numpy as np
 import polars as pl
 from prefect import flow, get_run_logger
@@ -26,7 +30,6 @@ from pipeline_lib.vocabulary import Split
 from tasks.predict import set_numeric_threads, transfer_task
 from warehouse.predict import design_matrices, record_stage, study_runs, write_results
 
-from ._cli import run_warehouse_stage
 from ._fanout import fan_out
 from ._prediction import finished_designs, open_stage
 
@@ -82,4 +85,4 @@ def width_transfer(spec: str, warehouse: str | None = None, execution: Execution
 
 
 if __name__ == "__main__":
-    run_warehouse_stage(width_transfer, __doc__.splitlines()[0], fans_out=True)
+    run_warehouse_stage(width_transfer, __spec__.name, __doc__)
