@@ -16,7 +16,7 @@ Compute = recorded training seconds of the epochs each policy trains, plus for a
 predictor its measured extra work: the graph stage's recorded seconds (table `graphs`, epochs 0..k
 of every run) for graph feature sets, and the seconds to redo its out-of-fold fits here
 (single-threaded, all folds; the refit must reproduce the stored predictions).
-Results: benchmarks/results/early_stopping_<study>.{json,md,png}.
+Prints the table; with --write, also writes benchmarks/results/early_stopping_<study>.{json,md,png}.
 """
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ import optuna
 import polars as pl
 from threadpoolctl import threadpool_limits
 
+from benchmarks._output import add_write_argument, save
 from pipeline_lib.decisions import replay
 from pipeline_lib.features import FEATURE_SETS, GRAPH_SETS
 from pipeline_lib.prediction.evaluation import feature_matrix, grouped_folds
@@ -201,7 +202,7 @@ def main() -> None:
     parser.add_argument("--top-share", type=float, default=replay.TOP_SHARE)
     parser.add_argument("--target-recall", type=float, default=replay.TARGET_RECALL)
     parser.add_argument("--shuffles", type=int, default=5, help="random trial orders replayed for the pruners")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    add_write_argument(parser)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -231,8 +232,7 @@ def main() -> None:
     shown = wh.query("SELECT predictor FROM predictor_standing WHERE study = ? AND split = ? AND rank = 1",
                      [study.name, Split.CV])
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"early_stopping_{study.name}"
+    stem = f"early_stopping_{study.name}"
     result = {"study": study.name, "warehouse": str(wh.path), "runs": len(curves.run_ids), "epochs": curves.epochs,
               "ks": args.k, "top_share": args.top_share, "target_recall": args.target_recall,
               "top_runs": int(replay.top_runs(curves.final, args.top_share).sum()),
@@ -240,13 +240,12 @@ def main() -> None:
               "shuffles": args.shuffles,
               "best_final_acc": float(curves.final.max()), "train_all_seconds": curves.total_seconds,
               "trial_order": "the sweep's launch order (configuration, architecture, width, seed), one trial at a time",
-              "plot_predictor": shown["predictor"][0], "plot": stem.with_suffix(".png").name,
+              "plot_predictor": shown["predictor"][0], "plot": f"{stem}.png",
               "machine": platform.node(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "policies": policies}
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    stem.with_suffix(".md").write_text(markdown(result))
-    plot(result, stem.with_suffix(".png"))
-    print(stem.with_suffix(".md").read_text())
+    print(markdown(result))
+    save(args.write, {f"{stem}.json": lambda p: p.write_text(json.dumps(result, indent=1)),
+                      f"{stem}.md": lambda p: p.write_text(markdown(result)), f"{stem}.png": lambda p: plot(result, p)})
 
 
 if __name__ == "__main__":
