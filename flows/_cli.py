@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 FANS_OUT = {"study", "train_sweep", "graph_metrics", "features", "evaluate", "width_transfer"}
 CREATES = {"study", "train_sweep"}  # the commands that may start a warehouse; the others read what these wrote
 TRAIN = "flows.train_sweep"
-# What a stage reads, per command: (table with rows of the study, the command that writes them).
+# What a stage reads, per command: (table with rows of the study, the command that writes them). The
+# others that do not create a warehouse need its file (flows.score says itself what a study lacks).
 NEEDS = {
     "graph_metrics": [("runs", TRAIN)],
     "features": [("runs", TRAIN)],
@@ -33,7 +34,6 @@ NEEDS = {
     "width_transfer": [("runs", TRAIN), ("features", "flows.features")],
     "register": [("runs", TRAIN), ("features", "flows.features"), ("evaluations", "flows.evaluate")],
     "report": [("runs", TRAIN), ("evaluations", "flows.evaluate")],
-    "score": [("runs", TRAIN)],
 }
 
 
@@ -98,19 +98,19 @@ def check_warehouse(command: str, args: argparse.Namespace, study: str) -> None:
         hint = ("pass --create-warehouse to start a new warehouse there" if command in CREATES
                 else "so neither does the warehouse (a typo?)")
         raise CommandLineError(f"--warehouse {path}: directory {path.parent} does not exist; {hint}")
-    needs = NEEDS.get(command, [])
-    if not needs:
+    if command in CREATES:
         return
+
     def first(writer: str) -> str:
         return (f"run .venv/bin/python -m {writer} --spec {args.spec} --warehouse {path} first (flows.study runs "
                 "every stage)")
 
     if not path.is_file():
-        raise CommandLineError(f"warehouse {path} does not exist; {first(needs[0][1])}")
+        raise CommandLineError(f"warehouse {path} does not exist; {first(TRAIN)}")
     from warehouse.db import Warehouse
 
     wh = Warehouse(path)
-    for table, writer in needs:
+    for table, writer in NEEDS.get(command, []):
         if wh.query(f"SELECT count(*) AS n FROM {table} WHERE study = ?", [study])["n"][0] == 0:
             raise CommandLineError(f"warehouse {path} has no {table} of study {study} yet; {first(writer)}")
 
@@ -214,9 +214,10 @@ def run_warehouse_stage(flow_fn: Callable[..., object], module: str, doc: str, c
         args = parse_arguments(module, doc)
         study = load_runnable_study(args.spec, cross_validates=cross_validates)  # before starting Prefect
         command = module.rpartition(".")[2]
+        execution = execution_from_args(args, study) if command in FANS_OUT else None
         check_warehouse(command, args, study.name)
-        if command in FANS_OUT:
-            flow_fn(args.spec, args.warehouse, execution_from_args(args, study))
+        if execution is not None:
+            flow_fn(args.spec, args.warehouse, execution)
         else:
             flow_fn(args.spec, args.warehouse)
 

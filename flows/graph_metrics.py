@@ -123,8 +123,9 @@ def graph_metrics(spec: str, warehouse: str | None = None, recompute: bool = Fal
 def main() -> None:
     args = parse_arguments(__spec__.name, __doc__)
     study = load_study(args.spec)  # validate before starting Prefect, so bad specs fail fast and plainly
+    execution = execution_from_args(args, study)
     check_warehouse("graph_metrics", args, study.name)
-    graph_metrics(args.spec, args.warehouse, args.recompute, execution_from_args(args, study))
+    graph_metrics(args.spec, args.warehouse, args.recompute, execution)
 
 
 if __name__ == "__main__":

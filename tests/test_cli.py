@@ -79,8 +79,7 @@ def test_the_default_warehouse_directory_exists():
     check_warehouse("study", args, "tiny")
 
 
-@pytest.mark.parametrize("command, argv", [("evaluate", []), ("report", []), ("score", ["--at-epoch", "1"]),
-                                           ("graph_metrics", [])])
+@pytest.mark.parametrize("command, argv", [("evaluate", []), ("report", []), ("graph_metrics", [])])
 def test_a_stage_on_an_empty_warehouse_says_what_to_run_first(tmp_path, monkeypatch, capsys, command, argv):
     spec = write_spec(tmp_path)
     wh = Warehouse(tmp_path / "w.duckdb")
@@ -112,3 +111,14 @@ def test_evaluate_before_features_names_the_features_stage(tmp_path):
     with pytest.raises(CommandLineError, match=f"{wh.path.parent / 'missing.duckdb'} does not exist"):
         check_warehouse("evaluate", command_parser("evaluate", "d").parse_args(
             ["--spec", str(spec), "--warehouse", str(wh.path.parent / "missing.duckdb")]), "tiny")
+
+
+def test_score_on_a_missing_warehouse_is_refused_without_creating_it(tmp_path, monkeypatch, capsys):
+    from flows.score import main
+
+    spec, missing = write_spec(tmp_path), tmp_path / "w.duckdb"
+    monkeypatch.setattr(sys, "argv", ["score", "--spec", str(spec), "--warehouse", str(missing), "--at-epoch", "1"])
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(main)
+    assert exit_.value.code == 2 and f"warehouse {missing} does not exist" in capsys.readouterr().err
+    assert not missing.exists()
