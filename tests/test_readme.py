@@ -40,7 +40,8 @@ TINY = {"dataset": {"name": "digits", "subset": 400}, "widths": [0.5, 1.0], "epo
         "execution": {"device": "cpu"}, "graphs": {"exact_limit": 200, "pivots": 8}}
 TINY_SPECS = {"digits.yaml": {**TINY, "samples": 3, "predict": {"k_epochs": [AT_EPOCH], "n_folds": 2},
                               "width_transfer": {"train_widths": [0.5], "test_widths": [1.0]}},
-              "digits_triage.yaml": {**TINY, "samples": 2, "seeds": [0], "predict": {"k_epochs": [AT_EPOCH]}}}
+              "digits_triage.yaml": {**TINY, "widths": [0.5], "samples": 2, "seeds": [0],
+                                     "predict": {"k_epochs": [AT_EPOCH]}}}
 
 
 def _mirror(root: Path) -> None:
