@@ -190,7 +190,7 @@ def run_cli(main: Callable[[], object], user_errors: tuple[type[Exception], ...]
     naming the file, and exit status 1; Ctrl-C stops within seconds with status 130."""
     from pipeline_lib.datasets import DatasetUnavailable
     from pipeline_lib.placement import DeviceUnavailable
-    from pipeline_lib.snapshots import DamagedFile
+    from pipeline_lib.files import DamagedFile
     from pipeline_lib.spec import SpecError
     from warehouse.db import WarehouseError
 

@@ -20,6 +20,7 @@ from pipeline_lib.decisions.scoring import ScoringError
 from pipeline_lib.decisions.triage import TriageError
 from pipeline_lib.run_state import RunStore
 from pipeline_lib.spec import ExecutionSpec, Study, expand_runs, load_study
+from pipeline_lib.vocabulary import Decision
 from warehouse.db import Warehouse
 from warehouse.runs import record_runs
 from warehouse.triage import (check_recorded, decide_triage, needed_graph_properties, recorded_decisions,
@@ -68,11 +69,11 @@ def triage(spec: str, warehouse: str | None = None, execution: ExecutionSpec | N
                         predictor["id"], k, ", ".join(properties) or "(none: Perron value only)")
             graph_metrics(spec, warehouse, execution=execution, until_epoch=k, properties=properties)
         decisions = decide_triage(wh, study, predictor["id"])
-    kept = decisions.filter(decisions["decision"] == "keep")["run_id"].to_list()
+    kept = decisions.filter(decisions["decision"] == Decision.KEEP)["run_id"].to_list()
     logger.info("triage of %s at epoch %d (%s, predictor %s): keep %d of %d runs", study.name, k,
                 decisions["keep_policy"][0], decisions["predictor_id"][0], len(kept), decisions.height)
 
-    stop = set(decisions.filter(decisions["decision"] == "stop")["run_id"])
+    stop = set(decisions.filter(decisions["decision"] == Decision.STOP)["run_id"])
     configs = [c for c in expand_runs(study) if c.run_id in stop]
     record_runs(wh, study.name, configs, {c.run_id: RunStore(wh.data_dir, c.run_id).stop() for c in configs})
     undecided = undecided_runs(wh, study.name)

@@ -9,7 +9,6 @@ holding anything else is refused, whatever its digest says.
 from __future__ import annotations
 
 import hashlib
-import os
 import zipfile
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 import pipeline_lib.prediction as prediction_package
+from pipeline_lib.files import atomic_write
 from pipeline_lib.fingerprints import source_digest
 from pipeline_lib.prediction.models import inner_splits, make_predictor
 from pipeline_lib.vocabulary import Task
@@ -54,11 +54,7 @@ def file_digest(path: str | Path) -> str:
 def save(model: Pipeline, path: str | Path) -> str:
     """Write the model with skops (temporary name, then rename); returns the file's sha256.
     Deflated: skops keeps each boosting tree's arrays as separate entries (650 kB -> 270 kB)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    sio.dump(model, tmp, compression=zipfile.ZIP_DEFLATED)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: sio.dump(model, tmp, compression=zipfile.ZIP_DEFLATED))
     return file_digest(path)
 
 

@@ -7,6 +7,7 @@ import math
 import polars as pl
 
 from pipeline_lib.spec import KeepPGood, TriageSpec
+from pipeline_lib.vocabulary import Decision
 
 
 class TriageError(ValueError):
@@ -29,5 +30,5 @@ def decide(scores: pl.DataFrame, triage: TriageSpec) -> pl.DataFrame:
     else:
         n = math.ceil(keep * ranked.height) if isinstance(keep, float) else keep
         kept = pl.col("rank") <= n
-    return ranked.with_columns(pl.when(kept).then(pl.lit("keep")).otherwise(pl.lit("stop")).alias("decision")) \
-        .select(DECISION_SCHEMA.keys()).cast(DECISION_SCHEMA)
+    decision = pl.when(kept).then(pl.lit(Decision.KEEP)).otherwise(pl.lit(Decision.STOP))
+    return ranked.with_columns(decision.alias("decision")).select(DECISION_SCHEMA.keys()).cast(DECISION_SCHEMA)

@@ -14,7 +14,7 @@ from ..prediction.guard import degenerate_reasons
 from ..prediction.metrics import BOOTSTRAP_SEED, N_RESAMPLES
 from ..prediction.targets import run_targets
 from ..spec import Study
-from ..vocabulary import DATASETS, RunStatus, Split
+from ..vocabulary import DATASETS, CostStrategy, RunStatus, Split
 from .figures import compute_saving, graph_trajectories, metric_vs_k, predicted_vs_true
 from .decisions import decisions_section
 from .tables import cost_table, cost_verdict, display_table, markdown_table, summary_table, transfer_table, verdict
@@ -123,7 +123,7 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
                         f"width transfer {wt.train_widths} -> {wt.test_widths}, {predictor}")
 
     if costs.height:
-        full = costs.filter(pl.col("strategy") == "train_all")
+        full = costs.filter(pl.col("strategy") == CostStrategy.TRAIN_ALL)
         lines += [
             "## Compute (RQ3)",
             "",

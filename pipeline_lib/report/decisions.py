@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..decisions import replay
+from ..decisions import path_cost, replay
 from ..decisions.uncertainty import conformal_intervals
 from ..prediction.targets import run_targets
 from ..spec import Study, expand_runs
+from ..vocabulary import CostStrategy
 from .figures import _save, plt
 from .tables import interval, markdown_table
 
@@ -70,9 +71,9 @@ def calibrates(residuals: int, confidence: float) -> bool:
 
 def path_table(costs: pl.DataFrame) -> pl.DataFrame:
     """The decision path's rows of `costs` beside every property on the same snapshots."""
-    rows = costs.filter(pl.col("strategy").is_in(["decision_path", "graph_stage"])).sort("k", "strategy", "feature_set")
+    rows = costs.filter(pl.col("strategy").is_in(list(path_cost.STRATEGIES))).sort("k", "strategy", "feature_set")
     return rows.select(
-        "k", pl.when(pl.col("strategy") == "graph_stage").then(pl.lit("every property (graph stage)"))
+        "k", pl.when(pl.col("strategy") == CostStrategy.GRAPH_STAGE).then(pl.lit("every property (graph stage)"))
         .otherwise(pl.format("{}/{}", "feature_set", "predictor")).alias("graph work for"),
         pl.col("properties").list.join(", ").alias("quantities"),
         pl.col("snapshot_seconds").alias("graph s / snapshot"), pl.col("epoch_seconds").alias("train s / model-epoch"),
@@ -98,8 +99,8 @@ def replay_points(study: Study, runs: pl.DataFrame, epoch_metrics: pl.DataFrame,
     for k in ks:
         sweep("early_acc", "early_acc", k, replay.early_accuracy(curves, k))
         sweep("tse", "tse", k, replay.training_loss_sum(curves, k))
-    full = {r["k"]: r["seconds"] for r in costs.filter(pl.col("strategy") == "graph_stage").iter_rows(named=True)}
-    for r in costs.filter((pl.col("strategy") == "decision_path") & pl.col("k").is_in(ks)).iter_rows(named=True):
+    full = {r["k"]: r["seconds"] for r in costs.filter(pl.col("strategy") == CostStrategy.GRAPH_STAGE).iter_rows(named=True)}
+    for r in costs.filter((pl.col("strategy") == CostStrategy.DECISION_PATH) & pl.col("k").is_in(ks)).iter_rows(named=True):
         stored = predictions.filter((pl.col("feature_set") == r["feature_set"]) & (pl.col("k") == r["k"])
                                     & (pl.col("predictor") == r["predictor"]))
         scores = replay.scores_from_predictions(curves, stored)
@@ -177,7 +178,7 @@ def decisions_section(study: Study, runs: pl.DataFrame, epoch_metrics: pl.DataFr
         lines += ["### The cost of the decision path", "",
                   "Scoring a run needs the graph quantities behind the columns its registered predictor kept, on "
                   "the run's snapshots of epochs 0..k. Measured on a sample of this study's snapshots "
-                  f"({int(costs.filter(pl.col('strategy') == 'graph_stage')['snapshots_timed'][0])} snapshots; read, "
+                  f"({int(costs.filter(pl.col('strategy') == CostStrategy.GRAPH_STAGE)['snapshots_timed'][0])} snapshots; read, "
                   "rolled graph, those quantities, summaries; the least of 3 timings each), beside every property on the "
                   "same snapshots in the same loop; against the recorded training seconds per model-epoch. `of "
                   "train-all` = graph seconds for every run's snapshots 0..k / seconds of training every run to the "

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from ..vocabulary import Decision
+
 HEAD = 10  # decisions shown; the table `triage_decisions` holds them all
 
 
@@ -15,7 +17,7 @@ def triage_section(runs: pl.DataFrame) -> list[str]:
     if decided.is_empty():
         return []
     first = decided.row(0, named=True)
-    kept = decided.filter(pl.col("decision") == "keep").height
+    kept = decided.filter(pl.col("decision") == Decision.KEEP).height
     trained, planned = runs["epochs_done"].sum(), runs["epochs"].sum()
     head = decided.head(HEAD).select(
         "rank", "run_id", "architecture", "width", "predicted", "low", "high", "p_good", "decision",
