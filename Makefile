@@ -38,8 +38,8 @@ test: setup
 	$(PY) -m pytest -q tests
 
 bench: setup
-	$(PY) benchmarks/graph_metrics.py
-	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/graph_metrics.py --write
+	$(PY) benchmarks/train_throughput.py --write
 
 clean-data:
 	rm -rf warehouse/warehouse.duckdb* warehouse/data

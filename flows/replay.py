@@ -7,7 +7,9 @@ The stage, and what it replays: stages/replay.py.
 """
 from __future__ import annotations
 
-from pathlib import Path
+from ._cli import answer_early, check_warehouse, parse_arguments, run_cli
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
 
 from prefect import flow
 
@@ -16,7 +18,6 @@ from pipeline_lib.spec import load_study
 from stages import replay as stage
 from warehouse.replays import ReplayError
 
-from ._cli import run_cli, study_arguments
 from ._orchestration import run_stage, study_context
 
 
@@ -29,15 +30,10 @@ def replay(spec: str, warehouse: str | None = None, workers: int = Settings.work
 
 
 def main() -> None:
-    parser = study_arguments(__doc__.splitlines()[0], execution=False)
-    parser.add_argument("--workers", type=int, default=Settings.workers, help="parallel workers simulated")
-    parser.add_argument("--orders", type=int, default=Settings.random_orders, help="seeded random launch orders")
-    args = parser.parse_args()
+    args = parse_arguments(__spec__.name, __doc__)
     if args.workers < 1 or args.orders < 0:
         raise ReplayError("--workers must be >= 1 and --orders >= 0")
-    load_study(args.spec)  # a bad spec or a missing warehouse is refused before Prefect starts
-    if not Path(args.warehouse).is_file():
-        raise ReplayError(f"warehouse {args.warehouse} does not exist; run the study first (flows.study)")
+    check_warehouse("replay", args, load_study(args.spec).name)  # before Prefect starts
     replay(args.spec, args.warehouse, args.workers, args.orders)
 
 
