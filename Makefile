@@ -20,13 +20,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
 		echo "installing apt packages: $(APT_PACKAGES)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
 	fi
 	@[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 # The terminal shows a progress bar; per-task state lines stay in the Prefect UI.
@@ -41,8 +42,8 @@ test: setup
 	$(PY) -m pytest -q tests
 
 bench: setup
-	$(PY) benchmarks/graph_metrics.py
-	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/graph_metrics.py --write
+	$(PY) benchmarks/train_throughput.py --write
 
 clean-data:
 	rm -rf warehouse/warehouse.duckdb* warehouse/data

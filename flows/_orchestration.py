@@ -61,7 +61,8 @@ def run_stage(run: Callable[..., Any], context: StudyContext, options: dict | No
 
 
 def _in_subflow(run: Any, context: Any, options: Any = None) -> Any:
-    """`run_stage` with parameters Prefect takes as they are (a context is no JSON: the UI shows its type)."""
+    """`run_stage` with parameters Prefect takes as they are, unvalidated (the UI shows the context's
+    study spec and warehouse)."""
     return run_stage(run, context, options)
 
 

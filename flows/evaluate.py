@@ -8,12 +8,15 @@ intervals), paired `comparisons` and `costs`; skipped when its inputs have not c
 """
 from __future__ import annotations
 
+from ._cli import answer_early, run_warehouse_stage
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
 from prefect import flow
 
 from pipeline_lib.spec import ExecutionSpec
 from stages import evaluate as stage
 
-from ._cli import run_warehouse_stage
 from ._orchestration import run_stage, study_context
 
 
@@ -25,4 +28,4 @@ def evaluate(spec: str, warehouse: str | None = None, execution: ExecutionSpec |
 
 
 if __name__ == "__main__":
-    run_warehouse_stage(evaluate, __doc__.splitlines()[0], cross_validates=True, fans_out=True)
+    run_warehouse_stage(evaluate, __spec__.name, __doc__, cross_validates=True)

@@ -8,12 +8,15 @@ computes nothing. The stage: stages/features.py.
 """
 from __future__ import annotations
 
+from ._cli import answer_early, run_warehouse_stage
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
 from prefect import flow
 
 from pipeline_lib.spec import ExecutionSpec
 from stages import features as stage
 
-from ._cli import run_warehouse_stage
 from ._orchestration import run_stage, study_context
 
 
@@ -25,4 +28,4 @@ def features(spec: str, warehouse: str | None = None, execution: ExecutionSpec |
 
 
 if __name__ == "__main__":
-    run_warehouse_stage(features, __doc__.splitlines()[0], fans_out=True)
+    run_warehouse_stage(features, __spec__.name, __doc__)

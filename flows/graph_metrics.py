@@ -8,12 +8,15 @@ stages/graph_metrics.py.
 """
 from __future__ import annotations
 
+from ._cli import answer_early, check_warehouse, execution_from_args, load_runnable_study, parse_arguments, run_cli
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
 from prefect import flow
 
 from pipeline_lib.spec import ExecutionSpec
 from stages import graph_metrics as stage
 
-from ._cli import execution_from_args, load_runnable_study, run_cli, study_arguments
 from ._orchestration import run_stage, study_context
 
 
@@ -27,11 +30,11 @@ def graph_metrics(spec: str, warehouse: str | None = None, recompute: bool = Fal
 
 
 def main() -> None:
-    parser = study_arguments(__doc__.splitlines()[0])
-    parser.add_argument("--recompute", action="store_true", help="recompute snapshots already in the warehouse")
-    args = parser.parse_args()
+    args = parse_arguments(__spec__.name, __doc__)
     study = load_runnable_study(args.spec)  # validate before starting Prefect, so bad specs fail fast and plainly
-    graph_metrics(args.spec, args.warehouse, args.recompute, execution_from_args(args, study))
+    execution = execution_from_args(args, study)
+    check_warehouse("graph_metrics", args, study.name)
+    graph_metrics(args.spec, args.warehouse, args.recompute, execution)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,14 @@ stages/register.py.
 """
 from __future__ import annotations
 
+from ._cli import answer_early, run_warehouse_stage
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
 from prefect import flow
 
 from stages import register as stage
 
-from ._cli import run_warehouse_stage
 from ._orchestration import run_stage, study_context
 
 
@@ -26,4 +29,4 @@ def register(spec: str, warehouse: str | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    run_warehouse_stage(register, __doc__.splitlines()[0], cross_validates=True)
+    run_warehouse_stage(register, __spec__.name, __doc__, cross_validates=True)

@@ -8,13 +8,16 @@ study, the study run publishes them.
 """
 from __future__ import annotations
 
+from ._cli import answer_early, run_warehouse_stage
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from stages import report as stage
 from stages.report import artifact_key
 
-from ._cli import run_warehouse_stage
 from ._orchestration import run_stage, study_context
 
 
@@ -42,4 +45,4 @@ def report(spec: str, warehouse: str | None = None, reports_dir: str | None = No
 
 
 if __name__ == "__main__":
-    run_warehouse_stage(report, __doc__.splitlines()[0])
+    run_warehouse_stage(report, __spec__.name, __doc__)

@@ -14,13 +14,17 @@ training metrics another way (train_metrics); every other difference between the
 """
 from __future__ import annotations
 
+from ._cli import answer_early, check_warehouse, parse_arguments, run_cli
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
 from prefect import flow
 
 from pipeline_lib.decisions.registry import RegistryError
 from pipeline_lib.decisions.scoring import ScoringError
+from pipeline_lib.spec import load_study
 from stages import score as stage
 
-from ._cli import run_cli, study_arguments
 from ._orchestration import run_stage, study_context
 
 
@@ -33,12 +37,8 @@ def score(spec: str, warehouse: str | None = None, predictor: str = "best", at_e
 
 
 def main() -> None:
-    parser = study_arguments(__doc__.splitlines()[0], execution=False)
-    parser.add_argument("--predictor", default="best", help="a registered predictor's id, a study name (its best "
-                        "predictor), or best (default)")
-    parser.add_argument("--at-epoch", type=int, required=True, help="the epoch k to score at")
-    parser.add_argument("--confidence", type=float, default=0.9, help="of the intervals (default: %(default)s)")
-    args = parser.parse_args()
+    args = parse_arguments(__spec__.name, __doc__)
+    check_warehouse("score", args, load_study(args.spec).name)
     context = study_context(args.spec, args.warehouse)
     plan = stage.plan_scoring(context.warehouse, context.study.name, args.predictor, args.at_epoch)
     stage.study_differences(context, plan.predictor)  # refusals before Prefect starts

@@ -11,6 +11,10 @@ compact result table and the report's path.
 """
 from __future__ import annotations
 
+from ._cli import answer_early, check_warehouse, execution_from_args, load_runnable_study, parse_arguments, run_cli
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
 import polars as pl
 from prefect import flow
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -21,7 +25,6 @@ from pipeline_lib.vocabulary import ENDED
 from stages import evaluate, features, graph_metrics, register, report, train_sweep, width_transfer
 from stages.report import artifact_key
 
-from ._cli import execution_from_args, load_runnable_study, run_cli, study_arguments
 from ._orchestration import study_context
 from .report import publish_report
 from .triage import TRIAGE_ERRORS, check_triage
@@ -77,8 +80,9 @@ def study(spec: str, warehouse: str | None = None, reports_dir: str | None = Non
 
 
 def main() -> None:
-    args = study_arguments(__doc__.splitlines()[0]).parse_args()
+    args = parse_arguments(__spec__.name, __doc__)
     checked = load_runnable_study(args.spec, trains=True, cross_validates=True)
+    check_warehouse("study", args, checked.name)
     execution = execution_from_args(args, checked)
     check_triage(args.warehouse, checked)
     study(args.spec, args.warehouse, execution=execution)

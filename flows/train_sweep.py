@@ -9,12 +9,15 @@ stages/train_sweep.py.
 """
 from __future__ import annotations
 
+from ._cli import answer_early, check_warehouse, execution_from_args, load_runnable_study, parse_arguments, run_cli
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
 from prefect import flow
 
 from pipeline_lib.spec import ExecutionSpec
 from stages import train_sweep as stage
 
-from ._cli import execution_from_args, load_runnable_study, run_cli, study_arguments
 from ._orchestration import run_stage, study_context
 from .triage import TRIAGE_ERRORS, check_triage
 
@@ -28,8 +31,9 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
 
 
 def main() -> None:
-    args = study_arguments(__doc__.splitlines()[0]).parse_args()
+    args = parse_arguments(__spec__.name, __doc__)
     study = load_runnable_study(args.spec, trains=True)  # before Prefect starts, so bad specs fail fast and plainly
+    check_warehouse("train_sweep", args, study.name)
     execution = execution_from_args(args, study)
     check_triage(args.warehouse, study)
     train_sweep(args.spec, args.warehouse, execution)

@@ -9,12 +9,15 @@ changed (`pipeline_lib.fingerprints.WIDTH_TRANSFER`). The stage: stages/width_tr
 """
 from __future__ import annotations
 
+from ._cli import answer_early, run_warehouse_stage
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
 from prefect import flow
 
 from pipeline_lib.spec import ExecutionSpec
 from stages import width_transfer as stage
 
-from ._cli import run_warehouse_stage
 from ._orchestration import run_stage, study_context
 
 
@@ -25,4 +28,4 @@ def width_transfer(spec: str, warehouse: str | None = None, execution: Execution
 
 
 if __name__ == "__main__":
-    run_warehouse_stage(width_transfer, __doc__.splitlines()[0], fans_out=True)
+    run_warehouse_stage(width_transfer, __spec__.name, __doc__)

@@ -6,8 +6,12 @@ evaluated); a file is replaced atomically, so a reader never sees half of one.
 from __future__ import annotations
 
 import json
-import os
+import logging
 from pathlib import Path
+
+from .files import DamagedFile, atomic_write, read_checked
+
+log = logging.getLogger(__name__)
 
 
 class ProgressFile:
@@ -17,15 +21,17 @@ class ProgressFile:
 
     def record(self, run_id: str, epoch: int) -> None:
         self.epochs[run_id] = epoch
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.epochs))
-        os.replace(tmp, self.path)
+        text = json.dumps(self.epochs)
+        atomic_write(self.path, lambda tmp: tmp.write_text(text))
 
 
 def epochs_reported(directory: str | Path) -> dict[str, int]:
-    """Last finished epoch per run, over every progress file in `directory`."""
+    """Last finished epoch per run, over every progress file in `directory`; a damaged file (it is
+    only a progress display's) is skipped."""
     merged: dict[str, int] = {}
     for path in Path(directory).glob("*.json"):
-        merged.update(json.loads(path.read_text()))
+        try:
+            merged.update(read_checked(path, lambda p: json.loads(p.read_text())))
+        except DamagedFile as e:
+            log.warning("progress not shown: %s", e)
     return merged

@@ -1,4 +1,5 @@
-"""A run's lifecycle, the one both trainers (`training.train_run`, `stacked.train_group`) follow.
+"""A run's lifecycle, the one both trainers (`training.train_run`, `stacked.train_group`) follow:
+its state and store, the divergence rule, and the epoch transition (`RunLifecycle`).
 
     {data_dir}/runs/{run_id}/state.pt
 
@@ -13,14 +14,15 @@ Needs only torch and pyarrow.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from .layout import DataLayout
-from .snapshots import DamagedFile, Snapshot, quarantine, read_snapshot_info
+from .files import DamagedFile, atomic_write, quarantine, read_or_quarantine
+from .snapshots import Snapshot, read_snapshot_info, write_snapshot
 from .vocabulary import ENDED, RunStatus
 
 
@@ -119,13 +121,8 @@ class RunStore:
     def load(self) -> RunState | None:
         """The run's saved state; None when there is none. A damaged state file is quarantined and
         the run starts over (None): one run redone, not a study stopped."""
-        if not self.path.is_file():
-            return None
-        try:
-            return RunState.from_dict(torch.load(self.path, map_location="cpu", weights_only=False))
-        except Exception as e:
-            quarantine(self.path, self.data_dir, str(DamagedFile(self.path, e)))
-            return None
+        return read_or_quarantine(self.path, self.data_dir,
+                                  lambda p: RunState.from_dict(torch.load(p, map_location="cpu", weights_only=False)))
 
     def save_progress(self, state: RunState, model: dict, optimizer: dict) -> None:
         """A running state with what resumes it: the model's and the optimizer's state dicts."""
@@ -172,7 +169,75 @@ class RunStore:
             return None
 
     def _write(self, payload: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, self.path)
+        atomic_write(self.path, lambda tmp: torch.save(payload, tmp))
+
+
+Write = Callable[[Callable[[], object]], None]  # runs a write job: now, or queued (BackgroundWriter.submit)
+
+
+def write_now(job: Callable[[], object]) -> None:
+    job()
+
+
+class RunLifecycle:
+    """The epoch transition, written once for both trainers: what happens to one run after its
+    initialisation is measured (`start`) and after each trained epoch (`end_epoch`): the divergence
+    rule, the metrics recorded, the epoch's snapshot, the progress that resumes the run, the final
+    state that ends it, the `on_epoch` callback. A trainer only trains and measures.
+
+    Files are written through `write` (now, or queued behind training in submission order: the
+    snapshot always before the state that refers to it); a queued state is a copy later epochs do
+    not change. A per-epoch step that the saved progress must include (a learning-rate scheduler's
+    step) is taken by the trainer before it hands `end_epoch` the optimizer's state dict.
+    """
+
+    def __init__(self, store: RunStore, epochs: int, state: RunState | None = None,
+                 on_epoch: Callable[[EpochMetrics], None] | None = None, write: Write = write_now):
+        self.store, self.epochs, self.state = store, epochs, state
+        self.on_epoch, self.write = on_epoch, write
+
+    @property
+    def next_epoch(self) -> int:
+        return self.state.epochs_done + 1 if self.state else 1
+
+    def start(self, initial: EpochMetrics, device: str, model: dict, optimizer: dict) -> None:
+        """Epoch 0: the initialisation measured, its snapshot and the first progress written."""
+        self.state = RunState.start(initial, device)
+        self._write_epoch(model, optimizer)
+        if self.on_epoch:
+            self.on_epoch(initial)
+
+    def end_epoch(self, epoch: int, seconds: float, trained_finite: bool, metrics: EpochMetrics | None,
+                  model: dict, optimizer: dict, last_epoch: int) -> bool:
+        """After `epoch` was trained (in `seconds`) and, unless `trained_finite` is False, measured:
+        whether the run trains on (False once it diverged, completed, or reached `last_epoch`, where
+        it pauses resumable)."""
+        state = self.state
+        state.train_seconds += seconds
+        if diverged(trained_finite, metrics):
+            state.diverge(epoch)
+            self._write_state(None, None)
+            return False
+        state.record(metrics)
+        if epoch == self.epochs:
+            state.status = RunStatus.COMPLETED
+        self._write_epoch(model, optimizer)
+        if self.on_epoch:
+            self.on_epoch(metrics)
+        return epoch < last_epoch
+
+    def result(self) -> RunResult:
+        return self.store.result(self.state)
+
+    def _write_epoch(self, model: dict, optimizer: dict) -> None:
+        data_dir, run_id, epoch = self.store.data_dir, self.store.run_id, self.state.epochs_done
+        self.write(lambda: write_snapshot(model, data_dir, run_id, epoch))
+        self._write_state(model, optimizer)
+
+    def _write_state(self, model: dict | None, optimizer: dict | None) -> None:
+        """The progress of a running run (with what resumes it), or the final state of an ended one."""
+        store, state = self.store, self.state.copy()
+        if state.status in ENDED:
+            self.write(lambda: store.finish(state))
+        else:
+            self.write(lambda: store.save_progress(state, model, optimizer))

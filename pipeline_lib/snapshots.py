@@ -7,21 +7,12 @@ directory is named in `layout.DataLayout`):
 
 Schema: `name` (string, the state_dict key), `shape` (list<int64>), `values` (list<float32>,
 the tensor flattened in row-major order). Buffers (BatchNorm running statistics) are included.
-Writes go to a temporary file that is renamed into place, so a crash never leaves a partial
-file under the final name; `clean_stale_temp_files` removes what crashed writers left.
-
-Reads validate: a file that exists but cannot be read raises `DamagedFile` naming it, and the
-stage that owns the file moves it to `{data_dir}/quarantine/` (never deleted, with a JSON record
-of its path and error that the flows load into the warehouse) and redoes its unit.
+Written and read through `files` (atomic writes; a file that exists but cannot be read raises
+`DamagedFile`, and the stage that owns it quarantines it and redoes its unit).
 """
 from __future__ import annotations
 
-import json
-import logging
-import os
-import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -29,82 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from .files import atomic_write_table, read_checked
 from .layout import DataLayout
-
-
-_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.tmp$")  # .{name}.{pid}.tmp, see temp_path
-
-log = logging.getLogger(__name__)
-
-
-class DamagedFile(Exception):
-    """A data file that exists but cannot be read (truncated, corrupted); the message names it."""
-
-    def __init__(self, path: str | Path, error: BaseException | str):
-        self.path = Path(path)
-        self.error = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        super().__init__(f"damaged file {self.path}: {self.error}")
-
-
-def temp_path(path: Path) -> Path:
-    """Where a write to `path` goes before it is renamed into place (the writer's PID in the name)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def quarantine(path: Path, data_dir: str | Path, error: str) -> Path | None:
-    """Move a file that cannot be used to the quarantine folder beside the data, with a record of why.
-
-    Returns where it went; None if it is already gone (another process moved it first).
-    """
-    data_dir = Path(data_dir)
-    path = Path(path)
-    try:
-        relative = path.resolve().relative_to(data_dir.resolve())
-    except ValueError:
-        relative = Path(path.name)
-    now = datetime.now(timezone.utc)
-    target = DataLayout(data_dir).quarantine / relative.parent / f"{relative.name}.{now:%Y%m%dT%H%M%S%f}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(path, target)
-    except FileNotFoundError:
-        return None
-    record = {"path": str(path), "quarantined_path": str(target), "error": error,
-              "quarantined_at": now.replace(tzinfo=None).isoformat()}
-    target.with_name(target.name + ".json").write_text(json.dumps(record))
-    log.warning("moved %s to %s: %s", path, target, error)
-    return target
-
-
-def quarantine_records(data_dir: str | Path) -> list[dict]:
-    """The records of every file quarantined under data_dir."""
-    return [json.loads(p.read_text()) for p in sorted(DataLayout(data_dir).quarantine.rglob("*.json"))]
-
-
-def clean_stale_temp_files(data_dir: str | Path) -> list[Path]:
-    """Remove the temporary files of writers that are gone (crashed mid-write); returns them.
-
-    A temporary file whose writer still runs on this machine is kept.
-    """
-    removed = []
-    root = Path(data_dir)
-    for path in root.rglob(".*.tmp") if root.exists() else []:
-        match = _TEMP_NAME.match(path.name)
-        if not match or path.is_relative_to(DataLayout(root).quarantine):
-            continue
-        try:
-            os.kill(int(match.group(1)), 0)
-            continue  # its writer is alive
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue  # alive, someone else's
-        path.unlink(missing_ok=True)
-        removed.append(path)
-    if removed:
-        log.warning("removed %d temporary file(s) left by crashed writes under %s", len(removed), root)
-    return removed
-
 
 SNAPSHOT_SCHEMA = pa.schema(
     [("name", pa.string()), ("shape", pa.list_(pa.int64())), ("values", pa.list_(pa.float32()))]
@@ -120,14 +37,6 @@ class Snapshot:
     path: Path
     bytes: int
     n_params: int
-
-
-def atomic_write_table(table: pa.Table, path: Path) -> None:
-    """Write a Parquet file under a temporary name and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
 
 
 def state_to_table(state: dict[str, torch.Tensor]) -> pa.Table:
@@ -156,19 +65,16 @@ def write_snapshot(state: dict[str, torch.Tensor], data_dir: str | Path, run_id:
 
 def read_snapshot(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a snapshot back as a state_dict of float32 CPU tensors; DamagedFile if it cannot be read."""
-    try:
-        table = pq.read_table(path, columns=["name", "shape", "values"])
-        flat = table.column("values").combine_chunks()
-        offsets = flat.offsets.to_numpy()
-        data = flat.values.to_numpy(zero_copy_only=False)
-        state = {}
-        for i, (name, shape) in enumerate(zip(table.column("name").to_pylist(), table.column("shape").to_pylist())):
-            state[name] = torch.from_numpy(data[offsets[i]:offsets[i + 1]].copy()).reshape(shape)
-    except FileNotFoundError:
-        raise
-    except Exception as e:
-        raise DamagedFile(path, e) from e
-    return state
+    return read_checked(path, _state_of_file)
+
+
+def _state_of_file(path: Path) -> dict[str, torch.Tensor]:
+    table = pq.read_table(path, columns=["name", "shape", "values"])
+    flat = table.column("values").combine_chunks()
+    offsets = flat.offsets.to_numpy()
+    data = flat.values.to_numpy(zero_copy_only=False)
+    return {name: torch.from_numpy(data[offsets[i]:offsets[i + 1]].copy()).reshape(shape)
+            for i, (name, shape) in enumerate(zip(table.column("name").to_pylist(), table.column("shape").to_pylist()))}
 
 
 def read_snapshot_info(path: str | Path, run_id: str, epoch: int) -> Snapshot:
@@ -177,10 +83,5 @@ def read_snapshot_info(path: str | Path, run_id: str, epoch: int) -> Snapshot:
     Reading the footer and the shapes finds a truncated file (DamagedFile).
     """
     path = Path(path)
-    try:
-        shapes = pq.read_table(path, columns=["shape"]).column("shape").to_pylist()
-    except FileNotFoundError:
-        raise
-    except Exception as e:
-        raise DamagedFile(path, e) from e
+    shapes = read_checked(path, lambda p: pq.read_table(p, columns=["shape"]).column("shape").to_pylist())
     return Snapshot(run_id, epoch, path, path.stat().st_size, int(sum(int(np.prod(s)) for s in shapes)))

@@ -6,8 +6,9 @@ snapshot partition, so a run can be resumed after a crash and re-running a finis
     {data_dir}/runs/{run_id}/state.pt       model + optimizer + metrics after the last finished epoch
     {data_dir}/snapshots/run_id=.../epoch=.../snapshot.parquet
 
-The state file and the run's lifecycle (progress, divergence, an ended run keeping only its
-result) are `run_state`'s, shared with the stacked trainer.
+The state file and what happens after each epoch (divergence, metrics, snapshot, progress, an
+ended run keeping only its result) are `run_state`'s (`RunLifecycle`), shared with the stacked
+trainer: this module trains and measures.
 
 Randomness is keyed by (seed, epoch): initialisation by the seed, data order and dropout masks by
 (seed, epoch), dropout through the run's own explicit mask stream (`models.dropout`), never torch's
@@ -35,9 +36,7 @@ from torch import nn
 from .datasets import TensorData
 from .models import build_model
 from .models.dropout import DropoutMasks
-from .run_state import EpochMetrics, RunResult, RunState, RunStore, diverged
-from .snapshots import write_snapshot
-from .vocabulary import RunStatus
+from .run_state import EpochMetrics, RunLifecycle, RunResult, RunStore
 
 if TYPE_CHECKING:  # configs are read by attribute: training needs torch and pyarrow, not pydantic
     from .spec import RunConfig
@@ -139,9 +138,7 @@ def train_run(config: RunConfig, data: TensorData, data_dir: str | Path, device:
     the run's epochs, training pauses there with model and optimizer in the state file (status
     still running), so a later call resumes it.
     """
-    data_dir = Path(data_dir)
-    run_id = config.run_id
-    store = RunStore(data_dir, run_id)
+    store = RunStore(data_dir, config.run_id)
     state = store.load()
     last = last_epoch(config, until_epoch)
     if state is not None and state.done(last):
@@ -150,39 +147,23 @@ def train_run(config: RunConfig, data: TensorData, data_dir: str | Path, device:
     data = data.to(device)
     model = make_model(config, data).to(device)
     optimizer = make_optimizer(config, model.parameters())
+    run = RunLifecycle(store, config.epochs, state, on_epoch)
     if state is None:
-        initial = measure(model, data, 0, 0.0)
-        write_snapshot(model.state_dict(), data_dir, run_id, 0)
-        state = RunState.start(initial, device)
-        store.save_progress(state, model.state_dict(), optimizer.state_dict())
-        if on_epoch:
-            on_epoch(initial)
+        run.start(measure(model, data, 0, 0.0), device, model.state_dict(), optimizer.state_dict())
     else:
         model.load_state_dict(state.model)
         optimizer.load_state_dict(state.optimizer)
         state.device = device
 
-    for epoch in range(state.epochs_done + 1, last + 1):
+    trains_on = run.next_epoch <= last
+    while trains_on:
+        epoch = run.next_epoch
         start = time.perf_counter()
         train = train_one_epoch(model, optimizer, data, config, epoch)
         if device.startswith("cuda"):
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - start
-        state.train_seconds += seconds
         finite = train is not None and all(torch.isfinite(p).all() for p in model.parameters())
         m = measure(model, data, epoch, seconds, train if config.train_metrics == "epoch" else None) if finite else None
-        if diverged(finite, m):
-            state.diverge(epoch)
-            break
-        write_snapshot(model.state_dict(), data_dir, run_id, epoch)
-        state.record(m)
-        if on_epoch:
-            on_epoch(m)
-        if epoch < config.epochs:
-            store.save_progress(state, model.state_dict(), optimizer.state_dict())
-    else:
-        if last < config.epochs:  # paused at the cap: the progress saved in the loop resumes it
-            return store.result(state)
-        state.status = RunStatus.COMPLETED
-    store.finish(state)
-    return store.result(state)
+        trains_on = run.end_epoch(epoch, seconds, finite, m, model.state_dict(), optimizer.state_dict(), last)
+    return run.result()

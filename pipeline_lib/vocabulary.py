@@ -1,8 +1,10 @@
-"""The pipeline's words: run statuses, prediction tasks, predictors, splits, and the datasets' facts.
+"""The pipeline's words: run statuses, prediction tasks, predictors, splits, triage decisions, cost
+strategies, and the datasets' facts.
 
 Every module names these values from here (StrEnum: they stay plain strings in DuckDB and Polars);
-the warehouse refuses any other value (CHECK constraints, schema/012_vocabulary.sql, which must
-list the same values: tests/test_vocabulary.py holds the two together). No torch, no pydantic.
+the warehouse refuses any other value (CHECK constraints, schema/012_vocabulary.sql and
+013_decision_vocabulary.sql, which must list the same values: tests/test_vocabulary.py holds the
+two together). No torch, no pydantic.
 """
 from __future__ import annotations
 
@@ -58,6 +60,24 @@ class Split(StrEnum):
         if not self.endswith(":"):
             raise ValueError(f"split {self.value!r} is not a prefix")
         return f"{self}{architecture}"
+
+
+class Decision(StrEnum):
+    """What triage decided for a run at its epoch (`triage_decisions.decision`)."""
+
+    KEEP = "keep"  # trained to the end
+    STOP = "stop"  # ended as RunStatus.STOPPED
+
+
+class CostStrategy(StrEnum):
+    """A way to spend compute on a study, priced in `costs.strategy`."""
+
+    TRAIN_ALL = "train_all"                      # every run to its last epoch (the reference)
+    EARLY_STOPPING = "early_stopping"            # runs stopped by patience on test accuracy
+    PREDICT_THEN_FINISH = "predict_then_finish"  # every run to epoch k, then only the predicted good ones
+    DECISION_PATH = "decision_path"              # graph work for just what a registered predictor reads
+    GRAPH_STAGE = "graph_stage"                  # every graph property on the same snapshots
+    TRIAGE = "triage"                            # a triaged study: training done plus its decisions' work
 
 
 @dataclass(frozen=True)

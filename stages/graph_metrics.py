@@ -23,7 +23,7 @@ from pipeline_lib.graphs.snapshot_metrics import (GRAPH_ROW_SCHEMA, SUMMARY_SCHE
                                                   unusable_node_metrics)
 from pipeline_lib.layout import DataLayout
 from pipeline_lib.placement import plan_batches
-from pipeline_lib.snapshots import clean_stale_temp_files
+from pipeline_lib.files import clean_stale_temp_files
 from pipeline_lib.spec import GraphOptions
 from warehouse.db import Warehouse, WarehouseError
 from warehouse.graphs import (computed_snapshots, forget_graphs, load_staged_graphs,

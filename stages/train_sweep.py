@@ -25,7 +25,7 @@ from pipeline_lib.claims import claimed_runs
 from pipeline_lib.placement import plan_groups, plan_placement, plan_workers, run_cost
 from pipeline_lib.progress import epochs_reported
 from pipeline_lib.run_state import RunResult
-from pipeline_lib.snapshots import clean_stale_temp_files
+from pipeline_lib.files import clean_stale_temp_files
 from pipeline_lib.spec import ExecutionSpec, RunConfig, expand_runs
 from pipeline_lib.training import finished_result
 from pipeline_lib.vocabulary import RunStatus

@@ -30,6 +30,7 @@ from pipeline_lib.decisions.scoring import ScoringError, check_compatible
 from pipeline_lib.decisions.triage import ACCURACY, TriageError, accuracy_scores, decide, split_cohort
 from pipeline_lib.run_state import RunStore
 from pipeline_lib.spec import KeepPGood, Study, expand_runs
+from pipeline_lib.vocabulary import Decision
 from warehouse.db import Warehouse
 from warehouse.predict import epoch_metrics
 from warehouse.registry import classification_twin, load_predictor, ranked_predictors
@@ -172,13 +173,13 @@ def run(ctx: StudyContext, rung: int) -> list[str]:
                  decisions["decided_at"][0], decisions.height)
     else:
         decisions = decide_rung(ctx, rung)
-    kept = decisions.filter(decisions["decision"] == "keep")["run_id"].to_list()
+    kept = decisions.filter(decisions["decision"] == Decision.KEEP)["run_id"].to_list()
     first = decisions.row(0, named=True)
     source = f"{first['source']} {first['predictor_id']}" if first["predictor_id"] else first["source"]
     log.info("triage of %s at epoch %d (%s, %s): keep %d of %d runs", study.name, rung, first["keep_policy"], source,
              len(kept), decisions.height)
 
-    stop = set(decisions.filter(decisions["decision"] == "stop")["run_id"])
+    stop = set(decisions.filter(decisions["decision"] == Decision.STOP)["run_id"])
     configs = [c for c in expand_runs(study) if c.run_id in stop]
     record_runs(wh, study.name, configs, {c.run_id: RunStore(wh.data_dir, c.run_id).stop() for c in configs})
     if rung == study.triage.rungs[0] and (undecided := undecided_runs(wh, study.name)):

@@ -13,11 +13,14 @@ import pytest
 from flows.graph_metrics import graph_metrics
 from flows.train_sweep import train_sweep
 from pipeline_lib.features.weights import snapshot_weight_stats
+from pipeline_lib.files import DamagedFile, atomic_write, quarantine_records
 from pipeline_lib.layout import DataLayout
-from pipeline_lib.snapshots import DamagedFile, read_snapshot, read_snapshot_info, write_snapshot
+from pipeline_lib.progress import ProgressFile, epochs_reported
+from pipeline_lib.snapshots import read_snapshot, read_snapshot_info, write_snapshot
 from pipeline_lib.run_state import RunState, RunStore
 from tests.conftest import write_spec
 from warehouse.db import LOCK_TIMEOUT_ENV, Warehouse, WarehouseError
+from warehouse.graphs import load_staged_graphs
 
 
 SMALL = {"epochs": 2, "widths": [0.5], "seeds": [0], "samples": 2, "dataset": {"name": "digits", "subset": 200},
@@ -52,6 +55,35 @@ def test_a_damaged_state_file_is_quarantined_and_the_run_starts_over(tmp_path):
     assert store.load() is None and not store.path.exists()
     (moved,) = (tmp_path / "quarantine" / "runs" / "r").glob("state.pt.*[0-9]")
     assert moved.stat().st_size > 0
+
+
+def test_a_write_that_fails_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / "sub" / "f.json"
+    atomic_write(path, lambda tmp: tmp.write_text("old"))
+
+    def crash_midway(tmp):
+        tmp.write_text("half of the n")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, crash_midway)
+    assert path.read_text() == "old" and os.listdir(path.parent) == ["f.json"]
+
+
+def test_a_damaged_progress_file_is_skipped_and_a_damaged_staged_batch_quarantined(tmp_path):
+    ProgressFile(tmp_path / "progress" / "a.json").record("r1", 2)
+    (tmp_path / "progress" / "b.json").write_text('{"r2": ')
+    assert epochs_reported(tmp_path / "progress") == {"r1": 2}
+
+    wh = Warehouse(tmp_path / "w.duckdb")
+    staged = DataLayout(wh.data_dir).staged_graphs
+    staged.mkdir(parents=True)
+    pl.DataFrame({"run_id": ["r"]}).write_parquet(staged / "x.summaries.parquet")
+    (staged / "x.graphs.parquet").write_bytes(b"PAR1 not parquet")
+    assert load_staged_graphs(wh) == 0 and not list(staged.iterdir())
+    records = quarantine_records(wh.data_dir)
+    assert sorted(os.path.basename(r["path"]) for r in records) == ["x.graphs.parquet", "x.summaries.parquet"]
+    assert all("damaged file" in r["error"] and "x.graphs.parquet" in r["error"] for r in records)
 
 
 @pytest.mark.slow

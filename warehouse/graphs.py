@@ -14,7 +14,7 @@ import polars as pl
 
 from pipeline_lib.fingerprints import graph_fingerprints
 from pipeline_lib.layout import DataLayout
-from pipeline_lib.snapshots import atomic_write_table
+from pipeline_lib.files import DamagedFile, atomic_write_table, quarantine, read_checked
 from pipeline_lib.spec import GraphOptions
 
 from .db import Warehouse, create_node_metrics_view, replace_where, upsert
@@ -32,12 +32,18 @@ def stage_graph_batch(data_dir: Path, graphs: pl.DataFrame, summaries: pl.DataFr
 
 
 def load_staged_graphs(wh: Warehouse) -> int:
-    """Load every staged batch, one transaction each, removing it once loaded; returns the graphs rows loaded."""
+    """Load every staged batch, one transaction each, removing it once loaded; returns the graphs rows loaded.
+    A damaged batch is quarantined (its snapshots have no graph yet, so the stage computes them again)."""
     loaded = 0
     for graphs_file in sorted(DataLayout(wh.data_dir).staged_graphs.glob("*.graphs.parquet")):
         summaries_file = graphs_file.with_name(graphs_file.name.replace(".graphs.", ".summaries."))
-        graphs = pl.read_parquet(graphs_file)
-        record_graph_results(wh, graphs, pl.read_parquet(summaries_file))
+        try:
+            graphs, summaries = (read_checked(f, pl.read_parquet) for f in (graphs_file, summaries_file))
+        except DamagedFile as e:
+            for f in (graphs_file, summaries_file):
+                quarantine(f, wh.data_dir, f"staged graph batch unusable: {e}")
+            continue
+        record_graph_results(wh, graphs, summaries)
         graphs_file.unlink()
         summaries_file.unlink()
         loaded += graphs.height

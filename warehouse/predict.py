@@ -169,7 +169,7 @@ def record_stage(wh: Warehouse, study: str, stage: str, fingerprint: str) -> Non
 def report_tables(wh: Warehouse, study: str) -> dict[str, pl.DataFrame | str | None]:
     """What the report reads: runs, the leaderboard and the predictor its tables show (views.sql),
     comparisons, cross-validated regression predictions, costs, the whole-graph property statistics
-    per epoch, registered predictors and the learning curves."""
+    per epoch, registered predictors and the stored replay of stopping policies."""
     shown = wh.query("SELECT predictor FROM predictor_standing WHERE study = ? AND split = ? AND rank = 1",
                      [study, Split.CV])
     return {
@@ -185,7 +185,7 @@ def report_tables(wh: Warehouse, study: str) -> dict[str, pl.DataFrame | str | N
                                        JOIN runs r USING (run_id) WHERE r.study = ? AND s.scope = 'graph'""", [study]),
         "predictors": wh.query("""SELECT id, k, feature_set, predictor, tau, tau_low, tau_high FROM best_predictors
                                   WHERE study = ? AND standing = 1""", [study]),
-        "epoch_metrics": epoch_metrics(wh, study).select("run_id", "epoch", "test_acc", "train_loss", "seconds"),
+        "replays": wh.query("SELECT * EXCLUDE (study) FROM replays WHERE study = ?", [study]),
         "triage": wh.query("""SELECT r.run_id, r.architecture, r.width, r.epochs, r.epochs_done, r.status, r.final_test_acc,
                                      d.* EXCLUDE (study, run_id)
                               FROM runs r LEFT JOIN (SELECT * FROM triage_decisions WHERE study = ?

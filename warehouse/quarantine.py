@@ -1,9 +1,9 @@
-"""Loading the records of quarantined files (see `pipeline_lib.snapshots.quarantine`) into the warehouse."""
+"""Loading the records of quarantined files (see `pipeline_lib.files.quarantine`) into the warehouse."""
 from __future__ import annotations
 
 import polars as pl
 
-from pipeline_lib.snapshots import quarantine_records
+from pipeline_lib.files import quarantine_records
 
 from .db import Warehouse, upsert
 

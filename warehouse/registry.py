@@ -1,5 +1,5 @@
 """The predictor registry (schema/007_predictors.sql, 008_scores.sql, the view best_predictors of
-013_best_predictor.sql): record a study's fitted predictors, look one up and load it, refusing a
+014_best_predictor.sql): record a study's fitted predictors, look one up and load it, refusing a
 changed file (the fitting is `stages.register`)."""
 from __future__ import annotations
 

@@ -23,8 +23,9 @@ from ..graphs.snapshot_metrics import SnapshotJob, snapshot_node_metrics
 from ..graphs.summaries import summarise
 from ..prediction.costs import COST_SCHEMA
 from ..spec import GraphOptions
+from ..vocabulary import CostStrategy
 
-STRATEGIES = ("decision_path", "graph_stage")  # its rows of `costs`
+STRATEGIES = (CostStrategy.DECISION_PATH, CostStrategy.GRAPH_STAGE)  # its rows of `costs`
 SAMPLE = 8     # snapshots timed per study
 REPEATS = 3    # timings per snapshot and property set; the least is kept
 
@@ -109,12 +110,12 @@ def decision_path_rows(chosen: pl.DataFrame, per_snapshot: dict[str, float], sna
         n = snapshots_to_k[k]
         for r in chosen.filter(pl.col("k") == k).iter_rows(named=True):
             each = per_snapshot[key_of(r["properties"])] if r["properties"] else 0.0
-            rows.append({"strategy": "decision_path", "k": k, "feature_set": r["feature_set"],
+            rows.append({"strategy": CostStrategy.DECISION_PATH, "k": k, "feature_set": r["feature_set"],
                          "predictor": r["predictor"], "seconds": each * n, "properties": list(r["properties"]),
                          "snapshot_seconds": each,
                          "detail": f"{n} snapshots x {each:.4f} s, graph work for {len(r['properties'])} quantities"})
         each = per_snapshot["all"]
-        rows.append({"strategy": "graph_stage", "k": k, "seconds": each * n, "properties": list(PROPERTIES),
+        rows.append({"strategy": CostStrategy.GRAPH_STAGE, "k": k, "seconds": each * n, "properties": list(PROPERTIES),
                      "snapshot_seconds": each,
                      "detail": f"{n} snapshots x {each:.4f} s, every property; the graph stage recorded "
                                f"{recorded_to_k[k]:.1f} s for them (what predict_then_finish charges)"})

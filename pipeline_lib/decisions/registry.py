@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zipfile
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
+from pipeline_lib.files import atomic_write
 from pipeline_lib.fingerprints import predictor_pins
 from pipeline_lib.prediction.models import inner_splits, make_predictor
 from pipeline_lib.vocabulary import Task
@@ -50,11 +50,7 @@ def file_digest(path: str | Path) -> str:
 def save(model: Pipeline, path: str | Path) -> str:
     """Write the model with skops (temporary name, then rename); returns the file's sha256.
     Deflated: skops keeps each boosting tree's arrays as separate entries (650 kB -> 270 kB)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    sio.dump(model, tmp, compression=zipfile.ZIP_DEFLATED)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: sio.dump(model, tmp, compression=zipfile.ZIP_DEFLATED))
     return file_digest(path)
 
 

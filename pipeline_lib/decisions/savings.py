@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipeline_lib.vocabulary import RunStatus
+from pipeline_lib.vocabulary import CostStrategy, RunStatus
 
-STRATEGY = "triage"  # its row of `costs`
+STRATEGY = CostStrategy.TRIAGE  # its row of `costs`
 
 
 def triage_savings(runs: pl.DataFrame, epoch_seconds: pl.DataFrame, decision_seconds: float) -> dict:

@@ -8,7 +8,7 @@ import math
 import polars as pl
 
 from pipeline_lib.spec import KeepPGood, TriageSpec
-from pipeline_lib.vocabulary import RunStatus
+from pipeline_lib.vocabulary import Decision, RunStatus
 
 
 class TriageError(ValueError):
@@ -57,5 +57,5 @@ def decide(scores: pl.DataFrame, triage: TriageSpec) -> pl.DataFrame:
         # rounded first, so that 1/3 x 9 keeps 3, not 4
         n = math.ceil(round(keep * ranked.height, 9)) if isinstance(keep, float) else keep
         kept = pl.col("rank") <= n
-    return ranked.with_columns(pl.when(kept).then(pl.lit("keep")).otherwise(pl.lit("stop")).alias("decision")) \
-        .select(DECISION_SCHEMA.keys()).cast(DECISION_SCHEMA)
+    decision = pl.when(kept).then(pl.lit(Decision.KEEP)).otherwise(pl.lit(Decision.STOP))
+    return ranked.with_columns(decision.alias("decision")).select(DECISION_SCHEMA.keys()).cast(DECISION_SCHEMA)

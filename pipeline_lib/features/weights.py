@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from ..snapshots import DamagedFile
+from ..files import read_checked
 from .curves import diverged_flag
 from .temporal import FEATURE_SCHEMA, finite_or_null
 
@@ -23,12 +23,7 @@ QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 def _binned_tensors(path: str) -> pl.DataFrame:
     """The kernel and bias tensors of one snapshot with their order bin and kind."""
-    try:
-        table = pl.read_parquet(path, columns=["name", "shape", "values"])
-    except FileNotFoundError:
-        raise
-    except Exception as e:
-        raise DamagedFile(path, e) from e
+    table = read_checked(path, lambda p: pl.read_parquet(p, columns=["name", "shape", "values"]))
     kernels = (table.filter(pl.col("name").str.ends_with(".weight") & (pl.col("shape").list.len() >= 2))
                .with_row_index("position")
                .with_columns(((pl.col("position") + 0.5) * ORDER_BINS / pl.len()).floor().cast(pl.Int64).alias("bin"),

@@ -21,8 +21,10 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from ..layout import DataLayout
-from ..snapshots import DamagedFile, atomic_write_table, quarantine, read_snapshot
+from ..files import DamagedFile, atomic_write_table, quarantine, read_or_quarantine
+from ..snapshots import read_snapshot
 from ..spec import GraphOptions
+from .layered import LayeredGraph
 from .properties import PROPERTIES, node_properties
 from .rolled import rolled_graph_of_snapshot
 from .summaries import summarise
@@ -58,17 +60,8 @@ class GraphBatch:
 def unusable_node_metrics(data_dir: str | Path, keys: list[tuple[str, int]]) -> list[tuple[str, int]]:
     """The (run_id, epoch) of computed snapshots whose node-metrics file is missing or damaged (read
     from its footer); damaged files are quarantined. Their graphs must be computed again."""
-    unusable = []
-    for run_id, epoch in keys:
-        path = DataLayout(data_dir).node_metrics(run_id, epoch)
-        try:
-            pq.read_metadata(path)
-        except FileNotFoundError:
-            unusable.append((run_id, epoch))
-        except Exception as e:
-            quarantine(path, data_dir, str(DamagedFile(path, e)))
-            unusable.append((run_id, epoch))
-    return unusable
+    return [(run_id, epoch) for run_id, epoch in keys
+            if read_or_quarantine(DataLayout(data_dir).node_metrics(run_id, epoch), data_dir, pq.read_metadata) is None]
 
 
 def snapshot_node_metrics(job: SnapshotJob, options: GraphOptions) -> tuple[pl.DataFrame, dict]:
@@ -76,6 +69,12 @@ def snapshot_node_metrics(job: SnapshotJob, options: GraphOptions) -> tuple[pl.D
     (node frame, graph row)."""
     graph = rolled_graph_of_snapshot(read_snapshot(job.path), job.architecture, job.width, job.depth,
                                      job.dataset, fold_batchnorm=options.fold_batchnorm)
+    return graph_node_metrics(graph, options)
+
+
+def graph_node_metrics(graph: LayeredGraph, options: GraphOptions) -> tuple[pl.DataFrame, dict]:
+    """A built graph's node properties (those `options` selects): (node frame, graph row). Shared by
+    the graph stage (graphs of snapshot files) and `pipeline_lib.api` (graphs of a live model)."""
     props = node_properties(graph, options)
     nodes = pl.DataFrame({
         "node": pl.int_range(graph.n_nodes, eager=True, dtype=pl.Int32),

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from ..vocabulary import CostStrategy
+
 COST_SCHEMA = {"strategy": pl.Utf8, "k": pl.Int64, "feature_set": pl.Utf8, "predictor": pl.Utf8,
                "seconds": pl.Float64, "fraction": pl.Float64, "runs_to_end": pl.Int64,
                "best_final_acc": pl.Float64, "detail": pl.Utf8}
@@ -48,12 +50,13 @@ def compute_costs(epoch_metrics: pl.DataFrame, graph_seconds: pl.DataFrame, targ
     em = epoch_metrics.filter(pl.col("run_id").is_in(targets["run_id"].implode()))
     finished = targets.join(em.group_by("run_id").agg(pl.col("epoch").max().alias("last_epoch")), on="run_id")
     total = float(em["seconds"].sum())
-    rows = [{"strategy": "train_all", "seconds": total, "runs_to_end": int((finished["last_epoch"] == epochs).sum()),
+    rows = [{"strategy": CostStrategy.TRAIN_ALL, "seconds": total,
+             "runs_to_end": int((finished["last_epoch"] == epochs).sum()),
              "best_final_acc": targets["final_acc"].max(), "detail": f"{epochs} epochs"}]
 
     stops = early_stopping_epochs(em, patience)
     stopped_seconds = em.join(stops, on="run_id").filter(pl.col("epoch") <= pl.col("stop_epoch"))["seconds"].sum()
-    rows.append({"strategy": "early_stopping", "seconds": float(stopped_seconds),
+    rows.append({"strategy": CostStrategy.EARLY_STOPPING, "seconds": float(stopped_seconds),
                  "runs_to_end": int((stops["stop_epoch"] == epochs).sum()), "best_final_acc": stops["kept_acc"].max(),
                  "detail": f"patience {patience} epochs on test accuracy"})
 
@@ -64,7 +67,8 @@ def compute_costs(epoch_metrics: pl.DataFrame, graph_seconds: pl.DataFrame, targ
         kept = picks.filter(pl.col("y_pred") == 1)["run_id"]
         rest = float(em.filter((pl.col("epoch") > k) & pl.col("run_id").is_in(kept.implode()))["seconds"].sum())
         kept_runs = finished.filter(pl.col("run_id").is_in(kept.implode()))
-        rows.append({"strategy": "predict_then_finish", "k": k, "feature_set": feature_set, "predictor": predictor,
+        rows.append({"strategy": CostStrategy.PREDICT_THEN_FINISH, "k": k, "feature_set": feature_set,
+                     "predictor": predictor,
                      "seconds": to_k + graphs + rest, "runs_to_end": int((kept_runs["last_epoch"] == epochs).sum()),
                      "best_final_acc": kept_runs["final_acc"].max(),
                      "detail": f"train to {k}, {graphs:.1f}s graphs, finish {kept.len()} predicted good"})

@@ -14,7 +14,7 @@ from ..prediction.guard import degenerate_reasons
 from ..prediction.metrics import BOOTSTRAP_SEED, N_RESAMPLES
 from ..prediction.targets import run_targets
 from ..spec import Study
-from ..vocabulary import DATASETS, RunStatus, Split
+from ..vocabulary import DATASETS, CostStrategy, RunStatus, Split
 from .figures import compute_saving, graph_trajectories, metric_vs_k, predicted_vs_true
 from .decisions import decisions_section
 from .tables import cost_table, cost_verdict, display_table, markdown_table, summary_table, transfer_table, verdict
@@ -33,7 +33,7 @@ class ReportInputs:
     costs: pl.DataFrame
     graph_summaries: pl.DataFrame  # run_id, epoch, property, statistic, value (scope 'graph')
     predictors: pl.DataFrame    # per k, the study's best registered predictor: id, k, feature_set, predictor, tau, tau_low, tau_high
-    epoch_metrics: pl.DataFrame  # run_id, epoch, test_acc, train_loss, seconds (the replay's curves)
+    replays: pl.DataFrame | None = None  # the stored replay of stopping policies (`replays`, flows.replay)
     triage: pl.DataFrame | None = None  # every run with its last triage decision (`triage_section`)
     triage_rungs: pl.DataFrame | None = None  # per rung: source, reason, mismatches, policy, decided, kept, seconds
 
@@ -124,7 +124,7 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
                         f"width transfer {wt.train_widths} -> {wt.test_widths}, {predictor}")
 
     if costs.height:
-        full = costs.filter(pl.col("strategy") == "train_all")
+        full = costs.filter(pl.col("strategy") == CostStrategy.TRAIN_ALL)
         lines += [
             "## Compute (RQ3)",
             "",
@@ -143,8 +143,8 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
 
     if inputs.triage is not None:
         lines += triage_section(inputs.triage, inputs.triage_rungs, inputs.costs)
-    decisions, decision_tables = decisions_section(study, runs, inputs.epoch_metrics, inputs.predictors,
-                                                   inputs.predictions, inputs.costs, out_dir)
+    decisions, decision_tables = decisions_section(inputs.predictors, inputs.predictions, inputs.costs,
+                                                   inputs.replays, out_dir)
     lines += decisions
     lines += [
         "## How these numbers were made",
@@ -158,7 +158,7 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
         "2021); `all` joins every feature set, `all_but_graph` every one but the graph sets.",
         "- Every number above is read from the warehouse: the views `leaderboard` and `predictor_standing` "
         "(over the table `evaluations`) and the tables `comparisons`, `predictions`, `costs`, `predictors` and "
-        "`epoch_metrics`.",
+        "`replays`.",
     ]
     return "\n".join(lines) + "\n", {"verdict": pl.DataFrame({"verdict": headline}), "summary": summary,
                                       "width_transfer": transfer, "costs": costs, **decision_tables}, predictor

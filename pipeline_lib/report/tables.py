@@ -12,7 +12,7 @@ import polars as pl
 from ..decisions.path_cost import STRATEGIES as DECISION_PATH
 from ..decisions.savings import STRATEGY as TRIAGE
 from ..features import FEATURE_SETS, GRAPH_SETS
-from ..vocabulary import Split, Task
+from ..vocabulary import CostStrategy, Split, Task
 
 HEADLINE = {Task.REGRESSION: "kendall_tau", Task.CLASSIFICATION: "balanced_accuracy"}
 LABELS = {"kendall_tau": "Kendall tau", "balanced_accuracy": "balanced accuracy (good run)"}
@@ -150,11 +150,11 @@ def cost_table(costs: pl.DataFrame, predictor: str) -> pl.DataFrame:
 
 def cost_verdict(costs: pl.DataFrame) -> list[str]:
     """Sentences comparing the compute of each strategy (rows of `cost_table`)."""
-    full = costs.filter(pl.col("strategy") == "train_all").row(0, named=True)
-    stop = costs.filter(pl.col("strategy") == "early_stopping").row(0, named=True)
+    full = costs.filter(pl.col("strategy") == CostStrategy.TRAIN_ALL).row(0, named=True)
+    stop = costs.filter(pl.col("strategy") == CostStrategy.EARLY_STOPPING).row(0, named=True)
     lines = [f"Early stopping ({stop['detail']}) spends {stop['fraction']:.0%} of training every run to the end "
              f"and keeps a best run of {stop['best_final_acc']:.3f} (training everything: {full['best_final_acc']:.3f})."]
-    predicted = costs.filter(pl.col("strategy") == "predict_then_finish")
+    predicted = costs.filter(pl.col("strategy") == CostStrategy.PREDICT_THEN_FINISH)
     for k in sorted(predicted["k"].unique(), key=int):
         at_k = {r["feature_set"]: r for r in predicted.filter(pl.col("k") == k).iter_rows(named=True)}
         parts = [f"{fs} {r['fraction']:.0%} (best kept {r['best_final_acc']:.3f})"

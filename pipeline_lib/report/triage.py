@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from ..decisions.savings import STRATEGY
+from ..vocabulary import RunStatus
 
 HEAD = 10  # decisions shown; the table `triage_decisions` holds them all
 
@@ -28,7 +29,7 @@ def triage_section(runs: pl.DataFrame, rungs: pl.DataFrame, costs: pl.DataFrame)
     decided = runs.filter(pl.col("decision").is_not_null()).sort("rung", "rank", descending=[True, False])
     if decided.is_empty():
         return []
-    completed = runs.filter(pl.col("status") == "completed").height
+    completed = runs.filter(pl.col("status") == RunStatus.COMPLETED).height
     trained, planned = runs["epochs_done"].sum(), runs["epochs"].sum()
     saved = costs.filter(pl.col("strategy") == STRATEGY)
     seconds = []

@@ -5,11 +5,11 @@ metrics are taken and dataset (`RunConfig.group_key`); seed, learning rate, weig
 may differ. The group is cut into lanes of `vector_width` runs; each lane is one wide model
 (`layers.widen`) trained with one optimizer (`optim.StackedOptimizer`). Every run keeps its own
 initialisation (`make_model`), data order (`epoch_order`) and dropout stream (`DropoutMasks`), so
-it follows the path it follows alone. Per run, everything `train_run` writes is written the same
-way, through the same lifecycle (`run_state`): the epoch-0 and per-epoch snapshots, the state file
+it follows the path it follows alone. After every epoch each run goes through the same transition
+as in `train_run` (`run_state.RunLifecycle`): the epoch-0 and per-epoch snapshots, the state file
 after every epoch (resume works per run, and runs may continue alone or in another group), and the
-final state that makes a re-run skip it. A run that diverges (`run_state.diverged`) is recorded as
-`train_run` records it and leaves its lane; the others go on.
+final state that makes a re-run skip it. A run that diverges, completes or pauses leaves its lane;
+the others go on.
 
 Snapshot and state files are written by a background thread (bounded queue), so the device keeps
 training while Parquet is encoded; the time the trainer waited on a full queue is in the timings.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -27,10 +28,8 @@ import torch.nn.functional as F
 from ..background_writer import BackgroundWriter
 from ..datasets import TensorData
 from ..models.dropout import DropoutMasks
-from ..run_state import EpochMetrics, RunResult, RunState, RunStore, diverged
-from ..snapshots import write_snapshot
+from ..run_state import EpochMetrics, RunLifecycle, RunResult, RunState, RunStore, Write
 from ..training import EVAL_BATCH, TRAIN_EVAL_LIMIT, epoch_order, last_epoch, make_model, make_optimizer
-from ..vocabulary import RunStatus
 from .layers import keep_runs, run_state, widen
 from .optim import StackedOptimizer
 
@@ -82,21 +81,19 @@ class GroupResult:
     timings: GroupTimings
 
 
-class _Run:
-    """One run's bookkeeping: its config, store and state (None until epoch 0 is measured), the
+class _Run(RunLifecycle):
+    """One run of the lane: its lifecycle (state None until epoch 0 is measured), config and the
     torch optimizer layout."""
 
-    def __init__(self, config: RunConfig, store: RunStore, state: RunState | None, data: TensorData, device: str):
-        self.config, self.store, self.state = config, store, state
+    def __init__(self, config: RunConfig, store: RunStore, state: RunState | None, data: TensorData, device: str,
+                 on_epoch: Callable[[str, EpochMetrics], None] | None, write: Write):
+        super().__init__(store, config.epochs, state, on_epoch and partial(on_epoch, config.run_id), write)
+        self.config = config
         self.model = make_model(config, data)
         self.optimizer_template = make_optimizer(config, self.model.parameters()).state_dict()
         if state is not None:
             self.model.load_state_dict(state.model)
             state.device = device
-
-    @property
-    def next_epoch(self) -> int:
-        return self.state.epochs_done + 1 if self.state else 1
 
 
 class _Lane:
@@ -260,32 +257,31 @@ def train_group(configs: Sequence[RunConfig], data: TensorData, data_dir: str | 
     data_dir = Path(data_dir)
     wall_start = time.perf_counter()
     timings = GroupTimings(device=device, runs=len(configs), lane_widths=[])
-    finished: dict[str, RunResult] = {}
-    pending: list[_Run] = []
-    data = data.to(device)
-    for config in configs:
-        store = RunStore(data_dir, config.run_id)
-        state = store.load()
-        if state is not None and state.done(last_epoch(config, until_epoch)):
-            finished[config.run_id] = store.result(state)
-        else:
-            pending.append(_Run(config, store, state, data, device))
     utilization: list[float] = []
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
 
+    finished: dict[str, RunResult] = {}
+    pending: list[_Run] = []
+    data = data.to(device)
     with BackgroundWriter(options.max_pending_writes) as writer:
+        for config in configs:
+            store = RunStore(data_dir, config.run_id)
+            state = store.load()
+            if state is not None and state.done(last_epoch(config, until_epoch)):
+                finished[config.run_id] = store.result(state)
+            else:
+                pending.append(_Run(config, store, state, data, device, on_epoch, writer.submit))
+        lanes = []
         if pending:
             width = options.vector_width or auto_vector_width(pending[0].config, data, device, len(pending))
             lanes = [_Lane(pending[i:i + width], data, device, options) for i in range(0, len(pending), width)]
             timings.lane_widths = [len(lane) for lane in lanes]
             for lane in lanes:
-                _start_fresh_runs(lane, data, data_dir, device, writer, timings, on_epoch)
-        else:
-            lanes = []
+                _start_fresh_runs(lane, data, device, timings)
         while lanes:
             for lane in lanes:
-                _lane_epoch(lane, data, data_dir, device, writer, timings, on_epoch, until_epoch)
+                _lane_epoch(lane, data, device, timings, until_epoch)
                 if device.startswith("cuda"):
                     sample = _gpu_utilization(device)
                     if sample is not None:
@@ -298,13 +294,12 @@ def train_group(configs: Sequence[RunConfig], data: TensorData, data_dir: str | 
         timings.max_memory_mb = torch.cuda.max_memory_allocated(device) / 2**20
         timings.gpu_utilization = sum(utilization) / len(utilization) if utilization else None
     trained = {r.config.run_id: r for r in pending}
-    results = [finished.get(c.run_id) or trained[c.run_id].store.result(trained[c.run_id].state) for c in configs]
+    results = [finished.get(c.run_id) or trained[c.run_id].result() for c in configs]
     return GroupResult(results, timings)
 
 
-def _start_fresh_runs(lane: _Lane, data: TensorData, data_dir: Path, device: str, writer: BackgroundWriter,
-                      timings: GroupTimings, on_epoch) -> None:
-    """Epoch 0 of runs without saved state: metrics and snapshot of the initialisation, first state file."""
+def _start_fresh_runs(lane: _Lane, data: TensorData, device: str, timings: GroupTimings) -> None:
+    """Epoch 0 of runs without saved state: their initialisation measured, then `RunLifecycle.start`."""
     fresh = [i for i, r in enumerate(lane.runs) if r.state is None]
     if not fresh:
         return
@@ -313,17 +308,13 @@ def _start_fresh_runs(lane: _Lane, data: TensorData, data_dir: Path, device: str
     timings.eval_seconds += time.perf_counter() - start
     payloads = lane.run_payloads()
     for i in fresh:
-        run = lane.runs[i]
-        run.state = RunState.start(metrics[i], device)
-        model_state, optimizer_state = payloads[i]
-        _submit_epoch(writer, data_dir, run, model_state, optimizer_state, final=False)
-        if on_epoch:
-            on_epoch(run.config.run_id, metrics[i])
+        lane.runs[i].start(metrics[i], device, *payloads[i])
 
 
-def _lane_epoch(lane: _Lane, data: TensorData, data_dir: Path, device: str, writer: BackgroundWriter,
-                timings: GroupTimings, on_epoch, until_epoch: int | None = None) -> None:
-    """Train every run of the lane one epoch, then record each as `train_run` would."""
+def _lane_epoch(lane: _Lane, data: TensorData, device: str, timings: GroupTimings,
+                until_epoch: int | None = None) -> None:
+    """Train every run of the lane one epoch, measure them together, then `RunLifecycle.end_epoch`
+    per run, as `train_run` does; the runs that end or pause leave the lane."""
     start = time.perf_counter()
     losses_finite, train = lane.train_epoch(data)
     if device.startswith("cuda"):
@@ -334,45 +325,13 @@ def _lane_epoch(lane: _Lane, data: TensorData, data_dir: Path, device: str, writ
     share = seconds / len(lane)  # each run is charged its share of the lane's epoch
     healthy = (losses_finite & lane.params_finite()).tolist()
     epochs = [run.next_epoch for run in lane.runs]
-    for run in lane.runs:
-        run.state.train_seconds += share
     start = time.perf_counter()
     exact = lane.runs[0].config.train_metrics == "exact"  # one group_key: one kind of train metrics
     metrics = lane.measure(data, epochs, [share] * len(lane), None if exact else train)
     timings.eval_seconds += time.perf_counter() - start
     payloads = lane.run_payloads()
-    keep = []
+    trains_on = []
     for i, run in enumerate(lane.runs):
-        m, epoch = metrics[i], epochs[i]
-        if diverged(healthy[i], m):  # measured with the lane, but the rule is train_run's
-            run.state.diverge(epoch)
-            _submit_final(writer, run)
-            continue
-        run.state.record(m)
-        final = epoch == run.config.epochs
-        if final:
-            run.state.status = RunStatus.COMPLETED
-        model_state, optimizer_state = payloads[i]
-        _submit_epoch(writer, data_dir, run, model_state, optimizer_state, final=final)
-        if epoch < last_epoch(run.config, until_epoch):  # else finished, or paused at the cap (resumable)
-            keep.append(i)
-        if on_epoch:
-            on_epoch(run.config.run_id, m)
-    lane.keep(keep)
-
-
-def _submit_epoch(writer: BackgroundWriter, data_dir: Path, run: _Run, model_state: dict, optimizer_state: dict,
-                  final: bool) -> None:
-    """Queue the snapshot of the run's current epoch, then its state (FIFO: snapshot first)."""
-    run_id, epoch = run.config.run_id, run.state.epochs_done
-    writer.submit(lambda: write_snapshot(model_state, data_dir, run_id, epoch))
-    if final:
-        _submit_final(writer, run)
-    else:
-        store, state = run.store, run.state.copy()
-        writer.submit(lambda: store.save_progress(state, model_state, optimizer_state))
-
-
-def _submit_final(writer: BackgroundWriter, run: _Run) -> None:
-    store, state = run.store, run.state.copy()
-    writer.submit(lambda: store.finish(state))
+        if run.end_epoch(epochs[i], share, healthy[i], metrics[i], *payloads[i], last_epoch(run.config, until_epoch)):
+            trains_on.append(i)
+    lane.keep(trains_on)

@@ -11,7 +11,7 @@ CREATE TABLE triage_decisions_v2 (
     study            VARCHAR NOT NULL,
     run_id           VARCHAR NOT NULL,
     rung             INTEGER NOT NULL,
-    source           VARCHAR NOT NULL,   -- registered | corpus | accuracy
+    source           VARCHAR NOT NULL CHECK (source IN ('registered', 'corpus', 'accuracy')),
     source_reason    VARCHAR NOT NULL,
     predictor_id     VARCHAR,
     mismatches       VARCHAR[] NOT NULL,
@@ -22,7 +22,7 @@ CREATE TABLE triage_decisions_v2 (
     p_good           DOUBLE,
     rank             INTEGER NOT NULL,
     keep_policy      VARCHAR NOT NULL,
-    decision         VARCHAR NOT NULL,   -- keep | stop
+    decision         VARCHAR NOT NULL CHECK (decision IN ('keep', 'stop')),
     graph_seconds    DOUBLE NOT NULL,
     scoring_seconds  DOUBLE NOT NULL,
     decided_at       TIMESTAMP NOT NULL,
@@ -42,9 +42,30 @@ ALTER TABLE scores ADD COLUMN IF NOT EXISTS mismatches VARCHAR[];
 -- its training data are the runs a triage chose, not a sweep. `predictor: auto` never takes one.
 ALTER TABLE predictors ADD COLUMN IF NOT EXISTS triaged BOOLEAN DEFAULT false;
 
--- Triage savings (strategy 'triage'): seconds = training seconds done + the decisions' graph and
--- scoring seconds; fraction = seconds / train_all_seconds, the estimated seconds of training every
--- run to the end (recorded epochs, plus each stopped run's remaining epochs at its mean seconds
--- per epoch); decision_seconds: the graph and scoring part.
-ALTER TABLE costs ADD COLUMN IF NOT EXISTS train_all_seconds DOUBLE;
-ALTER TABLE costs ADD COLUMN IF NOT EXISTS decision_seconds DOUBLE;
+-- Triage savings (strategy 'triage', CostStrategy.TRIAGE): seconds = training seconds done + the
+-- decisions' graph and scoring seconds; fraction = seconds / train_all_seconds, the estimated seconds
+-- of training every run to the end (recorded epochs, plus each stopped run's remaining epochs at its
+-- mean seconds per epoch); decision_seconds: the graph and scoring part. The table is rebuilt to
+-- take the new strategy in its CHECK (as in 013_decision_vocabulary.sql).
+CREATE TABLE costs_021 (
+    study              VARCHAR NOT NULL,
+    strategy           VARCHAR NOT NULL CHECK (strategy IN ('train_all', 'early_stopping', 'predict_then_finish',
+                                                            'decision_path', 'graph_stage', 'triage')),
+    k                  INTEGER,
+    feature_set        VARCHAR,
+    predictor          VARCHAR,
+    seconds            DOUBLE NOT NULL,
+    fraction           DOUBLE NOT NULL,
+    runs_to_end        INTEGER,
+    best_final_acc     DOUBLE,
+    detail             VARCHAR,
+    properties         VARCHAR[],
+    snapshot_seconds   DOUBLE,
+    epoch_seconds      DOUBLE,
+    snapshots_timed    INTEGER,
+    train_all_seconds  DOUBLE,
+    decision_seconds   DOUBLE
+);
+INSERT INTO costs_021 BY NAME SELECT * FROM costs;
+DROP TABLE costs;
+ALTER TABLE costs_021 RENAME TO costs;
