@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SPEC ?= specs/digits.yaml
 WAREHOUSE ?= warehouse/warehouse.duckdb
+TRIAGE_SPEC ?= $(if $(filter specs/digits.yaml,$(SPEC)),specs/digits_triage.yaml)
 APT_PACKAGES := python3-graph-tool python3-venv dataset-fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -19,26 +20,30 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
 		echo "installing apt packages: $(APT_PACKAGES)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
 	fi
 	@[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 # The terminal shows a progress bar; per-task state lines stay in the Prefect UI.
 demo: export PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL := WARNING
+# After the digits study, a triage with predictor auto (TRIAGE_SPEC): a new sweep decided at epochs
+# 1 and 3, by the demo study's predictors when its study matches (TRIAGE_SPEC= skips it).
 demo: setup
 	$(PY) -m flows.study --spec $(SPEC) --warehouse $(WAREHOUSE)
+	$(if $(TRIAGE_SPEC),$(PY) -m flows.train_sweep --spec $(TRIAGE_SPEC) --warehouse $(WAREHOUSE))
 
 test: setup
 	$(PY) -m pytest -q tests
 
 bench: setup
-	$(PY) benchmarks/graph_metrics.py
-	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/graph_metrics.py --write
+	$(PY) benchmarks/train_throughput.py --write
 
 clean-data:
 	rm -rf warehouse/warehouse.duckdb* warehouse/data

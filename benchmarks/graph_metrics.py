@@ -11,7 +11,7 @@ the same sources for closeness and the same number of random pivots for betweenn
 `--quick` caps networkx's distance-based references on graphs above 1,000 nodes to 4 sources and
 scales their time to the full count (marked "extrapolated"); networkx's eigenvector centrality is
 always run to convergence unless --nx-eigenvector-max-iter caps it.
-Results go to benchmarks/results/graph_metrics.{json,md}.
+Prints its tables; with --write, also writes benchmarks/results/graph_metrics.{json,md}.
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torchvision
 
+from benchmarks._output import add_write_argument, save
 from pipeline_lib.graphs.properties import (betweenness, distance_matrix, harmonic_closeness, hits, katz, pagerank,
                                             perron, pivot_sources)
 from pipeline_lib.graphs.rolled import RolledGraph, RolledGraphTemplate
@@ -43,7 +44,6 @@ from pipeline_lib.placement import available_cores
 from pipeline_lib.spec import GraphOptions
 from tests.networkx_reference import networkx_views
 
-RESULTS = Path(__file__).parent / "results"
 QUICK_SOURCES = 4
 
 
@@ -156,13 +156,14 @@ def main() -> None:
     parser.add_argument("--nx-eigenvector-max-iter", type=int, default=None,
                         help="cap networkx eigenvector_centrality (minutes on ResNet-18 otherwise)")
     parser.add_argument("--graphs", default="lenet,vgg-w1,vgg-w2,resnet18")
+    add_write_argument(parser)
     args = parser.parse_args()
     threads = available_cores()
     gt.openmp_set_num_threads(threads)
     options = GraphOptions()
     results = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.node(),
                "cores": threads, "load_average_at_start": os.getloadavg()[0], "options": options.model_dump(),
-               "args": vars(args), "graphs": {}}
+               "args": {k: v for k, v in vars(args).items() if k != "write"}, "graphs": {}}
     for name in args.graphs.split(","):
         model, shape = models()[name]
         template, t_trace = timed(lambda: RolledGraphTemplate.from_model(model, shape))
@@ -183,10 +184,8 @@ def main() -> None:
                                    "all_but_betweenness_s": total, "properties": rows}
         print_graph(name, results["graphs"][name])
     results["load_average_at_end"] = os.getloadavg()[0]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "graph_metrics.json").write_text(json.dumps(results, indent=2, default=float))
-    (RESULTS / "graph_metrics.md").write_text(markdown(results))
-    print(f"wrote {RESULTS / 'graph_metrics.md'}")
+    save(args.write, {"graph_metrics.json": lambda p: p.write_text(json.dumps(results, indent=2, default=float)),
+                      "graph_metrics.md": lambda p: p.write_text(markdown(results))})
 
 
 def _fmt(x, spec=".3f"):

@@ -13,7 +13,7 @@ one worker per core (cores divided among the workers), in the planner's order.
 Both use today's evaluation code, so the ratio leaves out what the evaluation pass itself gained.
 The sides alternate, best of `--repeats`; the ratio is today's wall time over the new one. The
 busy fraction is the workers' summed task time over (cores x wall): 1 minus it is the idle-core
-fraction. Results: benchmarks/results/study_wall.{json,md}.
+fraction. Prints the comparison; with --write, also writes benchmarks/results/study_wall.{json,md}.
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._output import add_write_argument, save  # noqa: E402
 from pipeline_lib.placement import available_cores, plan_groups, plan_placement  # noqa: E402
 from pipeline_lib.spec import RunConfig, Study, expand_runs  # noqa: E402
 
@@ -107,7 +108,7 @@ def main() -> None:
     parser.add_argument("--test-subset", type=int, default=800, help="test images")
     parser.add_argument("--epochs", type=int, default=8, help="8, as in the study issue 14 timed")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "study_wall"))
+    add_write_argument(parser)
     args = parser.parse_args()
 
     study = {"name": "study-wall", "architectures": ["lenet"], "widths": [0.5, 1.0], "seeds": [0, 1],
@@ -139,19 +140,18 @@ def main() -> None:
           f"today {idle['today']:.3f}, new {idle['new']:.3f}")
 
     results = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.node(),
-               "cores": cores, "load_average_1m_end": os.getloadavg()[0], "args": vars(args), "runs": runs,
+               "cores": cores, "load_average_1m_end": os.getloadavg()[0], "args": {k: v for k, v in vars(args).items() if k != "write"}, "runs": runs,
                "ratio_today_over_new": ratio, "idle_core_fraction": idle, "best": best, "trials": trials}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    out.with_suffix(".md").write_text(
+    table = (
         f"# Study wall time ({results['measured_at']}, {cores} cores, load average {results['load_average_1m_end']:.1f}"
-        f" at the end)\n\n`python benchmarks/study_wall.py {' '.join(sys.argv[1:])}`: {runs} LeNet runs, "
+        f" at the end)\n\n`python benchmarks/study_wall.py {' '.join(a for a in sys.argv[1:] if not a.startswith('--write'))}`: {runs} LeNet runs, "
         f"{args.epochs} epochs, Fashion-MNIST {args.subset}/{args.test_subset} images, best of {args.repeats}, "
         "sides alternating.\n\n| side | groups | wall s | train s | eval s | idle-core fraction |\n|---|---|---|---|---|---|\n"
         + "".join(f"| {n} | {b['groups']} | {b['wall_s']:.1f} | {b['train_s']:.1f} | {b['eval_s']:.1f} | "
                   f"{idle[n]:.3f} |\n" for n, b in best.items())
         + f"\nNew settings: **{ratio:.2f}x** today's speed.\n")
+    save(args.write, {"study_wall.json": lambda p: p.write_text(json.dumps(results, indent=2) + "\n"),
+                      "study_wall.md": lambda p: p.write_text(table)})
 
 
 if __name__ == "__main__":

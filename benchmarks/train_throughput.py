@@ -14,7 +14,8 @@ model-epochs per second (runs x epochs / wall seconds):
            state files (background writer), divergence checks.
   vmap     (--vmap) torch.func stack_module_state + vmap(grad) + functional SGD, training only: the
            textbook stacking, as a reference for the stacked path's own design.
-Needs only torch, numpy and pyarrow. Results: benchmarks/results/train_throughput_<mode>_<n>threads.json.
+Needs only torch, numpy and pyarrow. Prints the ratios; with --write, also writes
+benchmarks/results/train_throughput_<mode>_<n>threads.json.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._output import add_write_argument, save  # noqa: E402
 from pipeline_lib.datasets import TensorData, load_dataset  # noqa: E402
 from pipeline_lib.stacked import StackOptions, train_group  # noqa: E402
 from pipeline_lib.training import make_model, measure  # noqa: E402
@@ -212,7 +214,7 @@ def main() -> None:
     parser.add_argument("--root", help="folder with Fashion-MNIST's IDX .gz files")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--repeats", type=int, default=2, help="alternating repetitions; the best of each is kept")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    add_write_argument(parser)
     args = parser.parse_args()
     args.vector_widths = [int(w) for w in args.vector_widths.split(",")]
     if args.threads:
@@ -232,11 +234,8 @@ def main() -> None:
                            if k.endswith("_model_epochs_per_s"))
         print(f"{architecture}: {row['runs']} runs x {row['epochs']} epochs on {row['train_images']} images; "
               f"model-epochs/s: {speeds}; ratio vs plain: {ratios}", flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"train_throughput_{args.mode}_{torch.get_num_threads()}threads.json"
-    path.write_text(json.dumps(report, indent=2, default=str))
-    print(f"wrote {path}")
+    save(args.write, {f"train_throughput_{args.mode}_{torch.get_num_threads()}threads.json":
+                      lambda p: p.write_text(json.dumps(report, indent=2, default=str))})
 
 
 if __name__ == "__main__":

@@ -1,4 +1,12 @@
-"""Shared command-line handling for the flows: --spec/--warehouse and readable errors."""
+"""Every flow's command line, and the checks and readable errors around it.
+
+Light on purpose (argparse and the standard library; the rest is imported where used): each flow
+module calls `answer_early` before its own heavy imports (Prefect, torch, ...), so `--help` and
+usage errors answer at once. Then its `main` parses the same command line again and runs
+`check_warehouse` before Prefect starts: a warehouse in a directory that does not exist is refused
+unless asked to create it, and a stage whose inputs are not in the warehouse yet says which command
+to run first.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,24 +14,45 @@ import multiprocessing
 import os
 import signal
 import sys
-from typing import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
-from pipeline_lib.datasets import DatasetUnavailable
-from pipeline_lib.placement import DeviceUnavailable, plan_placement
-from pipeline_lib.files import DamagedFile
-from pipeline_lib.spec import ExecutionSpec, SpecError, Study, load_study
-from warehouse.db import DEFAULT_PATH, WarehouseError
+from warehouse import DEFAULT_PATH
 
-from ._runtime import owned_data_dir
+if TYPE_CHECKING:
+    from pipeline_lib.spec import ExecutionSpec, Study
 
-USER_ERRORS = (SpecError, DatasetUnavailable, DeviceUnavailable)
+FANS_OUT = {"study", "train_sweep", "graph_metrics", "features", "evaluate", "width_transfer"}
+CREATES = {"study", "train_sweep"}  # the commands that may start a warehouse; the others read what these wrote
+TRAIN = "flows.train_sweep"
+# What a stage reads, per command: (table with rows of the study, the command that writes them). The
+# others that do not create a warehouse need its file (flows.score says itself what a study lacks).
+NEEDS = {
+    "graph_metrics": [("runs", TRAIN)],
+    "features": [("runs", TRAIN)],
+    "evaluate": [("runs", TRAIN), ("features", "flows.features")],
+    "width_transfer": [("runs", TRAIN), ("features", "flows.features")],
+    "register": [("runs", TRAIN), ("features", "flows.features"), ("evaluations", "flows.evaluate")],
+    "report": [("runs", TRAIN), ("evaluations", "flows.evaluate")],
+    "replay": [("runs", TRAIN), ("evaluations", "flows.evaluate")],
+}
 
 
-def study_arguments(description: str, execution: bool = True) -> argparse.ArgumentParser:
-    """--spec and --warehouse, plus the execution overrides for stages that fan out work."""
-    parser = argparse.ArgumentParser(description=description)
+class CommandLineError(Exception):
+    """Bad input on the command line itself (not in the spec): exit status 2."""
+
+
+def study_arguments(description: str, execution: bool = True, creates: bool = False,
+                    prog: str | None = None) -> argparse.ArgumentParser:
+    """--spec and --warehouse, plus the execution overrides for stages that fan out work and
+    --create-warehouse for those that may start a warehouse."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--spec", required=True, help="study spec (YAML)")
     parser.add_argument("--warehouse", default=str(DEFAULT_PATH), help="DuckDB file (default: %(default)s)")
+    if creates:
+        parser.add_argument("--create-warehouse", action="store_true",
+                            help="create the --warehouse file's directory if it does not exist (else refused: a "
+                                 "mistyped path would start an empty warehouse and train everything again)")
     if not execution:
         return parser
     scale = parser.add_argument_group("execution (overrides the spec's execution: section)")
@@ -33,9 +62,73 @@ def study_arguments(description: str, execution: bool = True) -> argparse.Argume
     return parser
 
 
+def command_parser(command: str, description: str) -> argparse.ArgumentParser:
+    """The command line of `flows.<command>`."""
+    parser = study_arguments(description, execution=command in FANS_OUT, creates=command in CREATES,
+                             prog=f"python -m flows.{command}")
+    if command == "graph_metrics":
+        parser.add_argument("--recompute", action="store_true", help="recompute snapshots already in the warehouse")
+        parser.add_argument("--until-epoch", type=int, help="only the snapshots of epochs <= this (e.g. the largest "
+                            "predict.k_epochs: what the features read)")
+    if command == "score":
+        parser.add_argument("--predictor", default="best", help="a registered predictor's id, a study name (its "
+                            "best predictor), corpus (the shipped corpus predictor), or best (default)")
+        parser.add_argument("--at-epoch", type=int, required=True, help="the epoch k to score at")
+        parser.add_argument("--confidence", type=float, default=0.9, help="of the intervals (default: %(default)s)")
+    if command == "replay":
+        parser.add_argument("--workers", type=int, default=4, help="parallel workers simulated (default: %(default)s)")
+        parser.add_argument("--orders", type=int, default=20, help="seeded random launch orders besides the sweep's "
+                            "(default: %(default)s)")
+    return parser
+
+
+def parse_arguments(module: str, doc: str) -> argparse.Namespace:
+    """The command line of the flow module named `module` (its `__spec__.name`), from sys.argv."""
+    return command_parser(module.rpartition(".")[2], doc.splitlines()[0]).parse_args()
+
+
+def answer_early(name: str, module: str, doc: str) -> None:
+    """When the module runs as a command (`name` is __main__), parse its command line now, before the
+    module's heavy imports: --help prints and exits, a usage error exits 2, both at once."""
+    if name == "__main__":
+        parse_arguments(module, doc)
+
+
+def check_warehouse(command: str, args: argparse.Namespace, study: str) -> None:
+    """Refuse, before Prefect starts, a --warehouse whose directory does not exist (unless
+    --create-warehouse), and a stage whose inputs the warehouse does not hold yet (naming the command
+    that writes them). Reads only."""
+    path = Path(args.warehouse)
+    if not path.parent.is_dir():
+        if getattr(args, "create_warehouse", False):
+            return
+        hint = ("pass --create-warehouse to start a new warehouse there" if command in CREATES
+                else "so neither does the warehouse (a typo?)")
+        raise CommandLineError(f"--warehouse {path}: directory {path.parent} does not exist; {hint}")
+    if command in CREATES:
+        return
+
+    def first(writer: str) -> str:
+        return (f"run .venv/bin/python -m {writer} --spec {args.spec} --warehouse {path} first (flows.study runs "
+                "every stage)")
+
+    if not path.is_file():
+        raise CommandLineError(f"warehouse {path} does not exist; {first(TRAIN)}")
+    from warehouse.db import Warehouse
+
+    wh = Warehouse(path)
+    for table, writer in NEEDS.get(command, []):
+        if wh.query(f"SELECT count(*) AS n FROM {table} WHERE study = ?", [study])["n"][0] == 0:
+            raise CommandLineError(f"warehouse {path} has no {table} of study {study} yet; {first(writer)}")
+
+
 def execution_from_args(args: argparse.Namespace, study: Study) -> ExecutionSpec:
     """The spec's execution section with the command line's choices applied on top; a data_dir other
     than the one the study owns is refused here, before Prefect starts (`owned_data_dir`)."""
+    from pipeline_lib.spec import ExecutionSpec
+
+    from stages.context import owned_data_dir
+
     overrides = {"runner": args.runner or ("ray" if args.ray_address else None),
                  "ray_address": args.ray_address, "data_dir": args.data_dir}
     execution = ExecutionSpec.model_validate({**study.execution.model_dump(),
@@ -48,6 +141,9 @@ def load_runnable_study(path: str, trains: bool = False, cross_validates: bool =
     """The validated spec, checked against what the stages about to run need (the training device
     on this machine, configurations for grouped cross-validation), before Prefect starts or the
     warehouse file is created."""
+    from pipeline_lib.placement import DeviceUnavailable, plan_placement
+    from pipeline_lib.spec import SpecError, load_study
+
     study = load_study(path)
     try:
         if trains:
@@ -95,14 +191,20 @@ def _stop_on_interrupt(signum, frame) -> None:
 
 
 def run_cli(main: Callable[[], object], user_errors: tuple[type[Exception], ...] = ()) -> None:
-    """Run a flow entry point; bad input (USER_ERRORS, and the entry point's own `user_errors`)
-    ends with a readable message and exit status 2, no traceback;
-    a warehouse that cannot be written or a damaged data file ends with the original error, naming
-    the file, and exit status 1; Ctrl-C stops within seconds with status 130."""
+    """Run a flow entry point; bad input (a bad command line or spec, a dataset or device that is not
+    there, and the entry point's own `user_errors`) ends with a readable message and exit status 2, no
+    traceback; a warehouse that cannot be written or a damaged data file ends with the original error,
+    naming the file, and exit status 1; Ctrl-C stops within seconds with status 130."""
+    from pipeline_lib.datasets import DatasetUnavailable
+    from pipeline_lib.placement import DeviceUnavailable
+    from pipeline_lib.files import DamagedFile
+    from pipeline_lib.spec import SpecError
+    from warehouse.db import WarehouseError
+
     previous = signal.signal(signal.SIGINT, _stop_on_interrupt)
     try:
         main()
-    except (*USER_ERRORS, *user_errors) as e:
+    except (CommandLineError, SpecError, DatasetUnavailable, DeviceUnavailable, *user_errors) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except (WarehouseError, DamagedFile) as e:  # said last and plainly (file named), whatever was logged before
@@ -112,15 +214,17 @@ def run_cli(main: Callable[[], object], user_errors: tuple[type[Exception], ...]
         signal.signal(signal.SIGINT, previous)
 
 
-def run_warehouse_stage(flow_fn: Callable[..., object], description: str, cross_validates: bool = False,
-                        fans_out: bool = False) -> None:
-    """Command line of a stage that reads and writes the warehouse; one that `fans_out` work
+def run_warehouse_stage(flow_fn: Callable[..., object], module: str, doc: str, cross_validates: bool = False) -> None:
+    """Command line of a stage that reads and writes the warehouse; one that fans work out
     (`flows._fanout`) also takes the execution overrides (--runner, --ray-address, --data-dir)."""
     def main() -> None:
-        args = study_arguments(description, execution=fans_out).parse_args()
+        args = parse_arguments(module, doc)
         study = load_runnable_study(args.spec, cross_validates=cross_validates)  # before starting Prefect
-        if fans_out:
-            flow_fn(args.spec, args.warehouse, execution_from_args(args, study))
+        command = module.rpartition(".")[2]
+        execution = execution_from_args(args, study) if command in FANS_OUT else None
+        check_warehouse(command, args, study.name)
+        if execution is not None:
+            flow_fn(args.spec, args.warehouse, execution)
         else:
             flow_fn(args.spec, args.warehouse)
 

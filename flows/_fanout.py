@@ -6,11 +6,11 @@ in the flow's own process when the plan says so and the runner is local, else on
 pool or on Ray (`execution.runner`; a stage asked to run on Ray always does). A unit whose task
 raises becomes a `Failed` in its place, for the flow to record; the others go on. Results come back
 in submission order, and to `on_result` as each unit finishes. One rich progress display per
-stage: units done (weighted by `sizes`), failures, and optionally a finer count the flow polls.
+stage: units done (weighted by `sizes`), failures, and optionally a finer count the stage polls
+(`stages.context.Detail`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 from prefect.futures import wait
@@ -19,30 +19,11 @@ from threadpoolctl import threadpool_limits
 
 from pipeline_lib.placement import WorkerPlan
 from pipeline_lib.spec import ExecutionSpec
+from stages.context import Detail, Failed
 
 from ._runtime import make_task_runner, requesting
 
 POLL_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class Failed:
-    """A unit whose task raised: "<type>: <message>", for the flow to record against the unit's items."""
-
-    error: str
-
-    @classmethod
-    def of(cls, e: BaseException) -> "Failed":
-        return cls(f"{type(e).__name__}: {e}")
-
-
-@dataclass(frozen=True)
-class Detail:
-    """A second progress line the flow counts itself (e.g. epochs from the tasks' progress files)."""
-
-    label: str
-    total: int
-    completed: Callable[[], int]
 
 
 def fan_out(task, parameters: list[dict], execution: ExecutionSpec, plan: WorkerPlan, *,

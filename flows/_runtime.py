@@ -10,8 +10,7 @@ from typing import Iterator, Literal
 from prefect.client.orchestration import get_client
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
 
-from pipeline_lib.spec import ExecutionSpec, SpecError
-from warehouse.db import DEFAULT_PATH, Warehouse
+from pipeline_lib.spec import ExecutionSpec
 
 
 def share_api_with_workers() -> None:
@@ -83,39 +82,3 @@ def requesting(execution: ExecutionSpec, stage: Literal["training", "graphs", "p
         resources = {"num_cpus": 1}
     with temporary_settings({PREFECT_API_URL: os.environ["PREFECT_API_URL"]}), remote_options(**resources):
         yield
-
-
-def training_device(execution: ExecutionSpec, local_slot: str) -> str:
-    """The device a training task uses: its local slot, or on Ray the GPU Ray assigned (else CPU)."""
-    if execution.runner == "local":
-        return local_slot
-    return "cuda" if execution.gpus_per_training_task > 0 else "cpu"
-
-
-class DataDirConflict(SpecError):
-    """A data_dir asked for a study whose snapshots and node metrics already lie elsewhere."""
-
-
-def owned_data_dir(path: str | Path, study: str, requested: str | None) -> Path | None:
-    """The study's data directory: the one `studies` records once a stage has run, else `requested`
-    (None: beside the warehouse file). Stages after the first need no data_dir; one naming another
-    directory is refused, since a study's node metrics must lie beside its snapshots. Reads only:
-    a warehouse file that does not exist yet is not created."""
-    wanted = Path(requested).resolve() if requested else None
-    if not Path(path).exists():
-        return wanted
-    recorded = Warehouse(path).query("SELECT data_dir FROM studies WHERE study = ?", [study])["data_dir"]
-    if recorded.is_empty():
-        return wanted
-    owned = Path(recorded[0])
-    if wanted is not None and wanted != owned:
-        raise DataDirConflict(f"study {study} keeps its snapshots and node metrics in {owned} (studies.data_dir "
-                              f"of {Path(path).resolve()}); data_dir {wanted} was asked for. Leave --data-dir (and "
-                              f"execution.data_dir) out to use the study's, or use another warehouse.")
-    return owned
-
-
-def open_warehouse(path: str | None, execution: ExecutionSpec, study: str) -> Warehouse:
-    """The warehouse file, with the data directory the study owns (`owned_data_dir`)."""
-    path = path or DEFAULT_PATH
-    return Warehouse(path, data_dir=owned_data_dir(path, study, execution.data_dir))

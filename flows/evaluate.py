@@ -2,83 +2,30 @@
 
     python -m flows.evaluate --spec specs/digits.yaml [--warehouse warehouse/warehouse.duckdb]
 
-Folds: GroupKFold by config_id, the same for every feature set, k, task and predictor. Writes
-out-of-fold `predictions`; `evaluations` of split cv (and cv:<architecture>, the same predictions
-within each family): pooled metrics with configuration-bootstrap intervals, fold spread beside,
-the seed-agreement reference alike; paired `comparisons` of every two feature sets; `costs`.
-Logs why conclusions are not possible when the study is degenerate (pipeline_lib.prediction.guard).
-Skipped when its inputs (features, run outcomes, spec, prediction code) have not changed. One task
-per design matrix (`flows._fanout`: in this process for a small study, else the process pool or
-Ray); a design whose task fails is logged and left out, and the stage runs again next time.
+Writes out-of-fold `predictions`, `evaluations` (pooled metrics with configuration-bootstrap
+intervals), paired `comparisons` and `costs`; skipped when its inputs have not changed
+(`pipeline_lib.fingerprints.EVALUATE`). The stage: stages/evaluate.py.
 """
 from __future__ import annotations
 
-import polars as pl
-from prefect import flow, get_run_logger
+from ._cli import answer_early, run_warehouse_stage
 
-from pipeline_lib.features import FEATURE_SETS, GRAPH_SETS
-from pipeline_lib.prediction.costs import compute_costs
-from pipeline_lib.prediction.evaluation import grouped_folds, per_architecture, seed_agreement_rows, with_unit
-from pipeline_lib.prediction.guard import degenerate_reasons
-from pipeline_lib.prediction.metrics import comparison_table, evaluation_table
-from pipeline_lib.placement import plan_designs
-from pipeline_lib.prediction.targets import run_targets
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
+from prefect import flow
+
 from pipeline_lib.spec import ExecutionSpec
-from pipeline_lib.vocabulary import DATASETS, FITTED_PREDICTORS, SEED_AGREEMENT, Split, Task
-from tasks.predict import cross_validate_task, set_numeric_threads
-from warehouse.predict import (design_matrices, epoch_metrics, graph_seconds, record_stage, study_runs,
-                               write_results)
+from stages import evaluate as stage
 
-from ._cli import run_warehouse_stage
-from ._fanout import fan_out
-from ._prediction import finished_designs, open_stage
-
-STAGE = "evaluate"
+from ._orchestration import run_stage, study_context
 
 
 @flow(name="evaluate", log_prints=True)
 def evaluate(spec: str, warehouse: str | None = None, execution: ExecutionSpec | None = None) -> dict:
     """Cross-validate everything; returns counts of what was written (or that it was up to date).
     `execution` overrides the spec's."""
-    logger = get_run_logger()
-    study, wh, fingerprint = open_stage(spec, warehouse, STAGE, execution=execution)
-    if fingerprint is None:
-        return {"up_to_date": True}
-
-    targets = grouped_folds(run_targets(study_runs(wh, study.name), study.predict.good_run_quantile),
-                            study.predict.n_folds)
-    folds = targets["fold"].n_unique()
-    reasons = degenerate_reasons(targets, DATASETS[study.dataset.name].chance_accuracy)
-    if reasons:
-        logger.warning("conclusions about %s are not possible: %s (%d runs, %d grouped folds)", study.name,
-                       "; ".join(reasons), targets.height, folds)
-    designs, left_out = design_matrices(wh, study, targets["run_id"].to_list())
-    if left_out:
-        logger.warning("not evaluated (features incomplete): %s", ", ".join(left_out))
-    # one task per design matrix: fewer, larger tasks keep Prefect's overhead small
-    results = fan_out(cross_validate_task, [{"feature_set": fs, "k": k, "X": X, "targets": targets}
-                                            for (fs, k), (X, _) in designs.items()],
-                      execution or study.execution, plan_designs(len(designs), targets.height), stage="prediction",
-                      label=f"designs of {study.name}", initializer=set_numeric_threads)
-    done, failed = finished_designs(designs, results, logger)
-    frames = [with_unit(r, feature_set=fs, k=k, split=Split.CV) for (fs, k), r in done]
-    frames += seed_agreement_rows(targets, study.predict.k_epochs, Split.CV)
-    predictions = pl.concat(frames)
-    evaluations = evaluation_table(pl.concat([predictions, per_architecture(predictions, targets)]), targets)
-    comparisons = comparison_table(predictions, targets, exclude=(SEED_AGREEMENT,))
-
-    classifications = predictions.filter((pl.col("task") == Task.CLASSIFICATION) & (pl.col("split") == Split.CV)
-                                         & pl.col("feature_set").is_in(list(FEATURE_SETS)))
-    costs = compute_costs(epoch_metrics(wh, study.name), graph_seconds(wh, study.name), targets, classifications,
-                          study.epochs, study.predict.patience, set(GRAPH_SETS))
-    write_results(wh, study.name, [Split.CV, Split.CV_PREFIX], evaluations, predictions, comparisons, costs)
-    if not failed:
-        record_stage(wh, study.name, STAGE, fingerprint)
-    logger.info("evaluated %d designs (feature set x k) x tasks %s x predictors %s on %d runs in %d grouped folds",
-                len(done), ", ".join(Task), ", ".join(FITTED_PREDICTORS), targets.height, folds)
-    return {"designs": len(done), "runs": targets.height, "folds": folds, "not_conclusive": reasons,
-            **({"failed": failed} if failed else {})}
+    return run_stage(stage.run, study_context(spec, warehouse, execution))
 
 
 if __name__ == "__main__":
-    run_warehouse_stage(evaluate, __doc__.splitlines()[0], cross_validates=True, fans_out=True)
+    run_warehouse_stage(evaluate, __spec__.name, __doc__, cross_validates=True)

@@ -2,65 +2,30 @@
 
     python -m flows.features --spec specs/digits.yaml [--warehouse warehouse/warehouse.duckdb]
 
-For every k of the spec's predict.k_epochs and every base feature set, computes the units
-(run, k, set) not stored with their current fingerprint (feature code, and for graph sets the
-fingerprints of the graphs read; `pipeline_lib.fingerprints`); graph features wait until a run's
-graphs cover epochs 0..k. Re-running with the same code and graphs computes nothing. One task per
-(base set, k) (`flows._fanout`: in this process, on Ray when asked); one that fails is logged and
-its units stay pending.
+Computes, per k of predict.k_epochs and base feature set, the units not stored with their current
+fingerprint (`pipeline_lib.fingerprints.FEATURES`); re-running with the same code and graphs
+computes nothing. The stage: stages/features.py.
 """
 from __future__ import annotations
 
-import polars as pl
-from prefect import flow, get_run_logger
+from ._cli import answer_early, run_warehouse_stage
 
-from pipeline_lib.placement import plan_table_units
-from pipeline_lib.spec import ExecutionSpec, load_study
-from tasks.predict import base_set_features_task
-from warehouse.predict import (epoch_metrics, graph_ready_runs, invariant_graph_summaries, pending_features,
-                               snapshot_paths, study_runs, write_features)
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
 
-from ._cli import run_warehouse_stage
-from ._fanout import Failed, fan_out
-from ._runtime import open_warehouse
+from prefect import flow
+
+from pipeline_lib.spec import ExecutionSpec
+from stages import features as stage
+
+from ._orchestration import run_stage, study_context
 
 
 @flow(name="features", log_prints=True)
 def features(spec: str, warehouse: str | None = None, execution: ExecutionSpec | None = None) -> dict:
     """Compute the feature units that are missing or stale; returns how many units were written per base
     set. `execution` overrides the spec's."""
-    logger = get_run_logger()
-    study = load_study(spec)
-    execution = execution or study.execution
-    wh = open_warehouse(warehouse, execution, study.name)
-    runs = study_runs(wh, study.name)
-    k_max = max(study.predict.k_epochs)
-    inputs = {"epoch_metrics": epoch_metrics(wh, study.name),
-              "graph_summaries": invariant_graph_summaries(wh, study.name, k_max),
-              "snapshot_paths": snapshot_paths(wh, study.name)}
-    pending, written, rows = [], {}, []
-    for k in study.predict.k_epochs:
-        for feature_set, units in pending_features(wh, study.name, runs, k).items():
-            if units.height:
-                pending.append((feature_set, k, units))
-    results = fan_out(base_set_features_task,
-                      [{"feature_set": fs, "k": k, "runs": runs.join(units.select("run_id"), on="run_id", how="semi"),
-                        **inputs} for fs, k, units in pending],
-                      execution, plan_table_units(len(pending)), stage="prediction",
-                      label=f"feature sets x k of {study.name}")
-    for (feature_set, k, units), result in zip(pending, results):
-        if isinstance(result, Failed):  # its units stay pending: the next run computes them
-            logger.error("features %s k=%d failed: %s", feature_set, k, result.error)
-        else:
-            rows.append(result.join(units, on="run_id"))
-            written[feature_set] = written.get(feature_set, 0) + units.height
-    if rows:
-        write_features(wh, study.name, pl.concat(rows))
-    missing_graphs = runs.height - graph_ready_runs(wh, study.name, k_max).height if runs.height else 0
-    logger.info("features of %d runs: computed %s (run x k units per set)%s", runs.height, written or "nothing new",
-                f"; {missing_graphs} runs still lack graphs up to epoch {k_max}" if missing_graphs else "")
-    return written
+    return run_stage(stage.run, study_context(spec, warehouse, execution))
 
 
 if __name__ == "__main__":
-    run_warehouse_stage(features, __doc__.splitlines()[0], fans_out=True)
+    run_warehouse_stage(features, __spec__.name, __doc__)

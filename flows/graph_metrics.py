@@ -2,129 +2,39 @@
 
     python -m flows.graph_metrics --spec specs/digits.yaml [--warehouse warehouse/warehouse.duckdb] [--recompute]
 
-Reads the `snapshots` of the study's runs, skips those whose `graphs` row has no error and the
-fingerprint the current `graphs:` options and graph code give (`pipeline_lib.fingerprints`), and
-fans batches of snapshots out (`flows._fanout`; a single batch in this process) on a process pool
-or Ray: one worker per core at most, graph-tool's OpenMP threads set so that workers x threads =
-cores (`placement.plan_batches`). Node metrics go to Parquet (written by the
-workers); as each batch finishes the flow stages it on disk and loads its `graphs` and
-`graph_summaries` rows (replacing those of recomputed snapshots), so an interruption loses at most
-the batches in flight, and a warehouse that cannot be written loses none (they stay staged; the
-next run loads them first). A snapshot that fails is recorded with its error and does not stop the
-others. At start, temporary files of crashed writes are removed and computed snapshots whose
-node-metrics file is missing or damaged (quarantined) are computed again.
+Skips the snapshots whose graph is current (`pipeline_lib.fingerprints.GRAPHS`) and fans batches of
+the others out on a process pool or Ray, loading each batch as it finishes. The stage:
+stages/graph_metrics.py.
 """
 from __future__ import annotations
 
-import time
+from ._cli import answer_early, check_warehouse, execution_from_args, load_runnable_study, parse_arguments, run_cli
 
-import polars as pl
-from prefect import flow, get_run_logger
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
 
-from pipeline_lib.graphs.snapshot_metrics import (GRAPH_ROW_SCHEMA, SUMMARY_SCHEMA, GraphBatch, SnapshotJob,
-                                                  unusable_node_metrics)
-from pipeline_lib.layout import DataLayout
-from pipeline_lib.placement import plan_batches
-from pipeline_lib.files import clean_stale_temp_files
-from pipeline_lib.spec import ExecutionSpec, GraphOptions, load_study
-from tasks.graphs import graph_metrics_task, set_graph_threads
-from warehouse.db import Warehouse, WarehouseError
-from warehouse.graphs import (computed_snapshots, forget_graphs, load_staged_graphs,
-                              pending_snapshots, stage_graph_batch)
-from warehouse.quarantine import record_quarantined
-from warehouse.runs import record_study
+from prefect import flow
 
-from ._cli import execution_from_args, run_cli, study_arguments
-from ._fanout import Failed, fan_out
-from ._runtime import open_warehouse
+from pipeline_lib.spec import ExecutionSpec
+from stages import graph_metrics as stage
 
-def _failed_batch(batch: list[SnapshotJob], error: str) -> GraphBatch:
-    rows = [{"run_id": j.run_id, "epoch": j.epoch, "error": error} for j in batch]
-    return GraphBatch(pl.DataFrame(rows, schema=GRAPH_ROW_SCHEMA), pl.DataFrame(schema=SUMMARY_SCHEMA))
-
-
-class _BatchLoader:
-    """Stages each finished batch and loads it at once; after a failed load it only stages."""
-
-    def __init__(self, wh: Warehouse, options: GraphOptions):
-        self.wh, self.options, self.error, self.seconds, self.graphs = wh, options, None, 0.0, []
-
-    def add(self, batch: GraphBatch) -> None:
-        self.graphs.append(batch.graphs)
-        stage_graph_batch(self.wh.data_dir, batch.graphs, batch.summaries, self.options)
-        if self.error is None:
-            start = time.perf_counter()
-            try:
-                load_staged_graphs(self.wh)
-            except WarehouseError as e:
-                self.error = e
-            self.seconds += time.perf_counter() - start
-
-    def finish(self) -> pl.DataFrame:
-        """Every graphs row computed; raises the load's error, saying that the batches stay staged."""
-        if self.error is not None:
-            raise WarehouseError(f"{self.error}\nthe computed graphs stay staged under "
-                                 f"{DataLayout(self.wh.data_dir).staged_graphs}; the next run loads them") from self.error
-        return pl.concat(self.graphs) if self.graphs else pl.DataFrame(schema=GRAPH_ROW_SCHEMA)
+from ._orchestration import run_stage, study_context
 
 
 @flow(name="graph-metrics", log_prints=True)
 def graph_metrics(spec: str, warehouse: str | None = None, recompute: bool = False,
                   execution: ExecutionSpec | None = None, until_epoch: int | None = None,
                   properties: list[str] | None = None) -> dict:
-    """Compute the graphs of every pending snapshot of the study; returns counts. `execution` overrides the spec's.
-    Triage asks for the snapshots of epochs <= `until_epoch` only, with only the node `properties` its
-    predictor reads (a graph of every property serves it too)."""
-    logger = get_run_logger()
-    start = time.perf_counter()
-    study = load_study(spec)
-    execution = execution or study.execution
-    wh = open_warehouse(warehouse, execution, study.name)
-    record_study(wh, study)
-    clean_stale_temp_files(wh.data_dir)
-    restaged = load_staged_graphs(wh)  # computed by an earlier run that could not load them
-    redo = unusable_node_metrics(wh.data_dir, computed_snapshots(wh, study.name))
-    forget_graphs(wh, redo)
-    if restaged or redo:
-        logger.warning("loaded %d graphs staged by an earlier run; %d node-metrics files missing or damaged "
-                       "(computed again)", restaged, len(redo))
-    options = study.graphs if properties is None else study.graphs.model_copy(update={"properties": sorted(properties)})
-    pending = pending_snapshots(wh, study.name, options, recompute, until_epoch)
-    jobs = [SnapshotJob(**row) for row in pending.iter_rows(named=True)]
-    n_snapshots = wh.query("SELECT count(*) AS n FROM snapshots s JOIN runs r USING (run_id) WHERE r.study = ? "
-                           "AND s.epoch <= coalesce(?, s.epoch)", [study.name, until_epoch])["n"][0]
-    batches, plan = plan_batches(jobs)
-    logger.info("study %s: %d snapshots, %d to compute in %d batches on %d workers x %d threads",
-                study.name, n_snapshots, len(jobs), len(batches), plan.workers, plan.threads)
-
-    data_dir = str(wh.data_dir)
-    loader = _BatchLoader(wh, options)
-    fan_out(graph_metrics_task, [{"jobs": b, "data_dir": data_dir, "options": options} for b in batches], execution,
-            plan, stage="graphs", label=f"graphs of {study.name}", sizes=[len(b) for b in batches],
-            initializer=set_graph_threads,
-            on_result=lambda i, r: loader.add(_failed_batch(batches[i], r.error) if isinstance(r, Failed) else r))
-
-    graphs = loader.finish()
-    record_quarantined(wh)
-    loaded = time.perf_counter()
-    failed = graphs.filter(pl.col("error").is_not_null())
-    for row in failed.head(5).iter_rows(named=True):
-        logger.error("snapshot %s epoch %s failed: %s", row["run_id"], row["epoch"], row["error"])
-    counts = {"computed": graphs.height - failed.height, "failed": failed.height,
-              "skipped": n_snapshots - len(jobs)}
-    logger.info("graphs: %s in %.1f s (%.3f s per snapshot in a worker; loading %.1f s)",
-                counts, loaded - start, graphs["seconds"].mean() or 0.0, loader.seconds)
-    return counts
+    """Compute the graphs of every pending snapshot of the study; returns counts. `execution` overrides the spec's."""
+    return run_stage(stage.run, study_context(spec, warehouse, execution),
+                     {"recompute": recompute, "until_epoch": until_epoch, "properties": properties})
 
 
 def main() -> None:
-    parser = study_arguments(__doc__.splitlines()[0])
-    parser.add_argument("--recompute", action="store_true", help="recompute snapshots already in the warehouse")
-    parser.add_argument("--until-epoch", type=int, help="only the snapshots of epochs <= this (e.g. the largest "
-                        "predict.k_epochs: what the features read)")
-    args = parser.parse_args()
-    study = load_study(args.spec)  # validate before starting Prefect, so bad specs fail fast and plainly
-    graph_metrics(args.spec, args.warehouse, args.recompute, execution_from_args(args, study), args.until_epoch)
+    args = parse_arguments(__spec__.name, __doc__)
+    study = load_runnable_study(args.spec)  # validate before starting Prefect, so bad specs fail fast and plainly
+    execution = execution_from_args(args, study)
+    check_warehouse("graph_metrics", args, study.name)
+    graph_metrics(args.spec, args.warehouse, args.recompute, execution, args.until_epoch)
 
 
 if __name__ == "__main__":

@@ -4,51 +4,44 @@
 
 Scores every run of the spec's study that has reached epoch K (finished or still training) with the
 predictor chosen by id, by a study name (that study's best), or with `best`: the regression predictor fitted at k = K on this dataset and
-these architectures with the highest pooled out-of-fold Kendall tau, from any study, or with `corpus`:
-the corpus predictor shipped under corpus/predictor/, for a study with none of its own (its scores are
-within-study percentiles of final accuracy, not accuracies; docs/results/corpus.md). Each score has
+these architectures with the highest pooled out-of-fold Kendall tau, from any study. Each score has
 a split-conformal interval of the final accuracy and, when a classification twin is registered, a
-calibrated P(good). Refuses (exit 2) when the needed features cannot be computed or a run's dataset
-or architecture was not in the predictor's training data. Logic: warehouse/scores.py.
+calibrated P(good). Refuses (exit 2) when the needed features cannot be computed, a run's dataset
+or architecture was not in the predictor's training data, or the predictor's study took its
+training metrics another way (train_metrics); every other difference between the two studies
+(epochs, widths, dataset subset, graph options) is warned by name and recorded in
+`scores.mismatches`. The stage: stages/score.py.
 """
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from ._cli import answer_early, check_warehouse, parse_arguments, run_cli
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
+from prefect import flow
 
 from pipeline_lib.decisions.registry import RegistryError
 from pipeline_lib.decisions.scoring import ScoringError
 from pipeline_lib.spec import load_study
-from warehouse.scores import plan_scoring, score_study
+from stages import score as stage
 
-from ._cli import run_cli, study_arguments
-from ._runtime import open_warehouse
+from ._orchestration import run_stage, study_context
 
 
 @flow(name="score", log_prints=True)
 def score(spec: str, warehouse: str | None = None, predictor: str = "best", at_epoch: int = 2,
           confidence: float = 0.9) -> dict:
     """Score the study's runs that reached epoch `at_epoch`; returns the predictor and how many were scored."""
-    logger = get_run_logger()
-    study = load_study(spec)
-    wh = open_warehouse(warehouse, study.execution, study.name)
-    scores, plan = score_study(wh, study.name, predictor, at_epoch, confidence)
-    chosen = plan.predictor
-    logger.info("scored %d runs of %s at epoch %d with predictor %s (%s, %s, fitted on study %s)%s", scores.height,
-                study.name, at_epoch, chosen["id"], chosen["feature_set"], chosen["predictor"], chosen["study"],
-                f"; {plan.waiting} runs have not reached epoch {at_epoch} yet" if plan.waiting else "")
-    return {"predictor": chosen["id"], "scored": scores.height, "waiting": plan.waiting}
+    return run_stage(stage.run, study_context(spec, warehouse),
+                     {"predictor": predictor, "at_epoch": at_epoch, "confidence": confidence})
 
 
 def main() -> None:
-    parser = study_arguments(__doc__.splitlines()[0], execution=False)
-    parser.add_argument("--predictor", default="best", help="a registered predictor's id, a study name (its best "
-                        "predictor), corpus (the shipped corpus predictor), or best (default)")
-    parser.add_argument("--at-epoch", type=int, required=True, help="the epoch k to score at")
-    parser.add_argument("--confidence", type=float, default=0.9, help="of the intervals (default: %(default)s)")
-    args = parser.parse_args()
-    study = load_study(args.spec)
-    wh = open_warehouse(args.warehouse, study.execution, study.name)
-    plan_scoring(wh, study.name, args.predictor, args.at_epoch)  # refusals before Prefect starts
+    args = parse_arguments(__spec__.name, __doc__)
+    check_warehouse("score", args, load_study(args.spec).name)
+    context = study_context(args.spec, args.warehouse)
+    plan = stage.plan_scoring(context.warehouse, context.study.name, args.predictor, args.at_epoch)
+    stage.study_differences(context, plan.predictor)  # refusals before Prefect starts
     score(args.spec, args.warehouse, args.predictor, args.at_epoch, args.confidence)
 
 

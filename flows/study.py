@@ -11,24 +11,30 @@ compact result table and the report's path.
 """
 from __future__ import annotations
 
+from ._cli import answer_early, check_warehouse, execution_from_args, load_runnable_study, parse_arguments, run_cli
+
+answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before the heavy imports below
+
 import polars as pl
 from prefect import flow
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from pipeline_lib.report.tables import display_table
-from pipeline_lib.spec import ExecutionSpec, expand_runs, load_study
+from pipeline_lib.spec import ExecutionSpec, expand_runs
 from pipeline_lib.vocabulary import ENDED
+from stages import evaluate, features, graph_metrics, register, report, train_sweep, width_transfer
+from stages.report import artifact_key
 
-from ._cli import execution_from_args, load_runnable_study, run_cli, study_arguments
-from ._runtime import open_warehouse
-from .evaluate import evaluate
-from .features import features
-from .graph_metrics import graph_metrics
-from .register import register
-from .report import artifact_key, publish_report, report
-from .train_sweep import train_sweep
+from ._orchestration import study_context
+from .report import publish_report
 from .triage import TRIAGE_ERRORS, check_triage
-from .width_transfer import width_transfer
+
+# in order; each runs as a subflow of the study's flow run, on the context the study opened
+STAGES = {"train_sweep": ("train-sweep", train_sweep.run), "graph_metrics": ("graph-metrics", graph_metrics.run),
+          "features": ("features", features.run), "evaluate": ("evaluate", evaluate.run),
+          "width_transfer": ("width-transfer", width_transfer.run), "register": ("register", register.run),
+          "report": ("report", report.run)}
+
 
 def format_summary(rows: list[dict], predictor: str, headline: list[str]) -> str:
     """The verdict, then the compact table: feature sets x k for the table's predictor, pooled out-of-fold
@@ -55,36 +61,28 @@ def _progress_text(wh, name: str, planned_runs: int, done: list[str], stages: in
 def study(spec: str, warehouse: str | None = None, reports_dir: str | None = None,
           execution: ExecutionSpec | None = None) -> dict:
     """Run every stage; returns the stages' results and the report path. `execution` overrides the spec's."""
-    plan = load_study(spec)
-    wh = open_warehouse(warehouse, execution or plan.execution, plan.name)
-    planned_runs = len(expand_runs(plan))
-    stages = {
-        "train_sweep": lambda: train_sweep(spec, warehouse, execution=execution),
-        "graph_metrics": lambda: graph_metrics(spec, warehouse, execution=execution),
-        "features": lambda: features(spec, warehouse, execution=execution),
-        "evaluate": lambda: evaluate(spec, warehouse, execution=execution),
-        "width_transfer": lambda: width_transfer(spec, warehouse, execution=execution),
-        "register": lambda: register(spec, warehouse),
-        "report": lambda: report(spec, warehouse, reports_dir),
-    }
+    context = study_context(spec, warehouse, execution)
+    name, wh = context.study.name, context.warehouse
+    planned_runs = len(expand_runs(context.study))
     results: dict = {}
-    progress = create_progress_artifact(0.0, key=artifact_key(plan.name, "progress"),
-                                        description=_progress_text(wh, plan.name, planned_runs, [], len(stages)))
-    for name, run_stage in stages.items():
-        results[name] = run_stage()
-        update_progress_artifact(progress, 100.0 * len(results) / len(stages),
-                                 _progress_text(wh, plan.name, planned_runs, list(results), len(stages)))
+    progress = create_progress_artifact(0.0, key=artifact_key(name, "progress"),
+                                        description=_progress_text(wh, name, planned_runs, [], len(STAGES)))
+    for stage, (flow_name, run) in STAGES.items():
+        results[stage] = context.stage(flow_name, run, **({"reports_dir": reports_dir} if stage == "report" else {}))
+        update_progress_artifact(progress, 100.0 * len(results) / len(STAGES),
+                                 _progress_text(wh, name, planned_runs, list(results), len(STAGES)))
     final = results["report"]
     if final["path"]:
-        publish_report(plan.name, final)
+        publish_report(name, final)
         print(format_summary(final["summary"], final["predictor"], final["verdict"]))
         print(f"report: {final['path']}")
     return results
 
 
 def main() -> None:
-    args = study_arguments(__doc__.splitlines()[0]).parse_args()
+    args = parse_arguments(__spec__.name, __doc__)
     checked = load_runnable_study(args.spec, trains=True, cross_validates=True)
+    check_warehouse("study", args, checked.name)
     execution = execution_from_args(args, checked)
     check_triage(args.warehouse, checked)
     study(args.spec, args.warehouse, execution=execution)

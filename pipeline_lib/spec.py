@@ -341,26 +341,57 @@ class KeepPGood(_Strict):
 
 
 class TriageSpec(_Strict):
-    """Train every run to `at_epoch`, score it with a registered predictor, continue only the kept runs.
+    """Train every run to each rung in turn, score the runs that reached it, continue only the kept ones.
 
-    predictor: `best` (the regression predictor of highest cross-validated Kendall tau fitted at
-      k = at_epoch on this dataset and these architectures), a registered predictor's id, a study
-      name (that study's best such predictor), or `corpus` (the corpus predictor shipped with the
-      project, pipeline_lib/decisions/corpus.py).
-    keep: a fraction 0 < x < 1 of the runs (the best predicted, rounded up), a number N >= 1 of
-      runs (the top N), or {p_good: t} (runs whose calibrated P(good) >= t).
+    rungs: the epochs at which runs are decided, increasing, each >= 1 and below epochs
+      (`at_epoch: k` is read as `rungs: [k]`). At every rung the cohort is the runs kept at the
+      previous rung (at the first, every run); a rung is decided once, when each member of its
+      cohort has reached it or failed: failed and diverged runs get no decision and block nothing.
+    predictor: where the score at a rung comes from.
+      `auto` (the default): a registered predictor fitted at k = rung whose study matches this one
+      (dataset, architectures, widths, epochs, dataset subset, train_metrics, graph options; not
+      fitted on a triaged study's kept runs only), else the shipped corpus predictor when there is
+      one, else the test accuracy at the rung (the i-Epoch rule: Egele et al. 2023).
+      `best` (the registered regression predictor of highest cross-validated Kendall tau at
+      k = rung on this dataset and these architectures), a registered predictor's id, a study
+      name (that study's best such predictor), or `corpus` (the shipped corpus predictor,
+      pipeline_lib/decisions/corpus.py): used even when its study differs, but every
+      difference is warned by name and recorded (a different dataset, architecture or train_metrics
+      is refused).
+    keep: per rung, a fraction 0 < x < 1 of the cohort (the best scored, rounded up), a number
+      N >= 1 of runs (the top N), or {p_good: t} (runs whose calibrated P(good) >= t; needs a
+      predictor with a classification twin). Or reduction_factor: eta >= 2, keep 1/eta of the cohort
+      (successive halving's rule).
     """
 
-    predictor: str = "best"
-    at_epoch: int = Field(ge=1, description="epoch at which runs are scored and stopped or kept")
-    keep: Union[StrictInt, StrictFloat, KeepPGood]
+    predictor: str = "auto"
+    rungs: list[StrictInt] = Field(min_length=1, description="epochs at which runs are scored and stopped or kept")
+    keep: Union[StrictInt, StrictFloat, KeepPGood, None] = None
+    reduction_factor: StrictInt | None = Field(default=None, ge=2, description="keep 1/reduction_factor per rung")
     confidence: float = Field(default=0.9, gt=0, lt=1, description="of the recorded prediction intervals")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_rung_shorthand(cls, data):
+        """`at_epoch: k` (one rung, the form before rungs) is `rungs: [k]`."""
+        if isinstance(data, dict) and "at_epoch" in data:
+            if "rungs" in data:
+                raise ValueError("give rungs or at_epoch, not both (at_epoch: k means rungs: [k])")
+            data = {**{k: v for k, v in data.items() if k != "at_epoch"}, "rungs": [data["at_epoch"]]}
+        return data
+
+    @field_validator("rungs")
+    @classmethod
+    def _increasing(cls, v):
+        if v[0] < 1 or any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError(f"rungs must be epochs >= 1 in increasing order, got {v}")
+        return v
 
     @field_validator("keep", mode="before")
     @classmethod
     def _keep_rule(cls, v):
         """One clear message instead of one per alternative of the union."""
-        if isinstance(v, KeepPGood):
+        if v is None or isinstance(v, KeepPGood):
             return v
         if isinstance(v, dict):
             if set(v) != {"p_good"} or isinstance(v["p_good"], bool) or not isinstance(v["p_good"], (int, float)) \
@@ -378,9 +409,23 @@ class TriageSpec(_Strict):
             return v
         raise ValueError(f"keep must be a fraction 0 < x < 1, a number of runs >= 1, or {{p_good: t}}; got {v!r}")
 
+    @model_validator(mode="after")
+    def _one_keep_rule(self):
+        if (self.keep is None) == (self.reduction_factor is None):
+            raise ValueError("give one keep rule: keep (a fraction, a number of runs or {p_good: t}) or "
+                             "reduction_factor (keep 1/eta per rung)")
+        return self
+
+    @property
+    def keep_rule(self) -> Union[int, float, KeepPGood]:
+        """The rule applied at each rung: reduction_factor eta is the fraction 1/eta."""
+        return self.keep if self.keep is not None else 1 / self.reduction_factor
+
     @property
     def policy(self) -> str:
         """The keep rule as text, as the decisions record it."""
+        if self.reduction_factor is not None:
+            return f"reduction {self.reduction_factor}"
         if isinstance(self.keep, KeepPGood):
             return f"p_good>={self.keep.p_good:g}"
         return f"fraction {self.keep:g}" if isinstance(self.keep, float) else f"top {self.keep}"
@@ -445,8 +490,8 @@ class Study(_Strict):
             raise ValueError(f"predict.k_epochs {self.predict.k_epochs} must be below epochs={self.epochs}")
         for schedule in self.sweep.lr_schedule:
             schedule.check_epochs(self.epochs)
-        if self.triage is not None and self.triage.at_epoch >= self.epochs:
-            raise ValueError(f"triage.at_epoch {self.triage.at_epoch} must be below epochs={self.epochs} "
+        if self.triage is not None and self.triage.rungs[-1] >= self.epochs:
+            raise ValueError(f"triage.rungs {self.triage.rungs} must be below epochs={self.epochs} "
                              "(runs are scored there and the kept ones trained on)")
         return self
 

@@ -80,6 +80,7 @@ class CostStrategy(StrEnum):
     PREDICT_THEN_FINISH = "predict_then_finish"  # every run to epoch k, then only the predicted good ones
     DECISION_PATH = "decision_path"              # graph work for just what a registered predictor reads
     GRAPH_STAGE = "graph_stage"                  # every graph property on the same snapshots
+    TRIAGE = "triage"                            # a triaged study: training done plus its decisions' work
 
 
 @dataclass(frozen=True)

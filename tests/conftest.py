@@ -119,7 +119,7 @@ def registered_warehouse(path: Path, K: int):
     from pipeline_lib.spec import Study
     from warehouse.db import Warehouse
     from warehouse.predict import epoch_metrics, study_runs, write_features, write_results
-    from warehouse.registry import register_study
+    from stages.register import register_study
 
     study = Study.model_validate({**TINY_STUDY, "predict": {"k_epochs": [K], "n_folds": 3}})
     wh = Warehouse(path)

@@ -2,7 +2,6 @@
 Decisions section, on real snapshots of tiny LeNet runs and on hand-made curves."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from pipeline_lib.report.decisions import calibrates, decisions_section
 from pipeline_lib.spec import GraphOptions, RunConfig, Study, expand_runs
 from pipeline_lib.training import train_run
 from tests.conftest import TINY_STUDY
+from tests.test_replay import replay_rows
 from tests.test_graph_properties import random_layered_graph
 
 
@@ -88,26 +88,19 @@ def test_fewer_quantities_cost_less_on_the_same_snapshots(snapshots):
     assert 0 < seconds["strength"] < seconds["all"], seconds
 
 
-def _hand_study() -> tuple[Study, pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """16 runs (4 configurations x 2 widths x 2 seeds), 3 epochs of 1 s, accuracy curves rising to a
-    known final; one registered predictor at k = 1 whose out-of-fold predictions are final + noise."""
+def _hand_study() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """16 runs (4 configurations x 2 widths x 2 seeds) with a known final accuracy; one registered
+    predictor at k = 1 whose out-of-fold predictions are final + noise."""
     study = Study.model_validate({**TINY_STUDY, "samples": 4, "predict": {"k_epochs": [1, 2], "n_folds": 4}})
     rng = np.random.default_rng(0)
-    runs, metrics, predictions = [], [], []
+    predictions = []
     for i, run in enumerate(expand_runs(study)):
         final = float(rng.uniform(0.3, 0.95))
-        runs.append({"run_id": run.run_id, "config_id": run.config_id, "architecture": "lenet", "width": run.width,
-                     "depth": 1, "seed": run.seed, "dataset": "digits", "status": "completed", "final_test_acc": final})
-        for epoch in range(4):
-            acc = final * (0.4 + 0.2 * epoch) + rng.normal(0, 0.03)
-            metrics.append({"run_id": run.run_id, "epoch": epoch, "test_acc": acc, "train_loss": 2 - acc,
-                            "seconds": 0.0 if epoch == 0 else 1.0})
         predictions.append({"task": "regression", "predictor": "hgb", "feature_set": "graph_compact", "k": 1,
                             "split": "cv", "run_id": run.run_id, "fold": i % 4, "y_true": final,
                             "y_pred": final + float(rng.normal(0, 0.05)), "score": None})
-    predictors = pl.DataFrame([{"id": "p1", "k": 1, "feature_set": "graph_compact", "task": "regression",
-                                "predictor": "hgb", "metrics_json": json.dumps(
-                                    {"kendall_tau": {"value": 0.61, "low": 0.4, "high": 0.8}})}])
+    predictors = pl.DataFrame([{"id": "p1", "k": 1, "feature_set": "graph_compact", "predictor": "hgb",
+                                "tau": 0.61, "tau_low": 0.4, "tau_high": 0.8}])
     costs = pl.DataFrame([
         {"strategy": "decision_path", "k": 1, "feature_set": "graph_compact", "predictor": "hgb", "seconds": 4.0,
          "fraction": 4 / 48, "properties": ["strength", "eigenvector"], "snapshot_seconds": 0.125,
@@ -115,16 +108,14 @@ def _hand_study() -> tuple[Study, pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.D
         {"strategy": "graph_stage", "k": 1, "feature_set": None, "predictor": None, "seconds": 32.0,
          "fraction": 32 / 48, "properties": list(PROPERTIES), "snapshot_seconds": 1.0, "epoch_seconds": 1.0,
          "snapshots_timed": 8, "detail": "32 snapshots x 1 s"}])
-    return (study, pl.DataFrame(runs), pl.DataFrame(metrics), predictors,
-            pl.DataFrame(predictions, schema_overrides={"score": pl.Float64}), costs)
+    return predictors, pl.DataFrame(predictions, schema_overrides={"score": pl.Float64}), costs
 
 
-def test_decisions_section_has_its_tables_figure_and_true_pareto_front(tmp_path):
-    study, runs, metrics, predictors, predictions, costs = _hand_study()
-    lines, tables = decisions_section(study, runs, metrics, predictors, predictions, costs, tmp_path)
+def test_decisions_section_has_its_tables_and_the_stored_replay(tmp_path):
+    predictors, predictions, costs = _hand_study()
+    lines, tables = decisions_section(predictors, predictions, costs, None, tmp_path)
     text = "\n".join(lines)
-    assert text.startswith("## Decisions") and "![decisions pareto](decisions_pareto.png)" in text
-    assert (tmp_path / "decisions_pareto.png").stat().st_size > 10_000
+    assert text.startswith("## Decisions") and "No replay of stopping policies is stored" in text
     assert "k = 1, graph_compact/hgb (strength, eigenvector): 0.1250 s of graph work per snapshot against 1.0000 s" \
            " of training per model-epoch; deciding for every run costs 8% of training, every property 67%." in text
 
@@ -142,15 +133,7 @@ def test_decisions_section_has_its_tables_figure_and_true_pareto_front(tmp_path)
     assert registered["tau [95%]"] == "0.610 [0.400, 0.800]"
     assert not calibrates(8, 0.9) and calibrates(9, 0.9)  # ceil(9 x 0.9) = 9 > 8; ceil(10 x 0.9) = 9 <= 9
 
-    # the front of each k, against a brute-force search over every replayed point decidable at k
-    from pipeline_lib.report.decisions import replay_points
-    points = replay_points(study, runs, metrics, predictions, costs)
-    frontier = tables["decision_frontier"]
-    for k in (1, 2):
-        pool = {(p["fraction"], p["recall_top"]) for p in points if p["k"] in (None, k)}
-        brute = {a for a in pool if not any(b != a and b[0] <= a[0] and b[1] >= a[1] for b in pool)}
-        got = {(r["fraction"], r["recall_top"]) for r in frontier.filter(pl.col("k") == k).iter_rows(named=True)}
-        assert got == brute, k
-    # the learned predictor is charged its decision path, and again every property
-    learned = [p for p in points if p["policy"].startswith("graph_compact/hgb") and p["n_keep"] == 16]
-    assert sorted(p["seconds"] for p in learned) == pytest.approx([48 + 4.0, 48 + 32.0])
+    # a stored replay is rendered, not recomputed: its section, figure and summary table
+    lines, tables = decisions_section(predictors, predictions, costs, replay_rows(), tmp_path)
+    assert "![replay pareto](replay_pareto.png)" in "\n".join(lines) and tables["replay"].height == 5
+    assert (tmp_path / "replay_pareto.png").stat().st_size > 10_000

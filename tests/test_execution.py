@@ -11,7 +11,9 @@ from prefect_ray import RayTaskRunner
 from prefect_ray.context import RemoteOptionsContext
 
 from flows._cli import execution_from_args, study_arguments
-from flows._runtime import DataDirConflict, PROJECT_ROOT, make_task_runner, open_warehouse, requesting, training_device
+from flows._runtime import PROJECT_ROOT, make_task_runner, requesting
+from stages.context import DataDirConflict, open_warehouse
+from stages.train_sweep import training_device
 from pipeline_lib.layout import DataLayout
 from pipeline_lib.spec import ExecutionSpec, SpecError, load_study
 from tests.conftest import write_spec

@@ -2,12 +2,12 @@
 and the study's data directory is the one its first stage recorded (real Prefect, DuckDB, graph-tool)."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import polars as pl
 import pytest
 
-import pipeline_lib.features.temporal as temporal_module
 from flows import graph_metrics as graph_metrics_flow
 from flows import train_sweep as train_sweep_flow
 from flows._cli import run_cli
@@ -134,21 +134,21 @@ def test_changed_feature_code_recomputes_features_and_evaluations(study, monkeyp
     stored = wh.query("SELECT DISTINCT feature_set, fingerprint FROM features")
 
     # a feature module edited: every feature unit is computed again, and the evaluation follows
-    monkeypatch.setattr(fingerprints, "FEATURE_CODE", (*fingerprints.FEATURE_CODE, temporal_module))
+    policy = fingerprints.FEATURES
+    monkeypatch.setattr(fingerprints, "FEATURES", dataclasses.replace(
+        policy, modules=(*policy.modules, "pipeline_lib.features.temporal")))
     assert features(str(spec), str(wh.path)) == {name: 8 for name in BASE_SETS}
     assert not set(wh.query("SELECT DISTINCT fingerprint FROM features")["fingerprint"]) & set(stored["fingerprint"])
     assert "up_to_date" not in evaluate(str(spec), str(wh.path))
 
 
 def test_code_digest_ignores_comments_and_docstrings(tmp_path):
-    module = type(sys)("probe")
-    module.__file__ = str(tmp_path / "probe.py")
     digests = []
     for source in ('"""doc"""\ndef f(x):\n    return x + 1\n',
                    '# a comment\ndef f(x):\n    """why"""\n\n    return x + 1  # same\n',
                    'def f(x):\n    return x + 2\n',
                    'def f(x):\n    return x + 1, "order:{}"\n', 'def f(x):\n    return x + 1, "depth:{}"\n'):
         (tmp_path / "probe.py").write_text(source)
-        digests.append(fingerprints.source_digest(module))
+        digests.append(fingerprints.source_digest(tmp_path / "probe.py"))
     assert digests[0] == digests[1] != digests[2]
     assert digests[3] != digests[4]  # a renamed feature is new feature code: its units are computed again

@@ -13,12 +13,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from pipeline_lib.decisions import registry
+from pipeline_lib.fingerprints import predictor_pins
 from pipeline_lib.prediction.evaluation import feature_matrix
 from pipeline_lib.prediction.targets import run_targets
 from pipeline_lib.spec import Study
 from tests.conftest import TINY_STUDY
 from warehouse.db import Warehouse, upsert
-from warehouse.registry import load_predictor, register_study, registered
+from stages.register import register_study
+from warehouse.registry import load_predictor, registered
 
 N_CONFIGS, SEEDS = 6, 2
 
@@ -94,9 +96,16 @@ def test_refuses_a_changed_file_and_changed_code(wh, study):
     with pytest.raises(registry.RegistryError, match="sha256 .* was registered: the file was changed"):
         load_predictor(wh, row["id"])
     load_predictor(wh, other["id"])  # untouched: loads
-    with wh.writer() as con:
+    pins = json.loads(other["code_digest"])
+    assert set(pins) == {"code", "scikit-learn", "skops", "numpy", "scipy"}
+    with wh.writer() as con:  # fitted under another scikit-learn
+        con.execute("UPDATE predictors SET code_digest = ? WHERE id = ?",
+                    [json.dumps({**pins, "scikit-learn": "0.0"}), other["id"]])
+    with pytest.raises(registry.RegistryError, match=r"other model code or libraries \(scikit-learn 0.0 -> "):
+        load_predictor(wh, other["id"])
+    with wh.writer() as con:  # registered before the pins: a digest of the whole prediction package
         con.execute("UPDATE predictors SET code_digest = 'feedbeef' WHERE id = ?", [other["id"]])
-    with pytest.raises(registry.RegistryError, match="prediction code feedbeef"):
+    with pytest.raises(registry.RegistryError, match="pins feedbeef... .from before model code and library"):
         load_predictor(wh, other["id"])
     with pytest.raises(registry.RegistryError, match="no registered predictor 'nope'"):
         load_predictor(wh, "nope")
@@ -111,4 +120,4 @@ def test_refuses_untrusted_types_even_with_the_right_digest(tmp_path):
     digest = registry.save(Pipeline([("f", FunctionTransformer(_untrusted))]), path)
     assert "tests.test_registry._untrusted" in sio.get_untrusted_types(file=path)
     with pytest.raises(registry.RegistryError, match="not trusted: tests.test_registry._untrusted"):
-        registry.load(path, digest, registry.prediction_code_digest())
+        registry.load(path, digest, predictor_pins())

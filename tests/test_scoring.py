@@ -19,7 +19,7 @@ from pipeline_lib.prediction.evaluation import cross_validated_predictions, grou
 from tests.conftest import add_runs, write_spec
 from warehouse.db import Warehouse
 from warehouse.registry import load_predictor
-from warehouse.scores import score_study
+from stages.score import score_study
 
 
 def _conformal_half_width(residuals: np.ndarray, confidence: float) -> float:

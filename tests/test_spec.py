@@ -21,6 +21,7 @@ def test_triage_keep_rules_parse_to_their_policy(tmp_path):
     policies = [load_study(write_spec(tmp_path, triage={"at_epoch": 1, "keep": keep})).triage.policy
                 for keep in (0.3, 5, {"p_good": 0.6})]
     assert policies == ["fraction 0.3", "top 5", "p_good>=0.6"]
+    assert load_study(write_spec(tmp_path, triage={"rungs": [1, 2], "reduction_factor": 3})).triage.policy == "reduction 3"
 
 
 def test_expansion_counts_and_stable_ids(tiny_spec):
@@ -65,9 +66,9 @@ def test_run_id_ignores_dataset_root_but_not_subset(tmp_path):
         ({"widths": [0.5, 1.0, 0.5]}, "widths: lists [0.5] more than once"),
         ({"architectures": ["lenet", "lenet"]}, "architectures: lists ['lenet'] more than once"),
         ({"dataset": {"name": "svhn"}}, "svhn needs dataset.root"),
-        ({"triage": {"at_epoch": 3, "keep": 0.5}}, "triage.at_epoch 3 must be below epochs=3"),
-        ({"triage": {"at_epoch": 0, "keep": 0.5}}, "triage.at_epoch: Input should be greater than or equal to 1"),
-        ({"triage": {"at_epoch": 1}}, "triage.keep: Field required"),
+        ({"triage": {"at_epoch": 3, "keep": 0.5}}, "triage.rungs [3] must be below epochs=3"),
+        ({"triage": {"at_epoch": 0, "keep": 0.5}}, "triage.rungs: rungs must be epochs >= 1 in increasing order, got [0]"),
+        ({"triage": {"at_epoch": 1}}, "triage: give one keep rule"),
         ({"triage": {"at_epoch": 1, "keep": 1.0}}, "triage.keep: keep as a fraction must lie strictly between 0 and 1"),
         ({"triage": {"at_epoch": 1, "keep": 0}}, "triage.keep: keep as a number of runs must be >= 1, got 0"),
         ({"triage": {"at_epoch": 1, "keep": {"p_good": 1.5}}}, "triage.keep: keep as a mapping must be {p_good: t}"),

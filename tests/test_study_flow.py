@@ -1,5 +1,6 @@
 """The main job end to end through Prefect on a tiny spec: train, graphs, features, predictors,
-width transfer, registry and its decision path's cost, report; then a re-run that finds everything done."""
+width transfer, registry and its decision path's cost, report; then a re-run that finds everything done,
+and the replay stage on the finished study."""
 from pathlib import Path
 
 import polars as pl
@@ -10,7 +11,9 @@ from warehouse.db import Warehouse
 
 pytestmark = pytest.mark.slow
 
-import flows.study as study_flow  # noqa: E402  (an import error must fail the test, not skip it)
+import flows.replay as replay_flow  # noqa: E402  (an import error must fail the test, not skip it)
+import flows.report as report_flow  # noqa: E402
+import flows.study as study_flow  # noqa: E402
 from pipeline_lib.features import BASE_SETS  # noqa: E402
 from pipeline_lib.graphs.properties import PROPERTIES  # noqa: E402
 from warehouse.registry import load_predictor, registered  # noqa: E402
@@ -65,8 +68,15 @@ def test_study_end_to_end_and_rerun(tmp_path, prefect_harness):
             assert r["snapshot_seconds"] < full[r["k"]], r
     report_md = Path(results["report"]["path"]).read_text()
     assert "## Decisions" in report_md and "### The cost of the decision path" in report_md
-    assert (Path(reports) / "tiny-study" / "decisions_pareto.png").stat().st_size > 10_000
-    assert set(results["report"]["tables"]) >= {"registered", "decision_path", "decision_frontier"}
+    assert "No replay of stopping policies is stored" in report_md  # the replay is a stage of its own
+    assert set(results["report"]["tables"]) >= {"registered", "decision_path"}
+
+    # the UI shows each stage as a subflow of the study's run, named as when it runs alone
+    from prefect.client.orchestration import get_client
+    with get_client(sync_client=True) as client:
+        children = [r for r in client.read_flow_runs() if r.parent_task_run_id is not None]
+        assert {client.read_flow(r.flow_id).name for r in children} >= {
+            "train-sweep", "graph-metrics", "features", "evaluate", "width-transfer", "register", "report"}
 
     before = {t: wh.query(f"SELECT * FROM {t} ORDER BY ALL")
               for t in ("features", "evaluations", "predictions", "predictors", "costs")}
@@ -78,3 +88,16 @@ def test_study_end_to_end_and_rerun(tmp_path, prefect_harness):
         assert wh.query(f"SELECT * FROM {table_name} ORDER BY ALL").equals(frame), table_name
     assert wh.query("SELECT count(*) AS n FROM runs")["n"][0] == n_runs
     assert pl.DataFrame(summary).equals(pl.DataFrame(again["report"]["summary"]))
+
+    # the replay stage: its rows in `replays`, read (not recomputed) by the report
+    out = replay_flow.replay(str(spec), wh_path, workers=2, random_orders=1, reports_dir=reports)
+    rows = wh.query("SELECT * FROM replays WHERE study = 'tiny-study'")
+    assert out["rows"] == rows.height and set(rows["order_index"]) == {0, 1}
+    full = rows.filter(pl.col("policy") == "train_all")
+    assert full["epochs_fraction"].to_list() == [1.0, 1.0] and full["regret"].to_list() == [0.0, 0.0]
+    assert {"i_epoch", "online", "oracle", "MedianPruner"} <= set(rows["policy"])
+    assert not rows.filter(pl.col("policy") == "oracle")["deployable"].any()
+    assert (rows["epochs_fraction"] <= 1.0 + 1e-12).all() and (rows["regret"] >= 0).all()
+    assert (Path(reports) / "tiny-study" / "replay.md").read_text().startswith("### Replayed stopping policies")
+    report_md = Path(report_flow.report(str(spec), wh_path, reports)["path"]).read_text()
+    assert "### Replayed stopping policies" in report_md and "![replay pareto](replay_pareto.png)" in report_md

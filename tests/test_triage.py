@@ -1,6 +1,8 @@
-"""Triage in the training flow: every run to epoch k, scored by a registered predictor; the kept runs
-trained to the end, the others stopped; decided once, so a re-run or a resume after kill -9 changes
-nothing that was decided (real CLI, Prefect, DuckDB, tiny digits runs)."""
+"""Triage in the training flow: runs trained rung by rung, scored there by a registered predictor (or,
+cold, by their accuracy at the rung); the kept runs trained on, the others stopped; decided once per
+rung, so a re-run or a resume after kill -9 changes nothing that was decided; a predictor of a study
+unlike this one refused or its differences recorded by name (real CLI, Prefect, DuckDB, tiny digits
+runs)."""
 from __future__ import annotations
 
 import json
@@ -10,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +26,10 @@ from pipeline_lib.decisions.scoring import ScoringError
 from pipeline_lib.decisions.path_cost import columns_used, properties_read
 from pipeline_lib.decisions.triage import TriageError, decide
 from pipeline_lib.layout import DataLayout
-from pipeline_lib.spec import KeepPGood, TriageSpec, expand_runs, load_study
+from pipeline_lib.spec import KeepPGood, Study, TriageSpec, expand_runs, load_study
 from pipeline_lib.run_state import RunStore
 from pipeline_lib.training import train_run
-from tests.conftest import write_spec
+from tests.conftest import TINY_STUDY, write_spec
 from warehouse.db import Warehouse
 from pipeline_lib.report.triage import triage_section
 from warehouse.predict import report_tables, study_runs
@@ -66,6 +69,12 @@ def test_refuses_before_prefect_starts(registered_tiny, tmp_path):
         con.execute("DELETE FROM predictors WHERE id = 'lonely'")
     with pytest.raises(TriageError, match="does not exist"):
         check_triage(str(tmp_path / "none.duckdb"), load_study(write_spec(tmp_path, **TRIAGED)))
+    # predictor auto needs no warehouse (accuracy at the rung), unless keeping by P(good)
+    auto = dict(TRIAGED, triage={**TRIAGED["triage"], "predictor": "auto"})
+    check_triage(str(tmp_path / "none.duckdb"), load_study(write_spec(tmp_path, **auto)))
+    with pytest.raises(TriageError, match="needs a predictor with a calibrated classification twin"):
+        check_triage(str(tmp_path / "none.duckdb"),
+                     load_study(write_spec(tmp_path, **dict(auto, triage={**auto["triage"], "keep": {"p_good": 0.5}}))))
     assert not (tmp_path / "none.duckdb").exists()
 
     spec = write_spec(tmp_path, **dict(TRIAGED, triage=dict(TRIAGED["triage"], predictor="nope")))
@@ -143,7 +152,10 @@ def test_triage_keeps_the_best_runs_and_survives_kill_9_and_reruns(registered_ti
     joined = decisions.join(scores, on="run_id", suffix="_score")
     for column in ("predicted", "low", "high", "p_good"):
         np.testing.assert_allclose(joined[column], joined[f"{column}_score"])
-    assert set(decisions["keep_policy"]) == {"fraction 0.5"} and set(decisions["at_epoch"]) == {1}
+    assert set(decisions["keep_policy"]) == {"fraction 0.5"} and set(decisions["rung"]) == {1}
+    # named in the spec; tiny's spec is not recorded in this warehouse, which is recorded and warned
+    assert set(decisions["source"]) == {"registered"}
+    assert decisions["mismatches"].to_list() == [["study spec 'recorded' here, 'not recorded' in the predictor's study"]] * 4
 
     runs = wh.query("SELECT run_id, status, epochs_done, final_test_acc FROM runs WHERE study = 'triaged'")
     assert runs.height == 4
@@ -177,6 +189,116 @@ def test_triage_keeps_the_best_runs_and_survives_kill_9_and_reruns(registered_ti
     assert not (DataLayout(data_dir).snapshot(sorted(set(runs["run_id"]) - kept)[0], 2)).exists()
 
     # the report's section: 2 kept to epoch 3 and 2 stopped at epoch 1 = 8 of the 12 epochs of training all
-    section = "\n".join(triage_section(report_tables(wh, "triaged")["triage"]))
-    assert "2 of 4 runs kept" in section and "2 stopped" in section and "Epochs trained: 8 of the 12" in section
+    tables = report_tables(wh, "triaged")
+    section = "\n".join(triage_section(tables["triage"], tables["triage_rungs"], tables["costs"]))
+    assert "Epoch 1: 2 of 4 runs kept (fraction 0.5)" in section and "Epochs trained: 8 of the 12" in section
     assert section.count("| keep ") == 2 and section.count("| stop ") == 2
+
+    # the savings in seconds: every recorded epoch plus the decision's work, against training all
+    saved = wh.query("SELECT * FROM costs WHERE study = 'triaged' AND strategy = 'triage'").row(0, named=True)
+    trained = wh.query("""SELECT sum(m.seconds) AS s FROM epoch_metrics m JOIN runs r USING (run_id)
+                          WHERE r.study = 'triaged'""")["s"][0]
+    work = decisions["graph_seconds"][0] + decisions["scoring_seconds"][0]
+    assert saved["seconds"] == pytest.approx(trained + work) and saved["decision_seconds"] == pytest.approx(work)
+    assert saved["train_all_seconds"] > trained and saved["runs_to_end"] == 2
+
+
+def _copy_predictors(wh: Warehouse, study: dict) -> None:
+    """Study tiny's predictors registered again as those of `study` (its spec recorded)."""
+    from warehouse.runs import record_study
+
+    record_study(wh, Study.model_validate(study))
+    with wh.writer() as con:
+        con.execute("""INSERT OR REPLACE INTO predictors SELECT * REPLACE (id || '-' || ? AS id, ? AS study)
+                       FROM predictors WHERE study = 'tiny'""", [study["name"], study["name"]])
+
+
+def test_a_predictor_of_another_study_is_refused_or_warned_by_name(registered_tiny, tmp_path):
+    from stages.context import StudyContext
+    from stages.score import study_differences
+    from stages.triage import rung_source
+
+    wh = registered_tiny
+    base = {**TINY_STUDY, "width_transfer": {}}
+    for name, change in (("exact-metrics", {"train_metrics": "exact"}), ("longer", {"epochs": 5}), ("alike", {})):
+        _copy_predictors(wh, {**base, "name": name, **change})
+    ours = lambda predictor: load_study(write_spec(  # noqa: E731
+        tmp_path, **dict(base, name="new-sweep", triage={"predictor": predictor, "rungs": [1], "keep": 0.5})))
+
+    with pytest.raises(ScoringError, match="train_metrics 'epoch' here, 'exact' in the predictor's study"):
+        rung_source(wh, ours("exact-metrics"), 1)
+    longer = rung_source(wh, ours("longer"), 1)
+    assert [str(m) for m in longer.mismatches] == ["epochs 3 here, 5 in the predictor's study"]
+    # auto takes only the matching study's predictor, and says why the others were passed over
+    auto = rung_source(wh, ours("auto"), 1)
+    assert auto.kind == "registered" and auto.predictor["study"] == "alike" and not auto.mismatches
+    # flows.score's stage: the same refusal and named differences for a predictor of another study
+    context = StudyContext(ours("auto"), wh, ours("auto").execution, orchestration=None)
+    row = wh.query("SELECT * FROM predictors WHERE study = 'longer' LIMIT 1").row(0, named=True)
+    assert [m.name for m in study_differences(context, row)] == ["epochs"]
+    with pytest.raises(ScoringError, match="train_metrics"):
+        study_differences(context, wh.query("SELECT * FROM predictors WHERE study = 'exact-metrics' LIMIT 1").row(0, named=True))
+    with wh.writer() as con:
+        for name in ("exact-metrics", "longer", "alike"):
+            con.execute("DELETE FROM predictors WHERE study = ?", [name])
+            con.execute("DELETE FROM studies WHERE study = ?", [name])
+
+
+def test_a_triaged_studys_predictors_are_marked_and_auto_passes_them_over(tmp_path):
+    from stages.triage import rung_source
+    from tests.conftest import registered_warehouse
+    from warehouse.db import upsert
+    from warehouse.runs import record_study
+
+    path = tmp_path / "w.duckdb"
+    stop = pl.DataFrame([{"study": "tiny", "run_id": "gone", "rung": 1, "source": "accuracy", "source_reason": "-",
+                          "mismatches": [], "predicted": 0.1, "confidence": 0.9, "rank": 1,
+                          "keep_policy": "fraction 0.5", "decision": "stop", "graph_seconds": 0.0,
+                          "scoring_seconds": 0.0, "decided_at": datetime(2026, 1, 1)}],
+                        schema_overrides={"mismatches": pl.List(pl.Utf8)})
+    with Warehouse(path).writer() as con:
+        upsert(con, "triage_decisions", stop)
+    wh = registered_warehouse(path, 1)
+    assert set(wh.query("SELECT triaged FROM predictors WHERE study = 'tiny'")["triaged"]) == {True}
+    record_study(wh, Study.model_validate({**TINY_STUDY, "predict": {"k_epochs": [1], "n_folds": 3}}))
+    new = load_study(write_spec(tmp_path, **dict(TINY_STUDY, name="new-sweep",
+                                                 triage={"rungs": [1], "keep": 0.5})))
+    source = rung_source(wh, new, 1)
+    assert source.kind == "accuracy" and "fitted on the kept runs of triaged study tiny" in source.reason
+
+
+@pytest.mark.slow
+def test_cold_start_triage_decides_each_rung_by_accuracy(tmp_path, prefect_harness):
+    """A brand-new warehouse, nothing registered, no corpus predictor: `auto` scores by the test
+    accuracy at each rung; the cohort of a rung is the runs kept at the one before, and stacked
+    groups go on with only their kept members."""
+    from flows.train_sweep import train_sweep
+
+    spec = write_spec(tmp_path, **dict(TINY_STUDY, name="cold", width_transfer={},
+                                       triage={"rungs": [1, 2], "keep": 0.5}))
+    wh_path = tmp_path / "cold.duckdb"
+    check_triage(str(wh_path), load_study(spec))  # no refusal, and no warehouse created by the check
+    assert not wh_path.exists()
+    assert train_sweep(str(spec), str(wh_path)) == {"completed": 2, "stopped": 6}
+    wh = Warehouse(wh_path)
+    decisions = wh.query("SELECT * FROM triage_decisions WHERE study = 'cold'")
+    assert set(decisions["source"]) == {"accuracy"} and decisions["predictor_id"].null_count() == decisions.height
+    assert "test accuracy at epoch 1 (i-Epoch rule)" in decisions.filter(pl.col("rung") == 1)["source_reason"][0]
+    metrics = wh.query("SELECT run_id, epoch, test_acc FROM epoch_metrics")
+    cohort = set(wh.query("SELECT run_id FROM runs WHERE study = 'cold'")["run_id"])
+    assert len(cohort) == 8
+    for rung in (1, 2):
+        at = decisions.filter(pl.col("rung") == rung)
+        assert set(at["run_id"]) == cohort
+        accs = {r: a for r, e, a in metrics.iter_rows() if e == rung and r in cohort}
+        best = sorted(cohort, key=lambda r: (-accs[r], r))[:math.ceil(len(cohort) / 2)]
+        cohort = set(at.filter(pl.col("decision") == "keep")["run_id"])
+        assert cohort == set(best)
+    runs = {r["run_id"]: r for r in wh.query("SELECT * FROM runs WHERE study = 'cold'").iter_rows(named=True)}
+    stopped_at = dict(decisions.filter(pl.col("decision") == "stop").select("run_id", "rung").iter_rows())
+    for run_id, run in runs.items():
+        assert (run["status"], run["epochs_done"]) == (("completed", 3) if run_id in cohort else ("stopped", stopped_at[run_id]))
+    groups = [set(g) for g in wh.query("SELECT run_ids FROM training_groups WHERE study = 'cold'")["run_ids"]]
+    assert set().union(*[g for g in groups if g <= cohort]) == cohort  # the last phase stacked the kept runs only
+    saved = wh.query("SELECT fraction FROM costs WHERE study = 'cold' AND strategy = 'triage'")["fraction"][0]
+    assert 0 < saved < 1

@@ -26,9 +26,13 @@ PREDICTOR = ("INSERT INTO predictors (id, study, dataset, architectures, widths,
              "TIMESTAMP '2026-01-01')")
 COST = ("INSERT INTO costs (study, strategy, k, seconds, fraction, runs_to_end, detail) "
         "VALUES ('s', ?, 1, ?, 0.5, 3, 'd')")
-DECISION = ("INSERT INTO triage_decisions (study, run_id, predictor_id, at_epoch, predicted, low, high, confidence, "
-            "rank, keep_policy, decision, decided_at) "
-            "VALUES ('s', ?, 'p', 1, 0.5, 0.4, 0.6, 0.9, 1, 'top 1', ?, TIMESTAMP '2026-01-01')")
+DECISION = ("INSERT INTO triage_decisions (study, run_id, rung, source, source_reason, predictor_id, mismatches, "
+            "predicted, low, high, confidence, rank, keep_policy, decision, graph_seconds, scoring_seconds, decided_at) "
+            "VALUES ('s', ?, 1, 'registered', 'named', 'p', [], 0.5, 0.4, 0.6, 0.9, 1, 'top 1', ?, 0, 0, "
+            "TIMESTAMP '2026-01-01')")
+OLD_DECISION = ("INSERT INTO triage_decisions (study, run_id, predictor_id, at_epoch, predicted, low, high, confidence, "
+                "rank, keep_policy, decision, decided_at) "
+                "VALUES ('s', ?, 'p', 1, 0.5, 0.4, 0.6, 0.9, 1, 'top 1', ?, TIMESTAMP '2026-01-01')")
 SPLITS = [Split.CV, Split.WIDTH_TRANSFER, Split.WIDTH_TRANSFER_REVERSE, Split.CV_PREFIX.of("lenet"),
           Split.LEAVE_OUT_PREFIX.of("vgg")]
 
@@ -61,7 +65,7 @@ def test_the_warehouse_accepts_the_vocabulary_and_refuses_other_words(tmp_path):
     counts = wh.query("SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM evaluations) AS evaluations, "
                       "(SELECT count(*) FROM predictors) AS predictors, (SELECT count(*) FROM costs) AS costs, "
                       "(SELECT count(*) FROM triage_decisions) AS decisions").row(0)
-    assert counts == (6, 2 * 3 * 5, 2 * 2, 5, 2)
+    assert counts == (6, 2 * 3 * 5, 2 * 2, len(CostStrategy), 2)
 
     assert _refused(wh, RUN, ["bad", "finished"])
     assert _refused(wh, RUN, ["bad", "Completed"])
@@ -98,21 +102,20 @@ def test_a_warehouse_from_before_the_checks_keeps_its_rows(tmp_path):
     con.execute(COST, ["early_stopping", 12.5])
     con.execute("INSERT INTO costs (study, strategy, k, seconds, fraction, properties, snapshot_seconds) "
                 "VALUES ('s', 'decision_path', 2, 3.0, 0.1, ['perron'], 0.25)")
-    con.execute(DECISION, ["r1", "keep"])
-    con.execute(DECISION, ["r2", "stop"])
+    con.execute(OLD_DECISION, ["r1", "keep"])
+    con.execute(OLD_DECISION, ["r2", "stop"])
     tables = ("runs", "evaluations", "predictions", "comparisons", "predictors", "costs", "triage_decisions")
-    columns = {t: ", ".join(c[0] for c in con.execute(f"DESCRIBE {t}").fetchall()) for t in tables}
-    before = {t: con.execute(f"SELECT {columns[t]} FROM {t} ORDER BY ALL").fetchall() for t in tables}
+    columns = {t: [c for (c, *_) in con.execute(f"SELECT * FROM {t} LIMIT 0").description] for t in tables}
+    before = {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables}
     con.close()
 
     wh = Warehouse(path)
     wh.migrate()
-    with wh.reader() as con:  # later migrations may add columns (with defaults); the old ones keep their values
-        after = {t: con.execute(f"SELECT {columns[t]} FROM {t} ORDER BY ALL").fetchall() for t in before}
-        added = con.execute("SELECT DISTINCT lr_schedule, label_noise FROM runs").fetchall()
+    with wh.reader() as con:  # the old columns keep their values (at_epoch is now a decision's rung)
+        after = {t: con.execute(f"SELECT {', '.join(columns[t]).replace('at_epoch', 'rung')} FROM {t} "
+                                "ORDER BY ALL").fetchall() for t in before}
         applied = [name for (name,) in con.execute("SELECT name FROM schema_migrations ORDER BY name").fetchall()]
     assert after == before
-    assert added == [("constant", 0.0)]  # runs from before the knobs: constant rate, clean labels
     assert applied == sorted(p.name for p in SCHEMA_DIR.glob("*.sql"))
     assert _refused(wh, RUN, ["r3", "finished"])
     assert _refused(wh, EVALUATION, ["regression", "linear", "holdout", 0.0])

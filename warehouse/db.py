@@ -25,9 +25,10 @@ import polars as pl
 
 from pipeline_lib.layout import NODE_METRICS_GLOB
 
+from . import DEFAULT_PATH
+
 SCHEMA_DIR = Path(__file__).parent / "schema"
 VIEWS_FILE = Path(__file__).parent / "views.sql"
-DEFAULT_PATH = Path(__file__).parent / "warehouse.duckdb"
 # Write the file in a format DuckDB 1.4+ reads, so the DuckDB shell from PyPI (duckdb-cli 1.5.6,
 # the newest there) and other 1.x tools can open the warehouse that this DuckDB 2.0 writes.
 STORAGE_COMPATIBILITY = "v1.4.0"

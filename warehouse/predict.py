@@ -11,10 +11,10 @@ from datetime import datetime, timezone
 import numpy as np
 import polars as pl
 
-from pipeline_lib.decisions.registry import prediction_code_digest
 from pipeline_lib.features import BASE_SETS, FEATURE_SETS, GRAPH_BASE_SETS
 from pipeline_lib.fingerprints import digest, feature_fingerprints
 from pipeline_lib.decisions.path_cost import STRATEGIES as DECISION_PATH
+from pipeline_lib.decisions.savings import STRATEGY as TRIAGE
 from pipeline_lib.prediction.evaluation import feature_matrix
 from pipeline_lib.spec import Study
 from pipeline_lib.vocabulary import FINISHED, Split, Task
@@ -135,15 +135,14 @@ def write_results(wh: Warehouse, study: str, splits: list[str], evaluations: pl.
         for table, frame in (("evaluations", evaluations), ("predictions", predictions), ("comparisons", comparisons)):
             if frame is not None:
                 replace_where(con, table, frame.with_columns(pl.lit(study).alias("study")), where, [study, splits, splits])
-        if costs is not None:  # RQ3's rows; the decision path's (flows.register) stay
+        if costs is not None:  # RQ3's rows; the decision path's (flows.register) and the triage's stay
             replace_where(con, "costs", costs.with_columns(pl.lit(study).alias("study")),
-                          "study = ? AND NOT list_contains(?, strategy)", [study, list(DECISION_PATH)])
+                          "study = ? AND NOT list_contains(?, strategy)", [study, [*DECISION_PATH, TRIAGE]])
 
 
-def input_fingerprint(wh: Warehouse, study: str, *extra: str) -> str:
+def input_fingerprint(wh: Warehouse, study: str) -> str:
     """A digest of everything the evaluation reads: the study's features (their values and
-    fingerprints, so new feature code re-evaluates) and run outcomes, plus `extra` (the spec's
-    settings, a digest of the code)."""
+    fingerprints, so new feature code re-evaluates), run outcomes and graph seconds."""
     row = wh.query("""
         SELECT (SELECT count(*) FROM features WHERE study = $1)::VARCHAR || ':' ||
                coalesce((SELECT sum(hash(run_id, k, feature_set, feature, value, fingerprint)) FROM features
@@ -152,13 +151,7 @@ def input_fingerprint(wh: Warehouse, study: str, *extra: str) -> str:
                                    WHERE study = $1), 0)::VARCHAR
                || ':' || coalesce((SELECT sum(hash(run_id, epoch, seconds)) FROM graphs JOIN runs USING (run_id)
                                    WHERE study = $1), 0)::VARCHAR AS digest""", [study])
-    return digest(row["digest"][0], *extra)
-
-
-def stage_inputs(wh: Warehouse, study: Study) -> str:
-    """Fingerprint of a prediction stage's inputs; changing a predictor's code re-runs the stage."""
-    return input_fingerprint(wh, study.name, study.predict.model_dump_json(),
-                             study.width_transfer.model_dump_json(), prediction_code_digest())
+    return digest(row["digest"][0])
 
 
 def stage_fingerprint(wh: Warehouse, study: str, stage: str) -> str | None:
@@ -176,7 +169,7 @@ def record_stage(wh: Warehouse, study: str, stage: str, fingerprint: str) -> Non
 def report_tables(wh: Warehouse, study: str) -> dict[str, pl.DataFrame | str | None]:
     """What the report reads: runs, the leaderboard and the predictor its tables show (views.sql),
     comparisons, cross-validated regression predictions, costs, the whole-graph property statistics
-    per epoch, registered predictors and the learning curves."""
+    per epoch, registered predictors and the stored replay of stopping policies."""
     shown = wh.query("SELECT predictor FROM predictor_standing WHERE study = ? AND split = ? AND rank = 1",
                      [study, Split.CV])
     return {
@@ -190,11 +183,19 @@ def report_tables(wh: Warehouse, study: str) -> dict[str, pl.DataFrame | str | N
         "costs": wh.query("SELECT * EXCLUDE (study) FROM costs WHERE study = ?", [study]),
         "graph_summaries": wh.query("""SELECT s.run_id, s.epoch, s.property, s.statistic, s.value FROM graph_summaries s
                                        JOIN runs r USING (run_id) WHERE r.study = ? AND s.scope = 'graph'""", [study]),
-        "predictors": wh.query("SELECT id, k, feature_set, task, predictor, metrics_json FROM predictors WHERE study = ?",
-                               [study]),
-        "epoch_metrics": epoch_metrics(wh, study).select("run_id", "epoch", "test_acc", "train_loss", "seconds"),
+        "predictors": wh.query("""SELECT id, k, feature_set, predictor, tau, tau_low, tau_high FROM best_predictors
+                                  WHERE study = ? AND standing = 1""", [study]),
+        "replays": wh.query("SELECT * EXCLUDE (study) FROM replays WHERE study = ?", [study]),
         "triage": wh.query("""SELECT r.run_id, r.architecture, r.width, r.epochs, r.epochs_done, r.status, r.final_test_acc,
                                      d.* EXCLUDE (study, run_id)
-                              FROM runs r LEFT JOIN triage_decisions d ON d.study = r.study AND d.run_id = r.run_id
-                              WHERE r.study = ?""", [study]),
+                              FROM runs r LEFT JOIN (SELECT * FROM triage_decisions WHERE study = ?
+                                                     QUALIFY rung = max(rung) OVER (PARTITION BY run_id)) d USING (run_id)
+                              WHERE r.study = ?""", [study, study]),
+        "triage_rungs": wh.query("""SELECT rung, any_value(source) AS source, any_value(source_reason) AS source_reason,
+                                           any_value(predictor_id) AS predictor_id, any_value(mismatches) AS mismatches,
+                                           any_value(keep_policy) AS keep_policy, count(*) AS decided,
+                                           count(*) FILTER (decision = 'keep') AS kept,
+                                           any_value(graph_seconds) AS graph_seconds,
+                                           any_value(scoring_seconds) AS scoring_seconds
+                                    FROM triage_decisions WHERE study = ? GROUP BY rung ORDER BY rung""", [study]),
     }

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 
 import polars as pl
+from pydantic import ValidationError
 
 from pipeline_lib.run_state import RunResult
 from pipeline_lib.spec import RunConfig, Study
@@ -25,6 +26,16 @@ def record_study(wh: Warehouse, study: Study) -> None:
                            "updated_at": _now()}])
     with wh.writer() as con:
         upsert(con, "studies", frame)
+
+
+def recorded_study(wh: Warehouse, study: str) -> Study | None:
+    """The spec a study was last run with, as `studies` records it (None: not recorded here, or no
+    longer a valid spec)."""
+    rows = wh.query("SELECT spec_json FROM studies WHERE study = ?", [study])
+    try:
+        return Study.model_validate_json(rows["spec_json"][0]) if rows.height else None
+    except ValidationError:
+        return None
 
 
 def _run_row(study: str, config: RunConfig, result: RunResult | None, error: str | None) -> dict:

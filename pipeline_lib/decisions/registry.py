@@ -1,6 +1,7 @@
 """Fitted predictors kept for scoring new runs: fitted on every finished run of a study, saved with
-skops (no pickle: loading admits only the types it is told to trust), and refused when the file or
-the prediction code changed since it was registered.
+skops (no pickle: loading admits only the types it is told to trust), and refused when the file
+changed since it was registered or when what reads it back changed: the model code and the library
+versions `fingerprints.PREDICTOR` pins (an edit elsewhere in the project leaves them loadable).
 
 Trust: skops trusts scikit-learn's own estimators; beyond them a saved predictor may hold only
 TRUSTED_TYPES (the project's rank-correlation scorer, numpy dtypes, the boosting trees). A file
@@ -9,6 +10,7 @@ holding anything else is refused, whatever its digest says.
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 from pathlib import Path
 
@@ -18,9 +20,8 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-import pipeline_lib.prediction as prediction_package
 from pipeline_lib.files import atomic_write
-from pipeline_lib.fingerprints import source_digest
+from pipeline_lib.fingerprints import predictor_pins
 from pipeline_lib.prediction.models import inner_splits, make_predictor
 from pipeline_lib.vocabulary import Task
 
@@ -42,11 +43,6 @@ def fit_on_all(task: str, predictor: str, X: np.ndarray, targets: pl.DataFrame) 
         return make_predictor(predictor, task, len(y), X.shape[1], splits).fit(X, y)
 
 
-def prediction_code_digest() -> str:
-    """Digest of the prediction package's code: a predictor is only as good as the code it ran."""
-    return source_digest(prediction_package)
-
-
 def file_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -58,9 +54,21 @@ def save(model: Pipeline, path: str | Path) -> str:
     return file_digest(path)
 
 
-def load(path: str | Path, expected_file_digest: str, expected_code_digest: str) -> Pipeline:
-    """The saved model, or RegistryError when the file or the code is not what was registered,
-    or the file holds types outside skops' defaults and TRUSTED_TYPES."""
+def changed_pins(registered: str) -> list[str]:
+    """What differs between the pins a predictor was registered with (JSON, `predictor_pins`) and this
+    checkout's, e.g. ['scikit-learn 1.5.2 -> 1.6.1']; empty when nothing does."""
+    now = json.loads(predictor_pins())
+    try:
+        then = json.loads(registered)
+    except json.JSONDecodeError:  # registered before the pins: a digest of the whole prediction package
+        return [f"pins {registered[:12]}... (from before model code and library versions were pinned)"]
+    return [f"{name} {str(then.get(name))[:12]} -> {str(value)[:12]}" for name, value in now.items()
+            if then.get(name) != value]
+
+
+def load(path: str | Path, expected_file_digest: str, pins: str) -> Pipeline:
+    """The saved model, or RegistryError when the file, the model code or a library version is not
+    what was registered, or the file holds types outside skops' defaults and TRUSTED_TYPES."""
     path = Path(path)
     if not path.is_file():
         raise RegistryError(f"predictor file {path} is missing; re-register the study's predictors")
@@ -69,10 +77,10 @@ def load(path: str | Path, expected_file_digest: str, expected_code_digest: str)
         raise RegistryError(f"predictor file {path} has sha256 {found[:12]}..., but {expected_file_digest[:12]}... was "
                             "registered: the file was changed or replaced since; refusing to load it. "
                             "Re-register the study's predictors to refit it.")
-    code = prediction_code_digest()
-    if code != expected_code_digest:
-        raise RegistryError(f"predictor file {path} was fitted by prediction code {expected_code_digest[:12]}..., "
-                            f"this checkout's is {code[:12]}...; refusing to load it. Re-register to refit.")
+    changed = changed_pins(pins)
+    if changed:
+        raise RegistryError(f"predictor file {path} was saved under other model code or libraries "
+                            f"({'; '.join(changed)}); refusing to load it. Re-register to refit.")
     untrusted = [t for t in sio.get_untrusted_types(file=path) if t not in TRUSTED_TYPES]
     if untrusted:
         raise RegistryError(f"predictor file {path} holds types that are not trusted: {', '.join(untrusted)}")

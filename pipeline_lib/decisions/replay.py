@@ -1,52 +1,55 @@
-"""Replaying a finished study's recorded learning curves under stopping policies.
+"""Replaying a finished sweep as it would have run: W parallel workers, runs started in a given order,
+each epoch taking its recorded seconds, and a stopping policy asked after every epoch.
 
-A policy decides, per run, how many epochs it trains and whether it is finished ("kept"); what
-it costs is the recorded training seconds of those epochs plus the measured extra work it needs
-(graph stage, predictor fitting). It is judged against the truth that training every run to the
-end revealed: recall of the true top share of runs, best final accuracy kept, regret.
+The simulation is event-driven: a worker trains one run epoch by epoch; after each epoch the policy
+decides continue or stop, seeing only what exists at that simulated moment (the run's own accuracy
+at that epoch, and the final accuracy of runs that have already ended: `Policy.finished`). A worker
+whose run stops or ends takes the next run of the order. The policies are in `policies.py`.
 
-Two families:
-- score policies (`keep_top`): every run trains to epoch k, a score ranks them, the best
-  `n_keep` are finished. Sweeping n_keep traces a compute-versus-recall curve.
-- Optuna pruners (`optuna_decision`): runs are replayed as trials, one after another in the
-  given order, each epoch's test accuracy reported with `trial.report` and the run stopped when
-  `trial.should_prune()` says so. A pruner's parameter grid traces its curve.
+What a replay costs (`Outcome`): training seconds of every epoch trained; the recorded graph seconds
+of the snapshots a policy's features need (on the timeline: the worker computes them after the
+epoch); the decision seconds a policy spends (scoring, refits), measured around each call and added
+to the wall time as if serial (an upper bound: they are small and do not reorder events, so the
+decisions stay reproducible). What it buys, against the truth of training every run to the end:
+regret of the best run trained to its end, recall of the true top 10%, whether the best run survived.
 """
 from __future__ import annotations
 
+import heapq
 import math
 import time
-import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 import optuna
 import polars as pl
-from optuna.trial import TrialState
+from threadpoolctl import threadpool_limits
 
-from pipeline_lib.prediction.evaluation import cross_validated_predictions
+from pipeline_lib.features import GRAPH_SETS
+
+from . import policies
+from .policies import embed
+from .scoring import design_matrix
 
 TOP_SHARE = 0.1
-TARGET_RECALL = 0.9
 
 
 @dataclass(frozen=True)
 class Curves:
     """Recorded curves of finished runs, one row per run in launch order, columns epochs 1..E.
 
-    A run that diverged at epoch d has `epochs_done` d, NaN accuracy and loss after d and 0
-    seconds after d. `final` is the final accuracy (chance for a diverged run)."""
+    A run that diverged at epoch d has `epochs_done` d, NaN accuracy after d and 0 seconds after d.
+    `final` is the final accuracy (chance for a diverged run)."""
     run_ids: tuple[str, ...]
     acc: np.ndarray
-    loss: np.ndarray
     seconds: np.ndarray
     epochs_done: np.ndarray
     final: np.ndarray
 
     @classmethod
     def from_frames(cls, metrics: pl.DataFrame, final: pl.DataFrame, order: list[str]) -> Curves:
-        """metrics: run_id, epoch, test_acc, train_loss, seconds; final: run_id, final_acc.
+        """metrics: run_id, epoch, test_acc, seconds; final: run_id, final_acc.
 
         Runs are those of `final`, in the order of `order` (runs absent from it go last)."""
         rank = {run_id: i for i, run_id in enumerate(order)}
@@ -57,24 +60,19 @@ class Curves:
         rows = m["run_id"].replace_strict(row, return_dtype=pl.Int64).to_numpy()
         cols = m["epoch"].to_numpy() - 1
         arrays = {}
-        for name, column, empty in (("acc", "test_acc", np.nan), ("loss", "train_loss", np.nan), ("seconds", "seconds", 0.0)):
+        for name, column, empty in (("acc", "test_acc", np.nan), ("seconds", "seconds", 0.0)):
             a = np.full((len(run_ids), epochs), empty)
             a[rows, cols] = m[column].cast(pl.Float64).fill_null(empty).to_numpy()
             arrays[name] = a
         done = np.zeros(len(run_ids), dtype=np.int64)
         np.maximum.at(done, rows, cols + 1)
         finals = dict(zip(final["run_id"], final["final_acc"]))
-        return cls(tuple(run_ids), arrays["acc"], arrays["loss"], arrays["seconds"], done,
+        return cls(tuple(run_ids), arrays["acc"], arrays["seconds"], done,
                    np.array([finals[r] for r in run_ids], dtype=np.float64))
 
     @property
     def epochs(self) -> int:
         return self.acc.shape[1]
-
-    def take(self, rows: np.ndarray) -> Curves:
-        """The same runs in another launch order (rows: a permutation)."""
-        return Curves(tuple(self.run_ids[i] for i in rows), self.acc[rows], self.loss[rows], self.seconds[rows],
-                      self.epochs_done[rows], self.final[rows])
 
     @property
     def total_seconds(self) -> float:
@@ -82,144 +80,120 @@ class Curves:
         return float(self.seconds.sum())
 
 
+def orders(n_runs: int, n_random: int) -> list[np.ndarray]:
+    """Launch orders as permutations of the sweep's rows: index 0 the sweep's own order, then
+    `n_random` permutations seeded 1..n_random."""
+    return [np.arange(n_runs)] + [np.random.default_rng(seed).permutation(n_runs) for seed in range(1, n_random + 1)]
+
+
+class Policy(Protocol):
+    """A stopping policy. The simulation calls, in simulated time order: `started` when a worker takes
+    a run; `continues` after each epoch before the run's last (its accuracy then; True = train on);
+    `stopped` when it said no; `finished` when the run ends (its final accuracy: a label it may learn
+    from from then on). `graph_epochs` = snapshots 0..graph_epochs of every run need a graph (0: none).
+    An optional `charged_seconds`, read at the end: decision work done outside these calls (scores
+    made ahead of time), added to the measured decision seconds."""
+    graph_epochs: int
+
+    def started(self, run: int) -> None: ...
+    def continues(self, run: int, epoch: int, acc: float) -> bool: ...
+    def stopped(self, run: int) -> None: ...
+    def finished(self, run: int, final: float, diverged: bool) -> None: ...
+
+
 @dataclass(frozen=True)
-class Decision:
-    """What a policy did: epochs each run trained, which runs it finished, extra measured work."""
+class Outcome:
+    """What one replay did: epochs each run trained (in the sweep's rows), which runs reached their
+    end, and the seconds: training, recorded graph work, measured decision work, simulated wall time."""
     epochs: np.ndarray
     kept: np.ndarray
-    extra_seconds: float = 0.0
+    train_seconds: float
+    graph_seconds: float
+    decision_seconds: float
+    wall_seconds: float
 
 
-def train_all(curves: Curves) -> Decision:
-    return Decision(curves.epochs_done.copy(), np.ones(len(curves.run_ids), dtype=bool))
+def simulate(curves: Curves, order: np.ndarray, policy: Policy, workers: int,
+             graph_seconds: np.ndarray | None = None) -> Outcome:
+    """Run the sweep under `policy` with `workers` parallel workers, runs started in `order`.
+
+    graph_seconds: (runs, epochs + 1) recorded graph seconds per snapshot 0..E, charged for the
+    snapshots 0..policy.graph_epochs of every epoch trained (snapshot 0 with epoch 1)."""
+    n, g = len(curves.run_ids), policy.graph_epochs
+    epochs = np.zeros(n, dtype=np.int64)
+    kept = np.zeros(n, dtype=bool)
+    graph = np.zeros((n, curves.epochs + 1)) if graph_seconds is None or g == 0 else graph_seconds
+    spent = {"graph": 0.0, "decision": 0.0}
+    events: list[tuple[float, int, int]] = []  # (time, run's place in the order, run): epoch end events
+    queue = iter(order)
+
+    def timed(call, *args):
+        start = time.perf_counter()
+        result = call(*args)
+        spent["decision"] += time.perf_counter() - start
+        return result
+
+    def train_next_epoch(run: int, now: float) -> None:
+        e = epochs[run] + 1  # the epoch to train
+        extra = ((graph[run, 0] if e == 1 else 0.0) + graph[run, e]) if e <= g else 0.0
+        spent["graph"] += extra
+        epochs[run] = e
+        heapq.heappush(events, (now + curves.seconds[run, e - 1] + extra, place[run], run))
+
+    def start_next(now: float) -> None:
+        run = next(queue, None)
+        if run is not None:
+            timed(policy.started, int(run))
+            train_next_epoch(int(run), now)
+
+    place = {int(r): i for i, r in enumerate(order)}
+    for _ in range(min(workers, n)):
+        start_next(0.0)
+    now = 0.0
+    while events:
+        now, _, run = heapq.heappop(events)
+        e = epochs[run]
+        if e >= curves.epochs_done[run]:
+            kept[run] = True
+            timed(policy.finished, run, float(curves.final[run]), bool(curves.epochs_done[run] < curves.epochs))
+            start_next(now)
+        elif timed(policy.continues, run, int(e), float(curves.acc[run, e - 1])):
+            train_next_epoch(run, now)
+        else:
+            timed(policy.stopped, run)
+            start_next(now)
+    trained = np.arange(curves.epochs)[None, :] < epochs[:, None]
+    spent["decision"] += getattr(policy, "charged_seconds", 0.0)
+    return Outcome(epochs, kept, float(curves.seconds[trained].sum()), spent["graph"], spent["decision"],
+                   now + spent["decision"])
 
 
 def top_runs(final: np.ndarray, share: float = TOP_SHARE) -> np.ndarray:
-    """The ceil(share x n) runs of highest final accuracy (ties broken by launch order)."""
+    """The ceil(share x n) runs of highest final accuracy (ties broken by the sweep's order)."""
     n_top = max(1, math.ceil(share * len(final) - 1e-9))
     mask = np.zeros(len(final), dtype=bool)
     mask[np.argsort(-final, kind="stable")[:n_top]] = True
     return mask
 
 
-def outcome(curves: Curves, decision: Decision, share: float = TOP_SHARE) -> dict:
-    """Compute spent and what it bought, against the truth of training every run to the end."""
-    trained = np.arange(curves.epochs)[None, :] < decision.epochs[:, None]
-    train_seconds = float(curves.seconds[trained].sum())
-    seconds = train_seconds + decision.extra_seconds
+def judge(curves: Curves, outcome: Outcome, share: float = TOP_SHARE) -> dict:
+    """One replay's row: compute spent (epochs, seconds, wall) and what it bought against train-all."""
     top = top_runs(curves.final, share)
-    best = float(curves.final[decision.kept].max()) if decision.kept.any() else None
-    return {"seconds": seconds, "fraction": seconds / curves.total_seconds, "train_seconds": train_seconds,
-            "extra_seconds": decision.extra_seconds, "runs_kept": int(decision.kept.sum()),
-            "recall_top": float((top & decision.kept).sum() / top.sum()), "best_kept": best,
-            "regret": None if best is None else float(curves.final.max()) - best}
+    best = float(curves.final[outcome.kept].max()) if outcome.kept.any() else float("nan")
+    seconds = outcome.train_seconds + outcome.graph_seconds + outcome.decision_seconds
+    return {"epochs": int(outcome.epochs.sum()),
+            "epochs_fraction": float(outcome.epochs.sum() / curves.epochs_done.sum()),
+            "train_seconds": outcome.train_seconds, "graph_seconds": outcome.graph_seconds,
+            "decision_seconds": outcome.decision_seconds, "seconds": seconds,
+            "fraction": seconds / curves.total_seconds, "wall_seconds": outcome.wall_seconds,
+            "runs_kept": int(outcome.kept.sum()), "regret": float(curves.final.max()) - best,
+            "best_kept": bool(outcome.kept[curves.final == curves.final.max()].any()),
+            "recall_top": float((top & outcome.kept).sum() / top.sum()),
+            "top_missed": int((top & ~outcome.kept).sum())}
 
 
-# Score policies --------------------------------------------------------------------------------
-
-def early_accuracy(curves: Curves, k: int) -> np.ndarray:
-    """Test accuracy at epoch k (NaN for a run that diverged before)."""
-    return curves.acc[:, k - 1].copy()
-
-
-def training_loss_sum(curves: Curves, k: int) -> np.ndarray:
-    """Minus TSE, the sum of training losses over epochs 1..k (Ru et al. 2021), so higher is better.
-
-    The losses as recorded: with `train_metrics: epoch` (the default) the means over each epoch's
-    minibatches, as Ru et al. define TSE; with `exact`, a pass after the epoch. The same sum as the
-    `tse` feature (`features.curves.tse_features`), on the replay's arrays."""
-    return -curves.loss[:, :k].sum(axis=1)
-
-
-def keep_top(curves: Curves, scores: np.ndarray, k: int, n_keep: int, extra_seconds: float = 0.0) -> Decision:
-    """Train every run to epoch k, then finish the n_keep runs of highest score (NaN ranks last)."""
-    order = np.argsort(-np.nan_to_num(scores, nan=-np.inf, posinf=np.inf, neginf=-np.inf), kind="stable")
-    kept = np.zeros(len(scores), dtype=bool)
-    kept[order[:n_keep]] = True
-    epochs = np.where(kept, curves.epochs_done, np.minimum(k, curves.epochs_done))
-    return Decision(epochs, kept, extra_seconds)
-
-
-def keep_sweep(curves: Curves, scores: np.ndarray, k: int, extra_seconds: float = 0.0,
-               share: float = TOP_SHARE) -> list[dict]:
-    """outcome() of keep_top for every n_keep from 1 to all runs: the policy's compute-recall curve."""
-    return [{"n_keep": n, **outcome(curves, keep_top(curves, scores, k, n, extra_seconds), share)}
-            for n in range(1, len(scores) + 1)]
-
-
-def scores_from_predictions(curves: Curves, predictions: pl.DataFrame) -> np.ndarray:
-    """Per run, the stored out-of-fold prediction (`y_pred`), NaN where a run has none."""
-    by_run = dict(zip(predictions["run_id"], predictions["y_pred"]))
-    return np.array([by_run.get(r, np.nan) for r in curves.run_ids], dtype=np.float64)
-
-
-def timed_out_of_fold(task: str, predictor: str, X: np.ndarray, targets: pl.DataFrame) -> tuple[float, pl.DataFrame]:
-    """Seconds to redo the out-of-fold fits and predictions (every fold), and what they gave.
-
-    This is the prediction work a predictor policy is charged; the predictions come back so that a
-    caller can check they are the stored ones (the work timed is the work that made them)."""
-    start = time.perf_counter()
-    made = cross_validated_predictions(task, predictor, X, targets)
-    return time.perf_counter() - start, made
-
-
-# Optuna pruners --------------------------------------------------------------------------------
-
-PrunerFactory = Callable[[], optuna.pruners.BasePruner]
-
-
-def optuna_decision(curves: Curves, make_pruner: PrunerFactory, study_name: str = "replay") -> Decision:
-    """Replay the runs as Optuna trials in row order; a pruned run stops at the epoch it is pruned.
-
-    Each epoch's test accuracy is `trial.report`-ed at step = epoch; a run that ends is told
-    with its final accuracy, a diverged one (no finite value after its last epoch) as FAIL, so it
-    never serves as a pruner's reference."""
-    epochs = curves.epochs_done.copy()
-    kept = np.ones(len(curves.run_ids), dtype=bool)
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per replayed study is not news either
-    try:
-        _replay_trials(curves, make_pruner, study_name, epochs, kept)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    return Decision(epochs, kept)
-
-
-def _replay_trials(curves: Curves, make_pruner: PrunerFactory, study_name: str, epochs: np.ndarray,
-                   kept: np.ndarray) -> None:
-    """optuna_decision's replay; writes each pruned run's epoch and kept flag into `epochs`, `kept`."""
-    with warnings.catch_warnings():  # not news per replay: WilcoxonPruner is "experimental", and
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # a curve has few steps
-        warnings.filterwarnings("ignore", message="Sample size too small for normal approximation")
-        study = optuna.create_study(direction="maximize", pruner=make_pruner(), study_name=study_name,
-                                    sampler=optuna.samplers.RandomSampler(seed=0))
-        for i in range(len(curves.run_ids)):
-            trial = study.ask()
-            for epoch in range(1, curves.epochs_done[i] + 1):
-                value = curves.acc[i, epoch - 1]
-                if not np.isfinite(value):
-                    break
-                trial.report(float(value), epoch)
-                if trial.should_prune():
-                    epochs[i], kept[i] = epoch, False
-                    break
-            if not kept[i]:
-                study.tell(trial, state=TrialState.PRUNED)
-            elif curves.epochs_done[i] == curves.epochs and np.isfinite(curves.acc[i, -1]):
-                study.tell(trial, float(curves.final[i]))
-            else:
-                study.tell(trial, state=TrialState.FAIL)
-
-
-def pruner_points(curves: Curves, name: str, settings: list[tuple[str, PrunerFactory]],
-                  share: float = TOP_SHARE) -> list[dict]:
-    """outcome() of each of a pruner's settings (from `pruner_grid`), replayed in row order: its curve."""
-    return [{"setting": label, **outcome(curves, optuna_decision(curves, make, name), share)} for label, make in settings]
-
-
-def pruner_grid(epochs: int) -> dict[str, list[tuple[str, PrunerFactory]]]:
-    """Per Optuna pruner, the settings replayed, from aggressive to lenient: each is one operating
-    point of its curve."""
+def pruner_grid(epochs: int) -> dict[str, list[tuple[str, Callable]]]:
+    """Per Optuna pruner, the settings replayed, from aggressive to lenient: each is one operating point."""
     p = optuna.pruners
     return {
         "MedianPruner": [(f"n_warmup_steps={w}", lambda w=w: p.MedianPruner(n_startup_trials=5, n_warmup_steps=w))
@@ -232,32 +206,245 @@ def pruner_grid(epochs: int) -> dict[str, list[tuple[str, PrunerFactory]]]:
         "HyperbandPruner": [(f"min_resource={r},reduction_factor={f}",
                              lambda r=r, f=f: p.HyperbandPruner(min_resource=r, max_resource=epochs, reduction_factor=f))
                             for r in (1, 2) for f in (4, 3, 2)],
-        "WilcoxonPruner": [(f"p_threshold={t},n_startup_steps={n}",
-                            lambda t=t, n=n: p.WilcoxonPruner(p_threshold=t, n_startup_steps=n))
-                           for n in (2, 4) if n < epochs for t in (0.5, 0.2, 0.1, 0.05, 0.01)],
     }
 
 
-# Reading the curves ----------------------------------------------------------------------------
+# The replay of a sweep under every policy and order ------------------------------------------------
 
-def cheapest_at_recall(points: list[dict], target: float = TARGET_RECALL) -> dict | None:
-    """The operating point of least compute whose recall of the top runs reaches target (None if none does)."""
-    reaching = [pt for pt in points if pt["recall_top"] >= target - 1e-12]
-    return min(reaching, key=lambda pt: pt["fraction"]) if reaching else None
+@dataclass(frozen=True)
+class Predictions:
+    """A predictor fixed before the sweep: per run (the sweep's rows), its predicted final accuracy from
+    features at `k`; `seconds_per_run`: the measured seconds of scoring one run (charged for every run
+    scored at the rung); `embedding`: the runs in its feature space (difficulty estimate); `source`."""
+    k: int
+    feature_set: str
+    values: np.ndarray
+    seconds_per_run: float
+    embedding: np.ndarray
+    source: str
+
+    @classmethod
+    def from_model(cls, model, columns: list[str], features: pl.DataFrame, run_ids: list[str], k: int,
+                   feature_set: str, source: str) -> Predictions:
+        """Any fitted predictor with predict(X) (a registered one of another study, a corpus predictor)
+        and the sweep's feature rows at k (long: run_id, feature, value), read in the predictor's own
+        column order; a column the sweep lacks is NaN (a Pipeline's imputer fills it). Each run's
+        prediction depends on its own features only, so all are made here in one call; the seconds
+        of one call for one run (least of 5) are what scoring a run at its rung costs."""
+        X = design_matrix(features, run_ids, columns)
+        with threadpool_limits(1):
+            values = np.asarray(model.predict(X), dtype=np.float64)
+            timings = []
+            for _ in range(5):
+                start = time.perf_counter()
+                model.predict(X[:1])
+                timings.append(time.perf_counter() - start)
+            embedding = embed(model, X)
+        return cls(k, feature_set, values, min(timings), embedding, source)
+
+    @classmethod
+    def stored(cls, values: np.ndarray, k: int, feature_set: str, source: str) -> Predictions:
+        """Predictions already made (the oracle's out-of-fold ones), charged nothing."""
+        return cls(k, feature_set, values, 0.0, np.zeros((len(values), 1)), source)
 
 
-def best_within(points: list[dict], budget: float) -> dict | None:
-    """At matched compute: the operating point of best recall of the top runs (then least compute)
-    among those costing at most `budget` of train-all; None if none is that cheap."""
-    within = [pt for pt in points if pt["fraction"] <= budget + 1e-12]
-    return max(within, key=lambda pt: (pt["recall_top"], -pt["fraction"])) if within else None
+@dataclass(frozen=True)
+class Design:
+    """Per run (the sweep's rows), features built from epochs 0..k of one feature set."""
+    k: int
+    feature_set: str
+    X: np.ndarray
 
 
-def pareto_front(points: list[dict]) -> list[dict]:
-    """Points no other point beats on both compute (lower) and recall (higher), by compute."""
-    front, best = [], -1.0
-    for pt in sorted(points, key=lambda pt: (pt["fraction"], -pt["recall_top"])):
-        if pt["recall_top"] > best:
-            front.append(pt)
-            best = pt["recall_top"]
+@dataclass(frozen=True)
+class Sweep:
+    """Everything a replay reads, in the sweep's rows: curves, recorded graph seconds per snapshot
+    (runs x epochs 0..E), configurations and architectures, designs for `online`, predictions for
+    `transfer` (fitted elsewhere) and `oracle` (out of fold on this sweep)."""
+    curves: Curves
+    graph_seconds: np.ndarray
+    config_ids: np.ndarray
+    architectures: np.ndarray
+    designs: tuple[Design, ...] = ()
+    transfer: tuple[Predictions, ...] = ()
+    oracle: tuple[Predictions, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The replay's grid: workers, random orders, i-Epoch rungs, keep fractions, stop-rule alphas,
+    online's labelled fraction, and the top share that recall and the stop rule are about."""
+    workers: int = 4
+    random_orders: int = 20
+    rungs: tuple[int, ...] = (1, 2, 3)
+    fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5)
+    alphas: tuple[float, ...] = (0.05, 0.1, 0.2)
+    labelled_fraction: float = 0.1
+    share: float = TOP_SHARE
+
+
+def policy_grid(sweep: Sweep, settings: Settings) -> list[tuple[dict, Callable[[int], Policy]]]:
+    """(labels, factory of a fresh policy for an order's seed) for every policy and setting replayed."""
+    epochs = sweep.curves.epochs
+    grid: list[tuple[dict, Callable[[int], Policy]]] = [
+        (_labels("train_all", "train_all", "", True), lambda seed: policies.TrainAll())]
+    rules = [(f"fraction={f}", {"fraction": f}) for f in settings.fractions]
+    for rung in (r for r in settings.rungs if r < epochs):
+        for setting, rule in rules:
+            grid.append((_labels("i_epoch", "i_epoch", setting, True, rung=rung, **rule),
+                         lambda seed, rung=rung, rule=rule: policies.IEpoch(rung, share=settings.share, **rule)))
+    for name, pruners in pruner_grid(epochs).items():
+        for setting, make in pruners:
+            grid.append((_labels(name, "optuna", setting, True),
+                         lambda seed, make=make, name=name: policies.OptunaPolicy(make, name)))
+    stop_rules = [(f"alpha={a}", {"alpha": a}) for a in settings.alphas]
+    n = len(sweep.curves.run_ids)
+    for design in sweep.designs:
+        g = design.k if design.feature_set in GRAPH_SETS else 0
+        for setting, rule in rules + stop_rules:
+            grid.append((_labels("online", "online", setting, True, rung=design.k, feature_set=design.feature_set,
+                                 source=f"refit on ended runs, {settings.labelled_fraction:.0%} labelled", **rule),
+                         lambda seed, d=design, g=g, rule=rule: policies.Online(
+                             d.k, share=settings.share, graph_epochs=g, bins=sweep.architectures,
+                             always=policies.labelled_runs(n, settings.labelled_fraction, seed), features=d.X,
+                             config_ids=sweep.config_ids, fit=policies.refit_linear, **rule)))
+    for family, deployable, fixed in (("transfer", True, sweep.transfer), ("oracle", False, sweep.oracle)):
+        for pred in fixed:
+            g = pred.k if pred.feature_set in GRAPH_SETS else 0
+            for setting, rule in rules + (stop_rules if deployable else []):
+                grid.append((_labels(family, family, setting, deployable, rung=pred.k, feature_set=pred.feature_set,
+                                     source=pred.source, **rule),
+                             lambda seed, pred=pred, g=g, rule=rule: policies.Fixed(
+                                 pred.k, share=settings.share, graph_epochs=g, bins=sweep.architectures,
+                                 embedding=pred.embedding, predictions=pred.values,
+                                 seconds_per_run=pred.seconds_per_run, **rule)))
+    return grid
+
+
+def _labels(policy: str, family: str, setting: str, deployable: bool, rung: int | None = None,
+            feature_set: str | None = None, source: str | None = None, fraction: float | None = None,
+            alpha: float | None = None) -> dict:
+    return {"policy": policy, "family": family, "setting": setting, "deployable": deployable, "rung": rung,
+            "feature_set": feature_set, "source": source, "keep_fraction": fraction, "alpha": alpha}
+
+
+def replay_sweep(sweep: Sweep, settings: Settings, progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
+    """One row per (policy setting, order): the `replays` table's columns but study and time.
+
+    One thread: on a few dozen rows, OpenMP workers of the k-NN and the pipelines only wait on each
+    other (a difficulty estimate took 56 ms instead of 5 ms on 2 busy cores)."""
+    curves = sweep.curves
+    grid = policy_grid(sweep, settings)
+    launch_orders = orders(len(curves.run_ids), settings.random_orders)
+    rows = []
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with threadpool_limits(1):
+            for i, (labels, make) in enumerate(grid):
+                for index, order in enumerate(launch_orders):
+                    outcome = simulate(curves, order, make(index), settings.workers, sweep.graph_seconds)
+                    rows.append({**labels, "order_index": index, "workers": settings.workers,
+                                 **judge(curves, outcome, settings.share)})
+                if progress:
+                    progress(i + 1, len(grid))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return pl.DataFrame(rows, schema_overrides={"rung": pl.Int32, "feature_set": pl.Utf8, "source": pl.Utf8,
+                                                "keep_fraction": pl.Float64, "alpha": pl.Float64})
+
+
+# Reading the replays ---------------------------------------------------------------------------
+
+SETTING_KEYS = ["policy", "family", "setting", "deployable", "rung", "feature_set", "source", "keep_fraction", "alpha",
+                "workers"]
+MATCH_EPOCHS = 0.75     # the goal: i-Epoch's best regret with at most this share of its epochs
+MATCH_BEST_KEPT = 0.95  # ... keeping the best run in at least this share of orders
+
+
+def summarise(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per policy setting, over its orders: means with the 2.5-97.5% range of epochs (fraction of
+    train-all's) and regret, best-run-kept rate, recall of the top share, miss rate (share of the top
+    runs stopped), top share of the stopped (share of the stopped runs that were top runs: what the
+    stop rule's alpha is about), seconds (fraction of train-all's) and simulated wall time."""
+    def spread(column: str) -> list[pl.Expr]:
+        return [pl.col(column).mean().alias(column), pl.col(column).quantile(0.025, "linear").alias(f"{column}_low"),
+                pl.col(column).quantile(0.975, "linear").alias(f"{column}_high")]
+    stopped = rows["runs_kept"].max() - pl.col("runs_kept")  # train-all keeps every run
+    return rows.group_by(SETTING_KEYS, maintain_order=True).agg(
+        pl.len().alias("orders"), *spread("epochs_fraction"), *spread("regret"),
+        pl.col("best_kept").mean().alias("best_kept_rate"), pl.col("recall_top").mean(),
+        (1 - pl.col("recall_top")).mean().alias("miss_rate"),
+        (pl.col("top_missed").sum() / stopped.sum()).alias("top_share_of_stopped"), pl.col("fraction").mean(),
+        pl.col("wall_seconds").mean(), pl.col("decision_seconds").mean())
+
+
+def best_i_epoch(summary: pl.DataFrame) -> dict:
+    """The i-Epoch setting of least mean regret (then fewest epochs): the reference to match."""
+    return summary.filter(pl.col("policy") == "i_epoch").sort("regret", "epochs_fraction").row(0, named=True)
+
+
+def matching(summary: pl.DataFrame) -> pl.DataFrame:
+    """Per deployable policy (all its settings of one rung, feature set, source and rule), its cheapest
+    setting whose mean regret reaches the best i-Epoch's, with the share of i-Epoch's epochs it needs
+    and its best-run-kept rate; `meets_goal` = at most MATCH_EPOCHS of the epochs and best run kept in
+    at least MATCH_BEST_KEPT of orders. No setting reaching it: `setting` is NULL."""
+    ref = best_i_epoch(summary)
+    rule = pl.when(pl.col("alpha").is_not_null()).then(pl.lit("stop rule (alpha)")).otherwise(
+        pl.when(pl.col("keep_fraction").is_not_null()).then(pl.lit("keep fraction")).otherwise(pl.lit("")))
+    candidates = summary.filter(pl.col("deployable") & ~pl.col("policy").is_in(["i_epoch", "train_all"])) \
+        .with_columns(rule.alias("rule"))
+    rows = []
+    for key, group in candidates.group_by(["policy", "rung", "feature_set", "source", "rule"], maintain_order=True):
+        reach = group.filter(pl.col("regret") <= ref["regret"] + 1e-12).sort("epochs_fraction")
+        best = reach.row(0, named=True) if reach.height else None
+        rows.append({"policy": key[0], "rung": key[1], "feature_set": key[2], "source": key[3], "rule": key[4],
+                     "setting": best and best["setting"],
+                     "epochs_vs_i_epoch": best and best["epochs_fraction"] / ref["epochs_fraction"],
+                     "best_kept_rate": best and best["best_kept_rate"],
+                     "meets_goal": bool(best and best["epochs_fraction"] <= MATCH_EPOCHS * ref["epochs_fraction"] + 1e-12
+                                        and best["best_kept_rate"] >= MATCH_BEST_KEPT - 1e-12)})
+    return pl.DataFrame(rows, schema={"policy": pl.Utf8, "rung": pl.Int32, "feature_set": pl.Utf8, "source": pl.Utf8,
+                                      "rule": pl.Utf8, "setting": pl.Utf8, "epochs_vs_i_epoch": pl.Float64,
+                                      "best_kept_rate": pl.Float64, "meets_goal": pl.Boolean})
+
+
+def front_matching(summary: pl.DataFrame) -> pl.DataFrame:
+    """Per deployable policy (all its settings of one rung, feature set, source and rule) and per point
+    of the i-Epoch front (mean epochs against mean regret): the share of that point's epochs the
+    policy's cheapest setting reaching its mean regret needs (NULL where none reaches it)."""
+    i_epoch = summary.filter(pl.col("policy") == "i_epoch")
+    front = pareto_front(list(zip(i_epoch["epochs_fraction"], i_epoch["regret"])))
+    points = [i_epoch.filter((pl.col("epochs_fraction") == x) & (pl.col("regret") == y)).row(0, named=True)
+              for x, y in front]
+    candidates = summary.filter(pl.col("deployable") & ~pl.col("policy").is_in(["i_epoch", "train_all"]))
+    rows = []
+    for key, group in candidates.group_by(["policy", "rung", "feature_set", "alpha"], maintain_order=True):
+        if key[3] is not None:  # one row per stop rule: its alphas are settings of one rule
+            continue
+        rows.append(_front_row(key, group, points))
+    for key, group in candidates.filter(pl.col("alpha").is_not_null()).group_by(
+            ["policy", "rung", "feature_set"], maintain_order=True):
+        rows.append(_front_row((*key, "alpha"), group, points))
+    return pl.DataFrame(rows)
+
+
+def _front_row(key: tuple, group: pl.DataFrame, points: list[dict]) -> dict:
+    label = " ".join(str(k) for k in (key[0], key[2], f"@{key[1]}" if key[1] is not None else None,
+                                     "stop rule" if key[3] == "alpha" else None) if k is not None)
+    row = {"policy": label}
+    for point in points:
+        reach = group.filter(pl.col("regret") <= point["regret"] + 1e-12).sort("epochs_fraction")
+        column = f"rung {point['rung']} {point['setting']} ({point['epochs_fraction']:.2f}, {point['regret']:.4f})"
+        row[column] = reach["epochs_fraction"][0] / point["epochs_fraction"] if reach.height else None
+    return row
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(epochs, regret) points no other point beats on both (fewer epochs, lower regret), by epochs."""
+    front, best = [], math.inf
+    for x, y in sorted(points):
+        if y < best - 1e-15:
+            front.append((x, y))
+            best = y
     return front

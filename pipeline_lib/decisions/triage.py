@@ -1,5 +1,6 @@
-"""Triage: which runs to continue past epoch k, from their scores (the graph properties scoring
-needs are `path_cost.properties_read`'s, so the triage computes only those)."""
+"""Triage: which runs of a rung's cohort continue past it, from their scores (a predictor's, or the
+test accuracy at the rung: the i-Epoch rule); the graph properties a predictor's scoring needs are
+`path_cost.properties_read`'s, so the triage computes only those."""
 from __future__ import annotations
 
 import math
@@ -7,7 +8,7 @@ import math
 import polars as pl
 
 from pipeline_lib.spec import KeepPGood, TriageSpec
-from pipeline_lib.vocabulary import Decision
+from pipeline_lib.vocabulary import Decision, RunStatus
 
 
 class TriageError(ValueError):
@@ -16,19 +17,45 @@ class TriageError(ValueError):
 
 DECISION_SCHEMA = {"run_id": pl.Utf8, "predicted": pl.Float64, "low": pl.Float64, "high": pl.Float64,
                    "p_good": pl.Float64, "rank": pl.Int32, "decision": pl.Utf8}
+ACCURACY = "accuracy"  # the source that scores a run by its test accuracy at the rung (no predictor)
+
+
+def split_cohort(cohort: pl.DataFrame, rung: int) -> tuple[list[str], dict[str, str]]:
+    """The cohort's runs (run_id, status, last_epoch, diverged_epoch) that reached the rung alive, and
+    why each other one gets no decision there (failed, diverged, or not at the rung): a failed or
+    diverged run blocks no decision of the others, and a run that comes back later stays undecided."""
+    ready, excluded = [], {}
+    for run in cohort.sort("run_id").iter_rows(named=True):
+        if run["diverged_epoch"] is not None and run["diverged_epoch"] <= rung:
+            excluded[run["run_id"]] = f"diverged at epoch {run['diverged_epoch']}"
+        elif run["last_epoch"] is not None and run["last_epoch"] >= rung:
+            ready.append(run["run_id"])
+        elif run["status"] == RunStatus.FAILED:
+            excluded[run["run_id"]] = "failed"
+        else:
+            excluded[run["run_id"]] = f"at epoch {run['last_epoch']}, short of the rung"
+    return ready, excluded
+
+
+def accuracy_scores(epoch_metrics: pl.DataFrame, run_ids: list[str], rung: int) -> pl.DataFrame:
+    """Scores by the i-Epoch rule: the test accuracy at the rung (no interval, no P(good))."""
+    return (epoch_metrics.filter(pl.col("run_id").is_in(run_ids) & (pl.col("epoch") == rung))
+            .select("run_id", pl.col("test_acc").alias("predicted"), pl.lit(None, pl.Float64).alias("low"),
+                    pl.lit(None, pl.Float64).alias("high"), pl.lit(None, pl.Float64).alias("p_good")))
 
 
 def decide(scores: pl.DataFrame, triage: TriageSpec) -> pl.DataFrame:
-    """Keep or stop each scored run (run_id, predicted, low, high, p_good) by the spec's keep rule:
-    the best predicted fraction (rounded up) or top N, or P(good) >= t. Rank 1 = best predicted
-    (ties by run id)."""
+    """Keep or stop each scored run (run_id, predicted, low, high, p_good) of one rung's cohort by the
+    spec's keep rule: the best predicted fraction (rounded up; 1/reduction_factor) or top N, or
+    P(good) >= t. Rank 1 = best predicted (ties by run id)."""
     ranked = (scores.select("run_id", "predicted", "low", "high", "p_good")
               .sort(["predicted", "run_id"], descending=[True, False]).with_row_index("rank", offset=1))
-    keep = triage.keep
+    keep = triage.keep_rule
     if isinstance(keep, KeepPGood):
         kept = pl.col("p_good").fill_null(-1.0) >= keep.p_good
     else:
-        n = math.ceil(keep * ranked.height) if isinstance(keep, float) else keep
+        # rounded first, so that 1/3 x 9 keeps 3, not 4
+        n = math.ceil(round(keep * ranked.height, 9)) if isinstance(keep, float) else keep
         kept = pl.col("rank") <= n
     decision = pl.when(kept).then(pl.lit(Decision.KEEP)).otherwise(pl.lit(Decision.STOP))
     return ranked.with_columns(decision.alias("decision")).select(DECISION_SCHEMA.keys()).cast(DECISION_SCHEMA)

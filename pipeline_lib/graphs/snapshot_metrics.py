@@ -24,6 +24,7 @@ from ..layout import DataLayout
 from ..files import DamagedFile, atomic_write_table, quarantine, read_or_quarantine
 from ..snapshots import read_snapshot
 from ..spec import GraphOptions
+from .layered import LayeredGraph
 from .properties import PROPERTIES, node_properties
 from .rolled import rolled_graph_of_snapshot
 from .summaries import summarise
@@ -68,6 +69,12 @@ def snapshot_node_metrics(job: SnapshotJob, options: GraphOptions) -> tuple[pl.D
     (node frame, graph row)."""
     graph = rolled_graph_of_snapshot(read_snapshot(job.path), job.architecture, job.width, job.depth,
                                      job.dataset, fold_batchnorm=options.fold_batchnorm)
+    return graph_node_metrics(graph, options)
+
+
+def graph_node_metrics(graph: LayeredGraph, options: GraphOptions) -> tuple[pl.DataFrame, dict]:
+    """A built graph's node properties (those `options` selects): (node frame, graph row). Shared by
+    the graph stage (graphs of snapshot files) and `pipeline_lib.api` (graphs of a live model)."""
     props = node_properties(graph, options)
     nodes = pl.DataFrame({
         "node": pl.int_range(graph.n_nodes, eager=True, dtype=pl.Int32),

@@ -32,9 +32,10 @@ class ReportInputs:
     predictions: pl.DataFrame   # regression, split cv
     costs: pl.DataFrame
     graph_summaries: pl.DataFrame  # run_id, epoch, property, statistic, value (scope 'graph')
-    predictors: pl.DataFrame    # the study's registered predictors: id, k, feature_set, task, predictor, metrics_json
-    epoch_metrics: pl.DataFrame  # run_id, epoch, test_acc, train_loss, seconds (the replay's curves)
-    triage: pl.DataFrame | None = None  # every run with its triage decision (`triage_section`)
+    predictors: pl.DataFrame    # per k, the study's best registered predictor: id, k, feature_set, predictor, tau, tau_low, tau_high
+    replays: pl.DataFrame | None = None  # the stored replay of stopping policies (`replays`, flows.replay)
+    triage: pl.DataFrame | None = None  # every run with its last triage decision (`triage_section`)
+    triage_rungs: pl.DataFrame | None = None  # per rung: source, reason, mismatches, policy, decided, kept, seconds
 
 
 def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str, dict[str, pl.DataFrame], str]:
@@ -141,9 +142,9 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
         compute_saving(costs, out_dir / "compute_saving.png")
 
     if inputs.triage is not None:
-        lines += triage_section(inputs.triage)
-    decisions, decision_tables = decisions_section(study, runs, inputs.epoch_metrics, inputs.predictors,
-                                                   inputs.predictions, inputs.costs, out_dir)
+        lines += triage_section(inputs.triage, inputs.triage_rungs, inputs.costs)
+    decisions, decision_tables = decisions_section(inputs.predictors, inputs.predictions, inputs.costs,
+                                                   inputs.replays, out_dir)
     lines += decisions
     lines += [
         "## How these numbers were made",
@@ -157,7 +158,7 @@ def build_report(study: Study, inputs: ReportInputs, out_dir: Path) -> tuple[str
         "2021); `all` joins every feature set, `all_but_graph` every one but the graph sets.",
         "- Every number above is read from the warehouse: the views `leaderboard` and `predictor_standing` "
         "(over the table `evaluations`) and the tables `comparisons`, `predictions`, `costs`, `predictors` and "
-        "`epoch_metrics`.",
+        "`replays`.",
     ]
     return "\n".join(lines) + "\n", {"verdict": pl.DataFrame({"verdict": headline}), "summary": summary,
                                       "width_transfer": transfer, "costs": costs, **decision_tables}, predictor

@@ -1,17 +1,12 @@
 """The report's Decisions section: the registered predictors and how sure they are, what the
-decision path costs, and a compute-versus-recall Pareto plot of stopping policies replayed on the
-study's own recorded curves (`decisions.replay`).
-
-Replayed here: early accuracy and TSE at each k, the registered predictors of `costs`' decision_path
-rows (their stored out-of-fold predictions, charged their decision path's measured graph work, and
-graph predictors again charged every property), and Optuna's pruners over their grids in the
-sweep's launch order. Not the benchmark's extras (every feature set, refit timing, shuffled orders:
-`benchmarks/early_stopping.py`).
+decision path costs, and the stored replay of stopping policies (table `replays`, written once by
+`flows.replay`; nothing is replayed while rendering): an epochs-against-regret Pareto plot with the
+i-Epoch front, the epochs each deployable policy needs to match i-Epoch, and the stop rule's miss
+rate against alpha.
 """
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +14,6 @@ import polars as pl
 
 from ..decisions import path_cost, replay
 from ..decisions.uncertainty import conformal_intervals
-from ..prediction.targets import run_targets
-from ..spec import Study, expand_runs
 from ..vocabulary import CostStrategy
 from .figures import _save, plt
 from .tables import interval, markdown_table
@@ -29,17 +22,13 @@ CONFIDENCE = 0.9
 
 
 def registered_table(predictors: pl.DataFrame, predictions: pl.DataFrame, confidence: float = CONFIDENCE) -> pl.DataFrame:
-    """Per k, the registered regression predictor of highest pooled out-of-fold Kendall tau: tau with its
-    interval, the width of its split-conformal interval (from all out-of-fold residuals, as scoring uses
-    it, around a prediction of 0.5) and the interval's coverage out of fold: each fold's runs judged by
-    the interval calibrated on the other folds' residuals."""
+    """Per k, the registered regression predictor of highest pooled out-of-fold Kendall tau (`predictors`:
+    one row per k, from the view best_predictors): tau with its interval, the width of its
+    split-conformal interval (from all out-of-fold residuals, as scoring uses it, around a prediction
+    of 0.5) and the interval's coverage out of fold: each fold's runs judged by the interval
+    calibrated on the other folds' residuals."""
     rows = []
-    tau = predictors.filter(pl.col("task") == "regression").with_columns(
-        pl.col("metrics_json").str.json_path_match("$.kendall_tau.value").cast(pl.Float64).alias("tau"),
-        pl.col("metrics_json").str.json_path_match("$.kendall_tau.low").cast(pl.Float64).alias("low"),
-        pl.col("metrics_json").str.json_path_match("$.kendall_tau.high").cast(pl.Float64).alias("high"),
-    ).drop_nulls("tau").sort("k", "tau", "id", descending=[False, True, False])
-    for best in tau.group_by("k", maintain_order=True).first().iter_rows(named=True):
+    for best in predictors.sort("k").iter_rows(named=True):
         oof = predictions.filter((pl.col("feature_set") == best["feature_set"]) & (pl.col("k") == best["k"])
                                  & (pl.col("predictor") == best["predictor"]))
         residual = (oof["y_true"] - oof["y_pred"]).to_numpy()
@@ -56,7 +45,7 @@ def registered_table(predictors: pl.DataFrame, predictions: pl.DataFrame, confid
         low, high = conformal_intervals(residual, np.array([0.5]), confidence)[0] if calibrates(len(residual), confidence) \
             else (0.0, 1.0)
         rows.append({"k": best["k"], "predictor": f"{best['feature_set']}/{best['predictor']}",
-                     "tau [95%]": interval(best["tau"], best["low"], best["high"]),
+                     "tau [95%]": interval(best["tau"], best["tau_low"], best["tau_high"]),
                      f"{confidence:.0%} interval width": float(high - low),
                      "coverage out of fold": float(np.mean(covered)) if covered else None, "runs": len(residual),
                      "id": best["id"]})
@@ -81,87 +70,99 @@ def path_table(costs: pl.DataFrame) -> pl.DataFrame:
         pl.col("fraction").alias("of train-all"), "detail")
 
 
-def replay_points(study: Study, runs: pl.DataFrame, epoch_metrics: pl.DataFrame, predictions: pl.DataFrame,
-                  costs: pl.DataFrame) -> list[dict]:
-    """Every operating point of the replayed policies: policy, family, k (None for a pruner), setting,
-    fraction (of train-all), recall_top (of the true top 10%)."""
-    targets = run_targets(runs, study.predict.good_run_quantile)
-    curves = replay.Curves.from_frames(epoch_metrics, targets.select("run_id", "final_acc"),
-                                       [r.run_id for r in expand_runs(study)])
-    ks = [k for k in study.predict.k_epochs if k < curves.epochs]
-    points = [{"policy": "train_all", "family": "train_all", "k": None, "setting": "",
-               **replay.outcome(curves, replay.train_all(curves))}]
+def replay_section(rows: pl.DataFrame, out_dir: Path) -> tuple[list[str], list[str]]:
+    """(Markdown lines, headline lines) of the stored replay (`replays` rows, flows.replay); writes
+    replay_pareto.png. Nothing is replayed here: the rows were computed once by the replay stage."""
+    summary = replay.summarise(rows)
+    ref = replay.best_i_epoch(summary)
+    match = replay.matching(summary)
+    orders, workers = int(summary["orders"].max()), int(summary["workers"][0])
+    pareto_plot(summary, out_dir / "replay_pareto.png")
+    winners = match.filter(pl.col("meets_goal"))
+    headline = [
+        f"Best i-Epoch: rung {ref['rung']}, {ref['setting']}: mean regret {ref['regret']:.4f}, "
+        f"{ref['epochs_fraction']:.0%} of train-all's epochs, best run kept in {ref['best_kept_rate']:.0%} of "
+        f"{orders} orders.",
+        ("A deployable policy reaches it with at most 75% of its epochs and keeps the best run in at least 95% of "
+         "orders: " + "; ".join(f"{r['policy']} ({r['feature_set'] or 'accuracy'}, rung {r['rung']}, {r['setting']}: "
+                                f"{r['epochs_vs_i_epoch']:.0%} of the epochs, best kept {r['best_kept_rate']:.0%})"
+                                for r in winners.iter_rows(named=True)))
+        if winners.height else
+        "No deployable policy reaches the best i-Epoch's regret with at most 75% of its epochs while keeping the best "
+        "run in at least 95% of orders.",
+    ]
+    stop_rules = summary.filter(pl.col("alpha").is_not_null()).select(
+        "policy", "rung", "feature_set", "alpha", "top_share_of_stopped", "miss_rate", "epochs_fraction", "regret",
+        "best_kept_rate").sort("policy", "feature_set", "rung", "alpha")
+    table = summary.sort("family", "policy", "rung", "feature_set", "keep_fraction", "setting").select(
+        "policy", "deployable", "rung", "feature_set", "setting",
+        pl.format("{} [{}, {}]", *(pl.col(c).round(3) for c in ("epochs_fraction", "epochs_fraction_low",
+                                                                  "epochs_fraction_high"))).alias("epochs [95% over orders]"),
+        pl.format("{} [{}, {}]", *(pl.col(c).round(4) for c in ("regret", "regret_low", "regret_high")))
+        .alias("regret [95% over orders]"),
+        "best_kept_rate", "recall_top", pl.col("fraction").alias("seconds / train-all"),
+        pl.col("wall_seconds").alias(f"wall s ({workers} workers)"))
+    lines = [
+        "### Replayed stopping policies (flows.replay)", "",
+        f"The sweep simulated as it would have run: {workers} parallel workers, each epoch its recorded seconds, runs "
+        f"started in the sweep's order and in {orders - 1} seeded random orders; every policy decides with what it "
+        "would know then (pipeline_lib/decisions/policies.py). `i_epoch`: at its rung keep the runs whose accuracy "
+        "ranks in the top fraction of the runs seen at that rung so far (ASHA-like); Optuna's pruners through "
+        "trial.report/should_prune; `online`: a predictor refit on the runs already ended (10% of runs, seeded, "
+        "trained to the end for unbiased labels, charged), accuracy at the rung until 5 configurations have ended; "
+        "`transfer`: a predictor registered on another study; `oracle`: this study's out-of-fold predictions (fitted "
+        "on its final accuracies: NOT deployable). Stop rule `alpha`: stop a run only when its conformal chance of "
+        "ending in the top 10% is below alpha. Epochs: every epoch trained / train-all's; seconds add the recorded "
+        "graph seconds of the snapshots a policy's features need and the measured scoring and refitting seconds. "
+        "Regret: best final accuracy minus the best trained to the end. Brackets: 2.5-97.5% over orders.", "",
+        *[f"- {line}" for line in headline], "",
+        "![replay pareto](replay_pareto.png)", "",
+        "Epochs each deployable policy needs to reach the best i-Epoch's mean regret, as a share of i-Epoch's "
+        "(its cheapest setting that does; empty where none does):", "",
+        markdown_table(match), "",
+        "The same against every point of the i-Epoch front (columns: rung, setting, (mean epochs, mean regret)); "
+        "below 1: the policy reaches that regret with fewer epochs; empty: never:", "",
+        markdown_table(replay.front_matching(summary)), "",
+    ]
+    if stop_rules.height:
+        lines += ["Stop rule against alpha: `top_share_of_stopped` is the share of the stopped runs that would have "
+                  "ended in the top 10% (over all orders): what alpha bounds if the conformal chances are "
+                  "calibrated (a run is stopped only when its chance is below alpha); `miss_rate` is the share of "
+                  "the true top 10% stopped (mean over orders), which alpha does not bound: it is at most "
+                  "alpha x stopped runs / top runs.", "", markdown_table(stop_rules), ""]
+    lines += ["Every setting:", "", markdown_table(table), ""]
+    return lines, headline
 
-    def sweep(policy: str, family: str, k: int, scores: np.ndarray, extra: float = 0.0) -> None:
-        points.extend({"policy": policy, "family": family, "k": k, "setting": f"keep {p['n_keep']}", **p}
-                      for p in replay.keep_sweep(curves, scores, k, extra))
 
-    for k in ks:
-        sweep("early_acc", "early_acc", k, replay.early_accuracy(curves, k))
-        sweep("tse", "tse", k, replay.training_loss_sum(curves, k))
-    full = {r["k"]: r["seconds"] for r in costs.filter(pl.col("strategy") == CostStrategy.GRAPH_STAGE).iter_rows(named=True)}
-    for r in costs.filter((pl.col("strategy") == CostStrategy.DECISION_PATH) & pl.col("k").is_in(ks)).iter_rows(named=True):
-        stored = predictions.filter((pl.col("feature_set") == r["feature_set"]) & (pl.col("k") == r["k"])
-                                    & (pl.col("predictor") == r["predictor"]))
-        scores = replay.scores_from_predictions(curves, stored)
-        name = f"{r['feature_set']}/{r['predictor']}"
-        sweep(name, "learned", r["k"], scores, r["seconds"])
-        if r["properties"]:
-            sweep(f"{name}, every property", "learned_full", r["k"], scores, full[r["k"]])
-    for name, settings in replay.pruner_grid(curves.epochs).items():
-        points.extend({"policy": name, "family": "optuna", "k": None, **p}
-                      for p in replay.pruner_points(curves, name, settings))
-    return points
-
-
-def frontier_table(points: list[dict], ks: list[int]) -> pl.DataFrame:
-    """Per k, the operating points on the Pareto front of everything decidable at k (the policies at
-    k, the pruners, train-all): none cheaper with at least its recall."""
-    rows = []
-    for k in ks:
-        front = replay.pareto_front([p for p in points if p["k"] in (None, k)])
-        rows += [{"k": k, "policy": p["policy"], "setting": p["setting"], "fraction": p["fraction"],
-                  "recall_top": p["recall_top"]} for p in front]
-    return pl.DataFrame(rows, schema={"k": pl.Int64, "policy": pl.Utf8, "setting": pl.Utf8, "fraction": pl.Float64,
-                                      "recall_top": pl.Float64})
-
-
-def pareto_plot(points: list[dict], ks: list[int], path: Path) -> Path:
-    """One panel per k: each policy's own front as a step line, pruner settings as points, and the
-    front of them all (thick grey)."""
-    fig, axes = plt.subplots(1, len(ks), figsize=(5.5 * len(ks), 5), sharey=True, squeeze=False)
+def pareto_plot(summary: pl.DataFrame, path: Path) -> Path:
+    """Mean epochs (share of train-all's) against mean regret per setting, bars = 2.5-97.5% over orders;
+    the i-Epoch front as a line; the oracle hollow (not deployable)."""
+    fig, ax = plt.subplots(figsize=(9, 6))
     colours = iter(plt.get_cmap("tab10").colors * 4)
-    learned_colour: dict[str, tuple] = {}
-    styles = {"early_acc": ("black", "--"), "tse": ("dimgrey", "-.")}
-    for ax, k in zip(axes[0], ks):
-        panel = [p for p in points if p["k"] in (None, k)]
-        front = replay.pareto_front(panel)
-        ax.step([p["fraction"] for p in front], [p["recall_top"] for p in front], where="post", color="lightgrey",
-                linewidth=6, label="Pareto front of all", zorder=1)
-        for policy in dict.fromkeys(p["policy"] for p in panel if p["k"] == k):
-            own = replay.pareto_front([p for p in panel if p["policy"] == policy])
-            family = own[0]["family"]
-            if family in styles:
-                colour, line = styles[family]
-            else:
-                base = policy.removesuffix(", every property")
-                colour, line = learned_colour.setdefault(base, next(colours)), ":" if family == "learned_full" else "-"
-            ax.step([p["fraction"] for p in own], [p["recall_top"] for p in own], where="post", color=colour,
-                    linestyle=line, label=policy, zorder=3)
-        pruned = [p for p in panel if p["family"] == "optuna"]
-        ax.scatter([p["fraction"] for p in pruned], [p["recall_top"] for p in pruned], s=18, facecolors="none",
-                   edgecolors="black", label="Optuna pruner settings", zorder=2)
-        ax.scatter([1.0], [1.0], marker="*", s=140, color="red", label="train-all", zorder=4)
-        ax.set(title=f"decide at k = {k}", xlabel="compute / train-all",
-               xlim=(0, max(1.05, max(p["fraction"] for p in panel) + 0.05)))
-        ax.legend(fontsize=7, loc="lower right")
-    axes[0][0].set_ylabel(f"recall of the true top {replay.TOP_SHARE:.0%}")
+    for (policy, deployable), group in summary.filter(pl.col("policy") != "train_all") \
+            .group_by(["policy", "deployable"], maintain_order=True):
+        colour = "black" if policy == "i_epoch" else next(colours)
+        xs, ys = group["epochs_fraction"].to_numpy(), group["regret"].to_numpy()
+        xerr = [xs - group["epochs_fraction_low"].to_numpy(), group["epochs_fraction_high"].to_numpy() - xs]
+        yerr = [ys - group["regret_low"].to_numpy(), group["regret_high"].to_numpy() - ys]
+        ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt="o" if deployable else "s", color=colour, alpha=0.7, ms=5,
+                    elinewidth=0.6, mfc=colour if deployable else "none",
+                    label=policy + ("" if deployable else " (not deployable)"))
+        if policy == "i_epoch":
+            front = replay.pareto_front(list(zip(xs, ys)))
+            ax.step([p[0] for p in front] + [1.0], [p[1] for p in front] + [front[-1][1]], where="post",
+                    color="black", linewidth=2, label="i-Epoch front", zorder=5)
+    ax.scatter([1.0], [0.0], marker="*", s=160, color="red", label="train-all", zorder=6)
+    ax.set(xlabel="epochs trained / train-all's (mean over orders)", ylabel="regret of the best run kept (mean)",
+           xlim=(0, 1.05))
+    ax.legend(fontsize=7, loc="upper right")
     return _save(fig, path)
 
 
-def decisions_section(study: Study, runs: pl.DataFrame, epoch_metrics: pl.DataFrame, predictors: pl.DataFrame,
-                      predictions: pl.DataFrame, costs: pl.DataFrame, out_dir: Path) -> tuple[list[str], dict[str, pl.DataFrame]]:
-    """(Markdown lines, tables by name); writes decisions_pareto.png. Empty when nothing is registered."""
+def decisions_section(predictors: pl.DataFrame, predictions: pl.DataFrame, costs: pl.DataFrame,
+                      replays: pl.DataFrame | None, out_dir: Path) -> tuple[list[str], dict[str, pl.DataFrame]]:
+    """(Markdown lines, tables by name); writes replay_pareto.png when the study was replayed. Empty when
+    nothing is registered."""
     if predictors.is_empty():
         return [], {}
     registered = registered_table(predictors, predictions)
@@ -187,23 +188,12 @@ def decisions_section(study: Study, runs: pl.DataFrame, epoch_metrics: pl.DataFr
                   *[f"- {line}" for line in path_verdict(path)], "",
                   markdown_table(path), ""]
         tables["decision_path"] = path
-    ks = [k for k in study.predict.k_epochs if k < study.epochs]
-    start = time.perf_counter()
-    points = replay_points(study, runs, epoch_metrics, predictions, costs)
-    seconds = time.perf_counter() - start
-    frontier = frontier_table(points, ks)
-    pareto_plot(points, ks, out_dir / "decisions_pareto.png")
-    lines += ["### Compute against recall of the best runs", "",
-              f"Stopping policies replayed on this study's recorded curves ({seconds:.1f} s): early accuracy and TSE "
-              "at k, keeping the n best for every n; the predictors above, ranked by their out-of-fold predictions and "
-              "charged their decision path (dotted: charged every property); Optuna's pruners over their settings, "
-              "trials in the sweep's launch order. Compute = recorded training seconds of the epochs each policy "
-              f"trains (+ graph work) / train-all; recall = share of the true top {replay.TOP_SHARE:.0%} of runs "
-              "by final accuracy that a policy trains to the end. The table lists the points of the Pareto front "
-              "per k (nothing is both cheaper and of higher recall).", "",
-              "![decisions pareto](decisions_pareto.png)", "",
-              markdown_table(frontier), ""]
-    tables["decision_frontier"] = frontier
+    if replays is not None and replays.height:
+        replay_lines, _ = replay_section(replays, out_dir)
+        lines += replay_lines
+        tables["replay"] = replay.summarise(replays)
+    else:
+        lines += ["No replay of stopping policies is stored for this study: run `flows.replay` (see README).", ""]
     return lines, tables
 
 

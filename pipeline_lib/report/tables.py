@@ -10,6 +10,7 @@ from __future__ import annotations
 import polars as pl
 
 from ..decisions.path_cost import STRATEGIES as DECISION_PATH
+from ..decisions.savings import STRATEGY as TRIAGE
 from ..features import FEATURE_SETS, GRAPH_SETS
 from ..vocabulary import CostStrategy, Split, Task
 
@@ -140,9 +141,9 @@ def transfer_table(leaderboard: pl.DataFrame, predictor: str) -> pl.DataFrame:
 
 def cost_table(costs: pl.DataFrame, predictor: str) -> pl.DataFrame:
     """Training all runs, early stopping, and predict-then-finish with the table's predictor (the
-    decision path's rows are the Decisions section's)."""
+    decision path's rows are the Decisions section's, the triage's the Triage section's)."""
     keep = costs.filter((pl.col("predictor").is_null() | (pl.col("predictor") == predictor))
-                        & ~pl.col("strategy").is_in(DECISION_PATH))
+                        & ~pl.col("strategy").is_in([*DECISION_PATH, TRIAGE]))
     return keep.select("strategy", pl.col("k").cast(pl.Utf8).fill_null(""), pl.col("feature_set").fill_null(""),
                        "seconds", "fraction", "runs_to_end", "best_final_acc", "detail")
 

@@ -14,7 +14,8 @@ ranked AS (
              + (count(*) OVER (PARTITION BY study, k, final_test_acc) - 1) / 2.0 AS rank_final
     FROM pairs
 )
-SELECT study, k, count(*) AS runs, round(corr(rank_early, rank_final), 4) AS spearman_rho
+SELECT study, k, count(*) AS runs,
+       round(nullif(corr(rank_early, rank_final), 'NaN'::DOUBLE), 4) AS spearman_rho  -- NaN (a constant side) -> NULL
 FROM ranked
 GROUP BY study, k
 ORDER BY study, k;

@@ -1,0 +1,101 @@
+"""Where a triage's score at a rung comes from, and why: a registered predictor, the shipped corpus
+predictor, or the test accuracy at the rung (the i-Epoch rule, which needs nothing registered).
+
+`predictor: auto` takes the first that fits, in this order: the best registered predictor at
+k = rung whose study matches this one exactly (`study_match.mismatches` finds nothing) and that was
+not fitted on a triaged study's kept runs only, with out-of-fold residuals; else the corpus predictor when this checkout ships
+one covering the dataset and architectures (`corpus_predictor`); else accuracy. A predictor named
+in the spec (best, an id, a study) is used as named: a refused difference raises, the others are
+kept on the source to be warned and recorded.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+from pipeline_lib.features import FEATURE_SETS, GRAPH_BASE_SETS
+from pipeline_lib.spec import Study
+
+from .scoring import ScoringError
+from .study_match import Mismatch, mismatches
+from .triage import ACCURACY
+
+REGISTERED, CORPUS = "registered", "corpus"
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str                # registered | corpus | accuracy
+    predictor: dict | None   # its registry row (None for accuracy)
+    reason: str              # why this source, as logged and recorded
+    mismatches: tuple[Mismatch, ...] = ()
+
+    @property
+    def predictor_id(self) -> str | None:
+        return None if self.predictor is None else self.predictor["id"]
+
+
+def reads_graphs(predictor: dict) -> bool:
+    return bool(set(FEATURE_SETS[predictor["feature_set"]]) & set(GRAPH_BASE_SETS))
+
+
+def corpus_predictor(k: int, study: Study) -> dict | None:
+    """The shipped corpus predictor at k as a registry row, when this checkout has one that covers
+    the study's dataset and architectures; None otherwise (no corpus module, no card, not fitted at
+    k, or fitted on other feature code)."""
+    if importlib.util.find_spec("pipeline_lib.decisions.corpus") is None:
+        return None
+    from . import corpus
+
+    try:
+        row = corpus.predictor_row(k)
+    except ScoringError:
+        return None
+    if study.dataset.name not in row["datasets"] or not set(study.architectures) <= set(row["architectures"]):
+        return None
+    return row
+
+
+def _describe(predictor: dict) -> str:
+    return f"{predictor['id']} (study {predictor['study']}, {predictor['predictor']} on {predictor['feature_set']})"
+
+
+def auto_source(study: Study, k: int, candidates: list[tuple[dict, Study | None]], corpus: dict | None) -> Source:
+    """`predictor: auto` at rung k: `candidates` are the registered regression predictors at k on this
+    dataset and architectures, best first, each with its study's spec (None when not recorded)."""
+    passed = []
+    for row, theirs in candidates:
+        if row.get("triaged"):
+            passed.append(f"{row['id']}: fitted on the kept runs of triaged study {row['study']}")
+        elif not row.get("oof_residuals"):
+            passed.append(f"{row['id']}: no out-of-fold residuals to build intervals from")
+        elif theirs is None:
+            passed.append(f"{row['id']}: study {row['study']}'s spec is not recorded")
+        elif found := mismatches(study, theirs, reads_graphs(row)):
+            passed.append(f"{row['id']}: {'; '.join(map(str, found))}")
+        else:
+            return Source(REGISTERED, row, f"auto: registered predictor {_describe(row)} at k = {k}, its study matches")
+    skipped = f" ({' | '.join(passed)})" if passed else ""
+    none = f"auto: no registered predictor at k = {k} matches this study{skipped}"
+    if corpus is not None:
+        return Source(CORPUS, corpus, f"{none}; the shipped corpus predictor {corpus['id']} covers it")
+    return Source(ACCURACY, None, f"{none}, and no corpus predictor covers dataset {study.dataset.name} at k = {k}: "
+                                  f"test accuracy at epoch {k} (i-Epoch rule)")
+
+
+def differences(study: Study, predictor: dict, theirs: Study | None) -> list[Mismatch]:
+    """How the predictor's study (`theirs`, None when its spec is not recorded) differs from `study`;
+    ScoringError naming the differences that make its scores meaningless."""
+    if theirs is None:
+        return [Mismatch("study spec", "recorded", "not recorded", False)]
+    found = mismatches(study, theirs, reads_graphs(predictor))
+    if refused := [m for m in found if m.refused]:
+        raise ScoringError(f"predictor {_describe(predictor)} does not fit study {study.name!r}: "
+                           f"{'; '.join(map(str, refused))}; choose a predictor of a study like this one, or auto")
+    return found
+
+
+def named_source(study: Study, which: str, row: dict, theirs: Study | None) -> Source:
+    """The predictor the spec names (`which`: best, an id or a study), refused on a difference that
+    makes its scores meaningless; the other differences are kept to be warned and recorded."""
+    return Source(REGISTERED, row, f"named in the spec: {which}", tuple(differences(study, row, theirs)))

@@ -1,0 +1,88 @@
+"""Triage's keep rules as an Optuna pruner (see the package docstring).
+
+Nothing lives in the pruner's memory: a trial's score at a rung is its intermediate value there
+(`trial.report`) or the prediction its own process stored as a user attribute (`observe`), so
+processes sharing a study through Optuna's RDB storage see each other's scores.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import optuna
+from optuna.pruners import BasePruner
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from ..spec import KeepPGood
+from . import keep_rule, keeps
+
+if TYPE_CHECKING:  # the accuracy rule needs neither torch nor the predictors' stack
+    import torch
+    from torch import nn
+
+    from ..api import History, Prediction, Predictor
+
+PREDICTION_ATTR = "triage:prediction@{rung}"  # user attribute holding a trial's prediction at a rung
+PEERS = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+
+
+class TriagePruner(BasePruner):
+    """Stop a trial at a rung unless the keep rule keeps it among the trials scored at that rung.
+
+    keep: a fraction 0 < x < 1 (the best, rounded up), a number N >= 1 (top N) or {"p_good": t}
+    (needs a predictor). rungs: the epochs (Optuna steps) at which to decide; with a predictor, its k.
+    min_trials: no trial is stopped at a rung until this many (it included) have been scored there.
+    """
+
+    def __init__(self, keep: float | int | dict, rungs: Sequence[int] | None = None,
+                 predictor: Predictor | None = None, min_trials: int = 4):
+        if predictor is not None:
+            if rungs is not None and tuple(rungs) != (predictor.k,):
+                raise ValueError(f"the predictor predicts at k = {predictor.k}: it decides at that rung only, "
+                                 f"not at {list(rungs)}")
+            rungs = (predictor.k,)
+        if not rungs:
+            raise ValueError("give the rungs (epochs) to decide at, or a predictor")
+        self.rule = keep_rule(keep, min(rungs))
+        if isinstance(self.rule.keep, KeepPGood) and (predictor is None or predictor.twin is None
+                                                       or not predictor.twin[1]["calibration"]):
+            raise ValueError("a P(good) keep rule needs a predictor with a calibrated classification twin "
+                             "(accuracies carry no P(good))")
+        if min_trials < 1:
+            raise ValueError("min_trials must be >= 1")
+        self.rungs, self.predictor, self.min_trials = tuple(sorted(set(rungs))), predictor, min_trials
+
+    def observe(self, trial: optuna.Trial, epoch: int, model: nn.Module | Mapping[str, torch.Tensor],
+                history: History) -> Prediction | None:
+        """Call after `trial.report(accuracy, epoch)`: at a predictor's rung, predict and store the
+        prediction in the trial (what `prune` and the other processes read); else nothing."""
+        if self.predictor is None or epoch != self.predictor.k:
+            return None
+        prediction = self.predictor.predict(model, history)
+        trial.set_user_attr(PREDICTION_ATTR.format(rung=epoch), prediction.as_dict())
+        return prediction
+
+    def _score(self, trial: FrozenTrial, rung: int, direction: StudyDirection) -> dict | None:
+        if self.predictor is not None:
+            return trial.user_attrs.get(PREDICTION_ATTR.format(rung=rung))
+        if rung not in trial.intermediate_values:
+            return None
+        value = trial.intermediate_values[rung]
+        return {"predicted": value if direction == StudyDirection.MAXIMIZE else -value}
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        rung = trial.last_step
+        if rung not in self.rungs:
+            return False
+        mine = self._score(trial, rung, study.direction)
+        if mine is None:
+            raise RuntimeError(f"trial {trial.number} reached rung {rung} without a prediction: call "
+                               "pruner.observe(trial, epoch, model, history) before trial.should_prune()")
+        key = "{:09d}".format  # ties rank the earlier trial first
+        scores = {key(t.number): s for t in study.get_trials(deepcopy=False, states=PEERS)
+                  if t.number != trial.number and (s := self._score(t, rung, study.direction)) is not None}
+        scores[key(trial.number)] = mine
+        if len(scores) < self.min_trials:
+            return False
+        return not keeps(scores, key(trial.number), self.rule.model_copy(update={"at_epoch": max(rung, 1)}))

@@ -1,0 +1,45 @@
+"""The replay stage: simulate a finished study's sweep under stopping policies, into `replays`.
+
+W parallel workers replay the recorded per-epoch seconds, runs started in the sweep's order and in
+seeded random orders, under train-all, i-Epoch, Optuna's pruners, `online` (a predictor refit on the
+runs already ended), `transfer` (registered predictors of other studies of the dataset) and `oracle`
+(this study's out-of-fold predictions: not deployable); see pipeline_lib/decisions/replay.py and
+policies.py. The rows replace the study's rows of `replays`; the report's Decisions section reads
+them, and the stage writes the same section to reports/<study>/replay.md with its figure.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pipeline_lib.decisions.replay import Settings, replay_sweep
+from pipeline_lib.report.decisions import replay_section
+from warehouse.replays import replay_sweep_inputs, write_replays
+
+from .context import StudyContext
+from .report import REPORTS_DIR
+
+log = logging.getLogger(__name__)
+FEATURE_SETS = ("all_but_graph", "all")  # online/transfer/oracle: without and with graph features (charged)
+
+
+def run(ctx: StudyContext, workers: int = Settings.workers, random_orders: int = Settings.random_orders,
+        reports_dir: str | None = None) -> dict:
+    """Replay every policy and order, record the rows; returns their count and the headline lines."""
+    study, settings = ctx.study, Settings(workers=workers, random_orders=random_orders)
+    ks = [k for k in study.predict.k_epochs if k in settings.rungs and k < study.epochs]
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 10 == 0:
+            log.info("replayed %d of %d policy settings x %d orders", done, total, random_orders + 1)
+
+    rows = replay_sweep(replay_sweep_inputs(ctx.warehouse, study, FEATURE_SETS, ks), settings, progress)
+    write_replays(ctx.warehouse, study.name, rows)
+    out_dir = Path(reports_dir or REPORTS_DIR) / study.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines, headline = replay_section(rows, out_dir)
+    (out_dir / "replay.md").write_text("\n".join(lines) + "\n")
+    for line in headline:
+        log.info("%s", line)
+    log.info("replay: %s", (out_dir / "replay.md").resolve())
+    return {"rows": rows.height, "headline": headline}
