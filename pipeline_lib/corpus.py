@@ -6,7 +6,7 @@ Tables (one row per run, per run and epoch, per run, k and feature):
   curves.parquet    per epoch: train/test loss and accuracy, seconds
   features.parquet  the feature vectors at every k of every base feature set (long: feature, value)
   meta.json         the studies, and `feature_code`: the fingerprint of the feature code that
-                    computed the features (`fingerprints.source_digest(*FEATURE_CODE)`)
+                    computed the features (`fingerprints.FEATURES.code()`)
 
 Across studies, scales differ (a ResNet's graph is not a LeNet's, digits' accuracies are not
 Fashion-MNIST's), so every feature is normalized within its study (`within_study_ranks`: the mid-rank
@@ -26,7 +26,7 @@ from joblib import Parallel, delayed
 from scipy.stats import rankdata
 
 from .features import FEATURE_SETS, GRAPH_SETS
-from .fingerprints import FEATURE_CODE, source_digest
+from .fingerprints import FEATURES
 from .prediction.evaluation import feature_matrix, transfer_predictions, with_unit
 from .prediction.metrics import comparison_table, evaluation_table
 from .prediction.targets import run_targets
@@ -58,7 +58,7 @@ class Corpus:
 
 
 def feature_code() -> str:
-    return source_digest(*FEATURE_CODE)
+    return FEATURES.code()
 
 
 def write_corpus(directory: str | Path, runs: pl.DataFrame, curves: pl.DataFrame, features: pl.DataFrame,

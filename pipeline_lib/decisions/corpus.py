@@ -25,6 +25,7 @@ from sklearn.pipeline import Pipeline
 
 from ..corpus import CORPUS_DIR, HEADLINE, REGENERATE, feature_code, regression_view, within_study_ranks
 from ..vocabulary import Split, Task
+from ..fingerprints import predictor_pins
 from . import registry
 from .scoring import ScoringError
 from .uncertainty import fit_calibration
@@ -55,7 +56,7 @@ def fit_corpus_predictors(designs: dict, targets: pl.DataFrame, runs: pl.DataFra
     """Fit, save and describe the chosen predictor and its twin at every k; returns the card."""
     directory.mkdir(parents=True, exist_ok=True)
     view = regression_view(targets)
-    card = {"studies": studies, "feature_code": feature_code(), "code_digest": registry.prediction_code_digest(),
+    card = {"studies": studies, "feature_code": feature_code(), "code_digest": predictor_pins(),
             "datasets": sorted(runs["dataset"].unique().to_list()),
             "architectures": sorted(runs["architecture"].unique().to_list()), "predictors": {}}
     for k, feature_set, predictor, mean_tau in choose_units(evaluations).iter_rows():
@@ -175,8 +176,8 @@ def write_model_card(card: dict, directory: Path = PREDICTOR_DIR) -> Path:
             "leave-one-study-out residuals, P(good) is the classifier's score calibrated on its LOSO scores."),
         "Training studies": studies,
         "Leave-one-study-out metrics": "\n".join(lines),
-        "Files": files + f"\n\nFitted by prediction code {card['code_digest'][:12]}...; loading checks the files' "
-                         "digests and the code's (pipeline_lib/decisions/registry.py).",
+        "Files": files + f"\n\nFitted under pins {card['code_digest']}; loading checks the files' "
+                         "digests and these pins (pipeline_lib/decisions/registry.py).",
     })
     path = directory / "README.md"
     model_card.save(path)
