@@ -29,7 +29,6 @@ import torch
 from sklearn.pipeline import Pipeline
 from torch import nn
 
-from .decisions import registry
 from .decisions.path_cost import columns_used, properties_read
 from .decisions.scoring import design_matrix, score
 from .features import FEATURE_SETS, GRAPH_BASE_SETS, base_set_features
@@ -112,7 +111,7 @@ class Predictor:
         self.k: int = int(entry["k"])
         self.bases: tuple[str, ...] = FEATURE_SETS[entry["feature_set"]]
         read = columns_used(model, entry["features"]) + (columns_used(twin[0], twin[1]["features"]) if twin else [])
-        self.properties: tuple[str, ...] = properties_read(read) if set(self.bases) & set(GRAPH_BASE_SETS) else ()
+        self.properties: tuple[str, ...] = properties_read(read) if self.reads_graphs else ()
         self.graph_options = (graph_options or GraphOptions()).model_copy(update={"properties": list(self.properties)})
 
     @classmethod
@@ -121,32 +120,26 @@ class Predictor:
         study's regression predictor at k of highest out-of-fold Kendall tau). Its file is checked
         as the scoring stage checks it (`registry.load`: digest, code, trusted types); graphs are
         built with its study's `graphs:` options unless `graph_options` says otherwise."""
-        from warehouse.db import Warehouse  # the library reads the registry's rows; nothing else of warehouse/
+        from warehouse.db import Warehouse  # the registry's reads, as the scoring stage makes them
+        from warehouse.registry import classification_twin, load_predictor
 
         wh = Warehouse(warehouse)
-        rows = wh.query("SELECT * FROM predictors WHERE id = ?", [predictor])
-        if rows.is_empty():
+        pid = predictor
+        if wh.query("SELECT count(*) AS n FROM predictors WHERE id = ?", [predictor])["n"][0] == 0:
             if k is None:
                 raise PredictionError(f"no registered predictor {predictor!r} in {warehouse}; pass an id, or a "
                                       "study name with k")
-            rows = wh.query("""SELECT * EXCLUDE (tau, tau_low, tau_high, standing) FROM best_predictors
-                               WHERE study = ? AND k = ? AND standing = 1""", [predictor, k])
-            if rows.is_empty():
+            best = wh.query("SELECT id FROM best_predictors WHERE study = ? AND k = ? AND standing = 1", [predictor, k])
+            if best.is_empty():
                 raise PredictionError(f"no registered regression predictor of study {predictor!r} at k = {k} "
                                       f"in {warehouse}")
-        entry = rows.row(0, named=True)
-        twins = wh.query("""SELECT * FROM predictors WHERE task = ? AND study = ? AND feature_set = ? AND k = ?
-                            AND predictor = ?""", [Task.CLASSIFICATION, entry["study"], entry["feature_set"],
-                                                   entry["k"], entry["predictor"]])
-        twin = None
-        if twins.height:
-            row = twins.row(0, named=True)
-            twin = registry.load(row["path"], row["file_digest"], row["code_digest"]), row
+            pid = best["id"][0]
+        model, entry = load_predictor(wh, pid)
         if kwargs.get("graph_options") is None:  # the graphs the predictor was fitted on: its study's options
             spec = wh.query("SELECT spec_json FROM studies WHERE study = ?", [entry["study"]])
             if spec.height:
                 kwargs["graph_options"] = GraphOptions.model_validate(json.loads(spec["spec_json"][0])["graphs"])
-        return cls(registry.load(entry["path"], entry["file_digest"], entry["code_digest"]), entry, twin, **kwargs)
+        return cls(model, entry, classification_twin(wh, entry), **kwargs)
 
     @property
     def reads_graphs(self) -> bool:

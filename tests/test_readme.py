@@ -100,7 +100,7 @@ def test_the_study_command_is_a_runnable_block():
 def test_the_readme_scores_and_triages_at_a_k_the_demo_registers():
     demo, triage = (yaml.safe_load((ROOT / "specs" / name).read_text()) for name in TINY_SPECS)
     assert AT_EPOCH in demo["predict"]["k_epochs"]
-    assert triage["triage"]["at_epoch"] == AT_EPOCH and triage["triage"]["predictor"] == demo["name"]
+    assert AT_EPOCH in triage["triage"]["rungs"]
     assert "rows" in {marker for marker, language, _ in BLOCKS if language == "sql"}
 
 
