@@ -42,6 +42,8 @@ from .vocabulary import Task
 
 RUN_ID = "live"  # the one run a prediction is about, in the feature frames
 HPARAMS = ("lr", "dropout", "weight_decay", "optimizer", "batch_size")  # what the `hparams` set reads
+# ... and with these defaults when not given: a constant learning rate on clean labels (as the spec's)
+HPARAM_DEFAULTS = {"lr_schedule": "constant", "label_noise": 0.0}
 
 
 class PredictionError(ValueError):
@@ -172,10 +174,12 @@ class Predictor:
         return pl.DataFrame([{"run_id": RUN_ID, "diverged_epoch": history.diverged_epoch(),
                               **{name: hp.get(name) for name in HPARAMS},
                               "architecture": hp.get("architecture"), "width": float(hp.get("width", 1.0)),
-                              "depth": int(hp.get("depth", 1))}],
+                              "depth": int(hp.get("depth", 1)),
+                              **{name: hp.get(name, default) for name, default in HPARAM_DEFAULTS.items()}}],
                             schema_overrides={"diverged_epoch": pl.Int64, "lr": pl.Float64, "dropout": pl.Float64,
                                               "weight_decay": pl.Float64, "batch_size": pl.Int64,
-                                              "optimizer": pl.Utf8, "architecture": pl.Utf8})
+                                              "optimizer": pl.Utf8, "architecture": pl.Utf8,
+                                              "lr_schedule": pl.Utf8, "label_noise": pl.Float64})
 
     def _epoch_metrics(self, history: History) -> pl.DataFrame:
         lacking = [e for e in range(self.k + 1) if e not in history.metrics]

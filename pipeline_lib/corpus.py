@@ -17,6 +17,7 @@ A leave-one-study-out split `loso:<study>` fits on every other study and predict
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,13 @@ from .prediction.metrics import comparison_table, evaluation_table
 from .prediction.targets import run_targets
 from .vocabulary import FITTED_PREDICTORS, Split, Task
 
-CORPUS_DIR = Path(__file__).resolve().parents[1] / "corpus"
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "corpus"
+CORPUS_ENV = "RGP_CORPUS_DIR"  # another corpus (scripts/export_corpus.py --out), or a directory without one
+
+
+def corpus_dir() -> Path:
+    """Where the corpus and its predictor lie: $RGP_CORPUS_DIR when set, else the one this checkout ships."""
+    return Path(os.environ.get(CORPUS_ENV) or SHIPPED_DIR)
 RUN_COLUMNS = ("study", "run_id", "config_id", "dataset", "dataset_subset", "architecture", "width", "depth", "lr",
                "lr_schedule", "label_noise", "dropout", "weight_decay", "optimizer", "batch_size", "seed", "epochs",
                "status", "diverged_epoch", "final_test_acc")
@@ -75,8 +82,8 @@ def write_corpus(directory: str | Path, runs: pl.DataFrame, curves: pl.DataFrame
     (directory / "meta.json").write_text(json.dumps({**meta, "feature_code": feature_code()}, indent=1) + "\n")
 
 
-def read_corpus(directory: str | Path = CORPUS_DIR) -> Corpus:
-    directory = Path(directory)
+def read_corpus(directory: str | Path | None = None) -> Corpus:
+    directory = Path(directory or corpus_dir())
     return Corpus(pl.read_parquet(directory / "runs.parquet"), pl.read_parquet(directory / "curves.parquet"),
                   pl.read_parquet(directory / "features.parquet").with_columns(pl.col("value").cast(pl.Float64)),
                   json.loads((directory / "meta.json").read_text()))

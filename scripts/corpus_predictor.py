@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline_lib.corpus import (CORPUS_DIR, CorpusStale, check_current, corpus_designs, corpus_targets,  # noqa: E402
+from pipeline_lib.corpus import (CorpusStale, corpus_dir, check_current, corpus_designs, corpus_targets,  # noqa: E402
                                  loso_evaluation, loso_predictions, read_corpus)
 from pipeline_lib.decisions.corpus import fit_corpus_predictors, write_model_card  # noqa: E402
 from pipeline_lib.vocabulary import FITTED_PREDICTORS  # noqa: E402
@@ -29,7 +29,7 @@ from pipeline_lib.vocabulary import FITTED_PREDICTORS  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", default=str(CORPUS_DIR))
+    parser.add_argument("--corpus", default=str(corpus_dir()))
     parser.add_argument("--predictors", nargs="+", default=list(FITTED_PREDICTORS), choices=list(FITTED_PREDICTORS))
     parser.add_argument("--jobs", type=int, default=2, help="processes for the LOSO fits (default: %(default)s)")
     parser.add_argument("--refit", action="store_true", help="fit the predictor again from the stored LOSO results")

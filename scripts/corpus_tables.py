@@ -12,7 +12,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline_lib.corpus import CORPUS_DIR, HEADLINE, curve_crossing, read_corpus  # noqa: E402
+from pipeline_lib.corpus import HEADLINE, corpus_dir, curve_crossing, read_corpus  # noqa: E402
 from pipeline_lib.features import GRAPH_SETS  # noqa: E402
 from pipeline_lib.vocabulary import Split, Task  # noqa: E402
 
@@ -29,7 +29,7 @@ def markdown(frame: pl.DataFrame) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", default=str(CORPUS_DIR))
+    parser.add_argument("--corpus", default=str(corpus_dir()))
     parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 3, 5])
     args = parser.parse_args()
     directory = Path(args.corpus)

@@ -23,7 +23,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline_lib.corpus import CORPUS_DIR, write_corpus  # noqa: E402
+from pipeline_lib.corpus import corpus_dir, write_corpus  # noqa: E402
 from warehouse.corpus import StaleFeatures, corpus_tables  # noqa: E402
 from warehouse.db import Warehouse  # noqa: E402
 
@@ -48,7 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("warehouses", nargs="*", help="default: every warehouse/corpus/*.duckdb")
     parser.add_argument("--log", help="the driver's log, for each study's wall time")
-    parser.add_argument("--out", default=str(CORPUS_DIR))
+    parser.add_argument("--out", default=str(corpus_dir()))
     args = parser.parse_args()
     paths = sorted(Path(p) for p in args.warehouses) or sorted((ROOT / "warehouse" / "corpus").glob("*.duckdb"))
     if not paths:

@@ -2,7 +2,8 @@
 
 W parallel workers replay the recorded per-epoch seconds, runs started in the sweep's order and in
 seeded random orders, under train-all, i-Epoch, Optuna's pruners, `online` (a predictor refit on the
-runs already ended), `transfer` (registered predictors of other studies of the dataset) and `oracle`
+runs already ended), `transfer` (registered predictors of other studies of the dataset, and the
+corpus predictor refit without this study when the corpus covers it: `corpus_transfer`) and `oracle`
 (this study's out-of-fold predictions: not deployable); see pipeline_lib/decisions/replay.py and
 policies.py. The rows replace the study's rows of `replays`; the report's Decisions section reads
 them, and the stage writes the same section to reports/<study>/replay.md with its figure.
@@ -11,9 +12,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
-from pipeline_lib.decisions.replay import Settings, replay_sweep
+import polars as pl
+
+from pipeline_lib.corpus import corpus_dir, read_corpus
+from pipeline_lib.decisions import corpus
+from pipeline_lib.decisions.replay import Predictions, Settings, replay_sweep
 from pipeline_lib.report.decisions import replay_section
+from pipeline_lib.spec import Study
 from warehouse.replays import replay_sweep_inputs, write_replays
 
 from .context import StudyContext
@@ -21,6 +28,26 @@ from .report import REPORTS_DIR
 
 log = logging.getLogger(__name__)
 FEATURE_SETS = ("all_but_graph", "all")  # online/transfer/oracle: without and with graph features (charged)
+
+
+def corpus_transfer(study: Study) -> Callable[[int, str, pl.DataFrame, list[str]], Predictions | None] | None:
+    """Transfer predictions from the corpus without this study (leave it out: the predictor never saw
+    it), when the corpus holds the study's dataset and architectures; None when it does not."""
+    if not corpus_dir().joinpath("runs.parquet").is_file():
+        return None
+    runs = read_corpus().runs
+    if study.dataset.name not in set(runs["dataset"]) or not set(study.architectures) <= set(runs["architecture"]):
+        return None
+
+    def predictions(k: int, feature_set: str, rows: pl.DataFrame, run_ids: list[str]) -> Predictions | None:
+        fitted = corpus.fit_without(study.name, k, feature_set)
+        if fitted is None:
+            return None
+        model, columns, source = fitted
+        log.info("transfer at k = %d on %s: %s", k, feature_set, source)
+        return Predictions.from_model(model, columns, rows, run_ids, k, feature_set, source, prepare=corpus.normalize)
+
+    return predictions
 
 
 def run(ctx: StudyContext, workers: int = Settings.workers, random_orders: int = Settings.random_orders,
@@ -33,7 +60,8 @@ def run(ctx: StudyContext, workers: int = Settings.workers, random_orders: int =
         if done == total or done % 10 == 0:
             log.info("replayed %d of %d policy settings x %d orders", done, total, random_orders + 1)
 
-    rows = replay_sweep(replay_sweep_inputs(ctx.warehouse, study, FEATURE_SETS, ks), settings, progress)
+    sweep = replay_sweep_inputs(ctx.warehouse, study, FEATURE_SETS, ks, corpus_transfer(study))
+    rows = replay_sweep(sweep, settings, progress)
     write_replays(ctx.warehouse, study.name, rows)
     out_dir = Path(reports_dir or REPORTS_DIR) / study.name
     out_dir.mkdir(parents=True, exist_ok=True)

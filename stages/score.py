@@ -134,7 +134,10 @@ def score_study(wh: Warehouse, study: str, which: str, k: int, confidence: float
 
 def study_differences(ctx: StudyContext, predictor: dict) -> list[Mismatch]:
     """How the predictor's study differs from this one, by name; refused where its scores would mean
-    nothing here (`predictor_source.differences`)."""
+    nothing here (`predictor_source.differences`). The corpus predictor has no one study: its input
+    contract is checked instead (`corpus.check_runs`)."""
+    if corpus.is_corpus(predictor["id"]):
+        return []
     return differences(ctx.study, predictor, recorded_study(ctx.warehouse, predictor["study"]))
 
 

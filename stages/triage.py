@@ -22,8 +22,9 @@ from datetime import datetime, timezone
 
 import polars as pl
 
+from pipeline_lib.decisions.corpus import is_corpus
 from pipeline_lib.decisions.path_cost import columns_used, properties_read
-from pipeline_lib.decisions.predictor_source import (REGISTERED, Source, auto_source, corpus_predictor, named_source,
+from pipeline_lib.decisions.predictor_source import (CORPUS, REGISTERED, Source, auto_source, corpus_predictor, named_source,
                                                      reads_graphs)
 from pipeline_lib.decisions.savings import triage_savings
 from pipeline_lib.decisions.scoring import ScoringError, check_compatible
@@ -87,7 +88,10 @@ def rung_source(wh: Warehouse | None, study: Study, k: int) -> Source:
         spec_runs = pl.DataFrame({"dataset": study.dataset.name, "architecture": study.architectures})
         row = choose_predictor(wh, triage.predictor, k, spec_runs)
         check_compatible(spec_runs.with_columns(run_id=pl.lit("(spec)")), row)
-        source = named_source(study, triage.predictor, row, recorded_study(wh, row["study"]))
+        if is_corpus(row["id"]):  # no one study to compare with: its contract is checked when it scores
+            source = Source(CORPUS, row, f"named in the spec: {triage.predictor}")
+        else:
+            source = named_source(study, triage.predictor, row, recorded_study(wh, row["study"]))
     row = source.predictor
     if source.kind == ACCURACY and isinstance(triage.keep, KeepPGood):
         raise TriageError(f"triage.keep {{p_good: {triage.keep.p_good}}} needs a predictor with a calibrated "
@@ -139,7 +143,7 @@ def decide_rung(ctx: StudyContext, rung: int) -> pl.DataFrame:
     for mismatch in source.mismatches:
         log.warning("predictor %s differs from study %s: %s", source.predictor_id, study.name, mismatch)
     graph_seconds = 0.0
-    if source.kind == REGISTERED and (properties := needed_graph_properties(wh, source.predictor)) is not None:
+    if source.kind != ACCURACY and (properties := needed_graph_properties(wh, source.predictor)) is not None:
         log.info("predictor %s reads graph features: computing graphs of epochs 0..%d with properties %s",
                  source.predictor_id, rung, ", ".join(properties) or "(none: Perron value only)")
         start = time.perf_counter()

@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from pipeline_lib.corpus import CORPUS_ENV
 from pipeline_lib.datasets import load_dataset
 from flows.triage import check_triage
 from pipeline_lib.decisions.registry import fit_on_all
@@ -32,13 +33,20 @@ from pipeline_lib.training import train_run
 from tests.conftest import TINY_STUDY, write_spec
 from warehouse.db import Warehouse
 from pipeline_lib.report.triage import triage_section
-from warehouse.predict import report_tables, study_runs
+from warehouse.predict import graph_ready_runs, report_tables, study_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 1
 # 2 configurations x 2 seeds of LeNet on 400 digits, 3 epochs; half of them kept after epoch 1
 TRIAGED = {"name": "triaged", "widths": [1.0], "samples": 2, "epochs": 3, "width_transfer": {},
            "triage": {"predictor": "tiny", "at_epoch": K, "keep": 0.5}}
+
+
+@pytest.fixture(autouse=True)
+def without_the_corpus(tmp_path_factory, monkeypatch):
+    """A checkout without the corpus: `auto` falls back to accuracy (the corpus' own cold start:
+    test_cold_start_with_the_shipped_corpus_predictor)."""
+    monkeypatch.setenv(CORPUS_ENV, str(tmp_path_factory.mktemp("no-corpus")))
 
 
 def _cli(spec: Path, warehouse: Path, **popen) -> subprocess.Popen:
@@ -302,3 +310,25 @@ def test_cold_start_triage_decides_each_rung_by_accuracy(tmp_path, prefect_harne
     assert set().union(*[g for g in groups if g <= cohort]) == cohort  # the last phase stacked the kept runs only
     saved = wh.query("SELECT fraction FROM costs WHERE study = 'cold' AND strategy = 'triage'")["fraction"][0]
     assert 0 < saved < 1
+
+
+@pytest.mark.slow
+def test_cold_start_with_the_shipped_corpus_predictor(tmp_path, prefect_harness, monkeypatch):
+    """A new warehouse in this checkout, which ships the corpus: `auto` takes the corpus predictor at
+    the rung, computes the graphs it reads (epochs 0..rung) and keeps the runs it ranks best."""
+    from flows.train_sweep import train_sweep
+
+    monkeypatch.delenv(CORPUS_ENV)
+    spec = write_spec(tmp_path, **dict(TINY_STUDY, name="cold-corpus", width_transfer={},
+                                       triage={"rungs": [1], "keep": 0.5}))
+    wh_path = tmp_path / "w.duckdb"
+    assert train_sweep(str(spec), str(wh_path)) == {"completed": 4, "stopped": 4}
+    wh = Warehouse(wh_path)
+    decisions = wh.query("SELECT * FROM triage_decisions WHERE study = 'cold-corpus'")
+    assert set(decisions["source"]) == {"corpus"} and set(decisions["predictor_id"]) == {"corpus-k1"}
+    assert "the shipped corpus predictor corpus-k1 covers it" in decisions["source_reason"][0]
+    scores = wh.query("SELECT run_id, predicted FROM scores WHERE study = 'cold-corpus' AND predictor_id = 'corpus-k1'")
+    assert scores.height == 8 and scores["predicted"].is_between(0, 1).all()  # within-study percentiles
+    best = scores.sort(["predicted", "run_id"], descending=[True, False])["run_id"][:4]
+    assert set(decisions.filter(pl.col("decision") == "keep")["run_id"]) == set(best)
+    assert graph_ready_runs(wh, "cold-corpus", 1).height == 8  # what the predictor read

@@ -92,7 +92,7 @@ def test_auto_takes_a_matching_study_then_the_corpus_then_accuracy():
     longer, triaged, same = _study(name="longer", epochs=5), _study(name="cut"), _study(name="twin")
     candidates = [(_row("p1", "longer"), longer), (_row("p2", "cut", triaged=True), triaged),
                   (_row("p3", "gone"), None), (_row("p4", "twin"), same)]
-    chosen = auto_source(ours, 1, candidates, corpus=None)
+    chosen = auto_source(ours, 1, candidates, corpus_row=None)
     assert (chosen.kind, chosen.predictor_id) == ("registered", "p4") and "its study matches" in chosen.reason
 
     corpus = {"id": "corpus-k1"}
@@ -102,7 +102,7 @@ def test_auto_takes_a_matching_study_then_the_corpus_then_accuracy():
                 "p3: study gone's spec is not recorded"):
         assert why in fallback.reason
 
-    cold = auto_source(ours, 2, [], corpus=None)
+    cold = auto_source(ours, 2, [], corpus_row=None)
     assert (cold.kind, cold.predictor) == ("accuracy", None)
     assert "test accuracy at epoch 2 (i-Epoch rule)" in cold.reason
 

@@ -2,11 +2,12 @@
 
 Inputs: the study's finished runs and their per-epoch metrics, the graph stage's recorded seconds per
 snapshot, features at each k, the study's own out-of-fold predictions (the oracle), and registered
-predictors of other studies of the same dataset (transfer). Output: `replays`, replaced per study.
+predictors of other studies of the same dataset (transfer; the stage adds the corpus'). Output: `replays`, replaced per study.
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -29,8 +30,12 @@ class ReplayError(ValueError):
     """A study the replay cannot replay; the message says why and what to do."""
 
 
-def replay_sweep_inputs(wh: Warehouse, study: Study, feature_sets: tuple[str, ...], ks: list[int]) -> Sweep:
-    """The study's sweep in launch order with everything the policies may read (`Sweep`)."""
+def replay_sweep_inputs(wh: Warehouse, study: Study, feature_sets: tuple[str, ...], ks: list[int],
+                        fitted_elsewhere: Callable[[int, str, pl.DataFrame, list[str]], Predictions | None] | None = None
+                        ) -> Sweep:
+    """The study's sweep in launch order with everything the policies may read (`Sweep`).
+    `fitted_elsewhere(k, feature_set, feature rows, run ids)`: more transfer predictions, from a
+    predictor fitted outside this warehouse (the corpus without this study)."""
     runs = study_runs(wh, study.name)
     unfinished = wh.query("SELECT count(*) AS n FROM runs WHERE study = ? AND NOT list_contains(?, status)",
                           [study.name, list(FINISHED)])["n"][0]
@@ -60,6 +65,8 @@ def replay_sweep_inputs(wh: Warehouse, study: Study, feature_sets: tuple[str, ..
             X, _ = feature_matrix(rows, run_ids)
             designs.append(Design(k, feature_set, X))
             transfer += _transfer(wh, study, rows, run_ids, k, feature_set, set(info["architecture"]))
+            if fitted_elsewhere is not None and (made := fitted_elsewhere(k, feature_set, rows, run_ids)) is not None:
+                transfer.append(made)
             if shown.height:
                 oof = stored.filter((pl.col("feature_set") == feature_set) & (pl.col("k") == k)
                                     & (pl.col("predictor") == shown["predictor"][0]))

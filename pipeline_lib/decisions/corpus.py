@@ -23,16 +23,20 @@ import numpy as np
 import polars as pl
 from sklearn.pipeline import Pipeline
 
-from ..corpus import CORPUS_DIR, HEADLINE, REGENERATE, feature_code, regression_view, within_study_ranks
-from ..vocabulary import Split, Task
+from ..corpus import (HEADLINE, REGENERATE, check_current, corpus_designs, corpus_dir, corpus_targets, feature_code,
+                      read_corpus, regression_view, within_study_ranks)
 from ..fingerprints import predictor_pins
+from ..vocabulary import Split, Task
 from . import registry
 from .scoring import ScoringError
 from .uncertainty import fit_calibration
 
-PREDICTOR_DIR = CORPUS_DIR / "predictor"
 CORPUS = "corpus"  # the name that selects it: flows.score --predictor corpus, triage: {predictor: corpus}
 MIN_RUNS = 8  # below this, within-study percentiles of the features are too coarse to rank by
+
+
+def predictor_dir() -> Path:
+    return corpus_dir() / "predictor"
 
 
 def choose_units(evaluations: pl.DataFrame) -> pl.DataFrame:
@@ -52,8 +56,9 @@ def _loso_metrics(evaluations: pl.DataFrame, feature_set: str, k: int, predictor
 
 
 def fit_corpus_predictors(designs: dict, targets: pl.DataFrame, runs: pl.DataFrame, evaluations: pl.DataFrame,
-                          predictions: pl.DataFrame, studies: list[dict], directory: Path = PREDICTOR_DIR) -> dict:
+                          predictions: pl.DataFrame, studies: list[dict], directory: Path | None = None) -> dict:
     """Fit, save and describe the chosen predictor and its twin at every k; returns the card."""
+    directory = directory or predictor_dir()
     directory.mkdir(parents=True, exist_ok=True)
     view = regression_view(targets)
     card = {"studies": studies, "feature_code": feature_code(), "code_digest": predictor_pins(),
@@ -78,7 +83,7 @@ def fit_corpus_predictors(designs: dict, targets: pl.DataFrame, runs: pl.DataFra
 
 
 def read_card(directory: Path | None = None) -> dict:
-    directory = directory or PREDICTOR_DIR
+    directory = directory or predictor_dir()
     path = directory / "card.json"
     if not path.is_file():
         raise ScoringError(f"no corpus predictor under {directory}; build it with "
@@ -89,7 +94,7 @@ def read_card(directory: Path | None = None) -> dict:
 def predictor_row(k: int, directory: Path | None = None) -> dict:
     """The corpus predictor at k as a registry row (the keys scoring and triage read); ScoringError
     if none was fitted at k, or if this checkout's feature code is not the one it was fitted on."""
-    directory = directory or PREDICTOR_DIR
+    directory = directory or predictor_dir()
     card = read_card(directory)
     entry = card["predictors"].get(str(k))
     if entry is None:
@@ -142,10 +147,29 @@ def normalize(X: np.ndarray) -> np.ndarray:
     return within_study_ranks(X, np.zeros(len(X)))
 
 
-def write_model_card(card: dict, directory: Path = PREDICTOR_DIR) -> Path:
+def fit_without(study: str, k: int, feature_set: str, predictor: str = "linear",
+                directory: Path | None = None) -> tuple[Pipeline, list[str], str] | None:
+    """The corpus' regression predictor of within-study percentile at k, fitted on every corpus study
+    but `study` (a transfer predictor that never saw it), with its columns and a description; None
+    when the corpus has no such design. Its input contract is the corpus predictor's (`normalize`)."""
+    corpus = read_corpus(directory)
+    check_current(corpus)
+    targets = corpus_targets(corpus.runs.filter(pl.col("study") != study))
+    design = corpus_designs(corpus, targets, [k]).get((feature_set, k))
+    if design is None:
+        return None
+    X, columns = design
+    model = registry.fit_on_all(Task.REGRESSION, predictor, X, regression_view(targets))
+    studies = targets["study"].n_unique()
+    return model, columns, f"corpus without {study} ({predictor}, {studies} studies, {targets.height} runs)"
+
+
+def write_model_card(card: dict, directory: Path | None = None) -> Path:
     """corpus/predictor/README.md, written with skops.card from the card: what it was trained on,
     how well it ranks held-out studies, and what it expects."""
     from skops.card import Card
+
+    directory = directory or predictor_dir()
 
     studies = "\n".join(f"- {s['study']}: {s['runs']} runs, {s['configurations']} configurations"
                         for s in card["studies"])

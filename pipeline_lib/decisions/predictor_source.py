@@ -10,12 +10,12 @@ kept on the source to be warned and recorded.
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 
 from pipeline_lib.features import FEATURE_SETS, GRAPH_BASE_SETS
 from pipeline_lib.spec import Study
 
+from . import corpus
 from .scoring import ScoringError
 from .study_match import Mismatch, mismatches
 from .triage import ACCURACY
@@ -41,12 +41,8 @@ def reads_graphs(predictor: dict) -> bool:
 
 def corpus_predictor(k: int, study: Study) -> dict | None:
     """The shipped corpus predictor at k as a registry row, when this checkout has one that covers
-    the study's dataset and architectures; None otherwise (no corpus module, no card, not fitted at
+    the study's dataset and architectures; None otherwise (no card, not fitted at
     k, or fitted on other feature code)."""
-    if importlib.util.find_spec("pipeline_lib.decisions.corpus") is None:
-        return None
-    from . import corpus
-
     try:
         row = corpus.predictor_row(k)
     except ScoringError:
@@ -60,7 +56,7 @@ def _describe(predictor: dict) -> str:
     return f"{predictor['id']} (study {predictor['study']}, {predictor['predictor']} on {predictor['feature_set']})"
 
 
-def auto_source(study: Study, k: int, candidates: list[tuple[dict, Study | None]], corpus: dict | None) -> Source:
+def auto_source(study: Study, k: int, candidates: list[tuple[dict, Study | None]], corpus_row: dict | None) -> Source:
     """`predictor: auto` at rung k: `candidates` are the registered regression predictors at k on this
     dataset and architectures, best first, each with its study's spec (None when not recorded)."""
     passed = []
@@ -77,8 +73,8 @@ def auto_source(study: Study, k: int, candidates: list[tuple[dict, Study | None]
             return Source(REGISTERED, row, f"auto: registered predictor {_describe(row)} at k = {k}, its study matches")
     skipped = f" ({' | '.join(passed)})" if passed else ""
     none = f"auto: no registered predictor at k = {k} matches this study{skipped}"
-    if corpus is not None:
-        return Source(CORPUS, corpus, f"{none}; the shipped corpus predictor {corpus['id']} covers it")
+    if corpus_row is not None:
+        return Source(CORPUS, corpus_row, f"{none}; the shipped corpus predictor {corpus_row['id']} covers it")
     return Source(ACCURACY, None, f"{none}, and no corpus predictor covers dataset {study.dataset.name} at k = {k}: "
                                   f"test accuracy at epoch {k} (i-Epoch rule)")
 

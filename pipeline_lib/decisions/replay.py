@@ -215,23 +215,33 @@ def pruner_grid(epochs: int) -> dict[str, list[tuple[str, Callable]]]:
 class Predictions:
     """A predictor fixed before the sweep: per run (the sweep's rows), its predicted final accuracy from
     features at `k`; `seconds_per_run`: the measured seconds of scoring one run (charged for every run
-    scored at the rung); `embedding`: the runs in its feature space (difficulty estimate); `source`."""
+    scored at the rung); `embedding`: the runs in its feature space (difficulty estimate); `source`;
+    `ranks_only`: the values rank the runs but are not accuracies (the corpus predictor's within-study
+    percentiles), so only keep-fraction rules use them, not the stop rule (which compares with
+    final accuracies)."""
     k: int
     feature_set: str
     values: np.ndarray
     seconds_per_run: float
     embedding: np.ndarray
     source: str
+    ranks_only: bool = False
 
     @classmethod
     def from_model(cls, model, columns: list[str], features: pl.DataFrame, run_ids: list[str], k: int,
-                   feature_set: str, source: str) -> Predictions:
+                   feature_set: str, source: str, prepare: Callable[[np.ndarray], np.ndarray] | None = None
+                   ) -> Predictions:
         """Any fitted predictor with predict(X) (a registered one of another study, a corpus predictor)
         and the sweep's feature rows at k (long: run_id, feature, value), read in the predictor's own
         column order; a column the sweep lacks is NaN (a Pipeline's imputer fills it). Each run's
         prediction depends on its own features only, so all are made here in one call; the seconds
-        of one call for one run (least of 5) are what scoring a run at its rung costs."""
+        of one call for one run (least of 5) are what scoring a run at its rung costs. `prepare`: the
+        predictor's input contract applied to the sweep's rows together (the corpus predictor's
+        within-study normalization: it reads the features at k of every run of the sweep, not labels),
+        which makes its values rank-only."""
         X = design_matrix(features, run_ids, columns)
+        if prepare is not None:
+            X = prepare(X)
         with threadpool_limits(1):
             values = np.asarray(model.predict(X), dtype=np.float64)
             timings = []
@@ -240,7 +250,7 @@ class Predictions:
                 model.predict(X[:1])
                 timings.append(time.perf_counter() - start)
             embedding = embed(model, X)
-        return cls(k, feature_set, values, min(timings), embedding, source)
+        return cls(k, feature_set, values, min(timings), embedding, source, ranks_only=prepare is not None)
 
     @classmethod
     def stored(cls, values: np.ndarray, k: int, feature_set: str, source: str) -> Predictions:
@@ -311,7 +321,7 @@ def policy_grid(sweep: Sweep, settings: Settings) -> list[tuple[dict, Callable[[
     for family, deployable, fixed in (("transfer", True, sweep.transfer), ("oracle", False, sweep.oracle)):
         for pred in fixed:
             g = pred.k if pred.feature_set in GRAPH_SETS else 0
-            for setting, rule in rules + (stop_rules if deployable else []):
+            for setting, rule in rules + (stop_rules if deployable and not pred.ranks_only else []):
                 grid.append((_labels(family, family, setting, deployable, rung=pred.k, feature_set=pred.feature_set,
                                      source=pred.source, **rule),
                              lambda seed, pred=pred, g=g, rule=rule: policies.Fixed(

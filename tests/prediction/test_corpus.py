@@ -18,12 +18,12 @@ from pipeline_lib.features import base_set_features
 from pipeline_lib.prediction.models import inner_splits, make_predictor
 from pipeline_lib.spec import TriageSpec
 from pipeline_lib.vocabulary import Split, Task
+from stages.score import score_study
+from stages.triage import rung_source
 from tests.prediction.conftest import build_study
 from warehouse.corpus import StaleFeatures, corpus_tables
 from warehouse.predict import (epoch_metrics, invariant_graph_summaries, pending_features, snapshot_paths,
                                study_runs, write_features)
-from warehouse.scores import score_study
-from warehouse.triage import triage_predictor
 
 TINY = {"samples": 4, "epochs": 3, "widths": [0.5, 1.0], "predict": {"k_epochs": [1, 2], "n_folds": 2}}
 STUDIES = {
@@ -150,13 +150,13 @@ def test_corpus_predictor_scores_a_study_without_predictors(tiny_corpus, tmp_pat
     chosen = {key: designs[key] for key in [("early_acc", 1), ("learning_curve", 1)]}
     predictions = loso_predictions(chosen, targets, ("linear",))
     evaluations, _ = loso_evaluation(predictions, targets)
+    monkeypatch.setenv(corpus_lib.CORPUS_ENV, str(tmp_path))  # the corpus predictor is read from here on
     card = corpus_predictor.fit_corpus_predictors(chosen, targets, corpus.runs, evaluations, predictions,
-                                                  corpus.meta["studies"], tmp_path)
-    readme = corpus_predictor.write_model_card(card, tmp_path).read_text()
+                                                  corpus.meta["studies"])
+    readme = corpus_predictor.write_model_card(card).read_text()
     assert "corpus-a: 16 runs" in readme and "Input contract" in readme
-    assert json.loads((tmp_path / "card.json").read_text())["predictors"]["1"]["feature_set"] in ("early_acc",
-                                                                                                   "learning_curve")
-    monkeypatch.setattr(corpus_predictor, "PREDICTOR_DIR", tmp_path)
+    card_file = tmp_path / "predictor" / "card.json"
+    assert json.loads(card_file.read_text())["predictors"]["1"]["feature_set"] in ("early_acc", "learning_curve")
     small = warehouses["corpus-a"]
     assert small.warehouse.query("SELECT count(*) AS n FROM predictors")["n"][0] == 0
     scores, plan = score_study(small.warehouse, small.study.name, "corpus", 1)
@@ -169,4 +169,5 @@ def test_corpus_predictor_scores_a_study_without_predictors(tiny_corpus, tmp_pat
         score_study(small.warehouse, small.study.name, "corpus", 2)
     # triage takes it by name too, P(good) included (its calibration comes from the LOSO scores)
     triaged = small.study.model_copy(update={"triage": TriageSpec(predictor="corpus", at_epoch=1, keep={"p_good": 0.5})})
-    assert triage_predictor(small.warehouse, triaged)["id"] == "corpus-k1"
+    source = rung_source(small.warehouse, triaged, 1)
+    assert source.kind == "corpus" and source.predictor_id == "corpus-k1"
