@@ -419,6 +419,37 @@ def matching(summary: pl.DataFrame) -> pl.DataFrame:
                                       "best_kept_rate": pl.Float64, "meets_goal": pl.Boolean})
 
 
+def policy_kind(policy: str, source: str | None) -> str:
+    """The family a replayed policy is reported under across studies: i-Epoch, each Optuna pruner,
+    online, transfer from a registered study, transfer from the corpus without the study."""
+    if policy == "transfer":
+        return "transfer (corpus)" if (source or "").startswith("corpus") else "transfer (registered)"
+    return policy
+
+
+def study_verdict(summary: pl.DataFrame) -> dict:
+    """One study's replay in one row: the best i-Epoch (the reference), and per policy kind and
+    feature set the least share of i-Epoch's epochs any of its settings needs to reach that regret
+    (with that setting's best-run-kept rate), whether any deployable policy meets the goal, and the
+    stop rule's record: how often the share of top runs among the stopped stayed at or below alpha."""
+    ref = best_i_epoch(summary)
+    row = {"best i-Epoch": f"rung {ref['rung']}, {ref['setting']}", "i-Epoch epochs": ref["epochs_fraction"],
+           "i-Epoch regret": ref["regret"], "i-Epoch best kept": ref["best_kept_rate"]}
+    match = matching(summary).filter(pl.col("epochs_vs_i_epoch").is_not_null())
+    for (kind, feature_set), group in (match.with_columns(pl.struct("policy", "source").map_elements(
+            lambda r: policy_kind(r["policy"], r["source"]), return_dtype=pl.Utf8).alias("kind"))
+            .group_by("kind", "feature_set", maintain_order=True)):
+        best = group.sort("epochs_vs_i_epoch").row(0, named=True)
+        row[f"{kind}{f' {feature_set}' if feature_set else ''}"] = (best["epochs_vs_i_epoch"], best["best_kept_rate"])
+    row["meets goal"] = bool(matching(summary)["meets_goal"].any())
+    stops = summary.filter(pl.col("alpha").is_not_null() & pl.col("deployable"))
+    row["stop rule within alpha"] = (int((stops["top_share_of_stopped"].fill_nan(0) <= stops["alpha"] + 1e-12).sum()),
+                                     stops.height)
+    row["stop rule miss rate / alpha"] = ((stops["miss_rate"] / stops["alpha"]).min(),
+                                          (stops["miss_rate"] / stops["alpha"]).max()) if stops.height else None
+    return row
+
+
 def front_matching(summary: pl.DataFrame) -> pl.DataFrame:
     """Per deployable policy (all its settings of one rung, feature set, source and rule) and per point
     of the i-Epoch front (mean epochs against mean regret): the share of that point's epochs the
