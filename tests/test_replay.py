@@ -206,6 +206,32 @@ def test_matching_and_the_headline_by_hand(tmp_path):
     assert (tmp_path / "replay_pareto.png").stat().st_size > 10_000
 
 
+def test_study_verdict_by_hand():
+    # To the rows above: transfer from the corpus at 0.5 mean epochs (0.5 / 0.7 of i-Epoch's, best kept in
+    # 1 of 2 orders), transfer from a registered study never reaching regret 0, and a stop rule whose
+    # stopped runs held a top run in one order of two (1 of 2 stopped in all: 0.5 > alpha 0.1).
+    transfer = [("transfer", "corpus without s (linear)", "fraction=0.2", 0.2, None, (0.5, 0.0, True), (0.5, 0.0, False)),
+                ("transfer", "study other", "fraction=0.2", 0.2, None, (0.3, 0.01, True), (0.3, 0.01, True)),
+                ("online", None, "alpha=0.1", None, 0.1, (0.9, 0.0, True), (0.9, 0.0, True))]
+    extra = []
+    for policy, source, setting, keep, alpha, *per_order in transfer:
+        for index, (epochs, regret, kept) in enumerate(per_order):
+            missed = int(alpha is not None and index == 0)
+            extra.append({**replay_rows().row(0, named=True), "policy": policy, "source": source, "setting": setting,
+                          "keep_fraction": keep, "alpha": alpha, "feature_set": "all", "order_index": index,
+                          "epochs_fraction": epochs, "regret": regret, "best_kept": kept, "runs_kept": 2,
+                          "top_missed": missed, "recall_top": 1.0 - missed})
+    summary = replay.summarise(pl.concat([replay_rows(), pl.DataFrame(extra, schema=replay_rows().schema)]))
+    verdict = replay.study_verdict(summary)
+    assert verdict["best i-Epoch"] == "rung 1, fraction=0.5" and verdict["i-Epoch epochs"] == pytest.approx(0.7)
+    assert verdict["online all"] == pytest.approx((0.45 / 0.7, 1.0))  # its cheaper keep-fraction setting
+    assert verdict["transfer (corpus) all"] == pytest.approx((0.5 / 0.7, 0.5))
+    assert "transfer (registered) all" not in verdict  # never reaches i-Epoch's regret
+    assert verdict["meets goal"]  # online: 64% of the epochs, best kept in every order
+    assert verdict["stop rule within alpha"] == (0, 1)
+    assert verdict["stop rule miss rate / alpha"] == pytest.approx((0.5 / 0.1, 0.5 / 0.1))
+
+
 def test_pareto_front_against_brute_force():
     rng = np.random.default_rng(0)
     points = [tuple(p) for p in rng.random((40, 2)).round(2)]
