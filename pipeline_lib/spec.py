@@ -16,8 +16,8 @@ from typing import Literal, Union
 
 import yaml
 from scipy.stats import qmc
-from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from .vocabulary import DATASETS
 
@@ -215,12 +215,13 @@ class Sweep(_Strict):
             raise ValueError(f"learning rates must be > 0, got {_bounds(v)[0]}")
         return v
 
-    @field_validator("dropout")
+    @field_validator("dropout", "label_noise")
     @classmethod
-    def _dropout_rate(cls, v):
+    def _fraction_below_one(cls, v, info: ValidationInfo):
         lo, hi = _bounds(v)
         if lo < 0 or hi >= 1:
-            raise ValueError(f"dropout rates must lie in [0, 1), got {lo if lo < 0 else hi}")
+            what = {"dropout": "dropout rates", "label_noise": "label noise"}[info.field_name]
+            raise ValueError(f"{what} must lie in [0, 1), got {lo if lo < 0 else hi}")
         return v
 
     @field_validator("weight_decay")
@@ -228,14 +229,6 @@ class Sweep(_Strict):
     def _non_negative_decay(cls, v):
         if _bounds(v)[0] < 0:
             raise ValueError(f"weight decay must be >= 0, got {_bounds(v)[0]}")
-        return v
-
-    @field_validator("label_noise")
-    @classmethod
-    def _noise_fraction(cls, v):
-        lo, hi = _bounds(v)
-        if lo < 0 or hi >= 1:
-            raise ValueError(f"label noise must lie in [0, 1), got {lo if lo < 0 else hi}")
         return v
 
 
