@@ -18,7 +18,8 @@ import polars as pl
 
 from pipeline_lib.corpus import corpus_dir, read_corpus
 from pipeline_lib.decisions import corpus
-from pipeline_lib.decisions.replay import Predictions, Settings, replay_sweep
+from pipeline_lib.decisions.replay import RanksAmongSeen, Settings, replay_sweep
+from pipeline_lib.decisions.scoring import design_matrix
 from pipeline_lib.report.decisions import replay_section
 from pipeline_lib.spec import Study
 from warehouse.replays import replay_sweep_inputs, write_replays
@@ -30,22 +31,24 @@ log = logging.getLogger(__name__)
 FEATURE_SETS = ("all_but_graph", "all")  # online/transfer/oracle: without and with graph features (charged)
 
 
-def corpus_transfer(study: Study) -> Callable[[int, str, pl.DataFrame, list[str]], Predictions | None] | None:
-    """Transfer predictions from the corpus without this study (leave it out: the predictor never saw
-    it), when the corpus holds the study's dataset and architectures; None when it does not."""
+def corpus_transfer(study: Study) -> Callable[[int, str, pl.DataFrame, list[str]], RanksAmongSeen | None] | None:
+    """Transfer from the corpus without this study (leave it out: the predictor never saw it), when
+    the corpus holds the study's dataset and architectures; None when it does not. It ranks the runs
+    seen at the rung among themselves (its input contract), with corpus.MIN_RUNS of them at least."""
     if not corpus_dir().joinpath("runs.parquet").is_file():
         return None
     runs = read_corpus().runs
     if study.dataset.name not in set(runs["dataset"]) or not set(study.architectures) <= set(runs["architecture"]):
         return None
 
-    def predictions(k: int, feature_set: str, rows: pl.DataFrame, run_ids: list[str]) -> Predictions | None:
+    def predictions(k: int, feature_set: str, rows: pl.DataFrame, run_ids: list[str]) -> RanksAmongSeen | None:
         fitted = corpus.fit_without(study.name, k, feature_set)
         if fitted is None:
             return None
         model, columns, source = fitted
         log.info("transfer at k = %d on %s: %s", k, feature_set, source)
-        return Predictions.from_model(model, columns, rows, run_ids, k, feature_set, source, prepare=corpus.normalize)
+        return RanksAmongSeen(k, feature_set, model, design_matrix(rows, run_ids, columns), corpus.normalize,
+                              corpus.MIN_RUNS, source)
 
     return predictions
 

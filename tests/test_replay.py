@@ -18,7 +18,7 @@ import optuna
 import polars as pl
 import pytest
 
-from pipeline_lib.decisions import policies, replay
+from pipeline_lib.decisions import corpus, policies, replay
 from pipeline_lib.report.decisions import replay_section
 
 NAN = math.nan
@@ -137,6 +137,26 @@ def test_online_cannot_use_labels_before_those_runs_end():
     assert oracle.kept[3] and not online.kept[3] and online.epochs[3] == 1
     # the runs decided before 5 configurations ended (r0..r5 reach their rung by t=4, ends start at t=3)
     assert online.epochs[:6].tolist() == i_epoch.epochs[:6].tolist()
+
+
+def test_among_seen_ranks_only_the_runs_that_reached_the_rung(curves):
+    # One worker, sweep order a..e: run r is decided at epoch 1 when runs a..r have reached it. Feature
+    # of run i: 10 i. Below min_runs = 2 seen (run a) accuracy decides; from b on, the model gets the
+    # features of the seen runs only, as mid-rank percentiles among them ((rank - 1/2) / n).
+    seen = []
+
+    class Recorder:
+        def predict(self, X):
+            seen.append(X[:, 0].tolist())
+            return X[:, 0]
+
+    policy = policies.AmongSeen(1, fraction=0.5, model=Recorder(), features=10.0 * np.arange(5)[:, None],
+                                prepare=corpus.normalize, min_runs=2)
+    out = replay.simulate(curves, IN_ORDER, policy, 1)
+    assert seen == [[(i + 0.5) / n for i in range(n)] for n in (2, 3, 4, 5)]
+    assert out.decision_seconds > 0  # the predict calls are timed and charged
+    # every run after a is the best of the runs seen so far (its feature is the largest): all continue
+    assert out.epochs.tolist() == [3, 3, 3, 3, 2]
 
 
 @pytest.mark.parametrize("rule", [{"fraction": 0.3}, {"alpha": 0.2}])

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from pipeline_lib.decisions.replay import Curves, Design, Predictions, Sweep
+from pipeline_lib.decisions.replay import Curves, Design, Predictions, RanksAmongSeen, Sweep
 from pipeline_lib.features import FEATURE_SETS
 from pipeline_lib.prediction.evaluation import feature_matrix
 from pipeline_lib.prediction.targets import run_targets
@@ -30,9 +30,11 @@ class ReplayError(ValueError):
     """A study the replay cannot replay; the message says why and what to do."""
 
 
+FittedElsewhere = Callable[[int, str, pl.DataFrame, list[str]], RanksAmongSeen | None]
+
+
 def replay_sweep_inputs(wh: Warehouse, study: Study, feature_sets: tuple[str, ...], ks: list[int],
-                        fitted_elsewhere: Callable[[int, str, pl.DataFrame, list[str]], Predictions | None] | None = None
-                        ) -> Sweep:
+                        fitted_elsewhere: FittedElsewhere | None = None) -> Sweep:
     """The study's sweep in launch order with everything the policies may read (`Sweep`).
     `fitted_elsewhere(k, feature_set, feature rows, run ids)`: more transfer predictions, from a
     predictor fitted outside this warehouse (the corpus without this study)."""

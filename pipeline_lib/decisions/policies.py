@@ -12,7 +12,8 @@ Rung rules (one decision per run, at epoch `rung`), in two forms:
   the prequential residuals of this sweep (final minus the prediction made before the run ended), so
   no label is used before it exists; until `MIN_CALIBRATION` residuals exist every run continues.
 
-Scores: accuracy at the rung (`i_epoch`); a fixed predictor fitted elsewhere (`transfer`) or stored
+Scores: accuracy at the rung (`i_epoch`); a predictor fitted elsewhere (`transfer`: fixed, or the
+corpus predictor scoring the runs seen at the rung among themselves, `AmongSeen`) or stored
 out-of-fold predictions (`oracle`, fitted on this sweep's final accuracies: not deployable); a
 predictor refit on the runs of this sweep that have already ended (`online`).
 """
@@ -159,6 +160,23 @@ class Fixed(Calibrated):
     @property
     def charged_seconds(self) -> float:
         return self.seconds_per_run * len(self.seen)
+
+
+@dataclass
+class AmongSeen(RungRule):
+    """A predictor fitted elsewhere whose inputs are normalized among the runs scored together (the
+    corpus predictor): each decision scores the runs seen at the rung so far, normalized among
+    themselves by `prepare`, in one predict call (timed, so charged); accuracy at the rung while
+    fewer than `min_runs` have been seen. Its values only rank (keep fraction, no stop rule)."""
+    model: object = None
+    features: np.ndarray | None = None
+    prepare: Callable | None = None
+    min_runs: int = 1
+
+    def scores(self, runs: np.ndarray) -> np.ndarray:
+        if len(runs) < self.min_runs:
+            return np.array([self.acc_at_rung[r] for r in runs])
+        return np.asarray(self.model.predict(self.prepare(self.features[runs])), dtype=np.float64)
 
 
 @dataclass

@@ -215,33 +215,23 @@ def pruner_grid(epochs: int) -> dict[str, list[tuple[str, Callable]]]:
 class Predictions:
     """A predictor fixed before the sweep: per run (the sweep's rows), its predicted final accuracy from
     features at `k`; `seconds_per_run`: the measured seconds of scoring one run (charged for every run
-    scored at the rung); `embedding`: the runs in its feature space (difficulty estimate); `source`;
-    `ranks_only`: the values rank the runs but are not accuracies (the corpus predictor's within-study
-    percentiles), so only keep-fraction rules use them, not the stop rule (which compares with
-    final accuracies)."""
+    scored at the rung); `embedding`: the runs in its feature space (difficulty estimate); `source`."""
     k: int
     feature_set: str
     values: np.ndarray
     seconds_per_run: float
     embedding: np.ndarray
     source: str
-    ranks_only: bool = False
 
     @classmethod
     def from_model(cls, model, columns: list[str], features: pl.DataFrame, run_ids: list[str], k: int,
-                   feature_set: str, source: str, prepare: Callable[[np.ndarray], np.ndarray] | None = None
-                   ) -> Predictions:
+                   feature_set: str, source: str) -> Predictions:
         """Any fitted predictor with predict(X) (a registered one of another study, a corpus predictor)
         and the sweep's feature rows at k (long: run_id, feature, value), read in the predictor's own
         column order; a column the sweep lacks is NaN (a Pipeline's imputer fills it). Each run's
         prediction depends on its own features only, so all are made here in one call; the seconds
-        of one call for one run (least of 5) are what scoring a run at its rung costs. `prepare`: the
-        predictor's input contract applied to the sweep's rows together (the corpus predictor's
-        within-study normalization: it reads the features at k of every run of the sweep, not labels),
-        which makes its values rank-only."""
+        of one call for one run (least of 5) are what scoring a run at its rung costs."""
         X = design_matrix(features, run_ids, columns)
-        if prepare is not None:
-            X = prepare(X)
         with threadpool_limits(1):
             values = np.asarray(model.predict(X), dtype=np.float64)
             timings = []
@@ -250,12 +240,28 @@ class Predictions:
                 model.predict(X[:1])
                 timings.append(time.perf_counter() - start)
             embedding = embed(model, X)
-        return cls(k, feature_set, values, min(timings), embedding, source, ranks_only=prepare is not None)
+        return cls(k, feature_set, values, min(timings), embedding, source)
 
     @classmethod
     def stored(cls, values: np.ndarray, k: int, feature_set: str, source: str) -> Predictions:
         """Predictions already made (the oracle's out-of-fold ones), charged nothing."""
         return cls(k, feature_set, values, 0.0, np.zeros((len(values), 1)), source)
+
+
+@dataclass(frozen=True)
+class RanksAmongSeen:
+    """A predictor fitted elsewhere whose input contract normalizes each feature among the runs scored
+    together (the corpus predictor: within-study percentiles). In the replay it scores, at each
+    decision, the runs seen at the rung so far, normalized among themselves (`prepare`), so no run's
+    features are read before that run reaches the rung; below `min_runs` seen, accuracy at the rung
+    ranks them. `X`: per run (the sweep's rows), its raw features in the model's column order."""
+    k: int
+    feature_set: str
+    model: object
+    X: np.ndarray
+    prepare: Callable[[np.ndarray], np.ndarray]
+    min_runs: int
+    source: str
 
 
 @dataclass(frozen=True)
@@ -276,7 +282,7 @@ class Sweep:
     config_ids: np.ndarray
     architectures: np.ndarray
     designs: tuple[Design, ...] = ()
-    transfer: tuple[Predictions, ...] = ()
+    transfer: tuple[Predictions | RanksAmongSeen, ...] = ()
     oracle: tuple[Predictions, ...] = ()
 
 
@@ -318,10 +324,19 @@ def policy_grid(sweep: Sweep, settings: Settings) -> list[tuple[dict, Callable[[
                              d.k, share=settings.share, graph_epochs=g, bins=sweep.architectures,
                              always=policies.labelled_runs(n, settings.labelled_fraction, seed), features=d.X,
                              config_ids=sweep.config_ids, fit=policies.refit_linear, **rule)))
-    for family, deployable, fixed in (("transfer", True, sweep.transfer), ("oracle", False, sweep.oracle)):
+    for ranker in (t for t in sweep.transfer if isinstance(t, RanksAmongSeen)):
+        g = ranker.k if ranker.feature_set in GRAPH_SETS else 0
+        for setting, rule in rules:  # percentiles, not accuracies: no stop rule
+            grid.append((_labels("transfer", "transfer", setting, True, rung=ranker.k, feature_set=ranker.feature_set,
+                                 source=ranker.source, **rule),
+                         lambda seed, r=ranker, g=g, rule=rule: policies.AmongSeen(
+                             r.k, share=settings.share, graph_epochs=g, model=r.model, features=r.X,
+                             prepare=r.prepare, min_runs=r.min_runs, **rule)))
+    fixed_transfer = tuple(t for t in sweep.transfer if isinstance(t, Predictions))
+    for family, deployable, fixed in (("transfer", True, fixed_transfer), ("oracle", False, sweep.oracle)):
         for pred in fixed:
             g = pred.k if pred.feature_set in GRAPH_SETS else 0
-            for setting, rule in rules + (stop_rules if deployable and not pred.ranks_only else []):
+            for setting, rule in rules + (stop_rules if deployable else []):
                 grid.append((_labels(family, family, setting, deployable, rung=pred.k, feature_set=pred.feature_set,
                                      source=pred.source, **rule),
                              lambda seed, pred=pred, g=g, rule=rule: policies.Fixed(
