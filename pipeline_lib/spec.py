@@ -344,7 +344,7 @@ class TriageSpec(_Strict):
       `auto` (the default): a registered predictor fitted at k = rung whose study matches this one
       (dataset, architectures, widths, epochs, dataset subset, train_metrics, graph options; not
       fitted on a triaged study's kept runs only), else the shipped corpus predictor when there is
-      one, else the test accuracy at the rung (the i-Epoch rule: Egele et al. 2023).
+      one and the rung's cohort has 8 runs at least, else the test accuracy at the rung (the i-Epoch rule: Egele et al. 2023).
       `best` (the registered regression predictor of highest cross-validated Kendall tau at
       k = rung on this dataset and these architectures), a registered predictor's id, a study
       name (that study's best such predictor), or `corpus` (the shipped corpus predictor,

@@ -70,7 +70,7 @@ def check_recorded(decisions: pl.DataFrame, study: Study) -> None:
                               f"spec's triage section, or delete the study's rows of triage_decisions to decide again")
 
 
-def rung_source(wh: Warehouse | None, study: Study, k: int) -> Source:
+def rung_source(wh: Warehouse | None, study: Study, k: int, cohort: int | None = None) -> Source:
     """Where the scores at rung k come from (`predictor_source`), checked usable before anything
     trains: a named predictor must exist, fit the study (ScoringError naming what differs), have
     residuals for intervals and load (RegistryError otherwise); keeping by P(good) needs a
@@ -79,7 +79,7 @@ def rung_source(wh: Warehouse | None, study: Study, k: int) -> Source:
     if triage.predictor == "auto":
         rows = ranked_predictors(wh, k, [study.dataset.name], study.architectures) if wh is not None else pl.DataFrame()
         candidates = [(row, recorded_study(wh, row["study"])) for row in rows.iter_rows(named=True)]
-        source = auto_source(study, k, candidates, corpus_predictor(k, study))
+        source = auto_source(study, k, candidates, corpus_predictor(k, study), cohort)
     else:
         if wh is None:
             raise TriageError(f"triage.predictor {triage.predictor!r} names a registered predictor, but the warehouse "
@@ -138,7 +138,7 @@ def decide_rung(ctx: StudyContext, rung: int) -> pl.DataFrame:
     if not ready:
         raise TriageError(f"no run of study {study.name!r} reached epoch {rung} alive ({len(excluded)} failed, "
                           "diverged or short of it); run the training again")
-    source = rung_source(wh, study, rung)
+    source = rung_source(wh, study, rung, len(ready))
     log.info("deciding study %s at epoch %d: scores by %s; %s", study.name, rung, source.kind, source.reason)
     for mismatch in source.mismatches:
         log.warning("predictor %s differs from study %s: %s", source.predictor_id, study.name, mismatch)

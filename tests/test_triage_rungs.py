@@ -102,6 +102,10 @@ def test_auto_takes_a_matching_study_then_the_corpus_then_accuracy():
                 "p3: study gone's spec is not recorded"):
         assert why in fallback.reason
 
+    small = auto_source(ours, 1, [], corpus, cohort=7)  # the corpus predictor ranks 8 runs at least
+    assert small.kind == "accuracy" and "ranks 8 runs together at least, the cohort has 7" in small.reason
+    assert auto_source(ours, 1, [], corpus, cohort=8).kind == "corpus"
+
     cold = auto_source(ours, 2, [], corpus_row=None)
     assert (cold.kind, cold.predictor) == ("accuracy", None)
     assert "test accuracy at epoch 2 (i-Epoch rule)" in cold.reason

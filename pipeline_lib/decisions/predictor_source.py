@@ -56,9 +56,11 @@ def _describe(predictor: dict) -> str:
     return f"{predictor['id']} (study {predictor['study']}, {predictor['predictor']} on {predictor['feature_set']})"
 
 
-def auto_source(study: Study, k: int, candidates: list[tuple[dict, Study | None]], corpus_row: dict | None) -> Source:
+def auto_source(study: Study, k: int, candidates: list[tuple[dict, Study | None]], corpus_row: dict | None,
+                cohort: int | None = None) -> Source:
     """`predictor: auto` at rung k: `candidates` are the registered regression predictors at k on this
-    dataset and architectures, best first, each with its study's spec (None when not recorded)."""
+    dataset and architectures, best first, each with its study's spec (None when not recorded);
+    `cohort`: the runs to decide, when known (the corpus predictor ranks corpus.MIN_RUNS at least)."""
     passed = []
     for row, theirs in candidates:
         if row.get("triaged"):
@@ -73,8 +75,11 @@ def auto_source(study: Study, k: int, candidates: list[tuple[dict, Study | None]
             return Source(REGISTERED, row, f"auto: registered predictor {_describe(row)} at k = {k}, its study matches")
     skipped = f" ({' | '.join(passed)})" if passed else ""
     none = f"auto: no registered predictor at k = {k} matches this study{skipped}"
-    if corpus_row is not None:
+    if corpus_row is not None and (cohort is None or cohort >= corpus.MIN_RUNS):
         return Source(CORPUS, corpus_row, f"{none}; the shipped corpus predictor {corpus_row['id']} covers it")
+    if corpus_row is not None:
+        return Source(ACCURACY, None, f"{none}; the corpus predictor ranks {corpus.MIN_RUNS} runs together at least, "
+                                      f"the cohort has {cohort}: test accuracy at epoch {k} (i-Epoch rule)")
     return Source(ACCURACY, None, f"{none}, and no corpus predictor covers dataset {study.dataset.name} at k = {k}: "
                                   f"test accuracy at epoch {k} (i-Epoch rule)")
 
