@@ -6,7 +6,8 @@ replays (flows.replay; scripts/replay_corpus.sh for the corpus), one warehouse p
 Per study: Kendall tau between accuracy at epoch 1 and the final outcome (below 0.5, curves cross),
 the best i-Epoch setting (the reference), and per policy kind and feature set the least share of
 i-Epoch's epochs any of its settings needs to reach i-Epoch's mean regret, with the share of orders
-that setting keeps the best run in (`replay.study_verdict`). Reads only.
+that setting keeps the best run in (`replay.study_verdict`; of Optuna's pruners the one needing the
+fewest). Reads only.
 """
 from __future__ import annotations
 
@@ -56,7 +57,11 @@ def main() -> None:
         for (study,), group in replays.group_by("study", maintain_order=True):
             runs, tau = crossing(wh, study)
             verdict = study_verdict(summarise(group.drop("study", "replayed_at")))
-            rows.append({"study": study.removeprefix("corpus-"), "runs": runs, "tau(acc1, final)": tau, **verdict})
+            pruners = {key: value for key, value in verdict.items() if key.endswith("Pruner")}
+            best = min(pruners, key=lambda key: pruners[key][0]) if pruners else None
+            verdict = {key: value for key, value in verdict.items() if key not in pruners}
+            rows.append({"study": study.removeprefix("corpus-"), "runs": runs, "tau(acc1, final)": tau, **verdict,
+                         "Optuna, best pruner": f"{cell(pruners[best])} {best.removesuffix('Pruner')}" if best else ""})
     kinds = sorted({key for row in rows for key in row} - set(FIXED) - set(TAILS) - {"i-Epoch regret"})
     columns = FIXED + kinds + TAILS
     print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
