@@ -126,16 +126,16 @@ def within_study_ranks(X: np.ndarray, studies: np.ndarray) -> np.ndarray:
     return out
 
 
-def corpus_designs(corpus: Corpus, targets: pl.DataFrame, ks: list[int] | None = None
-                   ) -> dict[tuple[str, int], tuple[np.ndarray, list[str]]]:
+def corpus_designs(corpus: Corpus, targets: pl.DataFrame, ks: list[int] | None = None,
+                   feature_sets: list[str] | None = None) -> dict[tuple[str, int], tuple[np.ndarray, list[str]]]:
     """{(feature_set, k): (within-study normalized matrix with one row per target run, columns)} for
-    every feature set whose base sets every target run has."""
+    every feature set (of `feature_sets`, default all) whose base sets every target run has."""
     run_ids, studies = targets["run_id"].to_list(), targets["study"].to_numpy()
     ks = ks or sorted(corpus.features["k"].unique().to_list())
     designs = {}
     for k in ks:
         at_k = corpus.features.filter(pl.col("k") == k)
-        for name, bases in FEATURE_SETS.items():
+        for name, bases in ((name, FEATURE_SETS[name]) for name in feature_sets or FEATURE_SETS):
             rows = at_k.filter(pl.col("feature_set").is_in(bases))
             if any(set(run_ids) - set(rows.filter(pl.col("feature_set") == b)["run_id"]) for b in bases):
                 continue

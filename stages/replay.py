@@ -16,7 +16,7 @@ from typing import Callable
 
 import polars as pl
 
-from pipeline_lib.corpus import corpus_dir, read_corpus
+from pipeline_lib.corpus import check_current, corpus_dir, read_corpus
 from pipeline_lib.decisions import corpus
 from pipeline_lib.decisions.replay import RanksAmongSeen, Settings, replay_sweep
 from pipeline_lib.decisions.scoring import design_matrix
@@ -37,12 +37,14 @@ def corpus_transfer(study: Study) -> Callable[[int, str, pl.DataFrame, list[str]
     seen at the rung among themselves (its input contract), with corpus.MIN_RUNS of them at least."""
     if not corpus_dir().joinpath("runs.parquet").is_file():
         return None
-    runs = read_corpus().runs
+    shipped = read_corpus()
+    check_current(shipped)
+    runs = shipped.runs
     if study.dataset.name not in set(runs["dataset"]) or not set(study.architectures) <= set(runs["architecture"]):
         return None
 
     def predictions(k: int, feature_set: str, rows: pl.DataFrame, run_ids: list[str]) -> RanksAmongSeen | None:
-        fitted = corpus.fit_without(study.name, k, feature_set)
+        fitted = corpus.fit_without(shipped, study.name, k, feature_set)
         if fitted is None:
             return None
         model, columns, source = fitted

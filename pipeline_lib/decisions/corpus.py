@@ -23,8 +23,8 @@ import numpy as np
 import polars as pl
 from sklearn.pipeline import Pipeline
 
-from ..corpus import (HEADLINE, REGENERATE, check_current, corpus_designs, corpus_dir, corpus_targets, feature_code,
-                      read_corpus, regression_view, within_study_ranks)
+from ..corpus import (HEADLINE, REGENERATE, Corpus, corpus_designs, corpus_dir, corpus_targets, feature_code,
+                      regression_view, within_study_ranks)
 from ..fingerprints import predictor_pins
 from ..vocabulary import Split, Task
 from . import registry
@@ -147,15 +147,13 @@ def normalize(X: np.ndarray) -> np.ndarray:
     return within_study_ranks(X, np.zeros(len(X)))
 
 
-def fit_without(study: str, k: int, feature_set: str, predictor: str = "linear",
-                directory: Path | None = None) -> tuple[Pipeline, list[str], str] | None:
+def fit_without(corpus: Corpus, study: str, k: int, feature_set: str, predictor: str = "linear"
+                ) -> tuple[Pipeline, list[str], str] | None:
     """The corpus' regression predictor of within-study percentile at k, fitted on every corpus study
     but `study` (a transfer predictor that never saw it), with its columns and a description; None
     when the corpus has no such design. Its input contract is the corpus predictor's (`normalize`)."""
-    corpus = read_corpus(directory)
-    check_current(corpus)
     targets = corpus_targets(corpus.runs.filter(pl.col("study") != study))
-    design = corpus_designs(corpus, targets, [k]).get((feature_set, k))
+    design = corpus_designs(corpus, targets, [k], [feature_set]).get((feature_set, k))
     if design is None:
         return None
     X, columns = design

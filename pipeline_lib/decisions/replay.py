@@ -450,13 +450,13 @@ def study_verdict(summary: pl.DataFrame) -> dict:
     ref = best_i_epoch(summary)
     row = {"best i-Epoch": f"rung {ref['rung']}, {ref['setting']}", "i-Epoch epochs": ref["epochs_fraction"],
            "i-Epoch regret": ref["regret"], "i-Epoch best kept": ref["best_kept_rate"]}
-    match = matching(summary).filter(pl.col("epochs_vs_i_epoch").is_not_null())
-    for (kind, feature_set), group in (match.with_columns(pl.struct("policy", "source").map_elements(
+    matched = matching(summary)
+    for (kind, feature_set), group in (matched.filter(pl.col("epochs_vs_i_epoch").is_not_null()).with_columns(pl.struct("policy", "source").map_elements(
             lambda r: policy_kind(r["policy"], r["source"]), return_dtype=pl.Utf8).alias("kind"))
             .group_by("kind", "feature_set", maintain_order=True)):
         best = group.sort("epochs_vs_i_epoch").row(0, named=True)
         row[f"{kind}{f' {feature_set}' if feature_set else ''}"] = (best["epochs_vs_i_epoch"], best["best_kept_rate"])
-    row["meets goal"] = bool(matching(summary)["meets_goal"].any())
+    row["meets goal"] = bool(matched["meets_goal"].any())
     stops = summary.filter(pl.col("alpha").is_not_null() & pl.col("deployable"))
     row["stop rule within alpha"] = (int((stops["top_share_of_stopped"].fill_nan(0) <= stops["alpha"] + 1e-12).sum()),
                                      stops.height)
