@@ -10,13 +10,11 @@ to run first.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import os
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from flows._interrupt import stop_on_interrupt
 from warehouse import DEFAULT_PATH
 
 if TYPE_CHECKING:
@@ -156,40 +154,6 @@ def load_runnable_study(path: str, trains: bool = False, cross_validates: bool =
     return study
 
 
-INTERRUPTED = 130  # the shell's status for a command ended by SIGINT
-
-
-def _say(text: str) -> None:
-    """Write straight to stderr: the interrupted code may be inside a write to sys.stderr or a logging
-    handler, and re-entering those from a signal handler fails."""
-    os.write(2, (text + "\n").encode())
-
-
-def _stop_on_interrupt(signum, frame) -> None:
-    """First Ctrl-C: end the pool workers and the temporary Prefect server, say what was kept, exit.
-
-    Not through Prefect's own interrupt handling: the terminal's SIGINT also reaches the temporary
-    server, and a flow that reports its end to a stopped server waits for it forever. Every finished
-    epoch is already on disk (state file and snapshot, written atomically) and every loaded batch in
-    the warehouse, so stopping now loses at most the epochs and batches in flight.
-    """
-    signal.signal(signal.SIGINT, lambda *_: os._exit(INTERRUPTED))  # a second Ctrl-C: at once
-    _say("\ninterrupted: stopping the workers (Ctrl-C again to exit at once)")
-    workers = multiprocessing.active_children()
-    for worker in workers:
-        worker.kill()
-    for worker in workers:
-        worker.join(timeout=5)
-    server_module = sys.modules.get("prefect.server.api.server")  # never import in a handler: the import lock
-    for server in list(server_module.SubprocessASGIServer._instances.values()) if server_module else []:
-        if server.server_process is not None:
-            server.server_process.kill()
-            server.server_process.wait(timeout=5)
-    _say("stopped. Finished epochs, snapshots and loaded graphs are kept; run the same command again "
-         "to resume from them.")
-    os._exit(INTERRUPTED)
-
-
 def run_cli(main: Callable[[], object], user_errors: tuple[type[Exception], ...] = ()) -> None:
     """Run a flow entry point; bad input (a bad command line or spec, a dataset or device that is not
     there, and the entry point's own `user_errors`) ends with a readable message and exit status 2, no
@@ -201,17 +165,15 @@ def run_cli(main: Callable[[], object], user_errors: tuple[type[Exception], ...]
     from pipeline_lib.spec import SpecError
     from warehouse.db import WarehouseError
 
-    previous = signal.signal(signal.SIGINT, _stop_on_interrupt)
     try:
-        main()
+        with stop_on_interrupt():
+            main()
     except (CommandLineError, SpecError, DatasetUnavailable, DeviceUnavailable, *user_errors) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except (WarehouseError, DamagedFile) as e:  # said last and plainly (file named), whatever was logged before
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def run_warehouse_stage(flow_fn: Callable[..., object], module: str, doc: str, cross_validates: bool = False) -> None:

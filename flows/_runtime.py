@@ -27,7 +27,7 @@ def share_api_with_workers() -> None:
 def _init_worker(initializer, *initargs) -> None:
     """Workers ignore Ctrl-C: the terminal sends it to every process of the group, and a worker that
     dies mid-task blocks on reporting to a server the same signal stopped. The flow's process
-    decides (`flows._cli.run_cli`) and ends the workers itself."""
+    decides (`flows._interrupt`) and ends the workers itself."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if initializer is not None:
         initializer(*initargs)

@@ -12,13 +12,16 @@ from pathlib import Path
 import pytest
 
 from flows.train_sweep import train_sweep
+from pipeline_lib.run_state import RunStore
+from pipeline_lib.vocabulary import ENDED
 from tests.conftest import write_spec
 from warehouse.db import Warehouse
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = {"epochs": 12, "widths": [0.5], "seeds": [0], "samples": 2, "dataset": {"name": "digits", "subset": 300},
+# a subset large enough that training lasts seconds after its first epoch, so the interrupt lands in it
+SPEC = {"epochs": 12, "widths": [0.5], "seeds": [0], "samples": 2, "dataset": {"name": "digits", "subset": 1500},
         "predict": {"k_epochs": [1], "n_folds": 2}, "width_transfer": {}}
 
 
@@ -66,6 +69,8 @@ def test_ctrl_c_mid_training_stops_promptly_and_the_rerun_matches(tmp_path, pref
         left = subprocess.run(["ps", "-o", "pid,stat,args", "-g", str(flow.pid)], capture_output=True, text=True).stdout
         os.killpg(flow.pid, signal.SIGKILL)
         pytest.fail(f"processes of the interrupted command stayed alive:\n{left}")
+    saved = [RunStore(states.parent, run.name).load() for run in states.iterdir()]
+    assert any(state is None or state.status not in ENDED for state in saved), "the interrupt came after training"
 
     # the same command again; meanwhile the same flow, uninterrupted, in this process (on the
     # session's Prefect server: the command line around it is what the interrupted run tests)
@@ -75,3 +80,30 @@ def test_ctrl_c_mid_training_stops_promptly_and_the_rerun_matches(tmp_path, pref
     assert resumed.wait(timeout=600) == 0, resumed.communicate()
     assert _metrics(interrupted).height == 2 * 13
     assert _metrics(interrupted).equals(_metrics(reference))
+
+
+BLOCKED_MAIN_THREAD = """
+import signal, time
+from flows._cli import run_cli
+
+def main():
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # the kernel must deliver it to another thread
+    print("ready", flush=True)
+    time.sleep(120)  # a blocking call the main thread never returns from in time
+
+run_cli(main)
+"""
+
+
+def test_ctrl_c_stops_while_the_main_thread_is_blocked_and_another_thread_takes_the_signal():
+    """The kernel may hand the terminal's SIGINT to any thread; a Python handler runs only in the
+    main thread, once it runs bytecode again. Before the fix this waited out the blocking call."""
+    command = subprocess.Popen([sys.executable, "-c", BLOCKED_MAIN_THREAD], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert command.stdout.readline() == "ready\n"
+    os.kill(command.pid, signal.SIGINT)
+    sent = time.monotonic()
+    _, err = command.communicate(timeout=60)
+    assert time.monotonic() - sent < 10
+    assert command.returncode == 130, err
+    assert "run the same command again to resume" in err
