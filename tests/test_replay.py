@@ -250,6 +250,11 @@ def test_study_verdict_by_hand():
     assert verdict["meets goal"]  # online: 64% of the epochs, best kept in every order
     assert verdict["stop rule within alpha"] == (0, 1)
     assert verdict["stop rule miss rate / alpha"] == pytest.approx((0.5 / 0.1, 0.5 / 0.1))
+    # against the i-Epoch front, (0.40, 0.02) and (0.70, 0), the two transfers are two rows, not their best
+    front = {row[0]: row[1:] for row in replay.front_matching(summary).iter_rows()}
+    assert front["transfer (corpus) all @1"] == pytest.approx((0.5 / 0.40, 0.5 / 0.70))
+    assert front["transfer (registered) all @1"][0] == pytest.approx(0.3 / 0.40)
+    assert front["transfer (registered) all @1"][1] is None  # never reaches regret 0
 
 
 def test_pareto_front_against_brute_force():

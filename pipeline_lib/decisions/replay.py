@@ -474,20 +474,19 @@ def front_matching(summary: pl.DataFrame) -> pl.DataFrame:
     points = [i_epoch.filter((pl.col("epochs_fraction") == x) & (pl.col("regret") == y)).row(0, named=True)
               for x, y in front]
     candidates = summary.filter(pl.col("deployable") & ~pl.col("policy").is_in(["i_epoch", "train_all"]))
+    policy = ["policy", "source", "rung", "feature_set"]  # a transfer from the corpus and one from a study are two
     rows = []
-    for key, group in candidates.group_by(["policy", "rung", "feature_set", "alpha"], maintain_order=True):
-        if key[3] is not None:  # one row per stop rule: its alphas are settings of one rule
-            continue
-        rows.append(_front_row(key, group, points))
-    for key, group in candidates.filter(pl.col("alpha").is_not_null()).group_by(
-            ["policy", "rung", "feature_set"], maintain_order=True):
-        rows.append(_front_row((*key, "alpha"), group, points))
+    for key, group in candidates.filter(pl.col("alpha").is_null()).group_by(policy, maintain_order=True):
+        rows.append(_front_row(key, False, group, points))
+    for key, group in candidates.filter(pl.col("alpha").is_not_null()).group_by(policy, maintain_order=True):
+        rows.append(_front_row(key, True, group, points))  # one row per stop rule: its alphas are its settings
     return pl.DataFrame(rows)
 
 
-def _front_row(key: tuple, group: pl.DataFrame, points: list[dict]) -> dict:
-    label = " ".join(str(k) for k in (key[0], key[2], f"@{key[1]}" if key[1] is not None else None,
-                                     "stop rule" if key[3] == "alpha" else None) if k is not None)
+def _front_row(key: tuple, stop_rule: bool, group: pl.DataFrame, points: list[dict]) -> dict:
+    policy, source, rung, feature_set = key
+    label = " ".join(str(k) for k in (policy_kind(policy, source), feature_set, f"@{rung}" if rung is not None else None,
+                                     "stop rule" if stop_rule else None) if k is not None)
     row = {"policy": label}
     for point in points:
         reach = group.filter(pl.col("regret") <= point["regret"] + 1e-12).sort("epochs_fraction")
