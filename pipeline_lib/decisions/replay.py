@@ -442,6 +442,12 @@ def policy_kind(policy: str, source: str | None) -> str:
     return policy
 
 
+def kind_column() -> pl.Expr:
+    """`policy_kind` of each row (of rows with `policy` and `source`)."""
+    return pl.struct("policy", "source").map_elements(lambda r: policy_kind(r["policy"], r["source"]),
+                                                      return_dtype=pl.Utf8)
+
+
 def study_verdict(summary: pl.DataFrame) -> dict:
     """One study's replay in one row: the best i-Epoch (the reference), and per policy kind and
     feature set the least share of i-Epoch's epochs any of its settings needs to reach that regret
@@ -451,9 +457,9 @@ def study_verdict(summary: pl.DataFrame) -> dict:
     row = {"best i-Epoch": f"rung {ref['rung']}, {ref['setting']}", "i-Epoch epochs": ref["epochs_fraction"],
            "i-Epoch regret": ref["regret"], "i-Epoch best kept": ref["best_kept_rate"]}
     matched = matching(summary)
-    for (kind, feature_set), group in (matched.filter(pl.col("epochs_vs_i_epoch").is_not_null()).with_columns(pl.struct("policy", "source").map_elements(
-            lambda r: policy_kind(r["policy"], r["source"]), return_dtype=pl.Utf8).alias("kind"))
-            .group_by("kind", "feature_set", maintain_order=True)):
+    for (kind, feature_set), group in (matched.filter(pl.col("epochs_vs_i_epoch").is_not_null())
+                                       .with_columns(kind_column().alias("kind"))
+                                       .group_by("kind", "feature_set", maintain_order=True)):
         best = group.sort("epochs_vs_i_epoch").row(0, named=True)
         row[f"{kind}{f' {feature_set}' if feature_set else ''}"] = (best["epochs_vs_i_epoch"], best["best_kept_rate"])
     row["meets goal"] = bool(matched["meets_goal"].any())

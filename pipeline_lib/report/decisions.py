@@ -75,7 +75,7 @@ def replay_section(rows: pl.DataFrame, out_dir: Path) -> tuple[list[str], list[s
     replay_pareto.png. Nothing is replayed here: the rows were computed once by the replay stage."""
     summary = replay.summarise(rows)
     ref = replay.best_i_epoch(summary)
-    match = replay.matching(summary)
+    match, front = replay.matching(summary), replay.front_matching(summary)
     orders, workers = int(summary["orders"].max()), int(summary["workers"][0])
     pareto_plot(summary, out_dir / "replay_pareto.png")
     winners = match.filter(pl.col("meets_goal"))
@@ -91,6 +91,7 @@ def replay_section(rows: pl.DataFrame, out_dir: Path) -> tuple[list[str], list[s
         "No deployable policy reaches the best i-Epoch's regret with at most 75% of its epochs while keeping the best "
         "run in at least 95% of orders.",
     ]
+    summary = summary.with_columns(replay.kind_column().alias("policy"))  # transfer from the corpus or a study
     stop_rules = summary.filter(pl.col("alpha").is_not_null()).select(
         "policy", "rung", "feature_set", "alpha", "top_share_of_stopped", "miss_rate", "epochs_fraction", "regret",
         "best_kept_rate").sort("policy", "feature_set", "rung", "alpha")
@@ -110,7 +111,8 @@ def replay_section(rows: pl.DataFrame, out_dir: Path) -> tuple[list[str], list[s
         "ranks in the top fraction of the runs seen at that rung so far (ASHA-like); Optuna's pruners through "
         "trial.report/should_prune; `online`: a predictor refit on the runs already ended (10% of runs, seeded, "
         "trained to the end for unbiased labels, charged), accuracy at the rung until 5 configurations have ended; "
-        "`transfer`: a predictor registered on another study; `oracle`: this study's out-of-fold predictions (fitted "
+        "`transfer`: a predictor fitted on other studies only, registered on one (`transfer (registered)`) or the "
+        "corpus' refit without this study (`transfer (corpus)`); `oracle`: this study's out-of-fold predictions (fitted "
         "on its final accuracies: NOT deployable). Stop rule `alpha`: stop a run only when its conformal chance of "
         "ending in the top 10% is below alpha. Epochs: every epoch trained / train-all's; seconds add the recorded "
         "graph seconds of the snapshots a policy's features need and the measured scoring and refitting seconds. "
@@ -122,7 +124,7 @@ def replay_section(rows: pl.DataFrame, out_dir: Path) -> tuple[list[str], list[s
         markdown_table(match), "",
         "The same against every point of the i-Epoch front (columns: rung, setting, (mean epochs, mean regret)); "
         "below 1: the policy reaches that regret with fewer epochs; empty: never:", "",
-        markdown_table(replay.front_matching(summary)), "",
+        markdown_table(front), "",
     ]
     if stop_rules.height:
         lines += ["Stop rule against alpha: `top_share_of_stopped` is the share of the stopped runs that would have "
