@@ -77,6 +77,7 @@ def replay_section(rows: pl.DataFrame, out_dir: Path) -> tuple[list[str], list[s
     ref = replay.best_i_epoch(summary)
     match, front = replay.matching(summary), replay.front_matching(summary)
     orders, workers = int(summary["orders"].max()), int(summary["workers"][0])
+    summary = summary.with_columns(replay.kind_column().alias("policy"))  # transfer from the corpus or a study
     pareto_plot(summary, out_dir / "replay_pareto.png")
     winners = match.filter(pl.col("meets_goal"))
     headline = [
@@ -91,7 +92,6 @@ def replay_section(rows: pl.DataFrame, out_dir: Path) -> tuple[list[str], list[s
         "No deployable policy reaches the best i-Epoch's regret with at most 75% of its epochs while keeping the best "
         "run in at least 95% of orders.",
     ]
-    summary = summary.with_columns(replay.kind_column().alias("policy"))  # transfer from the corpus or a study
     stop_rules = summary.filter(pl.col("alpha").is_not_null()).select(
         "policy", "rung", "feature_set", "alpha", "top_share_of_stopped", "miss_rate", "epochs_fraction", "regret",
         "best_kept_rate").sort("policy", "feature_set", "rung", "alpha")
