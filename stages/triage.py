@@ -93,12 +93,10 @@ def rung_source(wh: Warehouse | None, study: Study, k: int, cohort: int | None =
         else:
             source = named_source(study, triage.predictor, row, recorded_study(wh, row["study"]))
     row = source.predictor
-    if source.kind != REGISTERED and isinstance(triage.keep, KeepPGood):  # accuracy and the corpus give no P(good)
-        chosen = "the corpus predictor, which ranks by percentile and gives no P(good), was chosen: " \
-            if source.kind == CORPUS else ""
-        raise TriageError(f"triage.keep {{p_good: {triage.keep.p_good}}} needs a registered predictor with a calibrated "
-                          f"classification twin, but at epoch {k} {chosen}{source.reason}; keep a fraction or a number "
-                          "of runs instead")
+    if source.kind == ACCURACY and isinstance(triage.keep, KeepPGood):
+        raise TriageError(f"triage.keep {{p_good: {triage.keep.p_good}}} needs a predictor with a calibrated "
+                          f"classification twin, but at epoch {k} {source.reason}; keep a fraction or a number of "
+                          "runs instead")
     if source.kind == REGISTERED:
         if not row["oof_residuals"]:
             raise ScoringError(f"predictor {row['id']} has no out-of-fold residuals to build intervals from; run the "
