@@ -85,9 +85,9 @@ def replay_section(rows: pl.DataFrame, out_dir: Path) -> tuple[list[str], list[s
         f"{ref['epochs_fraction']:.0%} of train-all's epochs, best run kept in {ref['best_kept_rate']:.0%} of "
         f"{orders} orders.",
         ("A deployable policy reaches it with at most 75% of its epochs and keeps the best run in at least 95% of "
-         "orders: " + "; ".join(f"{r['policy']} ({r['feature_set'] or 'accuracy'}, rung {r['rung']}, {r['setting']}: "
-                                f"{r['epochs_vs_i_epoch']:.0%} of the epochs, best kept {r['best_kept_rate']:.0%})"
-                                for r in winners.iter_rows(named=True)))
+         "orders: " + "; ".join(f"{replay.policy_kind(r['policy'], r['source'])} ({r['feature_set'] or 'accuracy'}, "
+                                f"rung {r['rung']}, {r['setting']}: {r['epochs_vs_i_epoch']:.0%} of the epochs, "
+                                f"best kept {r['best_kept_rate']:.0%})" for r in winners.iter_rows(named=True)))
         if winners.height else
         "No deployable policy reaches the best i-Epoch's regret with at most 75% of its epochs while keeping the best "
         "run in at least 95% of orders.",
