@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -40,6 +41,16 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
+def _stops_on_ctrl_c(command: subprocess.Popen, ctrl_c: Callable[[], None], within: float) -> None:
+    """After `ctrl_c()` the command ends within `within` seconds, status 130, saying how to resume."""
+    ctrl_c()
+    sent = time.monotonic()
+    _, err = command.communicate(timeout=60)
+    assert time.monotonic() - sent < within
+    assert command.returncode == 130, err
+    assert "run the same command again to resume" in err
+
+
 def _metrics(warehouse: Path):
     return Warehouse(warehouse).query("SELECT run_id, epoch, train_loss, train_acc, test_loss, test_acc "
                                       "FROM epoch_metrics ORDER BY run_id, epoch")
@@ -56,12 +67,7 @@ def test_ctrl_c_mid_training_stops_promptly_and_the_rerun_matches(tmp_path, pref
     while not any(states.glob("*/state.pt")) and flow.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)  # training has begun: epoch 0 saved
     assert flow.poll() is None, flow.communicate()
-    os.killpg(flow.pid, signal.SIGINT)
-    sent = time.monotonic()
-    _, err = flow.communicate(timeout=60)
-    assert time.monotonic() - sent < 30
-    assert flow.returncode == 130, err
-    assert "run the same command again to resume" in err
+    _stops_on_ctrl_c(flow, lambda: os.killpg(flow.pid, signal.SIGINT), within=30)
     gone = time.monotonic() + 10
     while _group_alive(flow.pid) and time.monotonic() < gone:
         time.sleep(0.2)
@@ -101,9 +107,4 @@ def test_ctrl_c_stops_while_the_main_thread_is_blocked_and_another_thread_takes_
     command = subprocess.Popen([sys.executable, "-c", BLOCKED_MAIN_THREAD], cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     assert command.stdout.readline() == "ready\n"
-    os.kill(command.pid, signal.SIGINT)
-    sent = time.monotonic()
-    _, err = command.communicate(timeout=60)
-    assert time.monotonic() - sent < 10
-    assert command.returncode == 130, err
-    assert "run the same command again to resume" in err
+    _stops_on_ctrl_c(command, lambda: os.kill(command.pid, signal.SIGINT), within=10)
