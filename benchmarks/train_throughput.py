@@ -56,9 +56,17 @@ class BenchDataset:
     subset: int | None
 
 
+class ConstantRate:
+    """`spec.LrSchedule`'s constant rate, as training reads it."""
+
+    def factor(self, epoch: int, epochs: int) -> float:
+        return 1.0
+
+
 @dataclass(frozen=True)
 class BenchRun:
-    """The attributes of `spec.RunConfig` that training reads (no pydantic on the GPU machine)."""
+    """The attributes of `spec.RunConfig` that training reads (no pydantic on the GPU machine);
+    tests/test_benchmarks.py checks that it has every field of RunConfig but the study's bookkeeping."""
 
     architecture: str
     seed: int
@@ -72,6 +80,8 @@ class BenchRun:
     optimizer: str = "sgd"
     batch_size: int = 128
     train_metrics: str = "exact"  # the metrics the plain loop measures (`training.measure`)
+    lr_schedule: ConstantRate = ConstantRate()
+    label_noise: float = 0.0
 
     @property
     def run_id(self) -> str:

@@ -87,9 +87,16 @@ def parse_arguments(module: str, doc: str) -> argparse.Namespace:
 
 def answer_early(name: str, module: str, doc: str) -> None:
     """When the module runs as a command (`name` is __main__), parse its command line now, before the
-    module's heavy imports: --help prints and exits, a usage error exits 2, both at once."""
+    module's heavy imports: --help prints and exits, a usage error exits 2, both at once. A quick
+    command with no Prefect server configured runs here, in this process, and exits
+    (`flows._in_process`)."""
     if name == "__main__":
-        parse_arguments(module, doc)
+        args = parse_arguments(module, doc)
+        command = module.rpartition(".")[2]
+        from ._in_process import QUICK, run_in_process, server_configured
+
+        if command in QUICK and not server_configured():
+            run_in_process(command, args)
 
 
 def check_warehouse(command: str, args: argparse.Namespace, study: str) -> None:

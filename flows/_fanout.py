@@ -14,12 +14,12 @@ from __future__ import annotations
 from typing import Any, Callable, Literal
 
 from prefect.futures import wait
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from threadpoolctl import threadpool_limits
 
 from pipeline_lib.placement import WorkerPlan
 from pipeline_lib.spec import ExecutionSpec
+from pipeline_lib.progress import FanOutDisplay
 from stages.context import Detail, Failed
+from stages.local import run_each
 
 from ._runtime import make_task_runner, requesting
 
@@ -45,31 +45,12 @@ def fan_out(task, parameters: list[dict], execution: ExecutionSpec, plan: Worker
 
     if not parameters:
         return results
-    with _Display(label, sum(sizes), detail) as display:
+    with FanOutDisplay(label, sum(sizes), detail) as display:
         if plan.in_process and execution.runner == "local":
-            _in_process(task, parameters, plan.threads, initializer, finished, display, sizes)
+            run_each(task, parameters, plan.threads, initializer, finished, display, sizes)
         else:
             _on_runner(task, parameters, execution, plan, stage, initializer, finished, display, sizes)
     return results
-
-
-def _in_process(task, parameters, threads, initializer, finished, display, sizes) -> None:
-    import torch
-
-    torch_threads = torch.get_num_threads()
-    with threadpool_limits(limits=None):  # restores the BLAS/OpenMP thread counts the initializer sets
-        try:
-            if initializer is not None:
-                initializer(threads)
-            for i, p in enumerate(parameters):
-                try:
-                    value = task(**p)
-                except Exception as e:
-                    value = Failed.of(e)
-                finished(i, value)
-                display.advance(sizes[i], isinstance(value, Failed))
-        finally:
-            torch.set_num_threads(torch_threads)
 
 
 def _on_runner(task, parameters, execution, plan, stage, initializer, finished, display, sizes) -> None:
@@ -90,31 +71,3 @@ def _on_runner(task, parameters, execution, plan, stage, initializer, finished, 
                 display.advance(sizes[i], isinstance(value, Failed))
             pending = list(not_done)
             display.poll()
-
-
-class _Display:
-    """The stage's live progress: units done and failed, and the flow's own finer count."""
-
-    def __init__(self, label: str, total: int, detail: Detail | None):
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[status]}"), TimeElapsedColumn())
-        self.units = self.bar.add_task(label, total=total, status="")
-        self.detail, self.failed = detail, 0
-        self.detail_line = self.bar.add_task(detail.label, total=detail.total, status="") if detail else None
-
-    def __enter__(self) -> "_Display":
-        self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.detail is not None and exc[0] is None:
-            self.bar.update(self.detail_line, completed=self.detail.total)
-        self.bar.__exit__(*exc)
-
-    def advance(self, size: int, failed: bool) -> None:
-        self.failed += failed
-        self.bar.update(self.units, advance=size, status=f"{self.failed} failed" if self.failed else "")
-
-    def poll(self) -> None:
-        if self.detail is not None:
-            self.bar.update(self.detail_line, completed=min(self.detail.completed(), self.detail.total))

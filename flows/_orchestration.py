@@ -14,21 +14,16 @@ from prefect.artifacts import create_table_artifact
 
 from pipeline_lib.spec import ExecutionSpec
 from stages.context import StudyContext, Work, open_context
-from tasks.graphs import graph_metrics_task, set_graph_threads
-from tasks.predict import base_set_features_task, cross_validate_task, set_numeric_threads, transfer_task
-from tasks.training import set_torch_threads, train_group_task, train_run_task
+from stages.units import UNITS
+from tasks.graphs import graph_metrics_task
+from tasks.predict import base_set_features_task, cross_validate_task, transfer_task
+from tasks.training import train_group_task, train_run_task
 
 from ._fanout import fan_out
 
-# each unit of work: its task, the worker initializer that sets its threads, its kind of resources
-WORK = {
-    Work.TRAIN_RUN: (train_run_task, set_torch_threads, "training"),
-    Work.TRAIN_GROUP: (train_group_task, set_torch_threads, "training"),
-    Work.GRAPH_BATCH: (graph_metrics_task, set_graph_threads, "graphs"),
-    Work.FEATURES: (base_set_features_task, None, "prediction"),
-    Work.CROSS_VALIDATE: (cross_validate_task, set_numeric_threads, "prediction"),
-    Work.TRANSFER: (transfer_task, set_numeric_threads, "prediction"),
-}
+# each unit of work as its Prefect task (its initializer and kind of resources: `stages.units.UNITS`)
+TASKS = {Work.TRAIN_RUN: train_run_task, Work.TRAIN_GROUP: train_group_task, Work.GRAPH_BATCH: graph_metrics_task,
+         Work.FEATURES: base_set_features_task, Work.CROSS_VALIDATE: cross_validate_task, Work.TRANSFER: transfer_task}
 
 
 class _ToRunLog(logging.Handler):
@@ -74,8 +69,8 @@ def _stage_flow(name: str):
 
 class PrefectOrchestration:
     def fan_out(self, work: Work, parameters: list[dict], execution: ExecutionSpec, plan, **display) -> list:
-        task, initializer, resources = WORK[work]
-        return fan_out(task, parameters, execution, plan, stage=resources, initializer=initializer, **display)
+        _, initializer, resources = UNITS[work]
+        return fan_out(TASKS[work], parameters, execution, plan, stage=resources, initializer=initializer, **display)
 
     def stage(self, name: str, run: Callable[..., Any], context: StudyContext, **options) -> Any:
         return _stage_flow(name)(run, context, options)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import signal
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Literal
@@ -11,6 +10,7 @@ from prefect.client.orchestration import get_client
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
 
 from pipeline_lib.spec import ExecutionSpec
+from stages.local import ignore_interrupts
 
 
 def share_api_with_workers() -> None:
@@ -24,19 +24,10 @@ def share_api_with_workers() -> None:
             os.environ["PREFECT_API_URL"] = str(client.api_url).rstrip("/")
 
 
-def _init_worker(initializer, *initargs) -> None:
-    """Workers ignore Ctrl-C: the terminal sends it to every process of the group, and a worker that
-    dies mid-task blocks on reporting to a server the same signal stopped. The flow's process
-    decides (`flows._interrupt`) and ends the workers itself."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if initializer is not None:
-        initializer(*initargs)
-
-
 def _process_pool(workers: int, initializer=None, initargs: tuple = ()) -> ProcessPoolTaskRunner:
     """A process pool whose workers report to this flow's API."""
     share_api_with_workers()
-    return ProcessPoolTaskRunner(max_workers=max(1, workers), initializer=_init_worker,
+    return ProcessPoolTaskRunner(max_workers=max(1, workers), initializer=ignore_interrupts,
                                  initargs=(initializer, *initargs))
 
 

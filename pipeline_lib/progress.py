@@ -35,3 +35,34 @@ def epochs_reported(directory: str | Path) -> dict[str, int]:
         except DamagedFile as e:
             log.warning("progress not shown: %s", e)
     return merged
+
+
+class FanOutDisplay:
+    """A stage's live progress in the terminal: units done and failed, and optionally a finer count the
+    stage polls (`detail`: label, total, completed())."""
+
+    def __init__(self, label: str, total: int, detail=None):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[status]}"), TimeElapsedColumn())
+        self.units = self.bar.add_task(label, total=total, status="")
+        self.detail, self.failed = detail, 0
+        self.detail_line = self.bar.add_task(detail.label, total=detail.total, status="") if detail else None
+
+    def __enter__(self) -> "FanOutDisplay":
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.detail is not None and exc[0] is None:
+            self.bar.update(self.detail_line, completed=self.detail.total)
+        self.bar.__exit__(*exc)
+
+    def advance(self, size: int, failed: bool) -> None:
+        self.failed += failed
+        self.bar.update(self.units, advance=size, status=f"{self.failed} failed" if self.failed else "")
+
+    def poll(self) -> None:
+        if self.detail is not None:
+            self.bar.update(self.detail_line, completed=min(self.detail.completed(), self.detail.total))

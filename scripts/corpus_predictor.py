@@ -55,7 +55,7 @@ def main() -> None:
             comparisons.write_parquet(directory / "loso_comparisons.parquet", compression="zstd")
             predictions.write_parquet(directory / "loso_predictions.parquet", compression="zstd")
     with threadpool_limits(1):
-        card = fit_corpus_predictors(designs, targets, corpus.runs, evaluations, predictions,
+        card = fit_corpus_predictors(designs, targets, corpus.runs, corpus.curves, evaluations, predictions,
                                      corpus.meta["studies"], directory / "predictor")
     write_model_card(card, directory / "predictor")
     print(f"evaluated and fitted in {time.perf_counter() - start:.0f} s; predictor card: {directory / 'predictor'}")

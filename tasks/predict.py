@@ -1,34 +1,26 @@
-"""Prefect tasks of the prediction stage: each wraps one library call."""
+"""Prefect tasks of the prediction stages: each wraps one unit of `stages.units`."""
 from __future__ import annotations
 
 import numpy as np
 import polars as pl
 from prefect import task
-from threadpoolctl import threadpool_limits
 
-from pipeline_lib.features import base_set_features
-from pipeline_lib.prediction.evaluation import cross_validate_design, transfer_design
-
-
-def set_numeric_threads(threads: int) -> None:
-    """Worker initializer: OpenMP/BLAS threads per worker (one, `placement.plan_designs`: tiny fits
-    drown in thread start-up, and the workers already fill the cores)."""
-    threadpool_limits(threads)
+from stages import units
 
 
 @task(name="features", persist_result=False, tags=["features"], task_run_name="features-{feature_set}-k{k}")
 def base_set_features_task(feature_set: str, k: int, runs: pl.DataFrame, epoch_metrics: pl.DataFrame,
                            graph_summaries: pl.DataFrame, snapshot_paths: pl.DataFrame) -> pl.DataFrame:
-    return base_set_features(feature_set, k, runs, epoch_metrics, graph_summaries, snapshot_paths)
+    return units.features(feature_set, k, runs, epoch_metrics, graph_summaries, snapshot_paths)
 
 
 @task(name="cross-validate", persist_result=False, tags=["predict"], task_run_name="cv-{feature_set}-k{k}")
 def cross_validate_task(feature_set: str, k: int, X: np.ndarray, targets: pl.DataFrame) -> pl.DataFrame:
     """Every task and predictor on one design matrix (feature_set and k name the task run)."""
-    return cross_validate_design(X, targets)
+    return units.cross_validate(feature_set, k, X, targets)
 
 
 @task(name="transfer", persist_result=False, tags=["predict"], task_run_name="transfer-{feature_set}-k{k}")
 def transfer_task(feature_set: str, k: int, X: np.ndarray, targets: pl.DataFrame,
                   directions: dict[str, tuple[np.ndarray, np.ndarray]]) -> pl.DataFrame:
-    return transfer_design(X, targets, directions)
+    return units.transfer(feature_set, k, X, targets, directions)

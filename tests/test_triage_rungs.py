@@ -95,7 +95,7 @@ def test_auto_takes_a_matching_study_then_the_corpus_then_accuracy():
     chosen = auto_source(ours, 1, candidates, corpus_row=None)
     assert (chosen.kind, chosen.predictor_id) == ("registered", "p4") and "its study matches" in chosen.reason
 
-    corpus = {"id": "corpus-k1"}
+    corpus = {"id": "corpus-k1", "accuracy_gate": {"holds": True, "worse_on": []}}
     fallback = auto_source(ours, 1, candidates[:3], corpus)
     assert (fallback.kind, fallback.predictor_id) == ("corpus", "corpus-k1")
     for why in ("p1: epochs 3 here, 5 in the predictor's study", "p2: fitted on the kept runs of triaged study cut",
@@ -105,6 +105,13 @@ def test_auto_takes_a_matching_study_then_the_corpus_then_accuracy():
     small = auto_source(ours, 1, [], corpus, cohort=7)  # the corpus predictor ranks 8 runs at least
     assert small.kind == "accuracy" and "ranks 8 runs together at least, the cohort has 7" in small.reason
     assert auto_source(ours, 1, [], corpus, cohort=8).kind == "corpus"
+
+    # never worse than the raw rule: a corpus predictor that trails test accuracy on a held-out study
+    # (or has no such comparison) is passed over for accuracy, and the reason names the studies
+    losing = {"id": "corpus-k1", "accuracy_gate": {"holds": False, "worse_on": ["s1", "s2"]}}
+    gated = auto_source(ours, 1, [], losing, cohort=8)
+    assert gated.kind == "accuracy" and "ranks worse than test accuracy at epoch 1 on held-out studies s1, s2" in gated.reason
+    assert auto_source(ours, 1, [], {"id": "corpus-k1"}, cohort=8).kind == "accuracy"
 
     cold = auto_source(ours, 2, [], corpus_row=None)
     assert (cold.kind, cold.predictor) == ("accuracy", None)

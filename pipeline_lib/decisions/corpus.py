@@ -55,8 +55,36 @@ def _loso_metrics(evaluations: pl.DataFrame, feature_set: str, k: int, predictor
     return {f"{r['split']}|{r['metric']}": [r["value"], r["low"], r["high"]] for r in rows.iter_rows(named=True)}
 
 
-def fit_corpus_predictors(designs: dict, targets: pl.DataFrame, runs: pl.DataFrame, evaluations: pl.DataFrame,
-                          predictions: pl.DataFrame, studies: list[dict], directory: Path | None = None) -> dict:
+GATE_TOLERANCE = 0.02  # Kendall tau the corpus predictor may trail test accuracy at k by, on any held-out study
+
+
+def accuracy_taus(predictions: pl.DataFrame, curves: pl.DataFrame, k: int) -> pl.DataFrame:
+    """Per study of `predictions` (run_id, study, y_true, y_pred: one unit's held-out predictions),
+    the Kendall tau of its predictions and of the test accuracy at epoch k (the i-Epoch rule; a run
+    with no accuracy at k, diverged before it, ranks last), both against the true outcome."""
+    from scipy.stats import kendalltau
+
+    at_k = curves.filter(pl.col("epoch") == k).select("run_id", pl.col("test_acc").alias("acc"))
+    rows = []
+    for (study,), group in predictions.join(at_k, on="run_id", how="left").group_by("study", maintain_order=True):
+        accuracy = group["acc"].fill_null(0.0).fill_nan(0.0)
+        rows.append({"study": study, "tau": float(kendalltau(group["y_pred"], group["y_true"]).statistic),
+                     "accuracy_tau": float(kendalltau(accuracy, group["y_true"]).statistic)})
+    return pl.DataFrame(rows).sort("study")
+
+
+def accuracy_gate(taus: pl.DataFrame, tolerance: float = GATE_TOLERANCE) -> dict:
+    """Whether the predictor is never worse than test accuracy at k (by more than `tolerance`) on every
+    held-out study of `taus` (`accuracy_taus`): `predictor: auto` uses it only where this holds."""
+    worse = taus.filter(pl.col("tau") < pl.col("accuracy_tau") - tolerance)
+    return {"tolerance": tolerance, "holds": worse.is_empty() and not taus.is_empty(),
+            "worse_on": worse["study"].to_list(),
+            "studies": {r["study"]: [r["tau"], r["accuracy_tau"]] for r in taus.iter_rows(named=True)}}
+
+
+def fit_corpus_predictors(designs: dict, targets: pl.DataFrame, runs: pl.DataFrame, curves: pl.DataFrame,
+                          evaluations: pl.DataFrame, predictions: pl.DataFrame, studies: list[dict],
+                          directory: Path | None = None) -> dict:
     """Fit, save and describe the chosen predictor and its twin at every k; returns the card."""
     directory = directory or predictor_dir()
     directory.mkdir(parents=True, exist_ok=True)
@@ -72,7 +100,9 @@ def fit_corpus_predictors(designs: dict, targets: pl.DataFrame, runs: pl.DataFra
         entry = {"k": k, "feature_set": feature_set, "predictor": predictor, "mean_loso_tau": mean_tau,
                  "features": columns, "loso": _loso_metrics(evaluations, feature_set, k, predictor),
                  "oof_residuals": (regression["y_true"] - regression["y_pred"]).to_list(),
-                 "calibration": fit_calibration(classification["score"].to_numpy(), classification["y_true"].to_numpy())}
+                 "calibration": fit_calibration(classification["score"].to_numpy(), classification["y_true"].to_numpy()),
+                 "accuracy_gate": accuracy_gate(accuracy_taus(
+                     regression.join(runs.select("run_id", "study"), on="run_id"), curves, k))}
         for task in Task:
             path = directory / f"k{k}-{task}.skops"
             entry[f"{task}_file"] = path.name
@@ -109,7 +139,8 @@ def predictor_row(k: int, directory: Path | None = None) -> dict:
             "path": str(directory / entry["regression_file"]), "file_digest": entry["regression_digest"],
             "twin_path": str(directory / entry["classification_file"]),
             "twin_digest": entry["classification_digest"], **{key: entry[key] for key in (
-                "k", "feature_set", "predictor", "features", "oof_residuals", "calibration")}}
+                "k", "feature_set", "predictor", "features", "oof_residuals", "calibration")},
+            "accuracy_gate": entry.get("accuracy_gate")}
 
 
 def check_runs(runs: pl.DataFrame, row: dict) -> None:

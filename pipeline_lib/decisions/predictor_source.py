@@ -3,8 +3,9 @@ predictor, or the test accuracy at the rung (the i-Epoch rule, which needs nothi
 
 `predictor: auto` takes the first that fits, in this order: the best registered predictor at
 k = rung whose study matches this one exactly (`study_match.mismatches` finds nothing) and that was
-not fitted on a triaged study's kept runs only, with out-of-fold residuals; else the corpus predictor when this checkout ships
-one covering the dataset and architectures (`corpus_predictor`); else accuracy. A predictor named
+not fitted on a triaged study's kept runs only, with out-of-fold residuals; else the corpus predictor
+when this checkout ships one covering the dataset and architectures (`corpus_predictor`) and it is
+never worse than test accuracy at k on any held-out study (its card's `accuracy_gate`); else accuracy. A predictor named
 in the spec (best, an id, a study) is used as named: a refused difference raises, the others are
 kept on the source to be warned and recorded.
 """
@@ -75,8 +76,15 @@ def auto_source(study: Study, k: int, candidates: list[tuple[dict, Study | None]
             return Source(REGISTERED, row, f"auto: registered predictor {_describe(row)} at k = {k}, its study matches")
     skipped = f" ({' | '.join(passed)})" if passed else ""
     none = f"auto: no registered predictor at k = {k} matches this study{skipped}"
+    gate = (corpus_row or {}).get("accuracy_gate") or {}
+    if corpus_row is not None and not gate.get("holds"):
+        worse = f"ranks worse than test accuracy at epoch {k} on held-out stud{'y' if len(gate.get('worse_on', [])) == 1 else 'ies'} " \
+                f"{', '.join(gate['worse_on'])}" if gate.get("worse_on") else "has no held-out comparison with test accuracy"
+        return Source(ACCURACY, None, f"{none}; the corpus predictor {corpus_row['id']} {worse} "
+                                      f"(docs/results/corpus.md): test accuracy at epoch {k} (i-Epoch rule)")
     if corpus_row is not None and (cohort is None or cohort >= corpus.MIN_RUNS):
-        return Source(CORPUS, corpus_row, f"{none}; the shipped corpus predictor {corpus_row['id']} covers it")
+        return Source(CORPUS, corpus_row, f"{none}; the shipped corpus predictor {corpus_row['id']} covers it and "
+                                          f"ranks no held-out study worse than test accuracy at epoch {k}")
     if corpus_row is not None:
         return Source(ACCURACY, None, f"{none}; the corpus predictor ranks {corpus.MIN_RUNS} runs together at least, "
                                       f"the cohort has {cohort}: test accuracy at epoch {k} (i-Epoch rule)")

@@ -151,7 +151,7 @@ def test_corpus_predictor_scores_a_study_without_predictors(tiny_corpus, tmp_pat
     predictions = loso_predictions(chosen, targets, ("linear",))
     evaluations, _ = loso_evaluation(predictions, targets)
     monkeypatch.setenv(corpus_lib.CORPUS_ENV, str(tmp_path))  # the corpus predictor is read from here on
-    card = corpus_predictor.fit_corpus_predictors(chosen, targets, corpus.runs, evaluations, predictions,
+    card = corpus_predictor.fit_corpus_predictors(chosen, targets, corpus.runs, corpus.curves, evaluations, predictions,
                                                   corpus.meta["studies"])
     readme = corpus_predictor.write_model_card(card).read_text()
     assert "corpus-a: 16 runs" in readme and "Input contract" in readme
@@ -171,3 +171,34 @@ def test_corpus_predictor_scores_a_study_without_predictors(tiny_corpus, tmp_pat
     triaged = small.study.model_copy(update={"triage": TriageSpec(predictor="corpus", at_epoch=1, keep={"p_good": 0.5})})
     source = rung_source(small.warehouse, triaged, 1)
     assert source.kind == "corpus" and source.predictor_id == "corpus-k1"
+
+
+def test_accuracy_gate_compares_with_test_accuracy_at_k_per_study():
+    """The gate's taus are scipy's Kendall tau of the predictions and of the raw accuracy at k, per
+    study; a study where the predictor trails accuracy by more than the tolerance fails it."""
+    from scipy.stats import kendalltau
+
+    y_true = [0.1, 0.2, 0.3, 0.4, 0.5]
+    predictions = pl.DataFrame({"run_id": [f"a{i}" for i in range(5)] + [f"b{i}" for i in range(5)],
+                                "study": ["a"] * 5 + ["b"] * 5, "y_true": y_true * 2,
+                                "y_pred": [1, 2, 3, 4, 5] + [5, 4, 3, 2, 1]})
+    # accuracy at k = 1: perfect on both studies, except run b4 diverged before epoch 1 (no row)
+    curves = pl.DataFrame({"run_id": [f"a{i}" for i in range(5)] + [f"b{i}" for i in range(4)],
+                           "epoch": [1] * 9, "test_acc": [0.1, 0.2, 0.3, 0.4, 0.5, 0.1, 0.2, 0.3, 0.4]})
+    taus = corpus_predictor.accuracy_taus(predictions, curves, 1)
+    b = taus.filter(pl.col("study") == "b").row(0, named=True)
+    assert b["tau"] == pytest.approx(kendalltau([5, 4, 3, 2, 1], y_true).statistic)
+    assert b["accuracy_tau"] == pytest.approx(kendalltau([0.1, 0.2, 0.3, 0.4, 0.0], y_true).statistic)
+    gate = corpus_predictor.accuracy_gate(taus)
+    assert not gate["holds"] and gate["worse_on"] == ["b"]
+    assert corpus_predictor.accuracy_gate(taus.filter(pl.col("study") == "a"))["holds"]
+
+
+def test_the_shipped_card_gates_each_k_on_every_corpus_study():
+    """The committed card: `auto` uses the corpus predictor at k only where it ties or beats raw
+    accuracy on every held-out study; today it does at no k (docs/results/corpus.md)."""
+    card = corpus_predictor.read_card()
+    for k, entry in card["predictors"].items():
+        gate = entry["accuracy_gate"]
+        assert set(gate["studies"]) == {s["study"] for s in card["studies"]}
+        assert gate["holds"] == all(t >= a - gate["tolerance"] for t, a in gate["studies"].values())
