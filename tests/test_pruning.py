@@ -147,3 +147,69 @@ def test_ray_tune_scheduler_stops_what_the_rule_stops(tmp_path):
         stop = i + 1 >= 2 and rank > math.ceil(0.5 * (i + 1))
         assert epochs[q] == (RUNG if stop else EPOCHS), (q, epochs)
     assert np.isclose(results.get_best_result("test_acc", "max").config["q"], 0.95)
+
+
+def _reported(study: optuna.Study, values: dict[int, float]) -> optuna.Trial:
+    trial = study.ask()
+    for step, value in values.items():
+        trial.report(value, step)
+    return trial
+
+
+def test_pruner_counts_a_step_past_a_rung_as_reaching_it():
+    """Trials that report every other epoch (steps 2, 4) reach rung 3 at step 4, as Optuna's own
+    pruners count it: the worse half is stopped there, and never at a step that reached no rung."""
+    study = optuna.create_study(direction="maximize")
+    pruner = TriagePruner(keep=0.5, rungs=[3], min_trials=2)
+    decisions = []
+    for quality in (0.9, 0.5, 0.95, 0.2):
+        trial = _reported(study, {2: quality / 2})
+        assert not pruner.prune(study, study._storage.get_trial(trial._trial_id))  # step 2 reaches no rung
+        trial.report(quality, 4)
+        decisions.append(pruner.prune(study, study._storage.get_trial(trial._trial_id)))
+    # by hand: at rung 3 (step 4) 0.9 alone (too few), 0.5 ranks 2 of 2 (keep 1), 0.95 ranks 1 of 3 (keep 2),
+    # 0.2 ranks 4 of 4 (keep 2)
+    assert decisions == [False, True, False, True]
+
+
+def test_pruner_cannot_judge_a_multi_objective_study_by_accuracy_and_says_keep_going():
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    pruner = TriagePruner(keep=0.5, rungs=[1], min_trials=1)
+    trial = study.ask()
+    study._storage.set_trial_intermediate_value(trial._trial_id, 1, 0.1)
+    assert pruner.prune(study, study._storage.get_trial(trial._trial_id)) is False
+
+
+class _Trial:
+    """What a scheduler reads of Ray's Trial: its id."""
+
+    def __init__(self, trial_id: str):
+        self.trial_id = trial_id
+
+
+def test_ray_scheduler_refuses_to_start_without_a_metric_or_mode():
+    from pipeline_lib.pruning.ray_scheduler import TriageScheduler
+
+    for metric, mode in (("test_acc", None), (None, "max")):
+        with pytest.raises(ValueError, match="without a valid `metric`"):
+            TriageScheduler(keep=0.5, rungs=[1], metric=metric, mode=mode).on_trial_add(None, _Trial("a"))
+    ranked_by_predictions = TriageScheduler(keep=0.5, rungs=[1], use_predictions=True)
+    ranked_by_predictions.on_trial_add(None, _Trial("a"))  # needs neither
+
+
+def test_ray_scheduler_decides_when_time_attr_passes_a_rung():
+    """time_total_s never equals a rung: the first result at or past it is the trial's score there."""
+    from ray.tune.schedulers import TrialScheduler
+
+    from pipeline_lib.pruning.ray_scheduler import TriageScheduler
+
+    scheduler = TriageScheduler(keep=0.5, rungs=[10.0], metric="test_acc", mode="min", time_attr="time_total_s",
+                                min_trials=2)
+    answers = {}
+    for trial_id, loss in (("a", 0.3), ("b", 0.1), ("c", 0.5)):
+        trial = _Trial(trial_id)
+        scheduler.on_trial_add(None, trial)
+        assert scheduler.on_trial_result(None, trial, {"time_total_s": 4.2, "test_acc": loss}) == TrialScheduler.CONTINUE
+        answers[trial_id] = scheduler.on_trial_result(None, trial, {"time_total_s": 10.7, "test_acc": loss})
+    # mode min: lower is better. a alone: too few; b best of 2 (keep 1); c worst of 3 (keep 2)
+    assert answers == {"a": TrialScheduler.CONTINUE, "b": TrialScheduler.CONTINUE, "c": TrialScheduler.STOP}

@@ -20,9 +20,10 @@ from ..spec import KeepPGood, TriageSpec
 SCORE_KEYS = ("predicted", "low", "high", "p_good")
 
 
-def keep_rule(keep: float | int | dict | KeepPGood, rung: int) -> TriageSpec:
-    """The keep rule validated as a triage spec's (a fraction, top N, or {p_good: t}); ValueError if not."""
-    return TriageSpec(at_epoch=max(rung, 1), keep=keep)
+def keep_rule(keep: float | int | dict | KeepPGood) -> TriageSpec:
+    """The keep rule validated as a triage spec's (a fraction, top N, or {p_good: t}); ValueError if not.
+    Its rung is a placeholder: hosts decide at their own rungs (epochs, seconds, iterations)."""
+    return TriageSpec(at_epoch=1, keep=keep)
 
 
 def keeps(scores: dict[str, dict], this: str, rule: TriageSpec) -> bool:

@@ -44,7 +44,7 @@ class TriagePruner(BasePruner):
             rungs = (predictor.k,)
         if not rungs:
             raise ValueError("give the rungs (epochs) to decide at, or a predictor")
-        self.rule = keep_rule(keep, min(rungs))
+        self.rule = keep_rule(keep)
         if isinstance(self.rule.keep, KeepPGood) and (predictor is None or predictor.twin is None
                                                        or not predictor.twin[1]["calibration"]):
             raise ValueError("a P(good) keep rule needs a predictor with a calibrated classification twin "
@@ -55,34 +55,48 @@ class TriagePruner(BasePruner):
 
     def observe(self, trial: optuna.Trial, epoch: int, model: nn.Module | Mapping[str, torch.Tensor],
                 history: History) -> Prediction | None:
-        """Call after `trial.report(accuracy, epoch)`: at a predictor's rung, predict and store the
-        prediction in the trial (what `prune` and the other processes read); else nothing."""
-        if self.predictor is None or epoch != self.predictor.k:
+        """Call after `trial.report(accuracy, epoch)`: the first time a trial reports at or past the
+        predictor's k, predict and store the prediction in the trial (what `prune` and the other
+        processes read); else nothing."""
+        key = PREDICTION_ATTR.format(rung=self.predictor.k) if self.predictor is not None else None
+        if key is None or epoch < self.predictor.k or key in trial.user_attrs:
             return None
         prediction = self.predictor.predict(model, history)
-        trial.set_user_attr(PREDICTION_ATTR.format(rung=epoch), prediction.as_dict())
+        trial.set_user_attr(key, prediction.as_dict())
         return prediction
 
-    def _score(self, trial: FrozenTrial, rung: int, direction: StudyDirection) -> dict | None:
+    @staticmethod
+    def _crossing(trial: FrozenTrial, rung: int) -> int | None:
+        """The step at which the trial reached the rung: its first reported step at or past it
+        (Optuna's pruners count a step at or past a rung as reaching it)."""
+        return min((step for step in trial.intermediate_values if step >= rung), default=None)
+
+    def _score(self, trial: FrozenTrial, rung: int, maximize: bool | None) -> dict | None:
         if self.predictor is not None:
             return trial.user_attrs.get(PREDICTION_ATTR.format(rung=rung))
-        if rung not in trial.intermediate_values:
+        step = self._crossing(trial, rung)
+        if step is None or maximize is None:
             return None
-        value = trial.intermediate_values[rung]
-        return {"predicted": value if direction == StudyDirection.MAXIMIZE else -value}
+        value = trial.intermediate_values[step]
+        return {"predicted": value if maximize else -value}
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-        rung = trial.last_step
-        if rung not in self.rungs:
+        """True to stop the trial at the rung it has just reached; False when it reached none at this
+        step, or when it cannot be judged (no prediction stored, or a multi-objective study ranked
+        by accuracy: no one direction), as Optuna's own pruners answer when they cannot judge."""
+        step = trial.last_step
+        rung = max((r for r in self.rungs if step is not None and self._crossing(trial, r) == step), default=None)
+        if rung is None:
             return False
-        mine = self._score(trial, rung, study.direction)
+        maximize = (None if len(study.directions) > 1 and self.predictor is None
+                    else self.predictor is not None or study.direction == StudyDirection.MAXIMIZE)
+        mine = self._score(trial, rung, maximize)
         if mine is None:
-            raise RuntimeError(f"trial {trial.number} reached rung {rung} without a prediction: call "
-                               "pruner.observe(trial, epoch, model, history) before trial.should_prune()")
+            return False
         key = "{:09d}".format  # ties rank the earlier trial first
         scores = {key(t.number): s for t in study.get_trials(deepcopy=False, states=PEERS)
-                  if t.number != trial.number and (s := self._score(t, rung, study.direction)) is not None}
+                  if t.number != trial.number and (s := self._score(t, rung, maximize)) is not None}
         scores[key(trial.number)] = mine
         if len(scores) < self.min_trials:
             return False
-        return not keeps(scores, key(trial.number), self.rule.model_copy(update={"at_epoch": max(rung, 1)}))
+        return not keeps(scores, key(trial.number), self.rule)

@@ -30,7 +30,7 @@ class TriageScheduler(FIFOScheduler):
         super().__init__()
         if not rungs:
             raise ValueError("give the rungs to decide at")
-        self.rule = keep_rule(keep, min(rungs))
+        self.rule = keep_rule(keep)
         if isinstance(self.rule.keep, KeepPGood) and not use_predictions:
             raise ValueError("a P(good) keep rule needs predictions (accuracies carry no P(good))")
         if mode not in (None, "max", "min"):
@@ -47,25 +47,39 @@ class TriageScheduler(FIFOScheduler):
         self._metric, self._mode = self._metric or metric, self._mode or mode
         return True
 
+    def on_trial_add(self, tune_controller, trial) -> None:
+        """Refuse to start without a metric and a mode when ranking on the metric (as Ray's ASHA does):
+        a missing mode would silently rank as `max`."""
+        if not self.use_predictions and (not self._metric or self._mode not in ("max", "min")):
+            raise ValueError(f"{type(self).__name__} has been instantiated without a valid `metric` ({self._metric}) "
+                             f"or `mode` ({self._mode}) parameter: pass them to the scheduler or to tune.TuneConfig")
+        super().on_trial_add(tune_controller, trial)
+
     def _score(self, result: dict) -> dict:
         if self.use_predictions:
             return {name: result.get(name) for name in ("predicted", "low", "high", "p_good")}
         value = result[self._metric]
-        return {"predicted": value if self._mode != "min" else -value}
+        return {"predicted": value if self._mode == "max" else -value}
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        rung = result.get(self.time_attr)
-        if rung not in self.rungs or trial.trial_id in self.scores[rung]:
+        """Decide at every rung the trial has reached with this result and not before (a `time_attr`
+        at or past a rung reaches it: `time_total_s` never equals a rung exactly); the first result
+        at or past a rung is its score there."""
+        now = result.get(self.time_attr)
+        if now is None:
             return TrialScheduler.CONTINUE
-        if not self.use_predictions and self._metric not in result:
-            raise ValueError(f"trial {trial.trial_id} reported no {self._metric!r} at {self.time_attr} = {rung}")
-        self.scores[rung][trial.trial_id] = self._score(result)
-        if len(self.scores[rung]) < self.min_trials:
-            return TrialScheduler.CONTINUE
-        if keeps(self.scores[rung], trial.trial_id, self.rule.model_copy(update={"at_epoch": max(rung, 1)})):
-            return TrialScheduler.CONTINUE
-        self.stopped[rung].append(trial.trial_id)
-        return TrialScheduler.STOP
+        for rung in self.rungs:
+            if now < rung or trial.trial_id in self.scores[rung]:
+                continue
+            if not self.use_predictions and self._metric not in result:
+                raise ValueError(f"trial {trial.trial_id} reported no {self._metric!r} at {self.time_attr} = {now}")
+            self.scores[rung][trial.trial_id] = self._score(result)
+            if len(self.scores[rung]) < self.min_trials:
+                continue
+            if not keeps(self.scores[rung], trial.trial_id, self.rule):
+                self.stopped[rung].append(trial.trial_id)
+                return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
 
     def debug_string(self) -> str:
         return "TriageScheduler: " + ", ".join(f"rung {r}: {len(self.scores[r])} scored, {len(self.stopped[r])} stopped"
