@@ -83,9 +83,7 @@ def _warehouse_stage(command: str, cross_validates: bool = False) -> Callable[[a
         check_warehouse(command, args, study.name)
         stage = importlib.import_module(f"stages.{command}")
         with local_context(args.spec, args.warehouse) as ctx:
-            result = stage.run(ctx)
-        if command == "report" and result["path"]:
-            logging.getLogger("stages").info("report: %s", result["path"])
+            stage.run(ctx)
 
     return main
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -218,3 +219,41 @@ def test_score_flow_writes_scores(fitted, tmp_path, prefect_harness):
     stored = fitted.query("SELECT * FROM scores WHERE study = 'flow-study'")
     assert {k: result[k] for k in ("predictor", "scored", "waiting")} == \
         {"predictor": stored["predictor_id"][0], "scored": 4, "waiting": 0} and stored.height == 4
+
+
+def test_command_line_scores_in_process_without_a_server(fitted, tmp_path):
+    """No Prefect server configured: the command runs its stage in this process, starts no temporary
+    server, imports no Prefect, and writes the same scores the flow writes (the flow's test below)."""
+    add_runs(fitted, "cli-study", [0.2, 0.7], 2)
+    spec = write_spec(tmp_path, name="cli-study")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    probe = ("import runpy, sys; sys.argv = ['flows.score'] + sys.argv[1:]\n"
+             "try:\n    runpy.run_module('flows.score', run_name='__main__')\n"
+             "finally:\n    print('prefect imported' if 'prefect' in sys.modules else 'no prefect', file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", probe, "--spec", str(spec), "--warehouse", str(fitted.path),
+                           "--predictor", "best", "--at-epoch", str(K)], capture_output=True, text=True, timeout=120,
+                          env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Starting temporary server" not in done.stdout + done.stderr
+    assert done.stderr.strip().endswith("no prefect") and "scored 4 runs of cli-study at epoch" in done.stderr
+    assert fitted.query("SELECT count(*) AS n FROM scores WHERE study = 'cli-study'")["n"][0] == 4
+
+
+def test_a_server_is_configured_by_environment_prefect_toml_or_the_active_profile(tmp_path, monkeypatch):
+    from flows._in_process import server_configured
+
+    for name in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_PROFILE", "PREFECT_PROFILES_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "prefect.toml").write_text('home = ".prefect"\n')
+    assert not server_configured(tmp_path)
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    assert server_configured(tmp_path)
+    monkeypatch.delenv("PREFECT_API_URL")
+    (tmp_path / ".prefect").mkdir()
+    (tmp_path / ".prefect" / "profiles.toml").write_text(
+        'active = "local"\n[profiles.local]\nPREFECT_API_URL = "http://127.0.0.1:4200/api"\n')
+    assert server_configured(tmp_path)
+    (tmp_path / ".prefect" / "profiles.toml").write_text('active = "ephemeral"\n[profiles.ephemeral]\n')
+    assert not server_configured(tmp_path)
+    (tmp_path / "prefect.toml").write_text('[api]\nurl = "http://127.0.0.1:4200/api"\n')
+    assert server_configured(tmp_path)
