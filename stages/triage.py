@@ -17,12 +17,13 @@ decisions are published as a table.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from datetime import datetime, timezone
 
 import polars as pl
 
-from pipeline_lib.decisions.corpus import is_corpus
+from pipeline_lib.decisions.corpus import MIN_RUNS, is_corpus
 from pipeline_lib.decisions.path_cost import columns_used, properties_read
 from pipeline_lib.decisions.predictor_source import (CORPUS, REGISTERED, Source, auto_source, corpus_predictor, named_source,
                                                      reads_graphs)
@@ -53,9 +54,22 @@ def check(wh: Warehouse | None, study: Study) -> None:
     decided = recorded_decisions(wh, study.name) if wh is not None else pl.DataFrame()
     if decided.height:
         check_recorded(decided, study)
-    for rung in study.triage.rungs:
+    for rung, cohort in planned_cohorts(study).items():
         if not decided.height or rung not in set(decided["rung"]):
-            rung_source(wh, study, rung)
+            rung_source(wh, study, rung, cohort)
+
+
+def planned_cohorts(study: Study) -> dict[int, int | None]:
+    """Per rung, the runs its cohort will hold as far as the spec says: every run at the first rung,
+    then what the keep rule keeps (None after a P(good) rule: it keeps an unknown number)."""
+    n: int | None = len(expand_runs(study))
+    cohorts = {}
+    for rung in study.triage.rungs:
+        cohorts[rung] = n
+        keep = study.triage.keep_rule
+        n = (None if n is None or isinstance(keep, KeepPGood) else
+             math.ceil(round(keep * n, 9)) if isinstance(keep, float) else min(keep, n))
+    return cohorts
 
 
 def check_recorded(decisions: pl.DataFrame, study: Study) -> None:
@@ -80,19 +94,30 @@ def rung_source(wh: Warehouse | None, study: Study, k: int, cohort: int | None =
         rows = ranked_predictors(wh, k, [study.dataset.name], study.architectures) if wh is not None else pl.DataFrame()
         candidates = [(row, recorded_study(wh, row["study"])) for row in rows.iter_rows(named=True)]
         source = auto_source(study, k, candidates, corpus_predictor(k, study), cohort)
+    elif is_corpus(triage.predictor):  # ships with the project: no warehouse needed, no one study to compare with
+        spec_runs = pl.DataFrame({"dataset": study.dataset.name, "architecture": study.architectures})
+        row = choose_predictor(wh, triage.predictor, k, spec_runs)
+        check_compatible(spec_runs.with_columns(run_id=pl.lit("(spec)")), row)
+        if cohort is not None and cohort < MIN_RUNS:
+            raise TriageError(f"triage.predictor corpus ranks the runs of a cohort among themselves and needs at least "
+                              f"{MIN_RUNS} of them at epoch {k}; this study's cohort there has {cohort}. Add runs "
+                              "(samples, seeds or widths), keep more of them, or use predictor: auto (test accuracy at "
+                              "the rung for so few runs)")
+        source = Source(CORPUS, row, f"named in the spec: {triage.predictor}")
     else:
         if wh is None:
             raise TriageError(f"triage.predictor {triage.predictor!r} names a registered predictor, but the warehouse "
                               "does not exist yet; register a study of this dataset there first (flows.study or "
-                              "flows.register), or use predictor: auto")
+                              "flows.register), or use predictor: auto or corpus")
         spec_runs = pl.DataFrame({"dataset": study.dataset.name, "architecture": study.architectures})
         row = choose_predictor(wh, triage.predictor, k, spec_runs)
         check_compatible(spec_runs.with_columns(run_id=pl.lit("(spec)")), row)
-        if is_corpus(row["id"]):  # no one study to compare with: its contract is checked when it scores
-            source = Source(CORPUS, row, f"named in the spec: {triage.predictor}")
-        else:
-            source = named_source(study, triage.predictor, row, recorded_study(wh, row["study"]))
+        source = named_source(study, triage.predictor, row, recorded_study(wh, row["study"]))
     row = source.predictor
+    if source.kind == CORPUS and isinstance(triage.keep, KeepPGood) and cohort is None:
+        raise TriageError(f"the corpus predictor ranks the runs of a cohort among themselves (at least {MIN_RUNS}), "
+                          f"but keep {{p_good: {triage.keep.p_good}}} leaves an unknown number of runs for epoch {k}; "
+                          "decide at one rung, or keep a fraction or a number of runs")
     if source.kind == ACCURACY and isinstance(triage.keep, KeepPGood):
         raise TriageError(f"triage.keep {{p_good: {triage.keep.p_good}}} needs a predictor with a calibrated "
                           f"classification twin, but at epoch {k} {source.reason}; keep a fraction or a number of "

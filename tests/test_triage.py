@@ -314,19 +314,20 @@ def test_cold_start_triage_decides_each_rung_by_accuracy(tmp_path, prefect_harne
 
 @pytest.mark.slow
 def test_cold_start_with_the_shipped_corpus_predictor(tmp_path, prefect_harness, monkeypatch):
-    """A new warehouse in this checkout, which ships the corpus: `auto` takes the corpus predictor at
-    the rung, computes the graphs it reads (epochs 0..rung) and keeps the runs it ranks best."""
+    """A new warehouse in this checkout, which ships the corpus: `predictor: corpus` takes the corpus
+    predictor at the rung, computes the graphs it reads (epochs 0..rung) and keeps the runs it ranks
+    best. (`auto` passes it over while its card's accuracy gate fails: test_triage_rungs.)"""
     from flows.train_sweep import train_sweep
 
     monkeypatch.delenv(CORPUS_ENV)
     spec = write_spec(tmp_path, **dict(TINY_STUDY, name="cold-corpus", width_transfer={},
-                                       triage={"rungs": [1], "keep": 0.5}))
+                                       triage={"rungs": [1], "keep": 0.5, "predictor": "corpus"}))
     wh_path = tmp_path / "w.duckdb"
     assert train_sweep(str(spec), str(wh_path)) == {"completed": 4, "stopped": 4}
     wh = Warehouse(wh_path)
     decisions = wh.query("SELECT * FROM triage_decisions WHERE study = 'cold-corpus'")
     assert set(decisions["source"]) == {"corpus"} and set(decisions["predictor_id"]) == {"corpus-k1"}
-    assert "the shipped corpus predictor corpus-k1 covers it" in decisions["source_reason"][0]
+    assert decisions["source_reason"][0] == "named in the spec: corpus"
     scores = wh.query("SELECT run_id, predicted FROM scores WHERE study = 'cold-corpus' AND predictor_id = 'corpus-k1'")
     assert scores.height == 8 and scores["predicted"].is_between(0, 1).all()  # within-study percentiles
     best = scores.sort(["predicted", "run_id"], descending=[True, False])["run_id"][:4]

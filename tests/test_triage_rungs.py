@@ -8,6 +8,7 @@ import math
 import polars as pl
 import pytest
 
+from pipeline_lib.corpus import CORPUS_ENV
 from pipeline_lib.decisions.predictor_source import auto_source, named_source
 from pipeline_lib.decisions.savings import triage_savings
 from pipeline_lib.decisions.scoring import ScoringError
@@ -141,3 +142,23 @@ def test_savings_in_seconds():
     assert row["fraction"] == pytest.approx((trained + 1.5) / train_all)
     assert (row["runs_to_end"], row["best_final_acc"]) == (1, 0.9)
     assert math.isclose(row["epoch_seconds"], (2.0 + 3.0) / 2)
+
+
+def test_a_corpus_triage_that_cannot_finish_is_refused_before_training(monkeypatch):
+    """No warehouse yet (the corpus ships with the project): `predictor: corpus` is checked without one;
+    a cohort the spec makes smaller than the corpus predictor's minimum, and a P(good) rule that
+    leaves an unknown cohort for the next rung, are refused before anything trains, saying what to do."""
+    from stages.triage import TriageError, check, planned_cohorts
+
+    monkeypatch.delenv(CORPUS_ENV, raising=False)  # the shipped corpus
+    six = _study(name="six", samples=3, widths=[1.0], seeds=[0, 1], triage={"rungs": [1], "keep": 0.5,
+                                                                          "predictor": "corpus"})
+    with pytest.raises(TriageError, match="needs at least 8 of them at epoch 1; this study's cohort there has 6. Add runs"):
+        check(None, six)
+    sixteen = dict(samples=4, widths=[1.0, 2.0], seeds=[0, 1])
+    assert planned_cohorts(_study(name="a", **sixteen, triage={"rungs": [1, 2], "keep": 0.25})) == {1: 16, 2: 4}
+    check(None, _study(name="ok", **sixteen, triage={"rungs": [1], "keep": 0.5, "predictor": "corpus"}))
+    with pytest.raises(TriageError, match="needs at least 8 of them at epoch 2; this study's cohort there has 4"):
+        check(None, _study(name="b", **sixteen, triage={"rungs": [1, 2], "keep": 0.25, "predictor": "corpus"}))
+    with pytest.raises(TriageError, match="leaves an unknown number of runs for epoch 2"):
+        check(None, _study(name="c", **sixteen, triage={"rungs": [1, 2], "keep": {"p_good": 0.5}, "predictor": "corpus"}))
