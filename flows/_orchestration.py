@@ -19,7 +19,7 @@ from tasks.graphs import graph_metrics_task
 from tasks.predict import base_set_features_task, cross_validate_task, transfer_task
 from tasks.training import train_group_task, train_run_task
 
-from ._fanout import fan_out
+from ._fanout import RunnerPools, fan_out
 
 # each unit of work as its Prefect task (its initializer and kind of resources: `stages.units.UNITS`)
 TASKS = {Work.TRAIN_RUN: train_run_task, Work.TRAIN_GROUP: train_group_task, Work.GRAPH_BATCH: graph_metrics_task,
@@ -68,9 +68,15 @@ def _stage_flow(name: str):
 
 
 class PrefectOrchestration:
+    """Units as Prefect tasks on the command's shared local pools (or Ray), stages as subflows."""
+
+    def __init__(self) -> None:
+        self.pools = RunnerPools()
+
     def fan_out(self, work: Work, parameters: list[dict], execution: ExecutionSpec, plan, **display) -> list:
         _, initializer, resources = UNITS[work]
-        return fan_out(TASKS[work], parameters, execution, plan, stage=resources, initializer=initializer, **display)
+        return fan_out(TASKS[work], parameters, execution, plan, stage=resources, initializer=initializer,
+                       pools=self.pools, **display)
 
     def stage(self, name: str, run: Callable[..., Any], context: StudyContext, **options) -> Any:
         return _stage_flow(name)(run, context, options)
@@ -79,6 +85,13 @@ class PrefectOrchestration:
         create_table_artifact(rows, key=key, description=description)
 
 
-def study_context(spec: str | Path, warehouse: str | Path | None, execution: ExecutionSpec | None = None) -> StudyContext:
-    """The edge: the study context of a command line or a deployment's flow run, opened once."""
-    return open_context(spec, warehouse, execution, PrefectOrchestration())
+@contextmanager
+def study_context(spec: str | Path, warehouse: str | Path | None,
+                  execution: ExecutionSpec | None = None) -> Iterator[StudyContext]:
+    """The edge: the study context of a command line or a deployment's flow run, opened once; its
+    process pools end with it."""
+    orchestration = PrefectOrchestration()
+    try:
+        yield open_context(spec, warehouse, execution, orchestration)
+    finally:
+        orchestration.pools.close()

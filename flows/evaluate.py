@@ -24,7 +24,8 @@ from ._orchestration import run_stage, study_context
 def evaluate(spec: str, warehouse: str | None = None, execution: ExecutionSpec | None = None) -> dict:
     """Cross-validate everything; returns counts of what was written (or that it was up to date).
     `execution` overrides the spec's."""
-    return run_stage(stage.run, study_context(spec, warehouse, execution))
+    with study_context(spec, warehouse, execution) as context:
+        return run_stage(stage.run, context)
 
 
 if __name__ == "__main__":

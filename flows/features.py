@@ -24,7 +24,8 @@ from ._orchestration import run_stage, study_context
 def features(spec: str, warehouse: str | None = None, execution: ExecutionSpec | None = None) -> dict:
     """Compute the feature units that are missing or stale; returns how many units were written per base
     set. `execution` overrides the spec's."""
-    return run_stage(stage.run, study_context(spec, warehouse, execution))
+    with study_context(spec, warehouse, execution) as context:
+        return run_stage(stage.run, context)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ def graph_metrics(spec: str, warehouse: str | None = None, recompute: bool = Fal
                   execution: ExecutionSpec | None = None, until_epoch: int | None = None,
                   properties: list[str] | None = None) -> dict:
     """Compute the graphs of every pending snapshot of the study; returns counts. `execution` overrides the spec's."""
-    return run_stage(stage.run, study_context(spec, warehouse, execution),
-                     {"recompute": recompute, "until_epoch": until_epoch, "properties": properties})
+    with study_context(spec, warehouse, execution) as context:
+        return run_stage(stage.run, context,
+                         {"recompute": recompute, "until_epoch": until_epoch, "properties": properties})
 
 
 def main() -> None:

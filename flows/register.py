@@ -25,7 +25,8 @@ from ._orchestration import run_stage, study_context
 def register(spec: str, warehouse: str | None = None) -> dict:
     """Fit, save and record the study's predictors and their decision path's cost; returns how many
     predictors (or that they were up to date)."""
-    return run_stage(stage.run, study_context(spec, warehouse))
+    with study_context(spec, warehouse) as context:
+        return run_stage(stage.run, context)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ from ._orchestration import run_stage, study_context
 def replay(spec: str, warehouse: str | None = None, workers: int = Settings.workers,
            random_orders: int = Settings.random_orders, reports_dir: str | None = None) -> dict:
     """Replay and record; returns the row count and the headline lines (also in reports/<study>/replay.md)."""
-    return run_stage(stage.run, study_context(spec, warehouse),
-                     {"workers": workers, "random_orders": random_orders, "reports_dir": reports_dir})
+    with study_context(spec, warehouse) as context:
+        return run_stage(stage.run, context,
+                         {"workers": workers, "random_orders": random_orders, "reports_dir": reports_dir})
 
 
 def main() -> None:

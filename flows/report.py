@@ -37,8 +37,8 @@ def publish_report(study_name: str, result: dict) -> None:
 def report(spec: str, warehouse: str | None = None, reports_dir: str | None = None) -> dict:
     """Write and publish the report; returns its path, the summary table (as rows), the verdict, the
     Markdown with embedded figures and the tables."""
-    context = study_context(spec, warehouse)
-    result = run_stage(stage.run, context, {"reports_dir": reports_dir})
+    with study_context(spec, warehouse) as context:
+        result = run_stage(stage.run, context, {"reports_dir": reports_dir})
     if result["path"]:
         publish_report(context.study.name, result)
     return result

@@ -32,16 +32,17 @@ from ._orchestration import run_stage, study_context
 def score(spec: str, warehouse: str | None = None, predictor: str = "best", at_epoch: int = 2,
           confidence: float = 0.9) -> dict:
     """Score the study's runs that reached epoch `at_epoch`; returns the predictor and how many were scored."""
-    return run_stage(stage.run, study_context(spec, warehouse),
-                     {"predictor": predictor, "at_epoch": at_epoch, "confidence": confidence})
+    with study_context(spec, warehouse) as context:
+        return run_stage(stage.run, context,
+                         {"predictor": predictor, "at_epoch": at_epoch, "confidence": confidence})
 
 
 def main() -> None:
     args = parse_arguments(__spec__.name, __doc__)
     check_warehouse("score", args, load_study(args.spec).name)
-    context = study_context(args.spec, args.warehouse)
-    plan = stage.plan_scoring(context.warehouse, context.study.name, args.predictor, args.at_epoch)
-    stage.study_differences(context, plan.predictor)  # refusals before Prefect starts
+    with study_context(args.spec, args.warehouse) as context:
+        plan = stage.plan_scoring(context.warehouse, context.study.name, args.predictor, args.at_epoch)
+        stage.study_differences(context, plan.predictor)  # refusals before Prefect starts
     score(args.spec, args.warehouse, args.predictor, args.at_epoch, args.confidence)
 
 

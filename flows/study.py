@@ -61,16 +61,16 @@ def _progress_text(wh, name: str, planned_runs: int, done: list[str], stages: in
 def study(spec: str, warehouse: str | None = None, reports_dir: str | None = None,
           execution: ExecutionSpec | None = None) -> dict:
     """Run every stage; returns the stages' results and the report path. `execution` overrides the spec's."""
-    context = study_context(spec, warehouse, execution)
-    name, wh = context.study.name, context.warehouse
-    planned_runs = len(expand_runs(context.study))
-    results: dict = {}
-    progress = create_progress_artifact(0.0, key=artifact_key(name, "progress"),
-                                        description=_progress_text(wh, name, planned_runs, [], len(STAGES)))
-    for stage, (flow_name, run) in STAGES.items():
-        results[stage] = context.stage(flow_name, run, **({"reports_dir": reports_dir} if stage == "report" else {}))
-        update_progress_artifact(progress, 100.0 * len(results) / len(STAGES),
-                                 _progress_text(wh, name, planned_runs, list(results), len(STAGES)))
+    with study_context(spec, warehouse, execution) as context:
+        name, wh = context.study.name, context.warehouse
+        planned_runs = len(expand_runs(context.study))
+        results: dict = {}
+        progress = create_progress_artifact(0.0, key=artifact_key(name, "progress"),
+                                            description=_progress_text(wh, name, planned_runs, [], len(STAGES)))
+        for stage, (flow_name, run) in STAGES.items():
+            results[stage] = context.stage(flow_name, run, **({"reports_dir": reports_dir} if stage == "report" else {}))
+            update_progress_artifact(progress, 100.0 * len(results) / len(STAGES),
+                                     _progress_text(wh, name, planned_runs, list(results), len(STAGES)))
     final = results["report"]
     if final["path"]:
         publish_report(name, final)

@@ -27,7 +27,8 @@ def train_sweep(spec: str, warehouse: str | None = None, execution: ExecutionSpe
                 until_epoch: int | None = None, run_ids: list[str] | None = None) -> dict:
     """Train every run of the study (or those of `run_ids`, to `until_epoch` at most); returns counts
     by status. `execution` overrides the spec's."""
-    return run_stage(stage.run, study_context(spec, warehouse, execution), {"until_epoch": until_epoch, "run_ids": run_ids})
+    with study_context(spec, warehouse, execution) as context:
+        return run_stage(stage.run, context, {"until_epoch": until_epoch, "run_ids": run_ids})
 
 
 def main() -> None:

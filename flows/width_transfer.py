@@ -24,7 +24,8 @@ from ._orchestration import run_stage, study_context
 @flow(name="width-transfer", log_prints=True)
 def width_transfer(spec: str, warehouse: str | None = None, execution: ExecutionSpec | None = None) -> dict:
     """Fit and test every transfer direction; returns counts. `execution` overrides the spec's."""
-    return run_stage(stage.run, study_context(spec, warehouse, execution))
+    with study_context(spec, warehouse, execution) as context:
+        return run_stage(stage.run, context)
 
 
 if __name__ == "__main__":

@@ -83,3 +83,36 @@ def test_stacked_and_single_run_sweeps_agree(tmp_path, prefect_harness):
             type=ArtifactFilterType(any_=["progress"]),
             flow_run_id=ArtifactFilterFlowRunId(any_=[s.state_details.flow_run_id for s in states])))
     assert len(progress) == 2 + 4 and all(float(p.data) == 100.0 for p in progress)  # 2 groups, 4 single runs
+
+
+def test_a_triaged_sweep_s_task_runs_belong_to_their_own_phase_s_subflow(tmp_path, prefect_harness):
+    """The rungs of one sweep share the command's process pool (`flows._fanout.RunnerPools`), and each
+    phase's task runs still belong to that phase's train-sweep subflow in the UI (Prefect caches the
+    submitting flow run at a runner's first submit: the shared pool must not keep the first one)."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId, TaskRunFilter
+    from prefect.client.schemas.filters import TaskRunFilterFlowRunId
+
+    spec = write_spec(tmp_path, name="rungs", samples=4, seeds=[0, 1], widths=[1.0], epochs=3, width_transfer={},
+                      execution={"device": "cpu", "stacked": False},
+                      triage={"rungs": [1, 2], "keep": 0.5, "predictor": "auto"})
+    state = train_sweep(str(spec), str(tmp_path / "w.duckdb"), return_state=True)
+    assert state.result() == {"completed": 2, "stopped": 6}
+
+    async def phases():
+        async with get_client() as client:
+            parent = (await client.read_flow_run(state.state_details.flow_run_id)).id
+            children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent])))
+            training = [c for c in children if c.name and c.flow_id and (await client.read_flow(c.flow_id)).name == "train-sweep"]
+            out = []
+            for run in sorted(training, key=lambda r: r.start_time):
+                tasks = await client.read_task_runs(task_run_filter=TaskRunFilter(
+                    flow_run_id=TaskRunFilterFlowRunId(any_=[run.id])))
+                out.append(sorted(t.name.split("-")[0] for t in tasks))
+            return out
+
+    # three phases: 8 runs to epoch 1, 4 kept to epoch 2, 2 kept to the end; each phase's task runs on its subflow
+    assert [len(tasks) for tasks in asyncio.run(phases())] == [8, 4, 2]
