@@ -16,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Prefect reads from the working directory: `.venv/bin/python -m flows.<name>` run from here behaves
 # the same as these targets.
 
-.PHONY: setup demo test bench clean-data server stop
+.PHONY: setup demo test test-fast bench corpus clean-data server stop
 
 setup: $(STAMP)
 
@@ -40,6 +40,15 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q tests
+
+# The edit loop: every test but the end-to-end ones that start Prefect flows or servers (marked slow).
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" tests
+
+# The corpus and its predictor (flows/corpus.py): trains what specs/corpus/ and specs/heldout/ add
+# (hours on 2 cores; each step skips what is done), exports corpus/, fits and compares.
+corpus: setup
+	$(PY) -m flows.corpus
 
 bench: setup
 	$(PY) benchmarks/graph_metrics.py --write

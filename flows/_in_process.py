@@ -48,7 +48,7 @@ def server_configured(cwd: Path | None = None) -> bool:
     return bool(active and profiles.get("profiles", {}).get(active, {}).get("PREFECT_API_URL"))
 
 
-def _log_to_terminal() -> None:
+def log_to_terminal() -> None:
     """The stages' log lines in the terminal, as Prefect shows a flow's."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d | %(levelname)-7s | %(message)s", "%H:%M:%S"))
@@ -124,6 +124,6 @@ def run_in_process(command: str, args: argparse.Namespace) -> None:
     """Run a quick command on the in-process orchestration and exit as its flow would (`run_cli`)."""
     from ._cli import run_cli
 
-    _log_to_terminal()
+    log_to_terminal()
     run_cli(lambda: COMMANDS[command](args), user_errors=_user_errors(command))
     sys.exit(0)

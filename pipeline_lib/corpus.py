@@ -34,7 +34,7 @@ from .prediction.targets import run_targets
 from .vocabulary import FITTED_PREDICTORS, Split, Task
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "corpus"
-CORPUS_ENV = "RGP_CORPUS_DIR"  # another corpus (scripts/export_corpus.py --out), or a directory without one
+CORPUS_ENV = "RGP_CORPUS_DIR"  # another corpus (python -m flows.corpus --out), or a directory without one
 
 
 def corpus_dir() -> Path:
@@ -45,10 +45,7 @@ RUN_COLUMNS = ("study", "run_id", "config_id", "dataset", "dataset_subset", "arc
                "status", "diverged_epoch", "final_test_acc")
 CURVE_COLUMNS = ("run_id", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
 FEATURE_COLUMNS = ("run_id", "k", "feature_set", "feature", "value")
-REGENERATE = ("for wh in warehouse/corpus/*.duckdb; do .venv/bin/python -m flows.features --spec "
-              "specs/corpus/$(basename $wh .duckdb).yaml --warehouse $wh; done  # the warehouses of "
-              "scripts/train_corpus.sh\n  .venv/bin/python scripts/export_corpus.py --log corpus.log"
-              "\n  .venv/bin/python scripts/corpus_predictor.py")
+REGENERATE = "make corpus  (python -m flows.corpus: features recomputed, the corpus exported and refitted)"
 HEADLINE = {Task.REGRESSION: "kendall_tau", Task.CLASSIFICATION: "balanced_accuracy"}
 
 

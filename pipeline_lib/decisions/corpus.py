@@ -116,8 +116,8 @@ def read_card(directory: Path | None = None) -> dict:
     directory = directory or predictor_dir()
     path = directory / "card.json"
     if not path.is_file():
-        raise ScoringError(f"no corpus predictor under {directory}; build it with "
-                           ".venv/bin/python scripts/corpus_predictor.py")
+        raise ScoringError(f"no corpus predictor under {directory}; build it with make corpus "
+                           "(python -m flows.corpus)")
     return json.loads(path.read_text())
 
 
@@ -133,7 +133,7 @@ def predictor_row(k: int, directory: Path | None = None) -> dict:
     if card["feature_code"] != feature_code():
         raise ScoringError(f"the corpus predictor was fitted on features of feature code {card['feature_code'][:12]}..., "
                            f"this checkout's is {feature_code()[:12]}...; regenerate the corpus and its predictor:\n"
-                           f"  {REGENERATE}\n  .venv/bin/python scripts/corpus_predictor.py")
+                           f"  {REGENERATE}")
     return {"id": f"{CORPUS}-k{k}", "study": CORPUS, "datasets": card["datasets"],
             "architectures": card["architectures"], "task": Task.REGRESSION.value, "code_digest": card["code_digest"],
             "path": str(directory / entry["regression_file"]), "file_digest": entry["regression_digest"],

@@ -84,7 +84,7 @@ def test_corpus_holds_configuration_curves_outcome_and_features(tiny_corpus):
 def test_stale_feature_code_fails_with_the_regenerating_command(tiny_corpus):
     corpus, _ = tiny_corpus
     stale = corpus_lib.Corpus(corpus.runs, corpus.curves, corpus.features, {**corpus.meta, "feature_code": "0" * 40})
-    with pytest.raises(CorpusStale, match="scripts/export_corpus.py"):
+    with pytest.raises(CorpusStale, match="make corpus"):
         check_current(stale)
 
 
@@ -200,5 +200,5 @@ def test_the_shipped_card_gates_each_k_on_every_corpus_study():
     card = corpus_predictor.read_card()
     for k, entry in card["predictors"].items():
         gate = entry["accuracy_gate"]
-        assert set(gate["studies"]) == {s["study"] for s in card["studies"]}
+        assert {s for s in gate["studies"] if not s.startswith("heldout:")} == {s["study"] for s in card["studies"]}
         assert gate["holds"] == all(t >= a - gate["tolerance"] for t, a in gate["studies"].values())

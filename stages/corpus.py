@@ -1,0 +1,220 @@
+"""The corpus pipeline: train the corpus and held-out studies, export the corpus tables, fit the corpus
+predictor leave-one-study-out, and compare it with test accuracy on every study it never saw.
+
+Each step skips what is done: the studies' own stages skip finished runs, graphs and features (their
+done rules); the export is written only when its rows changed; the leave-one-study-out fits and the
+predictor are made again only when the exported corpus or the pins changed (`corpus_digest`); the
+held-out comparison only when the predictor or a held-out study changed. A corpus study without a
+warehouse here keeps its rows of the committed corpus when they were computed by this feature code
+(so the corpus extends without training its older studies again).
+
+What `predictor: auto` may use follows from the last step: the card's `accuracy_gate` per k lists
+every study the predictor was tested on (each corpus study left out, and the held-out studies) and
+holds only when it trails test accuracy at k on none of them (`decisions.corpus.accuracy_gate`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from pipeline_lib.corpus import (CorpusStale, check_current, corpus_designs, corpus_targets, feature_code,
+                                 loso_evaluation, loso_predictions, read_corpus, write_corpus)
+from pipeline_lib.decisions import corpus as corpus_predictor
+from pipeline_lib.fingerprints import predictor_pins
+from pipeline_lib.spec import load_study
+from pipeline_lib.vocabulary import FITTED_PREDICTORS
+from warehouse.corpus import corpus_tables
+from warehouse.db import Warehouse
+from warehouse.predict import epoch_metrics, study_runs
+
+from . import features, graph_metrics, train_sweep
+from .local import local_context
+
+log = logging.getLogger("stages")
+
+
+@dataclass(frozen=True)
+class CorpusPlan:
+    """Where the corpus pipeline reads and writes: the spec folders, one warehouse per study, the corpus."""
+
+    corpus_specs: Path
+    heldout_specs: Path
+    warehouses: Path
+    out: Path
+    jobs: int = 2
+    train: bool = True
+    predictors: tuple[str, ...] = tuple(FITTED_PREDICTORS)
+    studies: list[str] = field(default_factory=list)  # spec stems to train (default: all)
+
+    def specs(self, folder: Path) -> list[Path]:
+        return sorted(folder.glob("*.yaml"))
+
+    def warehouse(self, spec: Path) -> Path:
+        return self.warehouses / f"{spec.stem}.duckdb"
+
+
+def train_study(spec: Path, warehouse: Path) -> dict:
+    """The study's training, graphs (epochs 0..its largest k) and features, in this process; each
+    stage skips what is done. Returns each stage's wall seconds."""
+    seconds = {}
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    with local_context(spec, warehouse) as ctx:
+        for name, run, options in (("train_sweep", train_sweep.run, {}),
+                                   ("graph_metrics", graph_metrics.run,
+                                    {"until_epoch": max(ctx.study.predict.k_epochs)}),
+                                   ("features", features.run, {})):
+            start = time.perf_counter()
+            run(ctx, **options)
+            seconds[name] = round(time.perf_counter() - start, 1)
+    return seconds
+
+
+def _digest(*frames: pl.DataFrame) -> str:
+    sha = hashlib.sha256()
+    for frame in frames:
+        sha.update(frame.hash_rows().sort().to_numpy().tobytes())
+    return sha.hexdigest()
+
+
+def export(plan: CorpusPlan, walls: dict[str, dict]) -> bool:
+    """The corpus tables from the corpus studies' warehouses (or, for a study without one here, its rows
+    of the committed corpus, when this feature code made them); True when they changed."""
+    try:
+        previous = read_corpus(plan.out)
+        check_current(previous)
+    except (FileNotFoundError, CorpusStale):
+        previous = None
+    parts, facts = [], []
+    for spec in plan.specs(plan.corpus_specs):
+        name = load_study(spec).name
+        path = plan.warehouse(spec)
+        if path.is_file():
+            runs, curves, feats, fact = corpus_tables(Warehouse(path), name)
+            fact["wall_seconds"] = walls.get(spec.stem) or _previous_walls(previous, name)
+        elif previous is not None and name in set(previous.runs["study"]):
+            ids = previous.runs.filter(pl.col("study") == name)["run_id"]
+            runs = previous.runs.filter(pl.col("study") == name)
+            curves = previous.curves.filter(pl.col("run_id").is_in(ids))
+            feats = previous.features.filter(pl.col("run_id").is_in(ids))
+            fact = next(s for s in previous.meta["studies"] if s["study"] == name)
+            log.info("corpus study %s: no warehouse %s here; its %d runs of the committed corpus are kept", name,
+                     path, runs.height)
+        else:
+            log.warning("corpus study %s: no warehouse %s and no rows in the committed corpus; train it "
+                        "(python -m flows.corpus without --no-train)", name, path)
+            continue
+        parts.append((runs, curves, feats))
+        facts.append(fact)
+    if not parts:
+        raise CorpusStale(f"no corpus study has a warehouse under {plan.warehouses} or rows in {plan.out}")
+    runs, curves, feats = (pl.concat([p[i] for p in parts], how="diagonal_relaxed") for i in range(3))
+    digest = _digest(runs.select("run_id", "final_test_acc"), curves.select("run_id", "epoch", "test_acc"),
+                     feats.select("run_id", "k", "feature", pl.col("value").cast(pl.Float32)))
+    if previous is not None and previous.meta.get("rows_digest") == digest:
+        log.info("corpus tables up to date (%d runs of %d studies)", runs.height, len(facts))
+        return False
+    write_corpus(plan.out, runs, curves, feats, {"studies": facts, "rows_digest": digest})
+    log.info("corpus tables written: %d runs of %d studies in %s", runs.height, len(facts), plan.out)
+    return True
+
+
+def _previous_walls(previous, name: str) -> dict:
+    if previous is None:
+        return {}
+    return next((s.get("wall_seconds", {}) for s in previous.meta["studies"] if s["study"] == name), {})
+
+
+def fit(plan: CorpusPlan) -> bool:
+    """Leave-one-study-out predictions and evaluations of every design, then the corpus predictor and
+    its model card; skipped when the card was fitted on these rows under these pins. True if fitted."""
+    from threadpoolctl import threadpool_limits
+
+    corpus = read_corpus(plan.out)
+    check_current(corpus)
+    stamp = {"rows_digest": corpus.meta["rows_digest"], "pins": predictor_pins(), "predictors": list(plan.predictors)}
+    card_path = plan.out / "predictor" / "card.json"
+    if card_path.is_file() and json.loads(card_path.read_text()).get("fitted_on") == stamp:
+        log.info("corpus predictor up to date")
+        return False
+    start = time.perf_counter()
+    with threadpool_limits(1):
+        targets = corpus_targets(corpus.runs)
+        designs = corpus_designs(corpus, targets)
+        predictions = loso_predictions(designs, targets, plan.predictors, n_jobs=plan.jobs)
+        log.info("%d leave-one-study-out predictions in %.0f s", predictions.height, time.perf_counter() - start)
+        evaluations, comparisons = loso_evaluation(predictions, targets)
+        for name, frame in (("loso_evaluations", evaluations), ("loso_comparisons", comparisons),
+                            ("loso_predictions", predictions)):
+            frame.write_parquet(plan.out / f"{name}.parquet", compression="zstd")
+        card = corpus_predictor.fit_corpus_predictors(designs, targets, corpus.runs, corpus.curves, evaluations,
+                                                      predictions, corpus.meta["studies"], plan.out / "predictor")
+    card["fitted_on"] = stamp
+    card_path.write_text(json.dumps(card, indent=1) + "\n")
+    corpus_predictor.write_model_card(card, plan.out / "predictor")
+    log.info("corpus predictor fitted in %.0f s", time.perf_counter() - start)
+    return True
+
+
+def heldout(plan: CorpusPlan) -> pl.DataFrame:
+    """Per held-out study (trained here) and k: the Kendall tau of the corpus predictor's ranking, as
+    `flows.score --predictor corpus` scores it, and of test accuracy at k, against the final accuracy;
+    their per-study taus join the card's accuracy gate. Returns the table (also corpus/heldout.parquet)."""
+    from stages.score import score_study
+
+    card_path = plan.out / "predictor" / "card.json"
+    card = json.loads(card_path.read_text())
+    studies = []
+    for spec in plan.specs(plan.heldout_specs):
+        path = plan.warehouse(spec)
+        if not path.is_file():
+            log.warning("held-out study %s: no warehouse %s; train it first", spec.stem, path)
+            continue
+        name = load_study(spec).name
+        studies.append((name, path, study_runs(Warehouse(path), name).height))
+    stamp = {"fitted_on": card.get("fitted_on"), "studies": [[n, r] for n, _, r in studies]}
+    if card.get("heldout_of") == stamp and (plan.out / "heldout.parquet").is_file():
+        log.info("held-out comparison up to date (%d studies)", len(studies))
+        return pl.read_parquet(plan.out / "heldout.parquet")
+    rows = []
+    for name, path, _ in studies:
+        wh = Warehouse(path)
+        finished = study_runs(wh, name).select("run_id", pl.col("final_test_acc").alias("y_true"))
+        for k in map(int, card["predictors"]):
+            scores, _ = score_study(wh, name, "corpus", k)
+            made = (finished.join(scores.select("run_id", pl.col("predicted").alias("y_pred")), on="run_id")
+                    .with_columns(pl.lit(name).alias("study")))
+            for r in corpus_predictor.accuracy_taus(made, epoch_metrics(wh, name), k).iter_rows(named=True):
+                rows.append({**r, "k": k, "runs": made.height})
+    table = pl.DataFrame(rows, schema={"study": pl.Utf8, "tau": pl.Float64, "accuracy_tau": pl.Float64,
+                                       "k": pl.Int64, "runs": pl.Int64})
+    table.write_parquet(plan.out / "heldout.parquet")
+    for k, entry in card["predictors"].items():
+        loso = {s: v for s, v in entry["accuracy_gate"]["studies"].items() if not s.startswith("heldout:")}
+        taus = pl.DataFrame([{"study": s, "tau": t, "accuracy_tau": a} for s, (t, a) in loso.items()]
+                            + [{"study": f"heldout:{r['study']}", "tau": r["tau"], "accuracy_tau": r["accuracy_tau"]}
+                               for r in table.filter(pl.col("k") == int(k)).iter_rows(named=True)])
+        entry["accuracy_gate"] = corpus_predictor.accuracy_gate(taus)
+    card["heldout_of"] = stamp
+    card_path.write_text(json.dumps(card, indent=1) + "\n")
+    return table
+
+
+def run(plan: CorpusPlan) -> dict:
+    """Every step, each skipping what is done; returns what each did."""
+    walls = {}
+    if plan.train:
+        for spec in plan.specs(plan.corpus_specs) + plan.specs(plan.heldout_specs):
+            if plan.studies and spec.stem not in plan.studies:
+                continue
+            log.info("study %s", spec.stem)
+            walls[spec.stem] = train_study(spec, plan.warehouse(spec))
+    exported = export(plan, walls)
+    fitted = fit(plan)
+    table = heldout(plan)
+    return {"trained": sorted(walls), "exported": exported, "fitted": fitted, "heldout_studies": table["study"].n_unique()}
