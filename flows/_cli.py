@@ -146,12 +146,14 @@ def load_runnable_study(path: str, trains: bool = False, cross_validates: bool =
     """The validated spec, checked against what the stages about to run need (the training device
     on this machine, configurations for grouped cross-validation), before Prefect starts or the
     warehouse file is created."""
+    from pipeline_lib.datasets import check_files
     from pipeline_lib.placement import DeviceUnavailable, plan_placement
     from pipeline_lib.spec import SpecError, load_study
 
     study = load_study(path)
     try:
         if trains:
+            check_files(study.dataset.name, study.dataset.root)
             plan_placement(study.execution.device, study.execution.runs_per_device)
         if cross_validates:
             study.check_cross_validation()

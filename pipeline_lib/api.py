@@ -57,7 +57,9 @@ class ModelNotTraceable(PredictionError):
 @dataclass(frozen=True)
 class Prediction:
     """The predicted final test accuracy, its conformal interval at `confidence`, and the calibrated
-    P(good) (None when the predictor has no calibrated classification twin)."""
+    P(good) (None when the predictor has no calibrated classification twin). A run whose history has
+    a non-finite loss or accuracy by epoch k is `diverged`, as the pipeline records it: no prediction
+    (NaN), no P(good), and the pruner and scheduler stop it."""
 
     predicted: float
     low: float
@@ -65,9 +67,11 @@ class Prediction:
     p_good: float | None
     k: int
     confidence: float
+    diverged: bool = False
 
     def as_dict(self) -> dict:
-        return {"predicted": self.predicted, "low": self.low, "high": self.high, "p_good": self.p_good}
+        return {"predicted": self.predicted, "low": self.low, "high": self.high, "p_good": self.p_good,
+                "diverged": self.diverged}
 
 
 @dataclass
@@ -154,6 +158,8 @@ class Predictor:
     def predict(self, model: nn.Module | Mapping[str, torch.Tensor], history: History) -> Prediction:
         """The prediction at epoch k = `self.k` for `model` (its weights at epoch k: a module, or a
         state_dict of a project architecture named in the hyper-parameters) and `history` (epochs 0..k)."""
+        if (lost := history.diverged_epoch()) is not None and lost <= self.k:
+            return Prediction(math.nan, math.nan, math.nan, None, self.k, self.confidence, diverged=True)
         runs = self._run_frame(history)
         features = pl.concat([self._base_features(base, model, history, runs) for base in self.bases])
         X = design_matrix(features, [RUN_ID], self.entry["features"])

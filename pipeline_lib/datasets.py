@@ -82,17 +82,34 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def _fashion_mnist(root: str | None) -> TensorData:
-    root_path = Path(root or FASHION_MNIST_ROOT)
-    names = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
-    missing = [n for n in names if not (root_path / n).is_file()]
+FASHION_MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                       "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+# what each dataset's root must hold (a folder or files), checked before anything trains
+ROOT_ENTRIES = {"fashion_mnist": FASHION_MNIST_FILES, "cifar10": ("cifar-10-batches-py",),
+                "svhn": ("train_32x32.mat", "test_32x32.mat")}
+
+
+def check_files(name: str, root: str | None) -> None:
+    """DatasetUnavailable, naming what is missing and where, unless the dataset's files are there (a
+    root that exists but is empty fails here, not in every training task)."""
+    if name not in ROOT_ENTRIES:
+        return
+    if name == "fashion_mnist":
+        root = root or str(FASHION_MNIST_ROOT)
+    if root is None:
+        raise DatasetUnavailable(f"{name} needs dataset.root: a folder holding {', '.join(ROOT_ENTRIES[name])}. "
+                                 "Nothing is downloaded at run time.")
+    missing = [entry for entry in ROOT_ENTRIES[name] if not (Path(root) / entry).exists()]
     if missing:
-        raise DatasetUnavailable(
-            f"Fashion-MNIST files missing in {root_path}: {missing}. Install Debian's package "
-            f"(apt-get install dataset-fashion-mnist) or set dataset.root to a folder holding the four IDX .gz files."
-        )
-    xtr, ytr, xte, yte = (_read_idx(root_path / n) for n in names)
+        advice = (" Install Debian's package (apt-get install dataset-fashion-mnist) or set dataset.root to a folder "
+                  "holding the four IDX .gz files." if name == "fashion_mnist" else " Nothing is downloaded at run time.")
+        raise DatasetUnavailable(f"{name} files missing in {root}: {missing}.{advice}")
+
+
+def _fashion_mnist(root: str | None) -> TensorData:
+    check_files("fashion_mnist", root)
+    root_path = Path(root or FASHION_MNIST_ROOT)
+    xtr, ytr, xte, yte = (_read_idx(root_path / n) for n in FASHION_MNIST_FILES)
     return _tensor_data(xtr[:, None] / 255.0, ytr, xte[:, None] / 255.0, yte, DATASETS["fashion_mnist"].classes)
 
 

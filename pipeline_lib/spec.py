@@ -29,6 +29,7 @@ TrainMetrics = Literal["epoch", "exact"]  # how training loss/accuracy are taken
 GraphProperty = Literal["in_strength", "out_strength", "strength", "eigenvector", "pagerank", "katz", "hub", "authority",
                         "closeness", "betweenness"]
 MIN_CONFIGURATIONS = 2  # grouped cross-validation holds out whole configurations: it needs two
+MAX_RUNS = 20_000  # runs one study may expand to: each is a folder of snapshots and a state file
 
 
 class _Strict(BaseModel):
@@ -425,7 +426,8 @@ class TriageSpec(_Strict):
 
 
 class Study(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=120,
+                      description="a plain name (it names the study's folders): a letter or digit first")
     dataset: DatasetSpec = DatasetSpec()
     architectures: list[Architecture] = ["lenet"]
     widths: list[float] = [1.0]
@@ -483,6 +485,11 @@ class Study(_Strict):
             raise ValueError(f"predict.k_epochs {self.predict.k_epochs} must be below epochs={self.epochs}")
         for schedule in self.sweep.lr_schedule:
             schedule.check_epochs(self.epochs)
+        runs = self.samples * len(self.architectures) * len(self.widths) * len(self.seeds)
+        if runs > MAX_RUNS:
+            raise ValueError(f"samples x architectures x widths x seeds = {self.samples} x {len(self.architectures)} x "
+                             f"{len(self.widths)} x {len(self.seeds)} = {runs} runs, more than the {MAX_RUNS} one "
+                             "study may hold (each run is a folder of snapshots); split the sweep into studies")
         if self.triage is not None and self.triage.rungs[-1] >= self.epochs:
             raise ValueError(f"triage.rungs {self.triage.rungs} must be below epochs={self.epochs} "
                              "(runs are scored there and the kept ones trained on)")

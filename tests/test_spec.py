@@ -75,6 +75,9 @@ def test_run_id_ignores_dataset_root_but_not_subset(tmp_path):
         ({"triage": {"at_epoch": 1, "keep": {"top": 3}}}, "triage.keep: keep as a mapping must be {p_good: t}"),
         ({"triage": {"at_epoch": 1, "keep": "half"}}, "triage.keep: keep must be a fraction 0 < x < 1, a number"),
         ({"triage": {"at_epoch": 1, "keep": 2, "predicter": "best"}}, "triage.predicter: unknown key"),
+        ({"name": ".."}, "name: String should match pattern"),
+        ({"name": ".hidden"}, "name: String should match pattern"),
+        ({"samples": 100000}, "= 400000 runs, more than the 20000 one study may hold"),
     ],
 )
 def test_bad_specs_name_the_field(tmp_path, overrides, message):
@@ -118,6 +121,7 @@ UNRUNNABLE = [
     ({"samples": 1}, "samples: grouped cross-validation needs at least 2 distinct configurations"),
     ({"seeds": [0, 0]}, "seeds: lists [0] more than once"),
     ({"execution": {"device": "cuda:3"}}, "execution.device: device 'cuda:3' requested but"),
+    ({"dataset": {"name": "fashion_mnist", "root": "EMPTY"}}, "fashion_mnist files missing in"),
 ]
 
 
@@ -127,6 +131,9 @@ def test_unrunnable_specs_stop_before_anything_starts(tmp_path, monkeypatch, cap
     from flows.study import main
 
     warehouse = tmp_path / "w.duckdb"
+    if overrides.get("dataset", {}).get("root") == "EMPTY":  # a folder that exists but holds no dataset
+        (tmp_path / "empty").mkdir()
+        overrides = {"dataset": {**overrides["dataset"], "root": str(tmp_path / "empty")}}
     monkeypatch.setattr(sys, "argv", ["study", "--spec", str(write_spec(tmp_path, **overrides)),
                                       "--warehouse", str(warehouse)])
     with pytest.raises(SystemExit) as exit_:

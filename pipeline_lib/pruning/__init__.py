@@ -26,6 +26,13 @@ def keep_rule(keep: float | int | dict | KeepPGood) -> TriageSpec:
     return TriageSpec(at_epoch=1, keep=keep)
 
 
+def lost(score: dict) -> bool:
+    """A diverged run (the API's `Prediction.diverged`) or a non-finite score: stopped at once, as
+    Optuna's pruners stop a NaN intermediate value."""
+    predicted = score.get("predicted")
+    return bool(score.get("diverged")) or predicted is None or not math.isfinite(predicted)
+
+
 def keeps(scores: dict[str, dict], this: str, rule: TriageSpec) -> bool:
     """Whether the keep rule keeps `this` among the scored trials (id -> predicted, low, high, p_good;
     a missing or NaN predicted score ranks last)."""

@@ -15,7 +15,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from ..spec import KeepPGood
-from . import keep_rule, keeps
+from . import keep_rule, keeps, lost
 
 if TYPE_CHECKING:  # the accuracy rule needs neither torch nor the predictors' stack
     import torch
@@ -93,6 +93,8 @@ class TriagePruner(BasePruner):
         mine = self._score(trial, rung, maximize)
         if mine is None:
             return False
+        if lost(mine):
+            return True
         key = "{:09d}".format  # ties rank the earlier trial first
         scores = {key(t.number): s for t in study.get_trials(deepcopy=False, states=PEERS)
                   if t.number != trial.number and (s := self._score(t, rung, maximize)) is not None}

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from ..spec import KeepPGood
-from . import keep_rule, keeps
+from . import keep_rule, keeps, lost
 
 
 class TriageScheduler(FIFOScheduler):
@@ -74,6 +74,9 @@ class TriageScheduler(FIFOScheduler):
             if not self.use_predictions and self._metric not in result:
                 raise ValueError(f"trial {trial.trial_id} reported no {self._metric!r} at {self.time_attr} = {now}")
             self.scores[rung][trial.trial_id] = self._score(result)
+            if lost(self.scores[rung][trial.trial_id]):
+                self.stopped[rung].append(trial.trial_id)
+                return TrialScheduler.STOP
             if len(self.scores[rung]) < self.min_trials:
                 continue
             if not keeps(self.scores[rung], trial.trial_id, self.rule):

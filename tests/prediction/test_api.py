@@ -3,6 +3,7 @@ model must give what the registry's own model gives on the feature row the pipel
 the same run's saved snapshots and recorded metrics (warehouse tables), by an independent path."""
 from __future__ import annotations
 
+import math
 import numpy as np
 import polars as pl
 import pytest
@@ -155,3 +156,31 @@ def test_optuna_pruner_ranks_trials_on_the_predictions_they_stored(registered, t
         rank = 1 + sum(q >= p for q in predicted[:i])
         assert pruned[i] == (i + 1 >= 2 and rank > -(-(i + 1) // 2)), (i, predicted)
     assert any(pruned) and not all(pruned)
+
+
+def test_a_diverged_history_gets_no_prediction_and_the_pruner_stops_it(registered, tmp_path):
+    """A history with a NaN loss and accuracy by epoch k is diverged, as the pipeline records such a run:
+    no prediction, no P(good); the pruner stops the trial without ranking it, and a prediction
+    never observed (observe not called) leaves the trial running, as Optuna's pruners answer."""
+    import optuna
+
+    from pipeline_lib.pruning.optuna_pruner import TriagePruner
+
+    wh, study = registered.warehouse, registered.study
+    predictor = Predictor.load(wh.path, _entry(wh, study.name, "linear"))
+    run = study_runs(wh, study.name).filter(pl.col("diverged_epoch").is_null()).row(0, named=True)
+    live, history = _live_run(wh, study, run)
+    lost = History(history.hparams, metrics={e: dict(m) for e, m in history.metrics.items()}, states=history.states)
+    lost.metrics[K].update(train_loss=math.nan, test_loss=math.nan, test_acc=math.nan)
+    made = predictor.predict(live, lost)
+    assert made.diverged and math.isnan(made.predicted) and made.p_good is None
+
+    pruner = TriagePruner(keep=0.5, predictor=predictor, min_trials=1)
+    tuning = optuna.create_study(storage=f"sqlite:///{tmp_path / 'o.db'}", direction="maximize", pruner=pruner)
+    silent = tuning.ask()
+    silent.report(0.5, K)
+    assert silent.should_prune() is False  # nothing observed: it cannot judge
+    trial = tuning.ask()
+    trial.report(0.5, K)
+    assert pruner.observe(trial, K, live, lost).diverged
+    assert trial.should_prune() is True
