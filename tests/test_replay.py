@@ -102,11 +102,26 @@ def test_every_pruner_setting_stops_runs_within_their_curves(curves):
             assert (out.epochs[out.kept] == curves.epochs_done[out.kept]).all()
 
 
-def test_promotes_counts_ties_for_the_run_and_never_promotes_nan():
-    assert policies.promotes(0.5, np.array([0.5, 0.5, 0.2, 0.1]), 0.25)      # 1 of 4; the tie counts for it
-    assert not policies.promotes(0.4, np.array([0.5, 0.4, 0.2, 0.1]), 0.25)
-    assert policies.promotes(0.1, np.array([0.1]), 0.1)                      # the first at a rung goes on
-    assert not policies.promotes(NAN, np.array([NAN]), 1.0)
+def test_promotes_keeps_what_the_shipped_pruner_keeps():
+    """The replay's asynchronous rung rule decides each arrival exactly as `TriagePruner` decides a trial
+    at its rung (real Optuna study, min_trials 1): ceil(f x n) of the n seen so far, ties to the earlier."""
+    import optuna
+
+    from pipeline_lib.pruning.optuna_pruner import TriagePruner
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rng = np.random.default_rng(3)
+    for fraction in (1 / 3, 0.25, 0.5, 1 / 8):
+        scores = np.round(rng.random(17), 1)  # rounded: ties happen
+        study = optuna.create_study(direction="maximize", pruner=TriagePruner(keep=fraction, rungs=[1], min_trials=1))
+        for i, score in enumerate(scores):
+            trial = study.ask()
+            trial.report(float(score), 1)
+            assert policies.promotes(score, scores[:i + 1], fraction) == (not trial.should_prune()), (fraction, i)
+            study.tell(trial, float(score))
+    assert policies.promotes(0.5, np.array([0.5]), 1 / 3)  # the first at a rung goes on
+    assert not policies.promotes(0.5, np.array([0.5, 0.5, 0.2]), 1 / 3)  # the earlier 0.5 takes the one place
+    assert not policies.promotes(NAN, np.array([NAN]), 0.99)
 
 
 # online sees no label from the future ----------------------------------------------------------------

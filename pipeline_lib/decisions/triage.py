@@ -44,6 +44,13 @@ def accuracy_scores(epoch_metrics: pl.DataFrame, run_ids: list[str], rung: int) 
                     pl.lit(None, pl.Float64).alias("high"), pl.lit(None, pl.Float64).alias("p_good")))
 
 
+def kept_count(keep: float | int, n: int) -> int:
+    """How many of n ranked runs a keep rule keeps: the best fraction rounded up (rounded first, so that
+    1/3 x 9 keeps 3, not 4), or the top N. The one keep count of triage, the pruner, the scheduler
+    and the replay."""
+    return math.ceil(round(keep * n, 9)) if isinstance(keep, float) else min(keep, n)
+
+
 def decide(scores: pl.DataFrame, triage: TriageSpec) -> pl.DataFrame:
     """Keep or stop each scored run (run_id, predicted, low, high, p_good) of one rung's cohort by the
     spec's keep rule: the best predicted fraction (rounded up; 1/reduction_factor) or top N, or
@@ -54,8 +61,6 @@ def decide(scores: pl.DataFrame, triage: TriageSpec) -> pl.DataFrame:
     if isinstance(keep, KeepPGood):
         kept = pl.col("p_good").fill_null(-1.0) >= keep.p_good
     else:
-        # rounded first, so that 1/3 x 9 keeps 3, not 4
-        n = math.ceil(round(keep * ranked.height, 9)) if isinstance(keep, float) else keep
-        kept = pl.col("rank") <= n
+        kept = pl.col("rank") <= kept_count(keep, ranked.height)
     decision = pl.when(kept).then(pl.lit(Decision.KEEP)).otherwise(pl.lit(Decision.STOP))
     return ranked.with_columns(decision.alias("decision")).select(DECISION_SCHEMA.keys()).cast(DECISION_SCHEMA)
