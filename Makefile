@@ -53,6 +53,7 @@ corpus: setup
 bench: setup
 	$(PY) benchmarks/graph_metrics.py --write
 	$(PY) benchmarks/train_throughput.py --write
+	$(PY) benchmarks/command_wall.py --write
 
 clean-data:
 	rm -rf warehouse/warehouse.duckdb* warehouse/data

@@ -14,6 +14,7 @@ TINY = {
     "train_throughput.py": ["--mode", "cpu", "--architectures", "lenet", "--runs", "2", "--subset", "64",
                             "--epochs", "1", "--plain-runs", "1", "--repeats", "1", "--vmap"],
     "graph_metrics.py": ["--graphs", "lenet", "--quick"],
+    "command_wall.py": ["--repeats", "1"],
     "study_wall.py": ["--samples", "2", "--subset", "64", "--test-subset", "64", "--epochs", "2", "--repeats", "1"],
 }
 
