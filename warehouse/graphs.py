@@ -33,19 +33,23 @@ def stage_graph_batch(data_dir: Path, graphs: pl.DataFrame, summaries: pl.DataFr
 
 def load_staged_graphs(wh: Warehouse) -> int:
     """Load every staged batch, one transaction each, removing it once loaded; returns the graphs rows loaded.
-    A damaged batch is quarantined (its snapshots have no graph yet, so the stage computes them again)."""
+    A damaged batch is quarantined (its snapshots have no graph yet, so the stage computes them again).
+    A batch another process loaded and removed meanwhile (the same study run twice at once) is
+    skipped; one both read is recorded twice, the same rows (the load replaces them)."""
     loaded = 0
     for graphs_file in sorted(DataLayout(wh.data_dir).staged_graphs.glob("*.graphs.parquet")):
         summaries_file = graphs_file.with_name(graphs_file.name.replace(".graphs.", ".summaries."))
         try:
             graphs, summaries = (read_checked(f, pl.read_parquet) for f in (graphs_file, summaries_file))
+        except FileNotFoundError:
+            continue
         except DamagedFile as e:
             for f in (graphs_file, summaries_file):
                 quarantine(f, wh.data_dir, f"staged graph batch unusable: {e}")
             continue
         record_graph_results(wh, graphs, summaries)
-        graphs_file.unlink()
-        summaries_file.unlink()
+        graphs_file.unlink(missing_ok=True)
+        summaries_file.unlink(missing_ok=True)
         loaded += graphs.height
     return loaded
 

@@ -121,3 +121,27 @@ def test_divergence_flag_and_hparams(small_study):
     assert np.allclose(joined["log10_lr"], np.log10(joined["lr"]))
     assert np.allclose(joined["log2_width"], np.log2(joined["width"]))
     assert (joined["optimizer=sgd"] == 1.0).all() and (joined["optimizer=adam"] == 0.0).all()
+
+
+def test_a_staged_batch_another_process_loaded_meanwhile_is_skipped(small_study):
+    """The same study run twice at once: one process loads and removes a staged batch (graphs file, then
+    summaries) while the other is about to read it. The other skips it instead of failing with
+    FileNotFoundError, and still loads its own batches; the rows are the same either way."""
+    from pipeline_lib.layout import DataLayout
+    from warehouse.graphs import load_staged_graphs, stage_graph_batch
+
+    wh, study = small_study.warehouse, small_study.study
+    graphs = wh.query("SELECT * EXCLUDE (fingerprint) FROM graphs ORDER BY run_id, epoch LIMIT 4")
+    keys = [f"{r}/{e}" for r, e in graphs.select("run_id", "epoch").rows()]
+    summaries = wh.query("SELECT * FROM graph_summaries WHERE run_id || '/' || CAST(epoch AS VARCHAR) "
+                         "IN (SELECT unnest(?))", [keys])
+    before = wh.query("SELECT * FROM graph_summaries ORDER BY ALL")
+    staged = DataLayout(wh.data_dir).staged_graphs
+    stage_graph_batch(wh.data_dir, graphs, summaries, study.graphs)
+    taken = next(staged.glob("*.graphs.parquet"))
+    taken.with_name(taken.name.replace(".graphs.", ".summaries.")).unlink()  # the other process is mid-removal
+    first = graphs.head(2)
+    stage_graph_batch(wh.data_dir, first, summaries.join(first.select("run_id", "epoch"), on=["run_id", "epoch"]),
+                      study.graphs)
+    assert load_staged_graphs(wh) == 2
+    assert wh.query("SELECT * FROM graph_summaries ORDER BY ALL").equals(before)
