@@ -39,12 +39,25 @@ def predictor_dir() -> Path:
     return corpus_dir() / "predictor"
 
 
-def choose_units(evaluations: pl.DataFrame) -> pl.DataFrame:
-    """Per k, the regression (feature set, predictor) of highest mean tau over the held-out studies."""
-    return (evaluations.filter((pl.col("task") == Task.REGRESSION) & (pl.col("metric") == HEADLINE[Task.REGRESSION])
-                               & pl.col("split").str.starts_with(Split.LOSO_PREFIX))
-            .group_by("k", "feature_set", "predictor").agg(pl.col("value").mean().alias("mean_loso_tau"))
-            .sort("mean_loso_tau", "feature_set", "predictor", descending=[True, False, False])
+def choose_units(evaluations: pl.DataFrame, predictions: pl.DataFrame, runs: pl.DataFrame,
+                 curves: pl.DataFrame) -> pl.DataFrame:
+    """Per k, the regression (feature set, predictor) of highest mean tau over the held-out studies
+    among those that pass the accuracy gate there (never trail test accuracy at k by more than
+    GATE_TOLERANCE on any held-out study); when none passes, the highest mean tau (its card then says
+    the gate fails, and `predictor: auto` uses accuracy). The gate is checked on the same held-out
+    predictions the choice is made on: optimistic, so the held-out studies (`stages.corpus.heldout`)
+    test it again. Columns k, feature_set, predictor, mean_loso_tau, passes_gate."""
+    means = (evaluations.filter((pl.col("task") == Task.REGRESSION) & (pl.col("metric") == HEADLINE[Task.REGRESSION])
+                                & pl.col("split").str.starts_with(Split.LOSO_PREFIX))
+             .group_by("k", "feature_set", "predictor").agg(pl.col("value").mean().alias("mean_loso_tau")))
+    regression = (predictions.filter((pl.col("task") == Task.REGRESSION) & pl.col("split").str.starts_with(Split.LOSO_PREFIX))
+                  .join(runs.select("run_id", "study"), on="run_id"))
+    passes = []
+    for (k, feature_set, predictor), unit in regression.group_by("k", "feature_set", "predictor"):
+        gate = accuracy_gate(accuracy_taus(unit, curves, k))
+        passes.append({"k": k, "feature_set": feature_set, "predictor": predictor, "passes_gate": gate["holds"]})
+    return (means.join(pl.DataFrame(passes), on=["k", "feature_set", "predictor"])
+            .sort("passes_gate", "mean_loso_tau", "feature_set", "predictor", descending=[True, True, False, False])
             .group_by("k", maintain_order=True).first().sort("k"))
 
 
@@ -92,7 +105,7 @@ def fit_corpus_predictors(designs: dict, targets: pl.DataFrame, runs: pl.DataFra
     card = {"studies": studies, "feature_code": feature_code(), "code_digest": predictor_pins(),
             "datasets": sorted(runs["dataset"].unique().to_list()),
             "architectures": sorted(runs["architecture"].unique().to_list()), "predictors": {}}
-    for k, feature_set, predictor, mean_tau in choose_units(evaluations).iter_rows():
+    for k, feature_set, predictor, mean_tau, _ in choose_units(evaluations, predictions, runs, curves).iter_rows():
         X, columns = designs[(feature_set, k)]
         unit = predictions.filter((pl.col("feature_set") == feature_set) & (pl.col("k") == k)
                                   & (pl.col("predictor") == predictor) & pl.col("split").str.starts_with(Split.LOSO_PREFIX))
