@@ -90,6 +90,8 @@ def rung_source(wh: Warehouse | None, study: Study, k: int, cohort: int | None =
     residuals for intervals and load (RegistryError otherwise); keeping by P(good) needs a
     calibrated classification twin (TriageError otherwise, also when scoring by accuracy)."""
     triage = study.triage
+    if cohort is None:  # not yet trained: as far as the spec says
+        cohort = planned_cohorts(study).get(k)
     if triage.predictor == "auto":
         rows = ranked_predictors(wh, k, [study.dataset.name], study.architectures) if wh is not None else pl.DataFrame()
         candidates = [(row, recorded_study(wh, row["study"])) for row in rows.iter_rows(named=True)]
