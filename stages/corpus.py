@@ -191,15 +191,15 @@ def heldout(plan: CorpusPlan) -> pl.DataFrame:
                     .with_columns(pl.lit(name).alias("study")))
             for r in corpus_predictor.accuracy_taus(made, epoch_metrics(wh, name), k).iter_rows(named=True):
                 rows.append({**r, "k": k, "runs": made.height})
-    table = pl.DataFrame(rows, schema={"study": pl.Utf8, "tau": pl.Float64, "accuracy_tau": pl.Float64,
-                                       "k": pl.Int64, "runs": pl.Int64})
+    table = pl.DataFrame(rows)
     table.write_parquet(plan.out / "heldout.parquet")
     for k, entry in card["predictors"].items():
-        loso = {s: v for s, v in entry["accuracy_gate"]["studies"].items() if not s.startswith("heldout:")}
-        taus = pl.DataFrame([{"study": s, "tau": t, "accuracy_tau": a} for s, (t, a) in loso.items()]
-                            + [{"study": f"heldout:{r['study']}", "tau": r["tau"], "accuracy_tau": r["accuracy_tau"]}
-                               for r in table.filter(pl.col("k") == int(k)).iter_rows(named=True)])
-        entry["accuracy_gate"] = corpus_predictor.accuracy_gate(taus)
+        gate = entry["accuracy_gate"]
+        loso = [{"study": s, **{m: v[0] for m, v in values.items()}, **{f"accuracy_{m}": v[1] for m, v in values.items()}}
+                for s, values in gate["studies"].items() if not s.startswith("heldout:")]
+        held = table.filter(pl.col("k") == int(k)).with_columns(pl.format("heldout:{}", "study").alias("study"))
+        entry["accuracy_gate"] = corpus_predictor.accuracy_gate(
+            pl.concat([pl.DataFrame(loso), held.select(pl.DataFrame(loso).columns)], how="vertical_relaxed"))
     card["heldout_of"] = stamp
     card_path.write_text(json.dumps(card, indent=1) + "\n")
     return table

@@ -111,7 +111,7 @@ def test_auto_takes_a_matching_study_then_the_corpus_then_accuracy():
     # (or has no such comparison) is passed over for accuracy, and the reason names the studies
     losing = {"id": "corpus-k1", "accuracy_gate": {"holds": False, "worse_on": ["s1", "s2"]}}
     gated = auto_source(ours, 1, [], losing, cohort=8)
-    assert gated.kind == "accuracy" and "ranks worse than test accuracy at epoch 1 on held-out studies s1, s2" in gated.reason
+    assert gated.kind == "accuracy" and "ranks worse than test accuracy at epoch 1 (tau or top-5 kept) on held-out studies s1, s2" in gated.reason
     assert auto_source(ours, 1, [], {"id": "corpus-k1"}, cohort=8).kind == "accuracy"
 
     cold = auto_source(ours, 2, [], corpus_row=None)

@@ -68,31 +68,44 @@ def _loso_metrics(evaluations: pl.DataFrame, feature_set: str, k: int, predictor
     return {f"{r['split']}|{r['metric']}": [r["value"], r["low"], r["high"]] for r in rows.iter_rows(named=True)}
 
 
-GATE_TOLERANCE = 0.02  # Kendall tau the corpus predictor may trail test accuracy at k by, on any held-out study
+GATE_TOLERANCE = 0.02  # what the corpus predictor may trail test accuracy at k by, on any held-out study
+TOP_KEEPS = (1 / 4, 1 / 8)  # keep fractions of the top-weighted measure (share of the true top 5 kept)
 
 
 def accuracy_taus(predictions: pl.DataFrame, curves: pl.DataFrame, k: int) -> pl.DataFrame:
-    """Per study of `predictions` (run_id, study, y_true, y_pred: one unit's held-out predictions),
-    the Kendall tau of its predictions and of the test accuracy at epoch k (the i-Epoch rule; a run
-    with no accuracy at k, diverged before it, ranks last), both against the true outcome."""
+    """Per study of `predictions` (run_id, study, y_true, y_pred: one unit's held-out predictions), its
+    predictions against the test accuracy at epoch k (the i-Epoch rule; a run with no accuracy at k,
+    diverged before it, ranks last), both against the true outcome: Kendall tau (`tau`,
+    `accuracy_tau`) and the share of the true top 5 kept when keeping 1/4 and 1/8 (`top5@4`,
+    `accuracy_top5@4`, `top5@8`, `accuracy_top5@8`)."""
     from scipy.stats import kendalltau
+
+    from ..prediction.metrics import top_kept
 
     at_k = curves.filter(pl.col("epoch") == k).select("run_id", pl.col("test_acc").alias("acc"))
     rows = []
-    for (study,), group in predictions.join(at_k, on="run_id", how="left").group_by("study", maintain_order=True):
-        accuracy = group["acc"].fill_null(0.0).fill_nan(0.0)
-        rows.append({"study": study, "tau": float(kendalltau(group["y_pred"], group["y_true"]).statistic),
-                     "accuracy_tau": float(kendalltau(accuracy, group["y_true"]).statistic)})
+    for (study,), group in predictions.join(at_k, on="run_id", how="left").sort("run_id").group_by(
+            "study", maintain_order=True):
+        accuracy = group["acc"].fill_null(0.0).fill_nan(0.0).to_numpy()
+        predicted, truth = group["y_pred"].to_numpy(), group["y_true"].to_numpy()
+        row = {"study": study, "tau": float(kendalltau(predicted, truth).statistic),
+               "accuracy_tau": float(kendalltau(accuracy, truth).statistic)}
+        for keep in TOP_KEEPS:
+            row[f"top5@{round(1 / keep)}"] = top_kept(predicted, truth, keep)
+            row[f"accuracy_top5@{round(1 / keep)}"] = top_kept(accuracy, truth, keep)
+        rows.append(row)
     return pl.DataFrame(rows).sort("study")
 
 
 def accuracy_gate(taus: pl.DataFrame, tolerance: float = GATE_TOLERANCE) -> dict:
-    """Whether the predictor is never worse than test accuracy at k (by more than `tolerance`) on every
-    held-out study of `taus` (`accuracy_taus`): `predictor: auto` uses it only where this holds."""
-    worse = taus.filter(pl.col("tau") < pl.col("accuracy_tau") - tolerance)
-    return {"tolerance": tolerance, "holds": worse.is_empty() and not taus.is_empty(),
+    """Whether the predictor is never worse than test accuracy at k (by more than `tolerance`), by tau
+    and by the top-5 share at each keep fraction, on every held-out study of `taus`
+    (`accuracy_taus`): `predictor: auto` uses it only where this holds."""
+    measures = [m for m in ("tau", *(f"top5@{round(1 / keep)}" for keep in TOP_KEEPS)) if m in taus.columns]
+    worse = taus.filter(pl.any_horizontal([pl.col(m) < pl.col(f"accuracy_{m}") - tolerance for m in measures]))
+    return {"tolerance": tolerance, "measures": measures, "holds": worse.is_empty() and not taus.is_empty(),
             "worse_on": worse["study"].to_list(),
-            "studies": {r["study"]: [r["tau"], r["accuracy_tau"]] for r in taus.iter_rows(named=True)}}
+            "studies": {r["study"]: {m: [r[m], r[f"accuracy_{m}"]] for m in measures} for r in taus.iter_rows(named=True)}}
 
 
 def fit_corpus_predictors(designs: dict, targets: pl.DataFrame, runs: pl.DataFrame, curves: pl.DataFrame,

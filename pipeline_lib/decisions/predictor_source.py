@@ -78,7 +78,7 @@ def auto_source(study: Study, k: int, candidates: list[tuple[dict, Study | None]
     none = f"auto: no registered predictor at k = {k} matches this study{skipped}"
     gate = (corpus_row or {}).get("accuracy_gate") or {}
     if corpus_row is not None and not gate.get("holds"):
-        worse = f"ranks worse than test accuracy at epoch {k} on held-out stud{'y' if len(gate.get('worse_on', [])) == 1 else 'ies'} " \
+        worse = f"ranks worse than test accuracy at epoch {k} (tau or top-5 kept) on held-out stud{'y' if len(gate.get('worse_on', [])) == 1 else 'ies'} " \
                 f"{', '.join(gate['worse_on'])}" if gate.get("worse_on") else "has no held-out comparison with test accuracy"
         return Source(ACCURACY, None, f"{none}; the corpus predictor {corpus_row['id']} {worse} "
                                       f"(docs/results/corpus.md): test accuracy at epoch {k} (i-Epoch rule)")

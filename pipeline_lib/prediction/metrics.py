@@ -19,6 +19,7 @@ the truth (one class, one value) is NaN and left out of the fold mean.
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import polars as pl
@@ -209,3 +210,15 @@ def comparison_table(predictions: pl.DataFrame, targets: pl.DataFrame, exclude: 
                              "high": high[i], "verdict": verdict(metric, low[i], high[i]),
                              "configs": len(np.unique(groups))})
     return _nan_to_null(pl.DataFrame(rows, schema=COMPARISON_SCHEMA))
+
+
+def top_kept(scores: np.ndarray, truth: np.ndarray, keep: float, top: int = 5) -> float:
+    """The share of the true top `top` runs (by `truth`) that keeping the best ceil(keep x n) by `scores`
+    keeps (ties in the scores to the earlier run; a non-finite score ranks last): what a keep rule at
+    a rung loses, where global tau weighs every pair alike."""
+    scores, truth = np.asarray(scores, float), np.asarray(truth, float)
+    n = len(scores)
+    kept = np.argsort(-np.nan_to_num(scores, nan=-np.inf, posinf=np.inf, neginf=-np.inf), kind="stable")
+    kept = set(kept[:math.ceil(round(keep * n, 9))].tolist())
+    best = np.argsort(-truth, kind="stable")[:min(top, n)]
+    return float(np.mean([i in kept for i in best]))

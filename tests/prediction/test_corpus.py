@@ -189,6 +189,7 @@ def test_accuracy_gate_compares_with_test_accuracy_at_k_per_study():
     b = taus.filter(pl.col("study") == "b").row(0, named=True)
     assert b["tau"] == pytest.approx(kendalltau([5, 4, 3, 2, 1], y_true).statistic)
     assert b["accuracy_tau"] == pytest.approx(kendalltau([0.1, 0.2, 0.3, 0.4, 0.0], y_true).statistic)
+    assert b["top5@4"] == 0.4 and b["accuracy_top5@4"] == 0.4  # 5 runs, all in the top 5: keeping 2 keeps 2
     gate = corpus_predictor.accuracy_gate(taus)
     assert not gate["holds"] and gate["worse_on"] == ["b"]
     assert corpus_predictor.accuracy_gate(taus.filter(pl.col("study") == "a"))["holds"]
@@ -201,4 +202,6 @@ def test_the_shipped_card_gates_each_k_on_every_corpus_study():
     for k, entry in card["predictors"].items():
         gate = entry["accuracy_gate"]
         assert {s for s in gate["studies"] if not s.startswith("heldout:")} == {s["study"] for s in card["studies"]}
-        assert gate["holds"] == all(t >= a - gate["tolerance"] for t, a in gate["studies"].values())
+        assert gate["measures"] == ["tau", "top5@4", "top5@8"]
+        assert gate["holds"] == all(ours >= accuracy - gate["tolerance"] for values in gate["studies"].values()
+                                    for ours, accuracy in values.values())

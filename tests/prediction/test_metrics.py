@@ -123,3 +123,18 @@ def test_degenerate_guard():
     assert degenerate_reasons(healthy, 0.1) == []
     assert degenerate_reasons(healthy.filter(pl.col("config_id").is_in(["c1", "c2", "c3"])), 0.1) == [
         "only 3 configurations (at least 8 are needed)"]
+
+
+def test_top_kept_counts_the_true_top_runs_a_keep_rule_keeps():
+    from pipeline_lib.prediction.metrics import top_kept
+
+    truth = np.arange(16, dtype=float)  # run 15 is best
+    perfect = truth.copy()
+    assert top_kept(perfect, truth, 1 / 8) == 2 / 5  # keeps 2 of 16: the two best
+    assert top_kept(perfect, truth, 1 / 4) == 4 / 5
+    reversed_ = -truth
+    assert top_kept(reversed_, truth, 1 / 4) == 0.0
+    lost = perfect.copy()
+    lost[15] = np.nan  # the best run has no score: it ranks last and is dropped
+    assert top_kept(lost, truth, 1 / 8) == 2 / 5  # runs 14 and 13 kept; 15 lost
+    assert top_kept(lost, truth, 1 / 16) == 1 / 5
