@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -66,6 +67,17 @@ def main() -> None:
                     pl.col("verdict").filter(pl.col("split") == Split.LOSO).first().alias("pooled verdict"))
                .sort("task", "predictor", "k", "feature_set"))
     print("## Graph sets against the best non-graph set (paired, headline metric)\n\n" + markdown(summary))
+    card = json.loads((directory / "predictor" / "card.json").read_text())
+    print("\n## The shipped predictor against test accuracy at k (its accuracy gate)\n")
+    for k, entry in sorted(card["predictors"].items(), key=lambda item: int(item[0])):
+        gate = entry["accuracy_gate"]
+        rows = [{"study": study.replace("heldout:", "held out: ").removeprefix("corpus-"),
+                 **{m: f"{ours:.2f} / {accuracy:.2f}" for m, (ours, accuracy) in values.items()}}
+                for study, values in gate["studies"].items()]
+        print(f"### k = {k}: {entry['feature_set']}, {entry['predictor']}; gate "
+              f"{'holds' if gate['holds'] else 'fails on ' + ', '.join(gate['worse_on'])}\n")
+        print("predictor / accuracy at k; tau = Kendall tau with the final outcome, top5@N = share of the true top 5 "
+              "kept when keeping 1/N\n\n" + markdown(pl.DataFrame(rows)) + "\n")
     print(f"\ngraph sets: {', '.join(GRAPH_SETS)}")
 
 
