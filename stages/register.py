@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 from datetime import datetime, timezone
+from pathlib import Path
 
 import polars as pl
 
@@ -139,11 +140,23 @@ def measure_decision_path(wh: Warehouse, study: Study) -> pl.DataFrame:
     return rows
 
 
+def unusable_files(wh: Warehouse, study: str) -> list[str]:
+    """The study's registered predictor files that are missing or no longer what was registered (their
+    sha256): the register stage then fits them again, whatever its fingerprint says."""
+    rows = wh.query("SELECT path, file_digest FROM predictors WHERE study = ? ORDER BY path", [study])
+    return [path for path, digest in rows.rows() if not Path(path).is_file() or registry.file_digest(path) != digest]
+
+
 def run(ctx: StudyContext) -> dict:
     """Fit, save and record the study's predictors and their decision path's cost; returns how many
     predictors (or that they were up to date)."""
     study, wh = ctx.study, ctx.warehouse
-    fingerprint = fingerprint_to_run(ctx, REGISTER, stage_fingerprint(wh, study.name, EVALUATE.stage) or "")
+    inputs = stage_fingerprint(wh, study.name, EVALUATE.stage) or ""
+    if unusable := unusable_files(wh, study.name):
+        log.warning("%d registered predictor file(s) of %s are missing or changed (e.g. %s): registering again",
+                    len(unusable), study.name, unusable[0])
+        inputs += "|refit:" + ",".join(unusable)
+    fingerprint = fingerprint_to_run(ctx, REGISTER, inputs)
     if fingerprint is None:
         return {"up_to_date": True}
     rows = register_study(wh, study)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -121,3 +122,45 @@ def test_refuses_untrusted_types_even_with_the_right_digest(tmp_path):
     assert "tests.test_registry._untrusted" in sio.get_untrusted_types(file=path)
     with pytest.raises(registry.RegistryError, match="not trusted: tests.test_registry._untrusted"):
         registry.load(path, digest, predictor_pins())
+
+
+def test_the_register_stage_refits_a_missing_or_changed_file_that_the_advice_sends_it_to(tmp_path):
+    """'re-register' works: the stage, up to date by its fingerprint, still fits again a predictor whose
+    file was deleted or changed, and the file then loads."""
+    import yaml
+
+    from stages import register
+    from stages.local import local_context
+    from tests.conftest import registered_warehouse
+
+    wh = registered_warehouse(tmp_path / "w.duckdb", 1)
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump({**TINY_STUDY, "predict": {"k_epochs": [1], "n_folds": 3}}))
+    with local_context(spec, wh.path) as ctx:
+        register.run(ctx)
+        assert register.run(ctx) == {"up_to_date": True}
+        row = wh.query("SELECT id, path FROM predictors ORDER BY id LIMIT 1").row(0, named=True)
+        Path(row["path"]).unlink()
+        with pytest.raises(registry.RegistryError, match="flows.register --spec SPEC"):
+            load_predictor(wh, row["id"])
+        assert "predictors" in register.run(ctx)
+    load_predictor(wh, wh.query("SELECT id FROM predictors WHERE path = ?", [row["path"]])["id"][0])
+
+
+def test_a_damaged_shipped_corpus_file_names_itself_and_the_remedy(tmp_path, monkeypatch):
+    import shutil
+
+    from pipeline_lib.corpus import CORPUS_ENV, corpus_dir
+    from pipeline_lib.decisions import corpus
+    from pipeline_lib.decisions.scoring import ScoringError
+
+    copy = tmp_path / "corpus"
+    shutil.copytree(corpus_dir(), copy)
+    monkeypatch.setenv(CORPUS_ENV, str(copy))
+    row = corpus.predictor_row(1)
+    Path(row["path"]).write_bytes(b"not a model")
+    with pytest.raises(registry.RegistryError, match="ships with the project: restore it .* or rebuild it"):
+        corpus.load_model(row)
+    (copy / "predictor" / "card.json").write_text("{ damaged")
+    with pytest.raises(ScoringError, match="card .*card.json is damaged"):
+        corpus.predictor_row(1)

@@ -144,7 +144,11 @@ def read_card(directory: Path | None = None) -> dict:
     if not path.is_file():
         raise ScoringError(f"no corpus predictor under {directory}; build it with make corpus "
                            "(python -m flows.corpus)")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ScoringError(f"the corpus predictor's card {path} is damaged ({e}); restore it (git checkout -- "
+                           f"{directory}) or rebuild it (make corpus)") from None
 
 
 def predictor_row(k: int, directory: Path | None = None) -> dict:
@@ -190,13 +194,23 @@ def row_of(which: str, k: int | None = None) -> dict:
     return predictor_row(k if which == CORPUS else int(which.removeprefix(f"{CORPUS}-k")))
 
 
+def _load_shipped(path: str, digest: str, pins: str) -> Pipeline:
+    """A shipped corpus model; its failures name the remedy for a shipped file (not re-registering)."""
+    try:
+        return registry.load(path, digest, pins)
+    except registry.RegistryError as e:
+        raise registry.RegistryError(f"the shipped corpus predictor cannot be loaded: {str(e).split('; ')[0]}. It "
+                                     f"ships with the project: restore it (git checkout -- {Path(path).parent}) or "
+                                     "rebuild it (make corpus)") from None
+
+
 def load_model(row: dict) -> Pipeline:
-    return registry.load(row["path"], row["file_digest"], row["code_digest"])
+    return _load_shipped(row["path"], row["file_digest"], row["code_digest"])
 
 
 def load_twin(row: dict) -> tuple[Pipeline, dict]:
     """The classification twin, with the row whose calibration turns its scores into P(good)."""
-    return registry.load(row["twin_path"], row["twin_digest"], row["code_digest"]), row
+    return _load_shipped(row["twin_path"], row["twin_digest"], row["code_digest"]), row
 
 
 def normalize(X: np.ndarray) -> np.ndarray:

@@ -71,12 +71,14 @@ def load(path: str | Path, expected_file_digest: str, pins: str) -> Pipeline:
     what was registered, or the file holds types outside skops' defaults and TRUSTED_TYPES."""
     path = Path(path)
     if not path.is_file():
-        raise RegistryError(f"predictor file {path} is missing; re-register the study's predictors")
+        raise RegistryError(f"predictor file {path} is missing; re-register the study's predictors (python -m "
+                            "flows.register --spec SPEC --warehouse FILE fits missing or changed files again)")
     found = file_digest(path)
     if found != expected_file_digest:
         raise RegistryError(f"predictor file {path} has sha256 {found[:12]}..., but {expected_file_digest[:12]}... was "
                             "registered: the file was changed or replaced since; refusing to load it. "
-                            "Re-register the study's predictors to refit it.")
+                            "Re-register the study's predictors to refit it (python -m flows.register --spec SPEC "
+                            "--warehouse FILE).")
     changed = changed_pins(pins)
     if changed:
         raise RegistryError(f"predictor file {path} was saved under other model code or libraries "
