@@ -33,8 +33,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_arguments()
+def main(args: argparse.Namespace) -> None:
     from pipeline_lib.corpus import corpus_dir
     from stages.corpus import CorpusPlan, run
 
@@ -52,7 +51,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from ._cli import run_cli
+    arguments = parse_arguments()  # --help and usage errors before the heavy imports below
     from pipeline_lib.corpus import CorpusStale
 
-    run_cli(main, user_errors=(CorpusStale,))
+    from ._cli import run_cli
+
+    run_cli(lambda: main(arguments), user_errors=(CorpusStale,))
