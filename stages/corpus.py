@@ -34,6 +34,7 @@ from warehouse.db import Warehouse
 from warehouse.predict import epoch_metrics, study_runs
 
 from . import features, graph_metrics, train_sweep
+from .context import owned_data_dir
 from .local import local_context
 
 log = logging.getLogger("stages")
@@ -75,6 +76,11 @@ def train_study(spec: Path, warehouse: Path) -> dict:
     return seconds
 
 
+def _warehouse(path: Path, study: str) -> Warehouse:
+    """The study's warehouse with the data directory the study owns (its snapshots and node metrics)."""
+    return Warehouse(path, data_dir=owned_data_dir(path, study, None))
+
+
 def _digest(*frames: pl.DataFrame) -> str:
     sha = hashlib.sha256()
     for frame in frames:
@@ -95,7 +101,7 @@ def export(plan: CorpusPlan, walls: dict[str, dict]) -> bool:
         name = load_study(spec).name
         path = plan.warehouse(spec)
         if path.is_file():
-            runs, curves, feats, fact = corpus_tables(Warehouse(path), name)
+            runs, curves, feats, fact = corpus_tables(_warehouse(path, name), name)
             fact["wall_seconds"] = walls.get(spec.stem) or _previous_walls(previous, name)
         elif previous is not None and name in set(previous.runs["study"]):
             ids = previous.runs.filter(pl.col("study") == name)["run_id"]
@@ -176,14 +182,14 @@ def heldout(plan: CorpusPlan) -> pl.DataFrame:
             log.warning("held-out study %s: no warehouse %s; train it first", spec.stem, path)
             continue
         name = load_study(spec).name
-        studies.append((name, path, study_runs(Warehouse(path), name).height))
+        studies.append((name, path, study_runs(_warehouse(path, name), name).height))
     stamp = {"fitted_on": card.get("fitted_on"), "studies": [[n, r] for n, _, r in studies]}
     if card.get("heldout_of") == stamp and (plan.out / "heldout.parquet").is_file():
         log.info("held-out comparison up to date (%d studies)", len(studies))
         return pl.read_parquet(plan.out / "heldout.parquet")
     rows = []
     for name, path, _ in studies:
-        wh = Warehouse(path)
+        wh = _warehouse(path, name)
         finished = study_runs(wh, name).select("run_id", pl.col("final_test_acc").alias("y_true"))
         for k in map(int, card["predictors"]):
             scores, _ = score_study(wh, name, "corpus", k)
