@@ -257,7 +257,8 @@ def write_model_card(card: dict, directory: Path | None = None) -> Path:
         "Model description": (
             "Ranks the runs of a study by their predicted final accuracy from their first k epochs, fitted on "
             "every run of the corpus (corpus/*.parquet; docs/results/corpus.md). Per k, the (feature set, model) "
-            "of highest mean leave-one-study-out Kendall tau, as a regression on the within-study percentile of "
+            "of highest mean leave-one-study-out Kendall tau among those never worse than test accuracy at k on a "
+            "left-out study (else the best, its accuracy gate failing), as a regression on the within-study percentile of "
             "final accuracy and a classifier of good runs (above the study's median). Use: "
             "`flows.score --predictor corpus --at-epoch K`, or `triage: {predictor: corpus, ...}` in a spec."),
         "Input contract": (
@@ -267,6 +268,11 @@ def write_model_card(card: dict, directory: Path | None = None) -> Path:
             "normalized within the scored runs (mid-rank percentile), as in training. The prediction is a "
             "within-study percentile in (0, 1), not an accuracy; intervals are split-conformal from the "
             "leave-one-study-out residuals, P(good) is the classifier's score calibrated on its LOSO scores."),
+        "Against test accuracy at k": "\n".join(
+            f"- k = {k}: accuracy gate {'holds' if e['accuracy_gate']['holds'] else 'fails'}"
+            + (f" (worse on {', '.join(e['accuracy_gate']['worse_on'])})" if e["accuracy_gate"]["worse_on"] else "")
+            for k, e in sorted(card["predictors"].items(), key=lambda item: int(item[0])))
+            + "\n\n`predictor: auto` uses this predictor at k only where its gate holds.",
         "Training studies": studies,
         "Leave-one-study-out metrics": "\n".join(lines),
         "Files": files + f"\n\nFitted under pins {card['code_digest']}; loading checks the files' "
