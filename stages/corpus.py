@@ -208,6 +208,7 @@ def heldout(plan: CorpusPlan) -> pl.DataFrame:
             pl.concat([pl.DataFrame(loso), held.select(pl.DataFrame(loso).columns)], how="vertical_relaxed"))
     card["heldout_of"] = stamp
     card_path.write_text(json.dumps(card, indent=1) + "\n")
+    corpus_predictor.write_model_card(card, card_path.parent)
     return table
 
 
