@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 import uuid
 
 from pipeline_lib.claims import claimed_runs
@@ -31,6 +32,7 @@ from pipeline_lib.training import finished_result
 from pipeline_lib.vocabulary import RunStatus
 from warehouse.quarantine import record_quarantined
 from warehouse.runs import record_runs, record_study, record_training_groups
+from warehouse.triage import recorded_decisions
 
 from . import triage
 from .context import Detail, Failed, StudyContext, Work
@@ -131,11 +133,14 @@ def triaged(ctx: StudyContext) -> dict:
     Each phase skips what is done, so a re-run after a kill trains and decides nothing twice. Each
     phase is a stage of its own (in the Prefect UI, a subflow). Then the triage's savings go to
     `costs`. Returns the study's runs by status."""
-    kept = None
+    kept, start = None, time.perf_counter()
+    decided = recorded_decisions(ctx.warehouse, ctx.study.name)
+    deciding = set(ctx.study.triage.rungs) - set(decided["rung"].to_list() if decided.height else [])
     for rung in ctx.study.triage.rungs:
         ctx.stage("train-sweep", run, until_epoch=rung, run_ids=kept)
         kept = ctx.stage("triage", triage.run, rung=rung)
     ctx.stage("train-sweep", run, run_ids=kept)
-    triage.record_triage_savings(ctx)
+    # the wall time only when this command decided a rung (a re-run that reads every decision back trains nothing)
+    triage.record_triage_savings(ctx, time.perf_counter() - start if deciding else None)
     return dict(ctx.warehouse.query("SELECT status, count(*) AS n FROM runs WHERE study = ? GROUP BY status "
                                     "ORDER BY status", [ctx.study.name]).rows())

@@ -224,9 +224,13 @@ def run(ctx: StudyContext, rung: int) -> list[str]:
     return kept
 
 
-def record_triage_savings(ctx: StudyContext) -> dict:
-    """The triage's row of `costs`: seconds trained and spent deciding against training every run."""
+def record_triage_savings(ctx: StudyContext, wall_seconds: float | None = None) -> dict:
+    """The triage's row of `costs`: seconds trained and spent deciding against training every run; with
+    `wall_seconds` (the triaged sweep's wall time in this command, when it trained something), that
+    too, beside the training seconds (the wall time counts the pools, the subflows and idle workers)."""
     row = triage_savings(*savings_inputs(ctx.warehouse, ctx.study.name))
+    if wall_seconds is not None:
+        row["detail"] += f"; wall time of this command's triaged sweep {wall_seconds:.1f} s"
     record_savings(ctx.warehouse, ctx.study.name, row)
     log.info("triage of %s: %s", ctx.study.name, row["detail"])
     return row

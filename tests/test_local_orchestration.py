@@ -60,4 +60,9 @@ def test_a_triaged_sweep_runs_on_the_local_orchestration(tmp_path):
     decisions = wh.query("SELECT rung, count(*) AS n, sum((decision = 'keep')::INT) AS kept FROM triage_decisions "
                          "GROUP BY rung ORDER BY rung")
     assert decisions.rows() == [(1, 8, 4), (2, 4, 2)]
+    detail = wh.query("SELECT detail FROM costs WHERE strategy = 'triage'")["detail"][0]
+    assert "wall time of this command's triaged sweep" in detail
+    with local_context(spec, tmp_path / "w.duckdb") as ctx:  # a re-run decides nothing: no wall time to report
+        assert train_sweep.run(ctx) == {"completed": 2, "stopped": 6}
+    assert "wall time" not in wh.query("SELECT detail FROM costs WHERE strategy = 'triage'")["detail"][0]
     assert graphs["computed"] == wh.query("SELECT count(*) AS n FROM snapshots")["n"][0] > 0
