@@ -643,9 +643,15 @@ def load_study(path: str | Path) -> Study:
     if not path.is_file():
         raise SpecError(f"spec file not found: {path}")
     try:
-        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         raise SpecError(f"spec {path} is not valid YAML: {e}") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"spec {path} is not a text file (not UTF-8): is it the YAML spec?") from None
+    except RecursionError:
+        raise SpecError(f"spec {path} nests too deeply to be a study spec") from None
+    except OSError as e:
+        raise SpecError(f"spec {path} cannot be read: {e.strerror}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"spec {path} must be a YAML mapping of keys to values")
     if (moved := [k for k in MOVED_TO_EXECUTION if k in raw]) and (path, *moved) not in _WARNED:

@@ -188,3 +188,17 @@ def test_execution_keys_at_the_top_level_still_work_for_one_release(tmp_path, ca
     both = write_spec(tmp_path, stacked=False, execution={"stacked": True})
     with pytest.raises(SpecError, match="stacked given both at the top level and under execution:"):
         load_study(both)
+
+
+def test_a_binary_or_too_deep_spec_is_one_error_line(tmp_path):
+    """No raw UnicodeDecodeError or RecursionError: the file is named and the command exits 2."""
+    binary, deep = tmp_path / "bin.yaml", tmp_path / "deep.yaml"
+    binary.write_bytes(bytes(range(256)) * 8)
+    deep.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    for path, message in ((binary, "is not a text file"), (deep, "nests too deeply")):
+        with pytest.raises(SpecError, match=message):
+            load_study(path)
+        proc = subprocess.run([sys.executable, "-m", "flows.score", "--spec", str(path), "--predictor", "best",
+                               "--at-epoch", "1"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: spec ")
+        assert "Traceback" not in proc.stderr
