@@ -23,6 +23,7 @@ def test_every_benchmark_has_a_tiny_input():
     assert set(TINY) == {p.name for p in (ROOT / "benchmarks").glob("*.py") if not p.name.startswith("_")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(TINY))
 def test_benchmark_runs_on_a_tiny_input(script, tmp_path):
     done = subprocess.run([sys.executable, f"benchmarks/{script}", *TINY[script], "--write", str(tmp_path)],
