@@ -20,12 +20,11 @@ from prefect.task_runners import ProcessPoolTaskRunner
 from pipeline_lib.placement import WorkerPlan
 from pipeline_lib.progress import FanOutDisplay
 from pipeline_lib.spec import ExecutionSpec
-from stages.context import Detail, Failed
-from stages.local import ignore_interrupts, run_each
+from stages.context import Detail, Failed  # noqa: F401  (the result of a unit that raised; callers import it here)
+from stages.local import POLL_SECONDS, collect, ignore_interrupts, run_each
 
 from ._runtime import make_task_runner, requesting, share_api_with_workers
 
-POLL_SECONDS = 1.0
 
 
 class SharedProcessPool(ProcessPoolTaskRunner):
@@ -106,16 +105,4 @@ def _on_runner(task, parameters, execution, plan, stage, initializer, finished, 
         runner = make_task_runner(execution, plan.workers, initializer, initargs)
     with runner as runner, requesting(execution, stage):
         futures = {runner.submit(task, p): i for i, p in enumerate(parameters)}
-        pending = list(futures)
-        while pending:
-            done, not_done = wait(pending, timeout=POLL_SECONDS)
-            for future in done:
-                i = futures[future]
-                try:
-                    value = future.result()
-                except Exception as e:  # a crashed worker fails its unit, not the flow
-                    value = Failed.of(e)
-                finished(i, value)
-                display.advance(sizes[i], isinstance(value, Failed))
-            pending = list(not_done)
-            display.poll()
+        collect(futures, lambda pending: wait(list(pending), timeout=POLL_SECONDS), finished, display, sizes)

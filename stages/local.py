@@ -59,6 +59,26 @@ def run_each(fn: Callable, parameters: list[dict], threads: int, initializer: Ca
             torch.set_num_threads(torch_threads)
 
 
+def collect(futures: dict, wait_some: Callable[[set], tuple], finished: Callable[[int, Any], None],
+            display: FanOutDisplay, sizes: list[int]) -> None:
+    """Each unit's result, or a `Failed` when its future raised (a crashed worker fails its unit, not the
+    stage), to `finished` as it comes (`futures`: future -> unit index; `wait_some(pending)` returns the
+    done and the still pending futures within a poll); the display advances and polls between waits."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait_some(pending)
+        for future in done:
+            i = futures[future]
+            try:
+                value = future.result()
+            except Exception as e:
+                value = Failed.of(e)
+            finished(i, value)
+            display.advance(sizes[i], isinstance(value, Failed))
+        pending = set(pending)
+        display.poll()
+
+
 def _call(fn: Callable, parameters: dict) -> Any:
     return fn(**parameters)
 
@@ -100,18 +120,8 @@ class LocalOrchestration:
                 return results
             pool = self._pool(initializer, plan)
             futures: dict[Future, int] = {pool.submit(_call, fn, p): i for i, p in enumerate(parameters)}
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
-                for future in done:
-                    i = futures[future]
-                    try:
-                        value = future.result()
-                    except Exception as e:  # a crashed worker fails its unit, not the stage
-                        value = Failed.of(e)
-                    finished(i, value)
-                    display.advance(sizes[i], isinstance(value, Failed))
-                display.poll()
+            collect(futures, lambda pending: wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED),
+                    finished, display, sizes)
         return results
 
     def stage(self, name: str, run: Callable[..., Any], context: StudyContext, **options) -> Any:
