@@ -4,7 +4,8 @@ all read it.
 
     <data_dir>/snapshots/run_id=<run_id>/epoch=<epoch>/snapshot.parquet   weights per epoch
     <data_dir>/node_metrics/run_id=<run_id>/epoch=<epoch>/nodes.parquet   node properties per snapshot
-    <data_dir>/runs/<run_id>/state.pt, claim.lock                         a run's state and its claim
+    <data_dir>/runs/<run_id>/state.pt                                     a run's state
+    <data_dir>/claims/runs.lock, claims/graphs.lock                       claims on runs and on graphs
     <data_dir>/progress/<sweep>/<unit>.json                               live per-epoch progress
     <data_dir>/predictors/<id>.skops                                      registered predictors
     <data_dir>/staged/graphs/                                             graph batches not yet loaded
@@ -38,8 +39,13 @@ class DataLayout:
     def run_state(self, run_id: str) -> Path:
         return self.root / "runs" / run_id / "state.pt"
 
-    def claim(self, run_id: str) -> Path:
-        return self.root / "runs" / run_id / "claim.lock"
+    @property
+    def run_claims(self) -> Path:
+        return self.root / "claims" / "runs.lock"
+
+    @property
+    def graph_claims(self) -> Path:
+        return self.root / "claims" / "graphs.lock"
 
     def progress(self, sweep: str) -> Path:
         """The folder where the units of one training sweep report their epochs."""

@@ -10,7 +10,8 @@ those of recomputed snapshots), so an interruption loses at most the batches in 
 warehouse that cannot be written loses none (they stay staged; the next run loads them first). A
 snapshot that fails is recorded with its error and does not stop the others. At start, temporary
 files of crashed writes are removed and computed snapshots whose node-metrics file is missing or
-damaged (quarantined) are computed again.
+damaged (quarantined) are computed again. The pending snapshots are claimed (`pipeline_lib.claims`):
+the same study's graphs computed by two commands at once are computed once, the second waiting.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import time
 
 import polars as pl
 
+from pipeline_lib.claims import claimed
 from pipeline_lib.graphs.snapshot_metrics import (GRAPH_ROW_SCHEMA, SUMMARY_SCHEMA, GraphBatch, SnapshotJob,
                                                   unusable_node_metrics)
 from pipeline_lib.layout import DataLayout
@@ -83,18 +85,26 @@ def run(ctx: StudyContext, recompute: bool = False, until_epoch: int | None = No
                     "(computed again)", restaged, len(redo))
     options = study.graphs if properties is None else study.graphs.model_copy(update={"properties": sorted(properties)})
     pending = pending_snapshots(wh, study.name, options, recompute, until_epoch)
-    jobs = [SnapshotJob(**row) for row in pending.iter_rows(named=True)]
-    n_snapshots = wh.query("SELECT count(*) AS n FROM snapshots s JOIN runs r USING (run_id) WHERE r.study = ? "
-                           "AND s.epoch <= coalesce(?, s.epoch)", [study.name, until_epoch])["n"][0]
-    batches, plan = plan_batches(jobs)
-    log.info("study %s: %d snapshots, %d to compute in %d batches on %d workers x %d threads",
-             study.name, n_snapshots, len(jobs), len(batches), plan.workers, plan.threads)
-
-    data_dir = str(wh.data_dir)
+    keys = [f"{run_id}/{epoch}" for run_id, epoch in pending.select("run_id", "epoch").rows()]
     loader = _BatchLoader(wh, options)
-    ctx.fan_out(Work.GRAPH_BATCH, [{"jobs": b, "data_dir": data_dir, "options": options} for b in batches], plan,
-                label=f"graphs of {study.name}", sizes=[len(b) for b in batches],
-                on_result=lambda i, r: loader.add(_failed_batch(batches[i], r.error) if isinstance(r, Failed) else r))
+    # another process computing graphs of this study: wait for it, then compute only what it left
+    with claimed(ctx.layout.graph_claims, keys, lambda key: log.warning(
+            "the graph of snapshot %s is claimed by another process computing this study's graphs; waiting "
+            "for it", key)):
+        if not recompute:  # what the other process computed (loaded, or left staged) is done
+            load_staged_graphs(wh)
+            pending = pending_snapshots(wh, study.name, options, recompute, until_epoch)
+        jobs = [SnapshotJob(**row) for row in pending.iter_rows(named=True)]
+        n_snapshots = wh.query("SELECT count(*) AS n FROM snapshots s JOIN runs r USING (run_id) WHERE r.study = ? "
+                               "AND s.epoch <= coalesce(?, s.epoch)", [study.name, until_epoch])["n"][0]
+        batches, plan = plan_batches(jobs)
+        log.info("study %s: %d snapshots, %d to compute in %d batches on %d workers x %d threads",
+                 study.name, n_snapshots, len(jobs), len(batches), plan.workers, plan.threads)
+        data_dir = str(wh.data_dir)
+        ctx.fan_out(Work.GRAPH_BATCH, [{"jobs": b, "data_dir": data_dir, "options": options} for b in batches],
+                    plan, label=f"graphs of {study.name}", sizes=[len(b) for b in batches],
+                    on_result=lambda i, r: loader.add(_failed_batch(batches[i], r.error) if isinstance(r, Failed)
+                                                      else r))
 
     graphs = loader.finish()
     record_quarantined(wh)

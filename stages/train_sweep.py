@@ -22,7 +22,7 @@ import shutil
 import time
 import uuid
 
-from pipeline_lib.claims import claimed_runs
+from pipeline_lib.claims import claimed
 from pipeline_lib.placement import plan_groups, plan_placement, plan_workers, run_cost
 from pipeline_lib.progress import epochs_reported
 from pipeline_lib.run_state import RunResult
@@ -67,7 +67,9 @@ def run(ctx: StudyContext, until_epoch: int | None = None, run_ids: list[str] | 
     data_dir = str(wh.data_dir)
     clean_stale_temp_files(data_dir)
     # another process training runs of this study: wait for it, then they are finished or resumable
-    with claimed_runs(data_dir, [c.run_id for c in configs], log.warning):
+    with claimed(ctx.layout.run_claims, [c.run_id for c in configs],
+                 lambda run_id: log.warning("run %s is claimed by another process training this study; waiting "
+                                            "for it", run_id)):
         results: dict[str, RunResult] = {}
         todo = []
         for config in configs:
