@@ -7,11 +7,14 @@ directory is named in `layout.DataLayout`):
 
 Schema: `name` (string, the state_dict key), `shape` (list<int64>), `values` (list<float32>,
 the tensor flattened in row-major order). Buffers (BatchNorm running statistics) are included.
+The footer's key-value metadata holds `written_id`, new at every write: a run trained again writes
+new ids, so the graphs and features made from its old snapshots are known to be stale.
 Written and read through `files` (atomic writes; a file that exists but cannot be read raises
 `DamagedFile`, and the stage that owns it quarantines it and redoes its unit).
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,7 @@ import torch
 from .files import atomic_write_table, read_checked
 from .layout import DataLayout
 
+WRITTEN_ID = "written_id"
 SNAPSHOT_SCHEMA = pa.schema(
     [("name", pa.string()), ("shape", pa.list_(pa.int64())), ("values", pa.list_(pa.float32()))]
 )
@@ -37,6 +41,7 @@ class Snapshot:
     path: Path
     bytes: int
     n_params: int
+    written_id: str | None  # None for a file written before the ids
 
 
 def state_to_table(state: dict[str, torch.Tensor]) -> pa.Table:
@@ -57,10 +62,11 @@ def state_to_table(state: dict[str, torch.Tensor]) -> pa.Table:
 def write_snapshot(state: dict[str, torch.Tensor], data_dir: str | Path, run_id: str, epoch: int) -> Snapshot:
     """Write one snapshot atomically and describe it."""
     path = DataLayout(data_dir).snapshot(run_id, epoch)
-    table = state_to_table(state)
+    written_id = uuid.uuid4().hex
+    table = state_to_table(state).replace_schema_metadata({WRITTEN_ID: written_id})
     atomic_write_table(table, path)
     n_params = int(sum(int(np.prod(s)) for s in table.column("shape").to_pylist()))
-    return Snapshot(run_id, epoch, path, path.stat().st_size, n_params)
+    return Snapshot(run_id, epoch, path, path.stat().st_size, n_params, written_id)
 
 
 def read_snapshot(path: str | Path) -> dict[str, torch.Tensor]:
@@ -83,5 +89,8 @@ def read_snapshot_info(path: str | Path, run_id: str, epoch: int) -> Snapshot:
     Reading the footer and the shapes finds a truncated file (DamagedFile).
     """
     path = Path(path)
-    shapes = read_checked(path, lambda p: pq.read_table(p, columns=["shape"]).column("shape").to_pylist())
-    return Snapshot(run_id, epoch, path, path.stat().st_size, int(sum(int(np.prod(s)) for s in shapes)))
+    table = read_checked(path, lambda p: pq.read_table(p, columns=["shape"]))
+    written_id = (table.schema.metadata or {}).get(WRITTEN_ID.encode())
+    return Snapshot(run_id, epoch, path, path.stat().st_size,
+                    int(sum(int(np.prod(s)) for s in table.column("shape").to_pylist())),
+                    written_id.decode() if written_id else None)

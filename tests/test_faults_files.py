@@ -88,16 +88,16 @@ def test_a_damaged_progress_file_is_skipped_and_a_damaged_staged_batch_quarantin
 
 @pytest.mark.slow
 def test_damaged_snapshot_state_and_node_file_each_cost_one_unit(tmp_path, prefect_harness):
-    spec, wh_path = str(write_spec(tmp_path, **SMALL)), str(tmp_path / "w.duckdb")
+    spec, wh_path = str(write_spec(tmp_path, **{**SMALL, "samples": 3})), str(tmp_path / "w.duckdb")
     train_sweep(spec, wh_path)
     graph_metrics(spec, wh_path)
     wh = Warehouse(wh_path)
     before = _tables(wh)
-    run_a, run_b = wh.query("SELECT run_id FROM runs ORDER BY run_id")["run_id"].to_list()
+    run_a, run_b, run_c = wh.query("SELECT run_id FROM runs ORDER BY run_id")["run_id"].to_list()
 
     snapshot = DataLayout(wh.data_dir).snapshot(run_a, 1)
     state = RunStore(wh.data_dir, run_b).path
-    node_file = DataLayout(wh.data_dir).node_metrics(run_b, 2)
+    node_file = DataLayout(wh.data_dir).node_metrics(run_c, 2)
     for path in (snapshot, state, node_file):
         _truncate(path)
     stale = snapshot.with_name(".snapshot.parquet.999999999.tmp")  # a crashed write (no such PID)
@@ -106,11 +106,12 @@ def test_damaged_snapshot_state_and_node_file_each_cost_one_unit(tmp_path, prefe
     live.write_bytes(b"partial")
 
     counts = train_sweep(spec, wh_path)
-    assert counts == {"completed": 2}
+    assert counts == {"completed": 3}
     assert not stale.exists() and live.exists()
     live.unlink()
     graph_counts = graph_metrics(spec, wh_path)
-    assert graph_counts == {"computed": 1, "failed": 0, "skipped": 5}  # only the damaged node file's graph
+    # the graphs of the runs trained again (run_a: its snapshot, run_b: its state file) and the damaged node file's
+    assert graph_counts == {"computed": 7, "failed": 0, "skipped": 2}
 
     quarantined = wh.query("SELECT path, quarantined_path, error FROM quarantined_files ORDER BY path")
     damaged = {str(snapshot), str(state), str(node_file)}
@@ -126,7 +127,31 @@ def test_damaged_snapshot_state_and_node_file_each_cost_one_unit(tmp_path, prefe
     after = _tables(wh)
     for name in before:  # redone units give the very same results; nothing else changed
         assert after[name].equals(before[name]), name
-    assert wh.query("SELECT count(*) AS n FROM graphs WHERE error IS NULL")["n"][0] == 6
+    assert wh.query("SELECT count(*) AS n FROM graphs WHERE error IS NULL")["n"][0] == 9
+
+
+def test_a_run_trained_again_drops_the_graphs_and_features_of_its_old_snapshots(tmp_path):
+    """A run trained again after a damaged snapshot kept the graphs of its old snapshots for good
+    ("0 to compute"); now its graphs and features are dropped, and only its own."""
+    from stages import train_sweep as train_stage
+    from stages.local import local_context
+    from tests.conftest import train_in_process
+
+    spec, wh = write_spec(tmp_path, **SMALL), Warehouse(tmp_path / "w.duckdb")
+    train_in_process(spec, wh)
+    runs = wh.query("SELECT run_id FROM runs ORDER BY run_id")["run_id"].to_list()
+    with wh.writer() as con:  # rows standing for graphs and features computed from these snapshots
+        con.execute("INSERT INTO graphs (run_id, epoch, fingerprint) SELECT run_id, epoch, 'made' FROM snapshots")
+        con.execute("INSERT INTO features (study, run_id, k, feature_set, feature, value) "
+                    "SELECT 'tiny', run_id, 1, 'learning_curve', 'acc_1', 0.5 FROM runs")
+    _truncate(DataLayout(wh.data_dir).snapshot(runs[0], 1))
+    with local_context(spec, wh.path) as ctx:
+        assert train_stage.run(ctx) == {"completed": 2}
+    graphs = wh.query("SELECT run_id, count(*) AS n FROM graphs GROUP BY run_id")
+    assert graphs.rows() == [(runs[1], 3)]
+    assert wh.query("SELECT run_id FROM features")["run_id"].to_list() == [runs[1]]
+    ids = wh.query("SELECT run_id, count(DISTINCT written_id) AS n FROM snapshots GROUP BY run_id ORDER BY run_id")
+    assert ids.rows() == [(runs[0], 3), (runs[1], 3)]
 
 
 HOLD_WHEN_COMPUTED = """
@@ -164,5 +189,5 @@ def test_read_only_connection_during_the_graph_stage_loses_no_graph(tmp_path, pr
         holder.wait()
     assert graph_metrics(spec, wh_path) == {"computed": 0, "failed": 0, "skipped": 6}  # all loaded from staging
     assert not list(DataLayout(wh.data_dir).staged_graphs.glob("*.parquet"))
-    assert wh.query("SELECT count(*) AS n FROM graphs WHERE error IS NULL")["n"][0] == 6
+    assert wh.query("SELECT count(*) AS n FROM graphs WHERE error IS NULL")["n"][0] == 9
     assert wh.query("SELECT count(DISTINCT (run_id, epoch)) AS n FROM graph_summaries")["n"][0] == 6

@@ -62,7 +62,11 @@ RUN_SCHEMA = {"dataset_subset": pl.Int64, "diverged_epoch": pl.Int64, "final_tes
 
 def record_runs(wh: Warehouse, study: str, configs: list[RunConfig], results: dict[str, RunResult],
                 errors: dict[str, str] | None = None) -> None:
-    """Upsert the runs of a study with whatever results exist; reload their metrics and snapshots."""
+    """Upsert the runs of a study with whatever results exist; reload their metrics and snapshots.
+
+    A snapshot written again (a run trained again, after a damaged file) has a new `written_id`: the
+    graphs of the snapshots it replaces and every feature row of its run are dropped with it, so the
+    stages after training compute them again."""
     errors = errors or {}
     rows = [_run_row(study, c, results.get(c.run_id), errors.get(c.run_id)) for c in configs]
     runs = pl.DataFrame(rows, schema_overrides=RUN_SCHEMA, infer_schema_length=None)
@@ -72,16 +76,35 @@ def record_runs(wh: Warehouse, study: str, configs: list[RunConfig], results: di
                 "test_loss": pl.Float64, "test_acc": pl.Float64, "seconds": pl.Float64},
     )
     snaps = pl.DataFrame(
-        [{"run_id": s.run_id, "epoch": s.epoch, "path": str(s.path), "bytes": s.bytes, "n_params": s.n_params}
-         for r in results.values() for s in r.snapshots],
-        schema={"run_id": pl.Utf8, "epoch": pl.Int64, "path": pl.Utf8, "bytes": pl.Int64, "n_params": pl.Int64},
+        [{"run_id": s.run_id, "epoch": s.epoch, "path": str(s.path), "bytes": s.bytes, "n_params": s.n_params,
+          "written_id": s.written_id} for r in results.values() for s in r.snapshots],
+        schema={"run_id": pl.Utf8, "epoch": pl.Int64, "path": pl.Utf8, "bytes": pl.Int64, "n_params": pl.Int64,
+                "written_id": pl.Utf8},
     )
     ids = list(results)
     with wh.writer() as con:
         upsert(con, "runs", runs)
         if ids:
+            _drop_what_was_made_from_rewritten(con, snaps)
             replace_where(con, "epoch_metrics", metrics, "run_id IN (SELECT unnest(?))", [ids])
             replace_where(con, "snapshots", snaps, "run_id IN (SELECT unnest(?))", [ids])
+
+
+def _drop_what_was_made_from_rewritten(con, snaps: pl.DataFrame) -> None:
+    """Delete the graphs (and their summaries) of stored snapshots that `snaps` replaces with other
+    files, and the features of their runs. A stored snapshot without an id is never taken as changed."""
+    con.register("new_snapshots", snaps.to_arrow())
+    try:
+        con.execute("""CREATE OR REPLACE TEMP TABLE rewritten AS
+                       SELECT s.run_id, s.epoch FROM snapshots s JOIN new_snapshots n USING (run_id, epoch)
+                       WHERE s.written_id IS NOT NULL AND s.written_id IS DISTINCT FROM n.written_id""")
+    finally:
+        con.unregister("new_snapshots")
+    for table in ("graphs", "graph_summaries"):
+        con.execute(f"DELETE FROM {table} WHERE run_id || '/' || CAST(epoch AS VARCHAR) IN "
+                    "(SELECT run_id || '/' || CAST(epoch AS VARCHAR) FROM rewritten)")
+    con.execute("DELETE FROM features WHERE run_id IN (SELECT run_id FROM rewritten)")
+    con.execute("DROP TABLE rewritten")
 
 
 def record_training_groups(wh: Warehouse, study: str, groups: list[tuple[list[str], GroupTimings]],
