@@ -46,7 +46,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow" tests
 
 # The corpus and its predictor (flows/corpus.py): trains what specs/corpus/ and specs/heldout/ add
-# (hours on 2 cores; each step skips what is done), exports corpus/, fits and compares.
+# (hours on 2 cores; each step skips what is done), exports pipeline_lib/corpus_data/, fits and compares.
 corpus: setup
 	$(PY) -m flows.corpus
 

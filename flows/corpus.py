@@ -4,10 +4,10 @@ leave-one-study-out, and compare it with test accuracy on every study it never s
     .venv/bin/python -m flows.corpus [--no-train] [--study NAME ...] [--jobs 2]
 
 Specs: specs/corpus/ (the corpus) and specs/heldout/ (never in it); one warehouse per study under
-warehouse/corpus/; the corpus and its predictor under corpus/ (`make corpus`). Every step skips what
-is done, so on an up-to-date corpus it changes nothing. The stages: stages/corpus.py. It runs in
-this process on the in-process orchestration (stages/local.py): a maintainer's job of hours, not a
-flow a deployment schedules.
+warehouse/corpus/; the corpus and its predictor under pipeline_lib/corpus_data/ (`make corpus`).
+Every step skips what is done, so on an up-to-date corpus it changes nothing. The stages:
+stages/corpus.py. It runs in this process on the in-process orchestration (stages/local.py): a
+maintainer's job of hours, not a flow a deployment schedules.
 """
 from __future__ import annotations
 

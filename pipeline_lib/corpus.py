@@ -1,4 +1,4 @@
-"""The corpus: the finished runs of many studies kept as Parquet under corpus/, evaluated leave one
+"""The corpus: the finished runs of many studies kept as Parquet under corpus_data/, evaluated leave one
 study out, and the predictor fitted on all of it that scores runs of a study with no labels of its own.
 
 Tables (one row per run, per run and epoch, per run, k and feature):
@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +34,13 @@ from .prediction.metrics import comparison_table, evaluation_table
 from .prediction.targets import run_targets
 from .vocabulary import FITTED_PREDICTORS, Split, Task
 
-SHIPPED_DIR = Path(__file__).resolve().parents[1] / "corpus"
+# package data (pyproject.toml): the checkout's folder under an editable install, site-packages' otherwise
+SHIPPED_DIR = Path(files(__package__) / "corpus_data")
 CORPUS_ENV = "RGP_CORPUS_DIR"  # another corpus (python -m flows.corpus --out), or a directory without one
 
 
 def corpus_dir() -> Path:
-    """Where the corpus and its predictor lie: $RGP_CORPUS_DIR when set, else the one this checkout ships."""
+    """Where the corpus and its predictor lie: $RGP_CORPUS_DIR when set, else the one the package ships."""
     return Path(os.environ.get(CORPUS_ENV) or SHIPPED_DIR)
 RUN_COLUMNS = ("study", "run_id", "config_id", "dataset", "dataset_subset", "architecture", "width", "depth", "lr",
                "lr_schedule", "label_noise", "dropout", "weight_decay", "optimizer", "batch_size", "seed", "epochs",

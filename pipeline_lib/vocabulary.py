@@ -54,7 +54,7 @@ class Split(StrEnum):
     WIDTH_TRANSFER_REVERSE = "width_transfer_reverse"  # the other way round
     CV_PREFIX = "cv:"                                 # cv:<architecture>: the cv predictions of one family
     LEAVE_OUT_PREFIX = "leave_out:"                   # leave_out:<architecture>: fit on the other families
-    # The corpus' splits (pipeline_lib/corpus.py); kept in corpus/*.parquet, never in a warehouse.
+    # The corpus' splits (pipeline_lib/corpus.py); kept in corpus_data/*.parquet, never in a warehouse.
     LOSO_PREFIX = "loso:"                             # loso:<study>: fit on the other studies of the corpus
     LOSO = "loso"                                     # every held-out study's predictions pooled
 

@@ -170,7 +170,7 @@ def fit(plan: CorpusPlan) -> bool:
 def heldout(plan: CorpusPlan) -> pl.DataFrame:
     """Per held-out study (trained here) and k: the Kendall tau of the corpus predictor's ranking, as
     `flows.score --predictor corpus` scores it, and of test accuracy at k, against the final accuracy;
-    their per-study taus join the card's accuracy gate. Returns the table (also corpus/heldout.parquet)."""
+    their per-study taus join the card's accuracy gate. Returns the table (also corpus_data/heldout.parquet)."""
     from stages.score import score_study
 
     card_path = plan.out / "predictor" / "card.json"

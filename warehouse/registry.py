@@ -44,7 +44,7 @@ def best_predictor(wh: Warehouse, k: int, datasets: list[str], architectures: li
 
 def load_predictor(wh: Warehouse, pid: str) -> tuple[Pipeline, dict]:
     """The fitted model and its row; RegistryError if the id is unknown or the file fails its checks."""
-    if corpus.is_corpus(pid):  # shipped with the project (corpus/predictor/), not registered here
+    if corpus.is_corpus(pid):  # shipped with the project (pipeline_lib/corpus_data/predictor/), not registered here
         row = corpus.row_of(pid)
         return corpus.load_model(row), row
     rows = wh.query("SELECT * FROM predictors WHERE id = ?", [pid])

@@ -1,11 +1,11 @@
 """The corpus predictor: fitted on every run of the corpus (pipeline_lib/corpus.py), shipped under
-corpus/predictor/, so that a study with no predictor of its own (no finished runs yet, no earlier
+corpus_data/predictor/, so that a study with no predictor of its own (no finished runs yet, no earlier
 study) can be scored and triaged.
 
 Per k, the (feature set, model) of highest mean leave-one-study-out Kendall tau is fitted on the
 whole corpus: a regression on the within-study percentile of final accuracy and its classification
 twin (good = above the study's median). Saved with skops (`registry.save`); the card
-(corpus/predictor/card.json, and README.md written with skops.card) holds the training studies,
+(corpus_data/predictor/card.json, and README.md written with skops.card) holds the training studies,
 the LOSO metrics, the columns in order, the file and code digests, the LOSO residuals (conformal
 intervals) and the twin's calibration (P(good)).
 
@@ -234,7 +234,7 @@ def fit_without(corpus: Corpus, study: str, k: int, feature_set: str, predictor:
 
 
 def write_model_card(card: dict, directory: Path | None = None) -> Path:
-    """corpus/predictor/README.md, written with skops.card from the card: what it was trained on,
+    """corpus_data/predictor/README.md, written with skops.card from the card: what it was trained on,
     how well it ranks held-out studies, and what it expects."""
     from skops.card import Card
 
@@ -256,7 +256,7 @@ def write_model_card(card: dict, directory: Path | None = None) -> Path:
     model_card.add(**{
         "Model description": (
             "Ranks the runs of a study by their predicted final accuracy from their first k epochs, fitted on "
-            "every run of the corpus (corpus/*.parquet; docs/results/corpus.md). Per k, the (feature set, model) "
+            "every run of the corpus (pipeline_lib/corpus_data/*.parquet; docs/results/corpus.md). Per k, the (feature set, model) "
             "of highest mean leave-one-study-out Kendall tau among those never worse than test accuracy at k on a "
             "left-out study (else the best, its accuracy gate failing), as a regression on the within-study percentile of "
             "final accuracy and a classifier of good runs (above the study's median). Use: "
