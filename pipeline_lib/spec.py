@@ -504,6 +504,17 @@ class Study(_Strict):
         if distinct < MIN_CONFIGURATIONS:
             raise SpecError(f"samples: grouped cross-validation needs at least {MIN_CONFIGURATIONS} distinct "
                             f"configurations; samples={self.samples} with this sweep gives {distinct}")
+        if self.triage is not None and not isinstance(self.triage.keep_rule, KeepPGood):
+            from .decisions.triage import kept_count  # the one keep count (decisions imports this module)
+
+            finishing = len(expand_runs(self))
+            for _ in self.triage.rungs:
+                finishing = kept_count(self.triage.keep_rule, finishing)
+            if finishing < MIN_CONFIGURATIONS:
+                raise SpecError(f"triage: keep {self.triage.policy} at rungs {self.triage.rungs} lets {finishing} run "
+                                f"finish; the prediction stages cross-validate the finished runs and need at least "
+                                f"{MIN_CONFIGURATIONS} configurations: keep more runs, or train with "
+                                f"python -m flows.train_sweep (which does not evaluate)")
 
 
 class RunConfig(_Strict):

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import logging
 
+import polars as pl
+
 from pipeline_lib.fingerprints import DonePolicy, digest
+from pipeline_lib.spec import MIN_CONFIGURATIONS
 from warehouse.predict import stage_fingerprint
 
 from .context import Failed, StudyContext
@@ -19,6 +22,17 @@ def fingerprint_to_run(ctx: StudyContext, policy: DonePolicy, inputs: str) -> st
         log.info("%s of %s is up to date; nothing to do", policy.stage, ctx.study.name)
         return None
     return fingerprint
+
+
+def too_few_configurations(stage: str, study: str, targets: pl.DataFrame) -> str | None:
+    """Why the stage cannot learn from the study's finished runs (fewer than two configurations, as a
+    triage by P(good) may leave), logged with what to do; None when it can."""
+    configurations = targets["config_id"].n_unique()
+    if configurations >= MIN_CONFIGURATIONS:
+        return None
+    reason = f"{configurations} configuration(s) finished; grouped cross-validation needs at least {MIN_CONFIGURATIONS}"
+    log.warning("%s of %s skipped: %s (train more runs to the end, or keep more at triage)", stage, study, reason)
+    return reason
 
 
 def finished_designs(designs: dict, results: list) -> tuple[list[tuple], int]:

@@ -27,7 +27,7 @@ from pipeline_lib.vocabulary import DATASETS, FITTED_PREDICTORS, SEED_AGREEMENT,
 from warehouse.predict import (design_matrices, epoch_metrics, graph_seconds, input_fingerprint, record_stage,
                                study_runs, write_results)
 
-from ._prediction import finished_designs, fingerprint_to_run
+from ._prediction import finished_designs, fingerprint_to_run, too_few_configurations
 from .context import StudyContext, Work
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,10 @@ def run(ctx: StudyContext) -> dict:
     if fingerprint is None:
         return {"up_to_date": True}
 
-    targets = grouped_folds(run_targets(study_runs(wh, study.name), study.predict.good_run_quantile),
-                            study.predict.n_folds)
+    targets = run_targets(study_runs(wh, study.name), study.predict.good_run_quantile)
+    if reason := too_few_configurations(EVALUATE.stage, study.name, targets):
+        return {"skipped": reason}
+    targets = grouped_folds(targets, study.predict.n_folds)
     folds = targets["fold"].n_unique()
     reasons = degenerate_reasons(targets, DATASETS[study.dataset.name].chance_accuracy)
     if reasons:

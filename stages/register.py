@@ -36,7 +36,7 @@ from warehouse.predict import design_matrices, record_stage, stage_fingerprint, 
 from warehouse.registry import load_predictor, record_predictors
 from warehouse.triage import was_triaged
 
-from ._prediction import fingerprint_to_run
+from ._prediction import fingerprint_to_run, too_few_configurations
 from .context import StudyContext
 
 log = logging.getLogger(__name__)
@@ -151,6 +151,9 @@ def run(ctx: StudyContext) -> dict:
     """Fit, save and record the study's predictors and their decision path's cost; returns how many
     predictors (or that they were up to date)."""
     study, wh = ctx.study, ctx.warehouse
+    targets = run_targets(study_runs(wh, study.name), study.predict.good_run_quantile)
+    if reason := too_few_configurations(REGISTER.stage, study.name, targets):
+        return {"skipped": reason}
     inputs = stage_fingerprint(wh, study.name, EVALUATE.stage) or ""
     if unusable := unusable_files(wh, study.name):
         log.warning("%d registered predictor file(s) of %s are missing or changed (e.g. %s): registering again",

@@ -17,7 +17,6 @@ decisions are published as a table.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from datetime import datetime, timezone
 
@@ -29,7 +28,8 @@ from pipeline_lib.decisions.predictor_source import (CORPUS, REGISTERED, Source,
                                                      reads_graphs)
 from pipeline_lib.decisions.savings import triage_savings
 from pipeline_lib.decisions.scoring import ScoringError, check_compatible
-from pipeline_lib.decisions.triage import ACCURACY, TriageError, accuracy_scores, decide, split_cohort
+from pipeline_lib.decisions.triage import (ACCURACY, TriageError, accuracy_scores, decide, kept_count,
+                                          split_cohort)
 from pipeline_lib.run_state import RunStore
 from pipeline_lib.spec import KeepPGood, Study, expand_runs
 from pipeline_lib.vocabulary import Decision
@@ -67,8 +67,7 @@ def planned_cohorts(study: Study) -> dict[int, int | None]:
     for rung in study.triage.rungs:
         cohorts[rung] = n
         keep = study.triage.keep_rule
-        n = (None if n is None or isinstance(keep, KeepPGood) else
-             math.ceil(round(keep * n, 9)) if isinstance(keep, float) else min(keep, n))
+        n = None if n is None or isinstance(keep, KeepPGood) else kept_count(keep, n)
     return cohorts
 
 

@@ -164,6 +164,19 @@ def test_cross_validation_needs_two_distinct_configurations(tmp_path):
     load_study(write_spec(tmp_path, samples=2)).check_cross_validation()
 
 
+@pytest.mark.parametrize("triage, finishing", [({"rungs": [1], "keep": 1}, 1),
+                                               ({"rungs": [1, 2], "keep": 0.25}, 1)])  # 8 runs -> 2 -> 1
+def test_a_triage_that_lets_one_run_finish_is_refused_before_training(tmp_path, triage, finishing):
+    """A triage keeping one run trained and decided, then the evaluation failed on one configuration
+    (and every re-run the same way); the 8 runs of this spec are cut to one by the keep rule."""
+    study = load_study(write_spec(tmp_path, triage=triage))
+    with pytest.raises(SpecError, match=rf"triage: keep .* lets {finishing} run finish; .* need at least 2 "
+                                        r"configurations: keep more runs, or train with python -m flows.train_sweep"):
+        study.check_cross_validation()
+    load_study(write_spec(tmp_path, triage={"rungs": [1], "keep": 0.5})).check_cross_validation()  # 4 finish
+    load_study(write_spec(tmp_path, triage={"rungs": [1], "keep": {"p_good": 0.5}})).check_cross_validation()
+
+
 def test_unavailable_device_fails_before_prefect_in_a_real_process(tmp_path):
     spec = write_spec(tmp_path, execution={"device": "cuda:3"})
     proc = subprocess.run([sys.executable, "-m", "flows.study", "--spec", str(spec),

@@ -118,3 +118,22 @@ def test_every_pair_of_folds_is_disjoint(targets):
     for a, b in itertools.combinations(range(targets["fold"].n_unique()), 2):
         ca = set(targets.filter(pl.col("fold") == a)["config_id"])
         assert not ca & set(targets.filter(pl.col("fold") == b)["config_id"])
+
+
+def test_a_study_whose_finished_runs_hold_one_configuration_is_skipped_not_failed(tmp_path):
+    """What a triage by P(good) can leave: one configuration finished. Evaluate failed with a raw
+    cross-validation error on every re-run, and register fitted predictors on it; both now say why they
+    skip and what to do."""
+    from stages import evaluate, register
+    from stages.local import local_context
+    from tests.conftest import train_in_process, write_spec
+    from warehouse.db import Warehouse
+
+    spec = write_spec(tmp_path, samples=1, sweep={"lr": [0.05], "batch_size": [64]}, widths=[0.5], width_transfer={})
+    wh = Warehouse(tmp_path / "w.duckdb")
+    train_in_process(spec, wh)
+    reason = "1 configuration(s) finished; grouped cross-validation needs at least 2"
+    with local_context(spec, wh.path) as ctx:
+        assert evaluate.run(ctx) == {"skipped": reason}
+        assert register.run(ctx) == {"skipped": reason}
+    assert wh.query("SELECT count(*) AS n FROM predictors")["n"][0] == 0
