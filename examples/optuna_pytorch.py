@@ -24,6 +24,9 @@ from torch import nn
 from pipeline_lib.pruning.optuna_pruner import TriagePruner
 
 EPOCHS = 10
+PRUNERS = {"triage": ("triage (best 1/3 at epoch 3)", lambda: TriagePruner(keep=0.33, rungs=[3], min_trials=5)),
+           "median": ("MedianPruner (Optuna defaults)", lambda: optuna.pruners.MedianPruner()),
+           "none": ("no pruning (NopPruner)", lambda: optuna.pruners.NopPruner())}
 
 
 def digits() -> tuple[torch.Tensor, ...]:
@@ -87,12 +90,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--storage", default=None, help="an Optuna RDB URL, e.g. sqlite:///optuna.db (default: memory)")
+    parser.add_argument("--pruners", nargs="+", choices=sorted(PRUNERS), default=["triage", "median"],
+                        help="default: %(default)s; `none` records every trial's whole curve, which "
+                             "python -m flows.replay_optuna --storage URL races the pruners on")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(1)  # tiny convolutions: threads only wait on each other
     data = digits()
-    pruners = {"triage (best 1/3 at epoch 3)": lambda: TriagePruner(keep=0.33, rungs=[3], min_trials=5),
-               "MedianPruner (Optuna defaults)": lambda: optuna.pruners.MedianPruner()}
+    pruners = {PRUNERS[name][0]: PRUNERS[name][1] for name in args.pruners}
     print(f"{args.trials} TPE trials of up to {EPOCHS} epochs per seed ({args.trials * EPOCHS} epochs without pruning)")
     print(f"{'pruner':32} {'seed':>4} {'pruned':>6} {'epochs':>6} {'best':>6} {'seconds':>7}")
     totals = {name: [] for name in pruners}
