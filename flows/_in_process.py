@@ -105,10 +105,11 @@ def _replay(args: argparse.Namespace) -> None:
 
 def _user_errors(command: str) -> tuple[type[Exception], ...]:
     if command == "score":
+        from pipeline_lib.corpus import CorpusStale
         from pipeline_lib.decisions.registry import RegistryError
         from pipeline_lib.decisions.scoring import ScoringError
 
-        return ScoringError, RegistryError
+        return ScoringError, RegistryError, CorpusStale
     if command == "replay":
         from warehouse.replays import ReplayError
 

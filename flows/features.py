@@ -3,7 +3,7 @@
     python -m flows.features --spec specs/digits.yaml [--warehouse warehouse/warehouse.duckdb]
 
 Computes, per k of predict.k_epochs and base feature set, the units not stored with their current
-fingerprint (`pipeline_lib.fingerprints.FEATURES`); re-running with the same code and graphs
+fingerprint (`pipeline_lib.fingerprints.FEATURES`, one per base set); re-running with the same code and graphs
 computes nothing. The stage: stages/features.py.
 """
 from __future__ import annotations

@@ -20,6 +20,7 @@ answer_early(__name__, __spec__.name, __doc__)  # --help and usage errors before
 
 from prefect import flow
 
+from pipeline_lib.corpus import CorpusStale
 from pipeline_lib.decisions.registry import RegistryError
 from pipeline_lib.decisions.scoring import ScoringError
 from pipeline_lib.spec import load_study
@@ -47,4 +48,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main, user_errors=(ScoringError, RegistryError))
+    run_cli(main, user_errors=(ScoringError, RegistryError, CorpusStale))

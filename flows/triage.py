@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline_lib.corpus import CorpusStale
 from pipeline_lib.decisions.registry import RegistryError
 from pipeline_lib.decisions.scoring import ScoringError
 from pipeline_lib.decisions.triage import TriageError
@@ -11,7 +12,7 @@ from pipeline_lib.spec import Study
 from stages import triage
 from warehouse.db import Warehouse
 
-TRIAGE_ERRORS = (TriageError, ScoringError, RegistryError)  # bad input of a triage: exit 2, no traceback
+TRIAGE_ERRORS = (TriageError, ScoringError, RegistryError, CorpusStale)  # bad input of a triage: exit 2, no traceback
 
 
 def check_triage(warehouse: str, study: Study) -> None:

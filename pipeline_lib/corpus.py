@@ -5,18 +5,23 @@ Tables (one row per run, per run and epoch, per run, k and feature):
   runs.parquet      configuration (RUN_COLUMNS) and outcome (status, final_test_acc)
   curves.parquet    per epoch: train/test loss and accuracy, seconds
   features.parquet  the feature vectors at every k of every base feature set (long: feature, value)
-  meta.json         the studies, and `feature_code`: the fingerprint of the feature code that
-                    computed the features (`fingerprints.FEATURES.code()`)
+  meta.json         the studies, and `feature_codes`: per base feature set, the digest of the code
+                    that computed it (`fingerprints.FEATURES`)
 
 Across studies, scales differ (a ResNet's graph is not a LeNet's, digits' accuracies are not
 Fashion-MNIST's), so every feature is normalized within its study (`within_study_ranks`: the mid-rank
 percentile among the study's runs) and the regression target is the within-study percentile of
 final accuracy; good means above the study's median (`prediction.targets.run_targets` per study).
 A leave-one-study-out split `loso:<study>` fits on every other study and predicts the held-out one.
+
+A base set whose recorded digest is not this checkout's is stale: a corpus prediction that reads it
+is refused (`check_reads`), the others go on with a warning naming it and the command that
+refreshes it, in scoring, triage and the replay alike.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from importlib.resources import files
@@ -27,13 +32,14 @@ import polars as pl
 from joblib import Parallel, delayed
 from scipy.stats import rankdata
 
-from .features import FEATURE_SETS, GRAPH_SETS
+from .features import BASE_SETS, FEATURE_SETS, GRAPH_SETS
 from .fingerprints import FEATURES
 from .prediction.evaluation import feature_matrix, transfer_predictions, with_unit
 from .prediction.metrics import comparison_table, evaluation_table
 from .prediction.targets import run_targets
 from .vocabulary import FITTED_PREDICTORS, Split, Task
 
+log = logging.getLogger(__name__)
 # package data (pyproject.toml): the checkout's folder under an editable install, site-packages' otherwise
 SHIPPED_DIR = Path(files(__package__) / "corpus_data")
 CORPUS_ENV = "RGP_CORPUS_DIR"  # another corpus (python -m flows.corpus --out), or a directory without one
@@ -52,7 +58,7 @@ HEADLINE = {Task.REGRESSION: "kendall_tau", Task.CLASSIFICATION: "balanced_accur
 
 
 class CorpusStale(RuntimeError):
-    """The committed corpus was computed by other feature code than this checkout's."""
+    """A corpus prediction would read a base feature set computed by other code than this checkout's."""
 
 
 @dataclass(frozen=True)
@@ -63,14 +69,15 @@ class Corpus:
     meta: dict
 
 
-def feature_code() -> str:
-    return FEATURES.code()
+def feature_codes() -> dict[str, str]:
+    """Per base feature set, the digest of this checkout's code that computes it."""
+    return {base: FEATURES[base].code() for base in BASE_SETS}
 
 
 def write_corpus(directory: str | Path, runs: pl.DataFrame, curves: pl.DataFrame, features: pl.DataFrame,
                  meta: dict) -> None:
     """Write the three tables (zstd Parquet; feature values as float32, what the corpus needs to fit)
-    and meta.json with the feature code's fingerprint."""
+    and meta.json with each base set's code digest."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     runs.select(RUN_COLUMNS).sort("study", "run_id").write_parquet(directory / "runs.parquet", compression="zstd")
@@ -78,7 +85,7 @@ def write_corpus(directory: str | Path, runs: pl.DataFrame, curves: pl.DataFrame
     (features.select(FEATURE_COLUMNS).with_columns(pl.col("value").cast(pl.Float32))
      .sort("feature_set", "feature", "k", "run_id")
      .write_parquet(directory / "features.parquet", compression="zstd", compression_level=19))
-    (directory / "meta.json").write_text(json.dumps({**meta, "feature_code": feature_code()}, indent=1) + "\n")
+    (directory / "meta.json").write_text(json.dumps({**meta, "feature_codes": feature_codes()}, indent=1) + "\n")
 
 
 def read_corpus(directory: str | Path | None = None) -> Corpus:
@@ -88,11 +95,26 @@ def read_corpus(directory: str | Path | None = None) -> Corpus:
                   json.loads((directory / "meta.json").read_text()))
 
 
-def check_current(corpus: Corpus) -> None:
-    """CorpusStale, with the commands that regenerate it, unless this checkout's feature code made it."""
-    if corpus.meta["feature_code"] != feature_code():
-        raise CorpusStale(f"the corpus' features were computed by feature code {corpus.meta['feature_code'][:12]}..., "
-                          f"this checkout's is {feature_code()[:12]}...; regenerate it:\n  {REGENERATE}")
+def stale_sets(recorded: dict[str, str]) -> list[str]:
+    """The base sets whose `recorded` code digest (a corpus' or its predictor's `feature_codes`) is not
+    this checkout's; a set recorded by no digest is stale too."""
+    current = feature_codes()
+    return [base for base in BASE_SETS if recorded.get(base) != current[base]]
+
+
+def stale_message(sets: list[str]) -> str:
+    return (f"the corpus' feature set(s) {', '.join(sets)} were computed by other code than this checkout's "
+            f"(stale); refresh them:\n  {REGENERATE}")
+
+
+def check_reads(recorded: dict[str, str], feature_set: str) -> None:
+    """CorpusStale, naming the stale base sets and the command, when a corpus prediction on
+    `feature_set` would read one; a stale set it does not read is only a logged warning."""
+    stale = stale_sets(recorded)
+    if read := [base for base in stale if base in FEATURE_SETS[feature_set]]:
+        raise CorpusStale(f"{feature_set} reads stale corpus features: {stale_message(read)}")
+    if stale:
+        log.warning("%s (%s reads none of them)", stale_message(stale), feature_set)
 
 
 def corpus_targets(runs: pl.DataFrame, good_quantile: float = 0.5) -> pl.DataFrame:

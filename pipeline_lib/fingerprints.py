@@ -5,10 +5,12 @@ run at k, a prediction stage's inputs, a saved predictor) and computes again the
 fingerprint differs from the one the current spec and code give, so that "done" means the same
 thing everywhere and a changed option or function never leaves stale results behind.
 
-A `DonePolicy` names what a unit depends on: the spec's options, the inputs it reads, an explicit
-list of the modules whose code made it (a module not listed never invalidates it: editing the
-test-only unrolled graph builder recomputes no graph) and, for files that outlive this checkout,
-the library versions that read them back. The policies of every stage are below, in one place.
+A `DonePolicy` names what a unit depends on: the spec's options, the inputs it reads, the modules
+holding its compute functions (`entries`: their code and that of every library module they import,
+found by reading their imports, `import_closure`; a module they do not reach never invalidates it:
+editing the test-only unrolled graph builder recomputes no graph) and, for files that outlive this
+checkout, the library versions that read them back. The policies of every stage are below, in one
+place; `DonePolicy.modules` lists what each covers.
 """
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ import ast
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from importlib.metadata import version
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from .features import COMPUTE, BASE_SETS
 from .spec import GraphOptions
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +52,50 @@ def module_path(name: str) -> Path:
     return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
 
+# Imports are followed within the library only: it computes every stored value. Stage modules may be
+# entries (a stage's own fitting loop), but their imports of stages.* orchestrate units and those of
+# warehouse.* store and query them; what a stage reads from the warehouse is a declared input,
+# fingerprinted by its values.
+LIBRARY = "pipeline_lib"
+# Library modules that a compute function imports but that shape no stored value, with why.
+NOT_SHAPING = {
+    "pipeline_lib.fingerprints": "the done rules themselves: what each covers is digested, not how it is found",
+    "pipeline_lib.files": "atomic writes, quarantine, and reads through a reader the caller passes",
+    "pipeline_lib.layout": "where a study's files lie, not what they hold",
+    "pipeline_lib.placement": "which worker computes a unit, not what it computes",
+}
+
+
+def imported_modules(name: str) -> set[str]:
+    """The library modules that module `name` imports anywhere in its code (a function's lazy import
+    too), read from its syntax tree, not imported; `from pkg import sub` counts the module pkg.sub."""
+    path = module_path(name)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if module_path(f"{base}.{alias.name}").is_file() else base)
+    return {m for m in found if m.split(".")[0] == LIBRARY and module_path(m).is_file()}
+
+
+def import_closure(entries: tuple[str, ...]) -> tuple[str, ...]:
+    """`entries` and every library module they import, transitively, less NOT_SHAPING; sorted."""
+    seen, todo = set(), list(entries)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(imported_modules(name) - set(NOT_SHAPING))
+    return tuple(sorted(seen))
+
+
 def source_digest(*paths: Path) -> str:
     """Digest of the files' code (each named by its file name, so moving a file keeps its digest)."""
     return digest(*(f"{p.name}:{_code(p)}" for p in paths))
@@ -56,17 +104,24 @@ def source_digest(*paths: Path) -> str:
 @dataclass(frozen=True)
 class DonePolicy:
     """When a stage's stored unit is current: the same `options` of the spec, the same `inputs`, the
-    same code of exactly `modules` (dotted names of project modules, in this order) and the same
-    versions of `libraries` (distribution names)."""
+    same code of `modules` and the same versions of `libraries` (distribution names). `entries` are
+    the modules holding the compute functions, counted with what they import; `alone` modules count
+    without their imports (a dispatcher that imports every unit's code, the classes a file holds)."""
 
     stage: str
     options: tuple[str, ...]
     inputs: tuple[str, ...]
-    modules: tuple[str, ...]
+    entries: tuple[str, ...]
     libraries: tuple[str, ...] = ()
+    alone: tuple[str, ...] = ()
+
+    @cached_property
+    def modules(self) -> tuple[str, ...]:
+        """The dotted names of the modules whose code the unit depends on, in digest order."""
+        return (*self.alone, *(m for m in import_closure(self.entries) if m not in self.alone))
 
     def code(self) -> str:
-        """Digest of the declared modules' code."""
+        """Digest of the modules' code."""
         return source_digest(*(module_path(m) for m in self.modules))
 
     def option_values(self, spec: BaseModel) -> list[str]:
@@ -81,28 +136,25 @@ class DonePolicy:
 
 GRAPHS = DonePolicy(
     "graph_metrics", options=("graphs",), inputs=("snapshot file", "node count"),
-    modules=tuple(f"pipeline_lib.graphs.{m}" for m in
-                  ("layered", "properties", "rolled", "snapshot_metrics", "summaries", "template", "tracing")))
-FEATURES = DonePolicy(
+    entries=("pipeline_lib.graphs.snapshot_metrics",))
+# One policy per base feature set, so that a change to one set's code recomputes that set only: the
+# module of its compute function (`features.COMPUTE`) and the dispatcher, which imports every set's.
+FEATURES = {base: DonePolicy(
     "features", options=(), inputs=("runs", "epoch_metrics", "snapshots", "fingerprints of the graphs read"),
-    modules=("pipeline_lib.features", *(f"pipeline_lib.features.{m}" for m in
-                                        ("curves", "graph", "hparams", "temporal", "weights"))))
-_FITTING = tuple(f"pipeline_lib.prediction.{m}" for m in ("evaluation", "metrics", "models", "targets"))
+    entries=(COMPUTE[base][0].__module__,), alone=("pipeline_lib.features",)) for base in BASE_SETS}
 EVALUATE = DonePolicy(
-    "evaluate", options=("predict",), inputs=("features", "runs", "graph seconds"),
-    modules=(*_FITTING, "pipeline_lib.prediction.costs", "stages.evaluate"))
+    "evaluate", options=("predict",), inputs=("features", "runs", "graph seconds"), entries=("stages.evaluate",))
 WIDTH_TRANSFER = DonePolicy(
     "width_transfer", options=("predict", "width_transfer"), inputs=("features", "runs", "graph seconds"),
-    modules=(*_FITTING, "stages.width_transfer"))
+    entries=("stages.width_transfer",))
 REGISTER = DonePolicy(
     "register", options=("predict", "graphs"), inputs=("the evaluate stage's fingerprint",),
-    modules=("pipeline_lib.decisions.registry", "pipeline_lib.decisions.uncertainty",
-             "pipeline_lib.decisions.path_cost", "pipeline_lib.prediction.models", "pipeline_lib.prediction.targets",
-             "stages.register"))
-# A saved predictor: the code of the classes its file holds (the pipeline's steps, the rank scorer)
-# and the libraries that write and read it.
+    entries=("stages.register",))
+# A saved predictor: whether its file loads and predicts as it did depends on the code of the classes
+# it holds (the pipeline's steps, the rank scorer), not on the code that chose them (REGISTER's), and
+# on the libraries that write and read it.
 PREDICTOR = DonePolicy(
-    "predictor", options=(), inputs=("skops file",), modules=("pipeline_lib.prediction.models",),
+    "predictor", options=(), inputs=("skops file",), entries=(), alone=("pipeline_lib.prediction.models",),
     libraries=("scikit-learn", "skops", "numpy", "scipy"))
 
 
@@ -127,10 +179,10 @@ def graph_fingerprints(options: GraphOptions, nodes: list[int]) -> dict[int, str
 
 
 def feature_fingerprints(feature_set: str, graph_inputs: list[str]) -> list[str]:
-    """Fingerprints of a base feature set under the current feature code, one per run; `graph_inputs`
+    """Fingerprints of a base feature set under the current code of that set, one per run; `graph_inputs`
     holds per run the fingerprints of the graphs the set read ('' for a set that reads none), so
     recomputed graphs recompute the graph sets built on them."""
-    code = FEATURES.code()
+    code = FEATURES[feature_set].code()
     return [digest("features", feature_set, code, graphs) for graphs in graph_inputs]
 
 

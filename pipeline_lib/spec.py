@@ -19,6 +19,7 @@ from scipy.stats import qmc
 from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
+from .decisions.keep import kept_count
 from .vocabulary import DATASETS
 
 Architecture = Literal["lenet", "vgg", "alexnet", "resnet"]
@@ -505,8 +506,6 @@ class Study(_Strict):
             raise SpecError(f"samples: grouped cross-validation needs at least {MIN_CONFIGURATIONS} distinct "
                             f"configurations; samples={self.samples} with this sweep gives {distinct}")
         if self.triage is not None and not isinstance(self.triage.keep_rule, KeepPGood):
-            from .decisions.triage import kept_count  # the one keep count (decisions imports this module)
-
             finishing = len(expand_runs(self))
             for _ in self.triage.rungs:
                 finishing = kept_count(self.triage.keep_rule, finishing)

@@ -5,8 +5,8 @@ Each step skips what is done: the studies' own stages skip finished runs, graphs
 done rules); the export is written only when its rows changed; the leave-one-study-out fits and the
 predictor are made again only when the exported corpus or the pins changed (`corpus_digest`); the
 held-out comparison only when the predictor or a held-out study changed. A corpus study without a
-warehouse here keeps its rows of the committed corpus when they were computed by this feature code
-(so the corpus extends without training its older studies again).
+warehouse here keeps its rows of the committed corpus of the base sets whose code has not changed
+(so the corpus extends without training its older studies again); its stale sets' rows are dropped.
 
 What `predictor: auto` may use follows from the last step: the card's `accuracy_gate` per k lists
 every study the predictor was tested on (each corpus study left out, and the held-out studies) and
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline_lib.corpus import (CorpusStale, check_current, corpus_designs, corpus_targets, feature_code,
-                                 loso_evaluation, loso_predictions, read_corpus, write_corpus)
+from pipeline_lib.corpus import (CorpusStale, corpus_designs, corpus_targets, loso_evaluation, loso_predictions,
+                                 read_corpus, stale_message, stale_sets, write_corpus)
 from pipeline_lib.decisions import corpus as corpus_predictor
 from pipeline_lib.fingerprints import predictor_pins
 from pipeline_lib.spec import load_study
@@ -90,12 +90,12 @@ def _digest(*frames: pl.DataFrame) -> str:
 
 def export(plan: CorpusPlan, walls: dict[str, dict]) -> bool:
     """The corpus tables from the corpus studies' warehouses (or, for a study without one here, its rows
-    of the committed corpus, when this feature code made them); True when they changed."""
+    of the committed corpus of the base sets whose code has not changed); True when they changed."""
     try:
         previous = read_corpus(plan.out)
-        check_current(previous)
-    except (FileNotFoundError, CorpusStale):
+    except FileNotFoundError:
         previous = None
+    stale = stale_sets(previous.meta.get("feature_codes", {})) if previous is not None else []
     parts, facts = [], []
     for spec in plan.specs(plan.corpus_specs):
         name = load_study(spec).name
@@ -107,10 +107,13 @@ def export(plan: CorpusPlan, walls: dict[str, dict]) -> bool:
             ids = previous.runs.filter(pl.col("study") == name)["run_id"]
             runs = previous.runs.filter(pl.col("study") == name)
             curves = previous.curves.filter(pl.col("run_id").is_in(ids))
-            feats = previous.features.filter(pl.col("run_id").is_in(ids))
+            feats = previous.features.filter(pl.col("run_id").is_in(ids) & ~pl.col("feature_set").is_in(stale))
             fact = next(s for s in previous.meta["studies"] if s["study"] == name)
             log.info("corpus study %s: no warehouse %s here; its %d runs of the committed corpus are kept", name,
                      path, runs.height)
+            if stale:
+                log.warning("corpus study %s: its rows of stale feature set(s) %s are dropped; train it (python -m "
+                            "flows.corpus without --no-train) to compute them again", name, ", ".join(stale))
         else:
             log.warning("corpus study %s: no warehouse %s and no rows in the committed corpus; train it "
                         "(python -m flows.corpus without --no-train)", name, path)
@@ -122,7 +125,7 @@ def export(plan: CorpusPlan, walls: dict[str, dict]) -> bool:
     runs, curves, feats = (pl.concat([p[i] for p in parts], how="diagonal_relaxed") for i in range(3))
     digest = _digest(runs.select("run_id", "final_test_acc"), curves.select("run_id", "epoch", "test_acc"),
                      feats.select("run_id", "k", "feature", pl.col("value").cast(pl.Float32)))
-    if previous is not None and previous.meta.get("rows_digest") == digest:
+    if previous is not None and previous.meta.get("rows_digest") == digest and not stale:
         log.info("corpus tables up to date (%d runs of %d studies)", runs.height, len(facts))
         return False
     write_corpus(plan.out, runs, curves, feats, {"studies": facts, "rows_digest": digest})
@@ -142,10 +145,15 @@ def fit(plan: CorpusPlan) -> bool:
     from threadpoolctl import threadpool_limits
 
     corpus = read_corpus(plan.out)
-    check_current(corpus)
+    if stale := stale_sets(corpus.meta.get("feature_codes", {})):
+        raise CorpusStale(stale_message(stale))
     stamp = {"rows_digest": corpus.meta["rows_digest"], "pins": predictor_pins(), "predictors": list(plan.predictors)}
     card_path = plan.out / "predictor" / "card.json"
-    if card_path.is_file() and json.loads(card_path.read_text()).get("fitted_on") == stamp:
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    if card.get("fitted_on") == stamp:
+        if card.get("feature_codes") != corpus.meta["feature_codes"]:  # the same rows, from code changed since
+            card["feature_codes"] = corpus.meta["feature_codes"]
+            card_path.write_text(json.dumps(card, indent=1) + "\n")
         log.info("corpus predictor up to date")
         return False
     start = time.perf_counter()

@@ -15,7 +15,7 @@ import logging
 
 import polars as pl
 
-from pipeline_lib.features import FEATURE_SETS, GRAPH_SETS
+from pipeline_lib.features.sets import FEATURE_SETS, GRAPH_SETS
 from pipeline_lib.fingerprints import EVALUATE
 from pipeline_lib.placement import plan_designs
 from pipeline_lib.prediction.costs import compute_costs

@@ -1,8 +1,8 @@
 """Features: feature vectors from the first k epochs of every finished run, into `features`.
 
 For every k of the spec's predict.k_epochs and every base feature set, computes the units
-(run, k, set) not stored with their current fingerprint (`pipeline_lib.fingerprints.FEATURES`: the
-feature code, and for graph sets the fingerprints of the graphs read); graph features wait until a
+(run, k, set) not stored with their current fingerprint (`pipeline_lib.fingerprints.FEATURES[set]`:
+the code of that set, and for graph sets the fingerprints of the graphs read); graph features wait until a
 run's graphs cover epochs 0..k. Re-running with the same code and graphs computes nothing. One task
 per (base set, k) (in this process, on Ray when asked); one that fails is logged and its units stay
 pending.

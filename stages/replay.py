@@ -16,7 +16,7 @@ from typing import Callable
 
 import polars as pl
 
-from pipeline_lib.corpus import check_current, corpus_dir, read_corpus
+from pipeline_lib.corpus import CorpusStale, check_reads, corpus_dir, read_corpus
 from pipeline_lib.decisions import corpus
 from pipeline_lib.decisions.replay import RanksAmongSeen, Settings, replay_sweep
 from pipeline_lib.decisions.scoring import design_matrix
@@ -34,16 +34,22 @@ FEATURE_SETS = ("all_but_graph", "all")  # online/transfer/oracle: without and w
 def corpus_transfer(study: Study) -> Callable[[int, str, pl.DataFrame, list[str]], RanksAmongSeen | None] | None:
     """Transfer from the corpus without this study (leave it out: the predictor never saw it), when
     the corpus holds the study's dataset and architectures; None when it does not. It ranks the runs
-    seen at the rung among themselves (its input contract), with corpus.MIN_RUNS of them at least."""
+    seen at the rung among themselves (its input contract), with corpus.MIN_RUNS of them at least. A
+    feature set that reads a stale corpus set is left out, with a warning naming the set and the command
+    that refreshes it (as `predictor: auto` falls back then)."""
     if not corpus_dir().joinpath("runs.parquet").is_file():
         return None
     shipped = read_corpus()
-    check_current(shipped)
     runs = shipped.runs
     if study.dataset.name not in set(runs["dataset"]) or not set(study.architectures) <= set(runs["architecture"]):
         return None
 
     def predictions(k: int, feature_set: str, rows: pl.DataFrame, run_ids: list[str]) -> RanksAmongSeen | None:
+        try:
+            check_reads(shipped.meta.get("feature_codes", {}), feature_set)
+        except CorpusStale as e:
+            log.warning("no transfer from the corpus at k = %d on %s: %s", k, feature_set, e)
+            return None
         fitted = corpus.fit_without(shipped, study.name, k, feature_set)
         if fitted is None:
             return None

@@ -22,14 +22,15 @@ from datetime import datetime, timezone
 
 import polars as pl
 
+from pipeline_lib.corpus import CorpusStale
 from pipeline_lib.decisions.corpus import MIN_RUNS, is_corpus
 from pipeline_lib.decisions.path_cost import columns_used, properties_read
 from pipeline_lib.decisions.predictor_source import (CORPUS, REGISTERED, Source, auto_source, corpus_predictor, named_source,
                                                      reads_graphs)
 from pipeline_lib.decisions.savings import triage_savings
 from pipeline_lib.decisions.scoring import ScoringError, check_compatible
-from pipeline_lib.decisions.triage import (ACCURACY, TriageError, accuracy_scores, decide, kept_count,
-                                          split_cohort)
+from pipeline_lib.decisions.keep import kept_count
+from pipeline_lib.decisions.triage import ACCURACY, TriageError, accuracy_scores, decide, split_cohort
 from pipeline_lib.run_state import RunStore
 from pipeline_lib.spec import KeepPGood, Study, expand_runs
 from pipeline_lib.vocabulary import Decision
@@ -94,7 +95,12 @@ def rung_source(wh: Warehouse | None, study: Study, k: int, cohort: int | None =
     if triage.predictor == "auto":
         rows = ranked_predictors(wh, k, [study.dataset.name], study.architectures) if wh is not None else pl.DataFrame()
         candidates = [(row, recorded_study(wh, row["study"])) for row in rows.iter_rows(named=True)]
-        source = auto_source(study, k, candidates, corpus_predictor(k, study), cohort)
+        try:
+            corpus_row, refused = corpus_predictor(k, study), None
+        except CorpusStale as e:
+            corpus_row, refused = None, str(e)
+            log.warning("auto at epoch %d: the corpus predictor is refused: %s", k, e)
+        source = auto_source(study, k, candidates, corpus_row, cohort, refused)
     elif is_corpus(triage.predictor):  # ships with the project: no warehouse needed, no one study to compare with
         spec_runs = pl.DataFrame({"dataset": study.dataset.name, "architecture": study.architectures})
         row = choose_predictor(wh, triage.predictor, k, spec_runs)

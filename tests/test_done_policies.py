@@ -1,18 +1,23 @@
-""""Done" is declared per stage (`pipeline_lib.fingerprints`): editing a module outside a stage's list
-leaves its results current, editing one inside recomputes them. Checked on a copy of the project
-whose code is really edited, each time in a fresh interpreter that imports the copy."""
+""""Done" is declared per stage (`pipeline_lib.fingerprints`): each rule covers the modules its compute
+functions import, read here a second way (bytecode, resolved by importlib); editing a module outside
+a stage's list leaves its results current, editing one inside recomputes them. Checked on a copy of
+the project whose code is really edited, each time in a fresh interpreter that imports the copy."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
+import types
+from modulefinder import ModuleFinder
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from pipeline_lib import fingerprints
 from pipeline_lib.fingerprints import graph_fingerprints
 from pipeline_lib.spec import GraphOptions
 from tests.conftest import add_runs
@@ -42,6 +47,70 @@ graphs, predictors = Warehouse(sys.argv[1]), Warehouse(sys.argv[2])
 print(json.dumps({"pending": pending_snapshots(graphs, "g", GraphOptions()).height,
                   "loads": [loads(predictors, pid) for pid in predictors.query("SELECT id FROM predictors")["id"]]}))
 """
+
+
+def _bytecode_imports(name: str) -> set[str]:
+    """The library modules that module `name` imports, found in its bytecode (every function's too) and
+    resolved by importlib: `from pkg import x` counts pkg.x when that is a module, else pkg."""
+    spec = importlib.util.find_spec(name)
+    package = name if spec.submodule_search_locations else name.rpartition(".")[0]
+    codes, found = [compile(Path(spec.origin).read_text(), spec.origin, "exec")], set()
+    while codes:
+        code = codes.pop()
+        codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+        for kind, args in ModuleFinder().scan_opcodes(code):
+            if kind not in ("absolute_import", "relative_import"):
+                continue
+            level, fromlist, target = args if kind == "relative_import" else (0, *args)
+            base = importlib.util.resolve_name("." * level + (target or ""), package).rstrip(".") if level else target
+            if not base.startswith("pipeline_lib"):
+                continue
+            is_package = importlib.util.find_spec(base).submodule_search_locations is not None
+            for item in fromlist or [None]:
+                sub = f"{base}.{item}" if item else None
+                found.add(sub if sub and is_package and importlib.util.find_spec(sub) else base)
+    return found
+
+
+POLICIES = {"GRAPHS": fingerprints.GRAPHS, "EVALUATE": fingerprints.EVALUATE,
+            "WIDTH_TRANSFER": fingerprints.WIDTH_TRANSFER, "REGISTER": fingerprints.REGISTER,
+            "PREDICTOR": fingerprints.PREDICTOR, **{f"FEATURES[{b}]": p for b, p in fingerprints.FEATURES.items()}}
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_each_rule_covers_every_library_module_its_compute_code_imports(name):
+    policy = POLICIES[name]
+    reached, todo = set(), list(policy.entries)
+    while todo:
+        module = todo.pop()
+        if module not in reached:
+            reached.add(module)
+            todo.extend(_bytecode_imports(module) - set(fingerprints.NOT_SHAPING))
+    assert set(policy.modules) == reached | set(policy.alone)
+    assert len(policy.modules) == len(set(policy.modules))
+
+
+def test_the_graph_rule_covers_the_snapshot_reader_and_the_models_the_template_traces():
+    from pipeline_lib.graphs.snapshot_metrics import process_snapshots  # what the graph stage's units call
+
+    graphs = fingerprints.GRAPHS
+    assert process_snapshots.__module__ in graphs.entries
+    models = {"pipeline_lib.models", *(f"pipeline_lib.models.{m}" for m in
+                                       ("_common", "alexnet", "dropout", "lenet", "resnet", "vgg"))}
+    assert {"pipeline_lib.snapshots", "pipeline_lib.graphs.rolled", "pipeline_lib.graphs.template",
+            "pipeline_lib.graphs.tracing", *models} <= set(graphs.modules)
+    assert "pipeline_lib.graphs.unrolled" not in graphs.modules  # the test-only builder makes no stored graph
+    # a saved predictor's pins: the classes its file holds, as before (registered files stay loadable)
+    assert fingerprints.PREDICTOR.modules == ("pipeline_lib.prediction.models",)
+
+
+def test_each_base_feature_set_is_covered_by_its_own_code_only():
+    features = fingerprints.FEATURES
+    assert "pipeline_lib.features.graph" not in features["tse"].modules
+    assert "pipeline_lib.features.weights" not in features["hparams"].modules
+    assert "pipeline_lib.features.sets" not in {m for p in features.values() for m in p.modules}  # the unions
+    assert {"pipeline_lib.features.weights", "pipeline_lib.features.curves"} <= set(features["weight_stats"].modules)
+    assert "pipeline_lib.spec" in features["hparams"].modules  # its one-hot columns are the spec's choices
 
 
 @pytest.fixture()

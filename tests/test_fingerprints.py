@@ -1,4 +1,4 @@
-"""One notion of done: changed `graphs:` options or feature code recompute exactly what they change,
+"""One notion of done: changed `graphs:` options or a feature set's code recompute exactly what they change,
 and the study's data directory is the one its first stage recorded (real Prefect, DuckDB, graph-tool)."""
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from flows._cli import run_cli
 from flows.evaluate import evaluate
 from flows.features import features
 from pipeline_lib import fingerprints
-from pipeline_lib.features import BASE_SETS
 from pipeline_lib.layout import DataLayout
 from pipeline_lib.spec import GraphOptions
 from tests.conftest import write_spec
@@ -125,7 +124,7 @@ def test_graph_fingerprints_follow_what_a_graph_of_that_size_uses():
     assert fp(restricted, [124]) == fp(restricted.model_copy(update={"properties": ["eigenvector", "strength"]}), [124])
 
 
-def test_changed_feature_code_recomputes_features_and_evaluations(study, monkeypatch):
+def test_changed_code_of_one_feature_set_recomputes_that_set_and_the_evaluation(study, monkeypatch):
     spec, wh, _ = study
     features(str(spec), str(wh.path))
     assert "up_to_date" not in evaluate(str(spec), str(wh.path))
@@ -133,12 +132,15 @@ def test_changed_feature_code_recomputes_features_and_evaluations(study, monkeyp
     assert evaluate(str(spec), str(wh.path)) == {"up_to_date": True}
     stored = wh.query("SELECT DISTINCT feature_set, fingerprint FROM features")
 
-    # a feature module edited: every feature unit is computed again, and the evaluation follows
-    policy = fingerprints.FEATURES
-    monkeypatch.setattr(fingerprints, "FEATURES", dataclasses.replace(
-        policy, modules=(*policy.modules, "pipeline_lib.features.temporal")))
-    assert features(str(spec), str(wh.path)) == {name: 8 for name in BASE_SETS}
-    assert not set(wh.query("SELECT DISTINCT fingerprint FROM features")["fingerprint"]) & set(stored["fingerprint"])
+    # the code of one base set changed: that set's units are computed again, no other, and the evaluation follows
+    policy = fingerprints.FEATURES["hparams"]
+    monkeypatch.setitem(fingerprints.FEATURES, "hparams", dataclasses.replace(
+        policy, alone=(*policy.alone, "pipeline_lib.features.weights")))
+    assert features(str(spec), str(wh.path)) == {"hparams": 8}
+    after = wh.query("SELECT DISTINCT feature_set, fingerprint FROM features")
+    assert after.filter(pl.col("feature_set") != "hparams").sort("feature_set", "fingerprint").equals(
+        stored.filter(pl.col("feature_set") != "hparams").sort("feature_set", "fingerprint"))
+    assert not set(after.filter(pl.col("feature_set") == "hparams")["fingerprint"]) & set(stored["fingerprint"])
     assert "up_to_date" not in evaluate(str(spec), str(wh.path))
 
 

@@ -10,7 +10,8 @@ the LOSO metrics, the columns in order, the file and code digests, the LOSO resi
 intervals) and the twin's calibration (P(good)).
 
 Input contract: the runs of ONE study scored together, at least MIN_RUNS of them, each with the
-base feature sets of the predictor at epoch k computed by this checkout's feature code; every
+base feature sets of the predictor at epoch k computed by the code the card records for each
+(`feature_codes`: a prediction reading a set whose code changed since is refused); every
 column is normalized within those runs (mid-rank percentile) as in training. The prediction is a
 within-study percentile in (0, 1), not an accuracy: it ranks the runs of the study.
 """
@@ -23,7 +24,7 @@ import numpy as np
 import polars as pl
 from sklearn.pipeline import Pipeline
 
-from ..corpus import (HEADLINE, REGENERATE, Corpus, corpus_designs, corpus_dir, corpus_targets, feature_code,
+from ..corpus import (HEADLINE, Corpus, check_reads, corpus_designs, corpus_dir, corpus_targets, feature_codes,
                       regression_view, within_study_ranks)
 from ..fingerprints import predictor_pins
 from ..vocabulary import Split, Task
@@ -115,7 +116,7 @@ def fit_corpus_predictors(designs: dict, targets: pl.DataFrame, runs: pl.DataFra
     directory = directory or predictor_dir()
     directory.mkdir(parents=True, exist_ok=True)
     view = regression_view(targets)
-    card = {"studies": studies, "feature_code": feature_code(), "code_digest": predictor_pins(),
+    card = {"studies": studies, "feature_codes": feature_codes(), "code_digest": predictor_pins(),
             "datasets": sorted(runs["dataset"].unique().to_list()),
             "architectures": sorted(runs["architecture"].unique().to_list()), "predictors": {}}
     for k, feature_set, predictor, mean_tau, _ in choose_units(evaluations, predictions, runs, curves).iter_rows():
@@ -153,17 +154,14 @@ def read_card(directory: Path | None = None) -> dict:
 
 def predictor_row(k: int, directory: Path | None = None) -> dict:
     """The corpus predictor at k as a registry row (the keys scoring and triage read); ScoringError
-    if none was fitted at k, or if this checkout's feature code is not the one it was fitted on."""
+    if none was fitted at k, CorpusStale if it reads a base set whose code changed since its fit."""
     directory = directory or predictor_dir()
     card = read_card(directory)
     entry = card["predictors"].get(str(k))
     if entry is None:
         raise ScoringError(f"the corpus predictor is fitted at k in {sorted(map(int, card['predictors']))}, not at "
                            f"k = {k}; score at one of those epochs")
-    if card["feature_code"] != feature_code():
-        raise ScoringError(f"the corpus predictor was fitted on features of feature code {card['feature_code'][:12]}..., "
-                           f"this checkout's is {feature_code()[:12]}...; regenerate the corpus and its predictor:\n"
-                           f"  {REGENERATE}")
+    check_reads(card.get("feature_codes", {}), entry["feature_set"])
     return {"id": f"{CORPUS}-k{k}", "study": CORPUS, "datasets": card["datasets"],
             "architectures": card["architectures"], "task": Task.REGRESSION.value, "code_digest": card["code_digest"],
             "path": str(directory / entry["regression_file"]), "file_digest": entry["regression_digest"],
@@ -264,7 +262,7 @@ def write_model_card(card: dict, directory: Path | None = None) -> Path:
         "Input contract": (
             f"The runs of one study scored together (at least {MIN_RUNS}), datasets {card['datasets']}, "
             f"architectures {card['architectures']}, each with the predictor's base feature sets at epoch k "
-            f"computed by feature code {card['feature_code'][:12]}... (refused otherwise). Every column is "
+            "computed by the code the card records for each (`feature_codes`; refused otherwise). Every column is "
             "normalized within the scored runs (mid-rank percentile), as in training. The prediction is a "
             "within-study percentile in (0, 1), not an accuracy; intervals are split-conformal from the "
             "leave-one-study-out residuals, P(good) is the classifier's score calibrated on its LOSO scores."),

@@ -5,7 +5,7 @@ being decided, and the final accuracy of runs that have already ended.
 Rung rules (one decision per run, at epoch `rung`), in two forms:
 - keep fraction f, ASHA-like, exactly as `TriagePruner` decides a trial at a rung: a run reaching the
   rung continues when its score ranks within the best ceil(f x n) of the n runs that have reached the
-  rung so far (itself included; a tie goes to the earlier run; `triage.kept_count`). The first run at
+  rung so far (itself included; a tie goes to the earlier run; `keep.kept_count`). The first run at
   a rung always continues.
 - stop rule at alpha: a run stops only when its conformal chance of ending in the top `share` of
   final accuracy is below alpha (`uncertainty.p_above`); the top-share cutoff is estimated from the
@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 from pipeline_lib.prediction.models import inner_splits, make_predictor
 from pipeline_lib.vocabulary import Task
 
-from .triage import kept_count
+from .keep import kept_count
 from .uncertainty import difficulty, mondrian_bins, p_above
 
 MIN_CALIBRATION = 10   # prequential residuals before the stop rule may stop anything
@@ -54,7 +54,7 @@ class TrainAll:
 
 def promotes(score: float, competing: np.ndarray, fraction: float) -> bool:
     """Whether `score`, the last of `competing` (the n scores seen at the rung so far, in arrival order),
-    ranks within the kept count of the n (`triage.kept_count`: the best fraction, rounded up), ties
+    ranks within the kept count of the n (`keep.kept_count`: the best fraction, rounded up), ties
     going to the earlier run: the rule `TriagePruner` applies at a rung. A non-finite score never does."""
     if not np.isfinite(score):
         return False

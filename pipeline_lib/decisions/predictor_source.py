@@ -4,8 +4,10 @@ predictor, or the test accuracy at the rung (the i-Epoch rule, which needs nothi
 `predictor: auto` takes the first that fits, in this order: the best registered predictor at
 k = rung whose study matches this one exactly (`study_match.mismatches` finds nothing) and that was
 not fitted on a triaged study's kept runs only, with out-of-fold residuals; else the corpus predictor
-when this checkout ships one covering the dataset and architectures (`corpus_predictor`) and it is
-never worse than test accuracy at k on any held-out study (its card's `accuracy_gate`); else accuracy. A predictor named
+when this checkout ships one covering the dataset and architectures (`corpus_predictor`), reading no
+stale corpus feature set, and it is never worse than test accuracy at k on any held-out study (its
+card's `accuracy_gate`); else accuracy, with the reason (a refused corpus predictor: the stale sets
+and the command that refreshes them). A predictor named
 in the spec (best, an id, a study) is used as named: a refused difference raises, the others are
 kept on the source to be warned and recorded.
 """
@@ -42,8 +44,8 @@ def reads_graphs(predictor: dict) -> bool:
 
 def corpus_predictor(k: int, study: Study) -> dict | None:
     """The shipped corpus predictor at k as a registry row, when this checkout has one that covers
-    the study's dataset and architectures; None otherwise (no card, not fitted at
-    k, or fitted on other feature code)."""
+    the study's dataset and architectures; None otherwise (no card, not fitted at k). CorpusStale
+    when it reads a base feature set whose code changed since it was fitted."""
     try:
         row = corpus.predictor_row(k)
     except ScoringError:
@@ -58,10 +60,11 @@ def _describe(predictor: dict) -> str:
 
 
 def auto_source(study: Study, k: int, candidates: list[tuple[dict, Study | None]], corpus_row: dict | None,
-                cohort: int | None = None) -> Source:
+                cohort: int | None = None, corpus_refused: str | None = None) -> Source:
     """`predictor: auto` at rung k: `candidates` are the registered regression predictors at k on this
     dataset and architectures, best first, each with its study's spec (None when not recorded);
-    `cohort`: the runs to decide, when known (the corpus predictor ranks corpus.MIN_RUNS at least)."""
+    `cohort`: the runs to decide, when known (the corpus predictor ranks corpus.MIN_RUNS at least);
+    `corpus_refused`: why the corpus predictor is refused (`corpus_predictor`'s CorpusStale), if it is."""
     passed = []
     for row, theirs in candidates:
         if row.get("triaged"):
@@ -76,6 +79,9 @@ def auto_source(study: Study, k: int, candidates: list[tuple[dict, Study | None]
             return Source(REGISTERED, row, f"auto: registered predictor {_describe(row)} at k = {k}, its study matches")
     skipped = f" ({' | '.join(passed)})" if passed else ""
     none = f"auto: no registered predictor at k = {k} matches this study{skipped}"
+    if corpus_refused:
+        return Source(ACCURACY, None, f"{none}; the corpus predictor is refused ({corpus_refused}): test accuracy "
+                                      f"at epoch {k} (i-Epoch rule)")
     gate = (corpus_row or {}).get("accuracy_gate") or {}
     if corpus_row is not None and not gate.get("holds"):
         worse = f"ranks worse than test accuracy at epoch {k} (tau or top-5 kept) on held-out stud{'y' if len(gate.get('worse_on', [])) == 1 else 'ies'} " \

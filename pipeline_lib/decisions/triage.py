@@ -3,12 +3,12 @@ test accuracy at the rung: the i-Epoch rule); the graph properties a predictor's
 `path_cost.properties_read`'s, so the triage computes only those."""
 from __future__ import annotations
 
-import math
-
 import polars as pl
 
 from pipeline_lib.spec import KeepPGood, TriageSpec
 from pipeline_lib.vocabulary import Decision, RunStatus
+
+from .keep import kept_count
 
 
 class TriageError(ValueError):
@@ -42,13 +42,6 @@ def accuracy_scores(epoch_metrics: pl.DataFrame, run_ids: list[str], rung: int) 
     return (epoch_metrics.filter(pl.col("run_id").is_in(run_ids) & (pl.col("epoch") == rung))
             .select("run_id", pl.col("test_acc").alias("predicted"), pl.lit(None, pl.Float64).alias("low"),
                     pl.lit(None, pl.Float64).alias("high"), pl.lit(None, pl.Float64).alias("p_good")))
-
-
-def kept_count(keep: float | int, n: int) -> int:
-    """How many of n ranked runs a keep rule keeps: the best fraction rounded up (rounded first, so that
-    1/3 x 9 keeps 3, not 4), or the top N. The one keep count of triage, the pruner, the scheduler
-    and the replay."""
-    return math.ceil(round(keep * n, 9)) if isinstance(keep, float) else min(keep, n)
 
 
 def decide(scores: pl.DataFrame, triage: TriageSpec) -> pl.DataFrame:

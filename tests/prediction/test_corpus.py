@@ -1,9 +1,16 @@
 """The corpus: a tiny two-study corpus from digits, exported from real warehouses, evaluated leave one
-study out; the committed corpus' fingerprint; the corpus predictor scoring a study with no
-predictor of its own."""
+study out; the committed corpus' fingerprints per base feature set; the corpus predictor scoring a
+study with no predictor of its own, and refusing only what reads a stale feature set."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -11,13 +18,16 @@ import pytest
 from scipy.stats import rankdata
 
 from pipeline_lib import corpus as corpus_lib
-from pipeline_lib.corpus import (CorpusStale, check_current, corpus_designs, corpus_targets, loso_evaluation,
-                                 loso_predictions, read_corpus, regression_view, within_study_ranks, write_corpus)
+from pipeline_lib import fingerprints
+from pipeline_lib.corpus import (CorpusStale, check_reads, corpus_designs, corpus_targets, loso_evaluation,
+                                 loso_predictions, read_corpus, regression_view, stale_sets, within_study_ranks,
+                                 write_corpus)
 from pipeline_lib.decisions import corpus as corpus_predictor
-from pipeline_lib.features import base_set_features
+from pipeline_lib.features import BASE_SETS, base_set_features
 from pipeline_lib.prediction.models import inner_splits, make_predictor
 from pipeline_lib.spec import TriageSpec
 from pipeline_lib.vocabulary import Split, Task
+from stages.replay import corpus_transfer
 from stages.score import score_study
 from stages.triage import rung_source
 from tests.prediction.conftest import build_study
@@ -65,7 +75,7 @@ def tiny_corpus(tmp_path_factory):
 
 def test_corpus_holds_configuration_curves_outcome_and_features(tiny_corpus):
     corpus, _ = tiny_corpus
-    check_current(corpus)
+    assert stale_sets(corpus.meta["feature_codes"]) == []
     assert corpus.runs.height == 32 and set(corpus.runs["study"]) == set(STUDIES)
     assert set(corpus.runs.filter(pl.col("study") == "corpus-b")["label_noise"]) == {0.0, 0.4}
     assert "step(step_size=1,gamma=0.1)" in set(corpus.runs["lr_schedule"])
@@ -81,16 +91,48 @@ def test_corpus_holds_configuration_curves_outcome_and_features(tiny_corpus):
     assert per_unit.height == 32 * 2 * len(corpus_lib.FEATURE_SETS["all"])  # every run, k and base set
 
 
-def test_stale_feature_code_fails_with_the_regenerating_command(tiny_corpus):
+def test_a_stale_set_refuses_what_reads_it_with_the_refreshing_command(tiny_corpus, caplog):
     corpus, _ = tiny_corpus
-    stale = corpus_lib.Corpus(corpus.runs, corpus.curves, corpus.features, {**corpus.meta, "feature_code": "0" * 40})
-    with pytest.raises(CorpusStale, match="make corpus"):
-        check_current(stale)
+    recorded = {**corpus.meta["feature_codes"], "tse": "0" * 40}
+    with pytest.raises(CorpusStale, match=r"(?s)all_but_graph reads .*feature set\(s\) tse .*make corpus"):
+        check_reads(recorded, "all_but_graph")
+    with caplog.at_level(logging.WARNING, logger="pipeline_lib.corpus"):
+        check_reads(recorded, "graph+learning_curve")  # reads graph and learning_curve only
+    assert "feature set(s) tse" in caplog.text and "make corpus" in caplog.text
+    assert stale_sets({k: v for k, v in corpus.meta["feature_codes"].items() if k != "hparams"}) == ["hparams"]
 
 
-def test_committed_corpus_was_made_by_this_feature_code():
-    """When this fails, the feature code changed: regenerate the corpus with the commands in the message."""
-    check_current(read_corpus())
+@pytest.mark.parametrize("base", BASE_SETS)
+def test_committed_corpus_was_made_by_this_code_of_each_feature_set(base):
+    """When this fails, the code of that base set changed: refresh it with make corpus (python -m
+    flows.corpus), which recomputes that set's columns only; meanwhile corpus predictions that read it
+    are refused."""
+    meta = json.loads((corpus_lib.SHIPPED_DIR / "meta.json").read_text())
+    card = json.loads((corpus_lib.SHIPPED_DIR / "predictor" / "card.json").read_text())
+    assert meta["feature_codes"][base] == card["feature_codes"][base] == fingerprints.FEATURES[base].code()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+STALE_PROBE = ("import json, sys\nfrom pipeline_lib.corpus import stale_sets\n"
+               "print(json.dumps(stale_sets(json.loads(open(sys.argv[1]).read())['feature_codes'])))")
+
+
+@pytest.mark.parametrize("edited, stale", [
+    ("hparams.py", ["hparams"]),
+    ("graph.py", ["graph", "graph_compact"]),  # both sets are computed there
+    ("curves.py", ["graph", "graph_compact", "early_acc", "tse", "tse_ema", "learning_curve", "weight_stats"]),
+    ("sets.py", []),  # the unions of base sets: no stored feature changes
+])
+def test_an_edit_of_one_feature_module_stales_only_the_sets_computed_with_it(edited, stale, tmp_path):
+    """On a copy of the library whose module is really edited, read by a fresh interpreter: which sets
+    of the committed corpus are stale. graph.py and weights.py import curves.py (the divergence flag)."""
+    shutil.copytree(ROOT / "pipeline_lib", tmp_path / "pipeline_lib", ignore=shutil.ignore_patterns("__pycache__"))
+    module = tmp_path / "pipeline_lib" / "features" / edited
+    module.write_text(module.read_text() + "\n\ndef _edited_in_the_copy():\n    return 1\n")
+    out = subprocess.run([sys.executable, "-c", STALE_PROBE, str(corpus_lib.SHIPPED_DIR / "meta.json")], cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path)}, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.splitlines()[-1]) == stale
 
 
 def test_within_study_ranks_by_hand():
@@ -171,6 +213,57 @@ def test_corpus_predictor_scores_a_study_without_predictors(tiny_corpus, tmp_pat
     triaged = small.study.model_copy(update={"triage": TriageSpec(predictor="corpus", at_epoch=1, keep={"p_good": 0.5})})
     source = rung_source(small.warehouse, triaged, 1)
     assert source.kind == "corpus" and source.predictor_id == "corpus-k1"
+
+
+def _changed_code(monkeypatch, base: str) -> None:
+    """As if the code of base set `base` had changed since the corpus was made: its digest now covers one
+    module more."""
+    policy = fingerprints.FEATURES[base]
+    monkeypatch.setitem(fingerprints.FEATURES, base, dataclasses.replace(
+        policy, alone=(*policy.alone, "pipeline_lib.features.sets")))
+
+
+def test_corpus_predictor_refuses_only_predictions_that_read_a_stale_set(tiny_corpus, tmp_path, monkeypatch, caplog):
+    """The same rule in scoring, triage (`auto` and by name) and the replay's transfer from the corpus."""
+    corpus, warehouses = tiny_corpus
+    targets = corpus_targets(corpus.runs)
+    designs = corpus_designs(corpus, targets, ks=[1], feature_sets=["early_acc"])
+    predictions = loso_predictions(designs, targets, ("linear",))
+    evaluations, _ = loso_evaluation(predictions, targets)
+    monkeypatch.setenv(corpus_lib.CORPUS_ENV, str(tmp_path))  # the corpus and its predictor are read from here on
+    write_corpus(tmp_path, corpus.runs, corpus.curves, corpus.features, {"studies": corpus.meta["studies"]})
+    card = corpus_predictor.fit_corpus_predictors(designs, targets, corpus.runs, corpus.curves, evaluations,
+                                                  predictions, corpus.meta["studies"])
+    card["predictors"]["1"]["accuracy_gate"]["holds"] = True  # so that only staleness decides what auto takes
+    (tmp_path / "predictor" / "card.json").write_text(json.dumps(card))
+    small = warehouses["corpus-a"]
+    wh, study = small.warehouse, small.study
+    auto = study.model_copy(update={"triage": TriageSpec(predictor="auto", at_epoch=1, keep=0.5)})
+    named = study.model_copy(update={"triage": TriageSpec(predictor="corpus", at_epoch=1, keep=0.5)})
+    run_ids = study_runs(wh, study.name)["run_id"].to_list()
+    rows = corpus.features.filter(pl.col("run_id").is_in(run_ids) & (pl.col("k") == 1))
+
+    fresh = fingerprints.FEATURES["graph"]
+    _changed_code(monkeypatch, "graph")  # the predictor reads early_acc only: a warning, nothing refused
+    with caplog.at_level(logging.WARNING):
+        scores, _ = score_study(wh, study.name, "corpus", 1)
+        assert scores.height == 16
+        assert rung_source(wh, auto, 1).kind == "corpus" and rung_source(wh, named, 1).kind == "corpus"
+        transfer = corpus_transfer(study)
+        assert transfer(1, "all_but_graph", rows, run_ids) is not None
+        assert transfer(1, "all", rows, run_ids) is None  # all reads graph
+    assert "feature set(s) graph" in caplog.text and "make corpus" in caplog.text
+    assert "no transfer from the corpus at k = 1 on all:" in caplog.text
+
+    monkeypatch.setitem(fingerprints.FEATURES, "graph", fresh)
+    _changed_code(monkeypatch, "early_acc")  # read by the predictor at k = 1: refused, with the command
+    with pytest.raises(CorpusStale, match=r"(?s)early_acc .*make corpus"):
+        score_study(wh, study.name, "corpus", 1)
+    with pytest.raises(CorpusStale, match=r"(?s)early_acc .*make corpus"):
+        rung_source(wh, named, 1)
+    fallback = rung_source(wh, auto, 1)
+    assert fallback.kind == "accuracy" and "early_acc" in fallback.reason and "make corpus" in fallback.reason
+    assert corpus_transfer(study)(1, "all_but_graph", rows, run_ids) is None
 
 
 def test_accuracy_gate_compares_with_test_accuracy_at_k_per_study():
