@@ -20,7 +20,7 @@ from .curves import TSE_EMA_DECAY, early_acc_features, learning_curve_features, 
 from .graph import compact_graph_features, graph_features
 from .hparams import hparams_features
 from .temporal import FEATURE_SCHEMA, temporal_summary
-from .weights import weight_stats_features
+from .weights import Unreadable, weight_stats_features
 
 GRAPH_BASE_SETS = ("graph", "graph_compact")
 BASELINES = ("early_acc", "tse", "tse_ema", "learning_curve", "weight_stats", "hparams")
@@ -38,8 +38,10 @@ GRAPH_SETS = tuple(name for name, bases in FEATURE_SETS.items() if set(bases) & 
 
 def base_set_features(feature_set: str, k: int, runs: pl.DataFrame, epoch_metrics: pl.DataFrame | None = None,
                       graph_summaries: pl.DataFrame | None = None,
-                      snapshot_paths: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Feature rows (run_id, k, feature_set, feature, value) of one base set for the given runs."""
+                      snapshot_paths: pl.DataFrame | None = None, unreadable: Unreadable | None = None) -> pl.DataFrame:
+    """Feature rows (run_id, k, feature_set, feature, value) of one base set for the given runs; a run
+    whose snapshot cannot be read raises, or with `unreadable` goes to it and gets no rows
+    (`weight_stats_features`)."""
     if feature_set == "graph":
         rows = graph_features(runs, graph_summaries, k)
     elif feature_set == "graph_compact":
@@ -51,7 +53,7 @@ def base_set_features(feature_set: str, k: int, runs: pl.DataFrame, epoch_metric
     elif feature_set == "learning_curve":
         rows = learning_curve_features(runs, epoch_metrics, k)
     elif feature_set == "weight_stats":
-        rows = weight_stats_features(runs, snapshot_paths, k)
+        rows = weight_stats_features(runs, snapshot_paths, k, unreadable)
     elif feature_set == "hparams":
         rows = hparams_features(runs)
     else:
