@@ -179,17 +179,37 @@ class _WithoutTraceback(logging.Filter):
         return True
 
 
+_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+
 @contextmanager
 def _logged_plainly(plain: tuple[type[BaseException], ...]):
-    loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")]
     only_message = _WithoutTraceback(plain)
-    for logger in loggers:
-        logger.addFilter(only_message)
+    for name in _RUN_LOGGERS:
+        logging.getLogger(name).addFilter(only_message)
     try:
         yield
     finally:
-        for logger in loggers:
-            logger.removeFilter(only_message)
+        for name in _RUN_LOGGERS:
+            logging.getLogger(name).removeFilter(only_message)
+
+
+def _cannot_go_on() -> tuple[type[Exception], ...]:
+    """Errors that stop a command and name their file (a damaged one, one that cannot be written)."""
+    from pipeline_lib.files import DamagedFile
+    from warehouse.db import WarehouseError
+
+    return WarehouseError, DamagedFile, OSError
+
+
+def start_pool_worker(initializer: Callable[..., None] | None, *initargs) -> None:
+    """A process-pool worker's start (`stages.local.ignore_interrupts`); a task that fails on a file is
+    logged in one line there too (its stage logs the unit's failure, naming the file)."""
+    from stages.local import ignore_interrupts
+
+    for name in _RUN_LOGGERS:
+        logging.getLogger(name).addFilter(_WithoutTraceback(_cannot_go_on()))
+    ignore_interrupts(initializer, *initargs)
 
 
 def run_cli(main: Callable[[], object], user_errors: tuple[type[Exception], ...] = ()) -> None:
@@ -201,13 +221,11 @@ def run_cli(main: Callable[[], object], user_errors: tuple[type[Exception], ...]
     within seconds with status 130."""
     from pipeline_lib.datasets import DatasetUnavailable
     from pipeline_lib.placement import DeviceUnavailable
-    from pipeline_lib.files import DamagedFile
     from pipeline_lib.spec import SpecError
     from stages.context import collect_unit_failures
-    from warehouse.db import WarehouseError
 
     bad_input = (CommandLineError, SpecError, DatasetUnavailable, DeviceUnavailable, *user_errors)
-    cannot_go_on = (WarehouseError, DamagedFile, OSError)
+    cannot_go_on = _cannot_go_on()
     try:
         with stop_on_interrupt(), _logged_plainly(bad_input + cannot_go_on), collect_unit_failures() as failures:
             main()

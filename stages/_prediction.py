@@ -46,5 +46,5 @@ def finished_designs(ctx: StudyContext, designs: dict, results: list) -> tuple[l
             log.error("design %s k=%d failed: %s", feature_set, k, result.error)
         else:
             done.append(((feature_set, k), result))
-    ctx.report_failures(failed, len(designs), "designs (feature set x k; tried again by the stage's next run)")
+    ctx.report_failures(failed, len(designs), "designs (feature set x k)", "the stage's next run tries them again")
     return done, failed

@@ -46,10 +46,11 @@ class UnitFailures:
 
     failed: int
     total: int
-    units: str  # what a unit is, and where its failures are kept or what redoes them
+    units: str  # what a unit is
+    redo: str  # where the failures are kept, what redoes them
 
     def __str__(self) -> str:
-        return f"{self.failed} of {self.total} {self.units} failed"
+        return f"{self.failed} of {self.total} {self.units} failed ({self.redo})"
 
 
 _FAILURES: ContextVar[list[UnitFailures] | None] = ContextVar("unit_failures", default=None)
@@ -108,12 +109,12 @@ class StudyContext:
     def stage(self, name: str, run: Callable[..., Any], **options) -> Any:
         return self.orchestration.stage(name, run, self, **options)
 
-    def report_failures(self, failed: int, total: int, units: str) -> None:
+    def report_failures(self, failed: int, total: int, units: str, redo: str) -> None:
         """`failed` of the stage's `total` units failed (the stage logged them and wrote the others): the
         command line ends non-zero with the count (`collect_unit_failures`)."""
         collector = _FAILURES.get()
         if failed and collector is not None:
-            collector.append(UnitFailures(failed, total, units))
+            collector.append(UnitFailures(failed, total, units, redo))
 
 
 def open_context(spec: str | Path, warehouse: str | Path | None, execution: ExecutionSpec | None,

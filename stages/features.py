@@ -76,5 +76,6 @@ def _report_failures(ctx: StudyContext, failures: list[tuple[int, str, str]], un
         log.error("%d run(s) have a damaged or missing snapshot (a damaged one is moved to %s, table quarantined_files): "
                   "python -m flows.train_sweep --spec SPEC --warehouse %s trains them again; then this stage computes "
                   "their features", len(unreadable), ctx.layout.quarantine, ctx.warehouse.path)
-    redo = ("flows.train_sweep, then the stage's next run" if unreadable else "the stage's next run")
-    ctx.report_failures(sum(n for n, _, _ in failures), total, f"feature units (run x k x set; computed by {redo})")
+    redo = "the stage's next run computes them" + (", after flows.train_sweep trains the runs of damaged snapshots"
+                                                   if unreadable else "")
+    ctx.report_failures(sum(n for n, _, _ in failures), total, "feature units (run x k x set)", redo)
