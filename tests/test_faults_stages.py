@@ -175,3 +175,20 @@ def test_a_full_disk_is_one_error_line(tmp_path, prefect_harness, full):
     error = _ends_in_one_error_line(done.stdout + done.stderr)
     assert done.returncode == 1 and str(folder) in error + done.stderr
     assert ("No space left on device" if full == "tmpfs" else "File too large") in done.stderr
+
+
+def test_the_study_goes_on_past_failed_units_and_ends_with_their_count(tmp_path, prefect_harness, command):
+    from flows.study import TRIAGE_ERRORS
+    from flows.study import main as study_main
+
+    spec, wh_path = write_spec(tmp_path, **{**ONE_K, "samples": 3}), tmp_path / "w.duckdb"
+    blocked = sorted(c.run_id for c in expand_runs(load_study(spec)))[0]
+    layout = DataLayout(tmp_path / "data" / "w")
+    layout.snapshot(blocked, 0).parent.parent.parent.mkdir(parents=True)
+    layout.snapshot(blocked, 0).parent.parent.write_text("a file where the run's snapshots go")
+
+    argv = ["study", "--spec", str(spec), "--warehouse", str(wh_path)]
+    code, terminal = command(lambda: run_cli(study_main, user_errors=TRIAGE_ERRORS), argv)
+    assert code == 1 and _ends_in_one_error_line(terminal).startswith("error: 1 of 3 runs failed")
+    assert "report: " in terminal  # every later stage ran on the runs that trained
+    assert Warehouse(wh_path).query("SELECT count(DISTINCT run_id) AS n FROM predictions")["n"][0] == 2
