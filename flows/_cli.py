@@ -10,7 +10,9 @@ to run first.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -163,25 +165,78 @@ def load_runnable_study(path: str, trains: bool = False, cross_validates: bool =
     return study
 
 
+class _WithoutTraceback(logging.Filter):
+    """Drops the traceback from a log record of an exception that the command line reports itself, in
+    one line naming its file (Prefect logs a flow's or task's exception with its traceback)."""
+
+    def __init__(self, plain: tuple[type[BaseException], ...]):
+        super().__init__()
+        self.plain = plain
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.plain):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+
+@contextmanager
+def _logged_plainly(plain: tuple[type[BaseException], ...]):
+    only_message = _WithoutTraceback(plain)
+    for name in _RUN_LOGGERS:
+        logging.getLogger(name).addFilter(only_message)
+    try:
+        yield
+    finally:
+        for name in _RUN_LOGGERS:
+            logging.getLogger(name).removeFilter(only_message)
+
+
+def _cannot_go_on() -> tuple[type[Exception], ...]:
+    """Errors that stop a command and name their file (a damaged one, one that cannot be written)."""
+    from pipeline_lib.files import DamagedFile
+    from warehouse.db import WarehouseError
+
+    return WarehouseError, DamagedFile, OSError
+
+
+def start_pool_worker(initializer: Callable[..., None] | None, *initargs) -> None:
+    """A process-pool worker's start (`stages.local.ignore_interrupts`); a task that fails on a file is
+    logged in one line there too (its stage logs the unit's failure, naming the file)."""
+    from stages.local import ignore_interrupts
+
+    for name in _RUN_LOGGERS:
+        logging.getLogger(name).addFilter(_WithoutTraceback(_cannot_go_on()))
+    ignore_interrupts(initializer, *initargs)
+
+
 def run_cli(main: Callable[[], object], user_errors: tuple[type[Exception], ...] = ()) -> None:
     """Run a flow entry point; bad input (a bad command line or spec, a dataset or device that is not
     there, and the entry point's own `user_errors`) ends with a readable message and exit status 2, no
-    traceback; a warehouse that cannot be written or a damaged data file ends with the original error,
-    naming the file, and exit status 1; Ctrl-C stops within seconds with status 130."""
+    traceback; a warehouse or file that cannot be written (permission, full disk) or a damaged data file
+    ends with the original error, naming the file, and exit status 1; so do failed units of a stage,
+    after the command wrote what succeeded (their counts: `StudyContext.report_failures`); Ctrl-C stops
+    within seconds with status 130."""
     from pipeline_lib.datasets import DatasetUnavailable
     from pipeline_lib.placement import DeviceUnavailable
-    from pipeline_lib.files import DamagedFile
     from pipeline_lib.spec import SpecError
-    from warehouse.db import WarehouseError
+    from stages.context import collect_unit_failures
 
+    bad_input = (CommandLineError, SpecError, DatasetUnavailable, DeviceUnavailable, *user_errors)
+    cannot_go_on = _cannot_go_on()
     try:
-        with stop_on_interrupt():
+        with stop_on_interrupt(), _logged_plainly(bad_input + cannot_go_on), collect_unit_failures() as failures:
             main()
-    except (CommandLineError, SpecError, DatasetUnavailable, DeviceUnavailable, *user_errors) as e:
+    except bad_input as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except (WarehouseError, DamagedFile) as e:  # said last and plainly (file named), whatever was logged before
+    except cannot_go_on as e:  # said last and plainly (file named), whatever was logged before
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    if failures:
+        print(f"error: {'; '.join(map(str, failures))}; see the log above", file=sys.stderr)
         sys.exit(1)
 
 

@@ -21,8 +21,9 @@ from pipeline_lib.placement import WorkerPlan
 from pipeline_lib.progress import FanOutDisplay
 from pipeline_lib.spec import ExecutionSpec
 from stages.context import Detail, Failed  # noqa: F401  (the result of a unit that raised; callers import it here)
-from stages.local import POLL_SECONDS, collect, ignore_interrupts, run_each
+from stages.local import POLL_SECONDS, collect, run_each
 
+from ._cli import start_pool_worker
 from ._runtime import make_task_runner, requesting, share_api_with_workers
 
 
@@ -50,7 +51,7 @@ class RunnerPools:
         if key not in self._open:
             share_api_with_workers()
             initargs = (plan.threads,) if initializer is not None else ()
-            pool = SharedProcessPool(max_workers=max(1, plan.workers), initializer=ignore_interrupts,
+            pool = SharedProcessPool(max_workers=max(1, plan.workers), initializer=start_pool_worker,
                                      initargs=(initializer, *initargs))
             self._open[key] = pool.__enter__()
         return self._open[key].for_current_run()

@@ -10,7 +10,8 @@ from prefect.client.orchestration import get_client
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
 
 from pipeline_lib.spec import ExecutionSpec
-from stages.local import ignore_interrupts
+
+from ._cli import start_pool_worker
 
 
 def share_api_with_workers() -> None:
@@ -27,7 +28,7 @@ def share_api_with_workers() -> None:
 def _process_pool(workers: int, initializer=None, initargs: tuple = ()) -> ProcessPoolTaskRunner:
     """A process pool whose workers report to this flow's API."""
     share_api_with_workers()
-    return ProcessPoolTaskRunner(max_workers=max(1, workers), initializer=ignore_interrupts,
+    return ProcessPoolTaskRunner(max_workers=max(1, workers), initializer=start_pool_worker,
                                  initargs=(initializer, *initargs))
 
 

@@ -46,15 +46,18 @@ def temp_path(path: Path) -> Path:
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     """`write(temporary path)`, then rename the file into place: `path` holds the old file or the
-    whole new one, never part of one. A failed write leaves no temporary file."""
+    whole new one, never part of one. A failed write leaves no temporary file; an OSError that does
+    not name a file (a full disk, as writers raise it) is raised again naming `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     try:
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
         raise
 
 

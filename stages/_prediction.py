@@ -35,9 +35,10 @@ def too_few_configurations(stage: str, study: str, targets: pl.DataFrame) -> str
     return reason
 
 
-def finished_designs(designs: dict, results: list) -> tuple[list[tuple], int]:
+def finished_designs(ctx: StudyContext, designs: dict, results: list) -> tuple[list[tuple], int]:
     """((feature_set, k), result) of the designs whose task succeeded, and how many failed (each
-    logged with its error; the stage then stays unrecorded, so that the next run tries them again)."""
+    logged with its error, and reported; the stage then stays unrecorded, so that the next run tries
+    them again)."""
     done, failed = [], 0
     for (feature_set, k), result in zip(designs, results):
         if isinstance(result, Failed):
@@ -45,4 +46,5 @@ def finished_designs(designs: dict, results: list) -> tuple[list[tuple], int]:
             log.error("design %s k=%d failed: %s", feature_set, k, result.error)
         else:
             done.append(((feature_set, k), result))
+    ctx.report_failures(failed, len(designs), "designs (feature set x k)", "the stage's next run tries them again")
     return done, failed

@@ -4,10 +4,12 @@ every stage; and the narrow port through which a stage asks the orchestration (`
 Prefect) to fan its units of work out, to run a nested stage, or to publish a table."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from pipeline_lib.layout import DataLayout
 from pipeline_lib.placement import WorkerPlan
@@ -35,6 +37,35 @@ class Failed:
     @classmethod
     def of(cls, e: BaseException) -> "Failed":
         return cls(f"{type(e).__name__}: {e}")
+
+
+@dataclass(frozen=True)
+class UnitFailures:
+    """How many of a stage's units failed (each logged by the stage; the others were written): the
+    command goes on to its later stages, then exits 1 saying so (`flows._cli.run_cli`)."""
+
+    failed: int
+    total: int
+    units: str  # what a unit is
+    redo: str  # where the failures are kept, what redoes them
+
+    def __str__(self) -> str:
+        return f"{self.failed} of {self.total} {self.units} failed ({self.redo})"
+
+
+_FAILURES: ContextVar[list[UnitFailures] | None] = ContextVar("unit_failures", default=None)
+
+
+@contextmanager
+def collect_unit_failures() -> Iterator[list[UnitFailures]]:
+    """The unit failures the stages run inside report (`StudyContext.report_failures`): a command line
+    reads them for its exit status, whichever flows and subflows ran its stages (all in its thread)."""
+    failures: list[UnitFailures] = []
+    token = _FAILURES.set(failures)
+    try:
+        yield failures
+    finally:
+        _FAILURES.reset(token)
 
 
 @dataclass(frozen=True)
@@ -77,6 +108,13 @@ class StudyContext:
 
     def stage(self, name: str, run: Callable[..., Any], **options) -> Any:
         return self.orchestration.stage(name, run, self, **options)
+
+    def report_failures(self, failed: int, total: int, units: str, redo: str) -> None:
+        """`failed` of the stage's `total` units failed (the stage logged them and wrote the others): the
+        command line ends non-zero with the count (`collect_unit_failures`)."""
+        collector = _FAILURES.get()
+        if failed and collector is not None:
+            collector.append(UnitFailures(failed, total, units, redo))
 
 
 def open_context(spec: str | Path, warehouse: str | Path | None, execution: ExecutionSpec | None,

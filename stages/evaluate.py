@@ -56,7 +56,7 @@ def run(ctx: StudyContext) -> dict:
     results = ctx.fan_out(Work.CROSS_VALIDATE, [{"feature_set": fs, "k": k, "X": X, "targets": targets}
                                                 for (fs, k), (X, _) in designs.items()],
                           plan_designs(len(designs), targets.height), label=f"designs of {study.name}")
-    done, failed = finished_designs(designs, results)
+    done, failed = finished_designs(ctx, designs, results)
     frames = [with_unit(r, feature_set=fs, k=k, split=Split.CV) for (fs, k), r in done]
     frames += seed_agreement_rows(targets, study.predict.k_epochs, Split.CV)
     predictions = pl.concat(frames)

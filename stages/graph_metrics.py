@@ -112,6 +112,8 @@ def run(ctx: StudyContext, recompute: bool = False, until_epoch: int | None = No
     failed = graphs.filter(pl.col("error").is_not_null())
     for row in failed.head(5).iter_rows(named=True):
         log.error("snapshot %s epoch %s failed: %s", row["run_id"], row["epoch"], row["error"])
+    ctx.report_failures(failed.height, graphs.height, "snapshots' graphs",
+                        "table graphs, column error; the next graph-metrics computes them")
     counts = {"computed": graphs.height - failed.height, "failed": failed.height,
               "skipped": n_snapshots - len(jobs)}
     log.info("graphs: %s in %.1f s (%.3f s per snapshot in a worker; loading %.1f s)",

@@ -115,6 +115,7 @@ def run(ctx: StudyContext, until_epoch: int | None = None, run_ids: list[str] | 
                     results.update((r.run_id, r) for r in outcome.results)
                     groups.append(([c.run_id for c in unit], outcome.timings))
     record_runs(wh, study.name, configs, results, errors)
+    ctx.report_failures(len(errors), len(configs), "runs", "table runs, status failed; the next train-sweep trains them")
     if groups:
         record_training_groups(wh, study.name, groups, options)
     if quarantined := record_quarantined(wh):

@@ -92,11 +92,23 @@ def graph_batch(jobs: list, data_dir: str, options: GraphOptions):
     return process_snapshots(jobs, data_dir, options)
 
 
-def features(feature_set: str, k: int, runs: pl.DataFrame, epoch_metrics: pl.DataFrame,
-             graph_summaries: pl.DataFrame, snapshot_paths: pl.DataFrame) -> pl.DataFrame:
+def features(feature_set: str, k: int, runs: pl.DataFrame, epoch_metrics: pl.DataFrame, graph_summaries: pl.DataFrame,
+             snapshot_paths: pl.DataFrame, data_dir: str) -> tuple[pl.DataFrame, dict[str, str]]:
+    """One base set's feature rows at k, and the error of each run left out: a run whose snapshot
+    cannot be read gets no rows (its unit alone stays pending), and a damaged snapshot is
+    quarantined, so the next train-sweep trains its run again (`RunStore.finished_result`)."""
     from pipeline_lib.features import base_set_features
+    from pipeline_lib.files import DamagedFile, quarantine
 
-    return base_set_features(feature_set, k, runs, epoch_metrics, graph_summaries, snapshot_paths)
+    errors: dict[str, str] = {}
+
+    def unreadable(run_id: str, e: DamagedFile | FileNotFoundError) -> None:
+        if isinstance(e, DamagedFile):
+            quarantine(e.path, data_dir, str(e))
+        errors[run_id] = f"{type(e).__name__}: {e}" if isinstance(e, FileNotFoundError) else str(e)
+
+    rows = base_set_features(feature_set, k, runs, epoch_metrics, graph_summaries, snapshot_paths, unreadable)
+    return rows, errors
 
 
 def cross_validate(feature_set: str, k: int, X: np.ndarray, targets: pl.DataFrame) -> pl.DataFrame:

@@ -64,7 +64,7 @@ def run(ctx: StudyContext) -> dict:
     results = ctx.fan_out(Work.TRANSFER, [{"feature_set": fs, "k": k, "X": X, "targets": targets,
                                            "directions": directions} for (fs, k), (X, _) in designs.items()],
                           plan_designs(len(designs), targets.height), label=f"transfer designs of {study.name}")
-    done, failed = finished_designs(designs, results)
+    done, failed = finished_designs(ctx, designs, results)
     frames = [with_unit(r, feature_set=fs, k=k) for (fs, k), r in done]
     for split, (_, tested) in directions.items():
         frames += seed_agreement_rows(targets.filter(pl.Series(tested)), study.predict.k_epochs, split)

@@ -10,8 +10,9 @@ from stages import units
 
 @task(name="features", persist_result=False, tags=["features"], task_run_name="features-{feature_set}-k{k}")
 def base_set_features_task(feature_set: str, k: int, runs: pl.DataFrame, epoch_metrics: pl.DataFrame,
-                           graph_summaries: pl.DataFrame, snapshot_paths: pl.DataFrame) -> pl.DataFrame:
-    return units.features(feature_set, k, runs, epoch_metrics, graph_summaries, snapshot_paths)
+                           graph_summaries: pl.DataFrame, snapshot_paths: pl.DataFrame,
+                           data_dir: str) -> tuple[pl.DataFrame, dict[str, str]]:
+    return units.features(feature_set, k, runs, epoch_metrics, graph_summaries, snapshot_paths, data_dir)
 
 
 @task(name="cross-validate", persist_result=False, tags=["predict"], task_run_name="cv-{feature_set}-k{k}")

@@ -39,7 +39,8 @@ def test_help_answers_before_the_heavy_imports(command):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert f"usage: python -m flows.{command}" in done.stdout
-    assert ("--corpus-specs" if command == "corpus" else "--spec") in done.stdout  # the corpus command reads folders
+    # the corpus command reads folders, the Optuna replay a storage
+    assert {"corpus": "--corpus-specs", "replay_optuna": "--storage"}.get(command, "--spec") in done.stdout
     assert "exit 0" in done.stdout
     assert "heavy: []" in done.stdout, done.stdout[-300:]
 

@@ -105,8 +105,12 @@ class Warehouse:
             con = _connect(self.path, read_only=False)
             try:
                 if not self._migrated:
-                    _migrate(con)
-                    create_node_metrics_view(con, self.data_dir)
+                    try:
+                        _migrate(con)
+                        create_node_metrics_view(con, self.data_dir)
+                    except duckdb.Error as e:  # its statements commit themselves: a full disk fails one
+                        raise WarehouseError(f"warehouse {self.path}: the schema could not be written: "
+                                             f"{type(e).__name__}: {e}") from e
                     self._migrated = True
                 con.execute("BEGIN TRANSACTION")
                 try:

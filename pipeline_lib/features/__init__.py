@@ -23,7 +23,7 @@ from .graph import compact_graph_features, graph_features
 from .hparams import hparams_features
 from .sets import BASE_SETS, BASELINES, FEATURE_SETS, GRAPH_BASE_SETS, GRAPH_SETS
 from .temporal import FEATURE_SCHEMA, temporal_summary
-from .weights import weight_stats_features
+from .weights import Unreadable, weight_stats_features
 
 # Per base set: the function that computes it, the input it reads (None: the configuration alone) and
 # its fixed arguments. The function's module is what the set's fingerprint covers (`fingerprints.FEATURES`).
@@ -41,12 +41,16 @@ COMPUTE: dict[str, tuple[Callable[..., pl.DataFrame], str | None, dict]] = {
 
 def base_set_features(feature_set: str, k: int, runs: pl.DataFrame, epoch_metrics: pl.DataFrame | None = None,
                       graph_summaries: pl.DataFrame | None = None,
-                      snapshot_paths: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Feature rows (run_id, k, feature_set, feature, value) of one base set for the given runs."""
+                      snapshot_paths: pl.DataFrame | None = None, unreadable: Unreadable | None = None) -> pl.DataFrame:
+    """Feature rows (run_id, k, feature_set, feature, value) of one base set for the given runs; a run
+    whose snapshot cannot be read raises, or with `unreadable` goes to it and gets no rows
+    (`weight_stats_features`)."""
     if feature_set not in COMPUTE:
         raise ValueError(f"unknown base feature set {feature_set!r}; known: {BASE_SETS}")
     function, reads, fixed = COMPUTE[feature_set]
     inputs = {"epoch_metrics": epoch_metrics, "graph_summaries": graph_summaries, "snapshot_paths": snapshot_paths}
+    if reads == "snapshot_paths":
+        fixed = {**fixed, "unreadable": unreadable}
     rows = function(runs) if reads is None else function(runs, inputs[reads], k, **fixed)
     return rows.select("run_id", pl.lit(k, pl.Int64).alias("k"), pl.lit(feature_set).alias("feature_set"),
                        "feature", "value")

@@ -11,9 +11,11 @@ residual network a shortcut's kernel comes after the block it skips.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import polars as pl
 
-from ..files import read_checked
+from ..files import DamagedFile, read_checked
 from .curves import diverged_flag
 from .temporal import FEATURE_SCHEMA, finite_or_null
 
@@ -51,14 +53,28 @@ def snapshot_weight_stats(path: str) -> pl.DataFrame:
             .with_columns(finite_or_null()))
 
 
-def weight_stats_features(runs: pl.DataFrame, snapshot_paths: pl.DataFrame, k: int) -> pl.DataFrame:
+# what to do with a run whose snapshot cannot be read: (run_id, DamagedFile or FileNotFoundError)
+Unreadable = Callable[[str, DamagedFile | FileNotFoundError], None]
+
+
+def weight_stats_features(runs: pl.DataFrame, snapshot_paths: pl.DataFrame, k: int,
+                          unreadable: Unreadable | None = None) -> pl.DataFrame:
     """Weight statistics of every run's epoch-k snapshot (snapshot_paths: run_id, epoch, path).
 
     A run that diverged before k has no epoch-k snapshot: its statistics are absent (NULL) and
-    its diverged flag says why.
+    its diverged flag says why. A snapshot that is damaged or missing raises; with `unreadable`
+    its run is handed to it instead and gets no rows at all, so that one run's unit is not computed
+    rather than every run's.
     """
     at_k = snapshot_paths.filter((pl.col("epoch") == k) & pl.col("run_id").is_in(runs["run_id"].implode()))
-    frames = [snapshot_weight_stats(path).with_columns(pl.lit(run_id).alias("run_id"))
-              for run_id, path in at_k.select("run_id", "path").iter_rows()]
+    frames, left_out = [], []
+    for run_id, path in at_k.select("run_id", "path").iter_rows():
+        try:
+            frames.append(snapshot_weight_stats(path).with_columns(pl.lit(run_id).alias("run_id")))
+        except (DamagedFile, FileNotFoundError) as e:
+            if unreadable is None:
+                raise
+            unreadable(run_id, e)
+            left_out.append(run_id)
     stats = pl.concat(frames).select(FEATURE_SCHEMA.keys()) if frames else pl.DataFrame(schema=FEATURE_SCHEMA)
-    return pl.concat([stats.cast(FEATURE_SCHEMA), diverged_flag(runs, k)])
+    return pl.concat([stats.cast(FEATURE_SCHEMA), diverged_flag(runs.filter(~pl.col("run_id").is_in(left_out)), k)])
