@@ -66,6 +66,10 @@ def command_parser(command: str, description: str) -> argparse.ArgumentParser:
     """The command line of `flows.<command>`."""
     parser = study_arguments(description, execution=command in FANS_OUT, creates=command in CREATES,
                              prog=f"python -m flows.{command}")
+    if command in ("train_sweep", "study"):
+        parser.add_argument("--restart-triage", action="store_true",
+                            help="start the study's recorded triage over: forget its decisions, train the runs it "
+                                 "stopped again from the start, and decide every rung anew (the kept runs go on)")
     if command == "graph_metrics":
         parser.add_argument("--recompute", action="store_true", help="recompute snapshots already in the warehouse")
         parser.add_argument("--until-epoch", type=int, help="only the snapshots of epochs <= this (e.g. the largest "

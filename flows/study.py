@@ -27,7 +27,7 @@ from stages.report import artifact_key
 
 from ._orchestration import study_context
 from .report import publish_report
-from .triage import TRIAGE_ERRORS, check_triage
+from .triage import TRIAGE_ERRORS, check_triage, restart_triage
 
 # in order; each runs as a subflow of the study's flow run, on the context the study opened
 STAGES = {"train_sweep": ("train-sweep", train_sweep.run), "graph_metrics": ("graph-metrics", graph_metrics.run),
@@ -84,6 +84,8 @@ def main() -> None:
     checked = load_runnable_study(args.spec, trains=True, cross_validates=True)
     check_warehouse("study", args, checked.name)
     execution = execution_from_args(args, checked)
+    if args.restart_triage:
+        restart_triage(args.warehouse, checked)
     check_triage(args.warehouse, checked)
     study(args.spec, args.warehouse, execution=execution)
 

@@ -19,7 +19,7 @@ from pipeline_lib.spec import ExecutionSpec
 from stages import train_sweep as stage
 
 from ._orchestration import run_stage, study_context
-from .triage import TRIAGE_ERRORS, check_triage
+from .triage import TRIAGE_ERRORS, check_triage, restart_triage
 
 
 @flow(name="train-sweep", log_prints=True)
@@ -36,6 +36,8 @@ def main() -> None:
     study = load_runnable_study(args.spec, trains=True)  # before Prefect starts, so bad specs fail fast and plainly
     check_warehouse("train_sweep", args, study.name)
     execution = execution_from_args(args, study)
+    if args.restart_triage:
+        restart_triage(args.warehouse, study)
     check_triage(args.warehouse, study)
     train_sweep(args.spec, args.warehouse, execution)
 

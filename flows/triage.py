@@ -15,6 +15,14 @@ from warehouse.db import Warehouse
 TRIAGE_ERRORS = (TriageError, ScoringError, RegistryError, CorpusStale)  # bad input of a triage: exit 2, no traceback
 
 
+def restart_triage(warehouse: str, study: Study) -> None:
+    """--restart-triage: start the study's recorded triage over (`stages.triage.restart`), before it is checked."""
+    if study.triage is None:
+        raise TriageError(f"--restart-triage: study {study.name!r} has no triage: section")
+    if Path(warehouse).is_file():
+        triage.restart(Warehouse(warehouse), study)
+
+
 def check_triage(warehouse: str, study: Study) -> None:
     """Refuse a triage that cannot run: a rung with no usable source of scores (a named predictor in
     a warehouse that does not exist yet, none registered, or of a study that does not fit), or a

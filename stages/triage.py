@@ -33,13 +33,13 @@ from pipeline_lib.decisions.keep import kept_count
 from pipeline_lib.decisions.triage import ACCURACY, TriageError, accuracy_scores, decide, split_cohort
 from pipeline_lib.run_state import RunStore
 from pipeline_lib.spec import KeepPGood, Study, expand_runs
-from pipeline_lib.vocabulary import Decision
+from pipeline_lib.vocabulary import Decision, RunStatus
 from warehouse.db import Warehouse
 from warehouse.predict import epoch_metrics
 from warehouse.registry import classification_twin, load_predictor, ranked_predictors
 from warehouse.runs import record_runs, recorded_study
-from warehouse.triage import (cohort, record_decisions, record_savings, recorded_decisions, savings_inputs,
-                              undecided_runs)
+from warehouse.triage import (cohort, forget_triage, record_decisions, record_savings, recorded_decisions,
+                              savings_inputs, undecided_runs)
 
 from . import graph_metrics
 from .context import StudyContext
@@ -47,6 +47,7 @@ from .report import artifact_key, artifact_rows
 from .score import choose_predictor, score_study
 
 log = logging.getLogger(__name__)
+RESTART = "python -m flows.train_sweep --spec SPEC --warehouse WAREHOUSE --restart-triage"
 
 
 def check(wh: Warehouse | None, study: Study) -> None:
@@ -81,7 +82,22 @@ def check_recorded(decisions: pl.DataFrame, study: Study) -> None:
             raise TriageError(f"study {study.name!r} was triaged at epoch {rung} with keep {policy!r} ({row['source']} "
                               f"{row['predictor_id'] or ''}, {row['decided_at']:%Y-%m-%d %H:%M}); the spec now says "
                               f"rungs {triage.rungs}, keep {triage.policy!r}. Decisions are made once: restore the "
-                              f"spec's triage section, or delete the study's rows of triage_decisions to decide again")
+                              f"spec's triage section, or start over with {RESTART} (the runs it stopped train "
+                              f"again from the start)")
+
+
+def restart(wh: Warehouse, study: Study) -> int:
+    """Start the study's triage over (`--restart-triage`): forget its decisions, and end the states of
+    the runs it stopped (a stopped run keeps no weights to resume), so they train again from the start
+    and the next rung decides anew; the kept runs go on as they are. Returns how many runs restart."""
+    stopped = wh.query("SELECT run_id FROM runs WHERE study = ? AND status = ?",
+                       [study.name, RunStatus.STOPPED.value])["run_id"].to_list()
+    for run_id in stopped:
+        RunStore(wh.data_dir, run_id).path.unlink(missing_ok=True)
+    forget_triage(wh, study.name)
+    log.warning("triage of %s started over: its decisions forgotten, %d stopped run(s) will train again from the "
+                "start", study.name, len(stopped))
+    return len(stopped)
 
 
 def rung_source(wh: Warehouse | None, study: Study, k: int, cohort: int | None = None) -> Source:

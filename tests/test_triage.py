@@ -333,3 +333,36 @@ def test_cold_start_with_the_shipped_corpus_predictor(tmp_path, prefect_harness,
     best = scores.sort(["predicted", "run_id"], descending=[True, False])["run_id"][:4]
     assert set(decisions.filter(pl.col("decision") == "keep")["run_id"]) == set(best)
     assert graph_ready_runs(wh, "cold-corpus", 1).height == 8  # what the predictor read
+
+
+def test_a_recorded_triage_starts_over_with_the_command_its_refusal_names(tmp_path):
+    """A triage already decided refused a changed spec, and its advice (delete rows of a table) left the
+    stopped runs stopped; `--restart-triage` forgets the decisions and trains the stopped runs again."""
+    from flows._cli import command_parser
+    from flows.triage import restart_triage
+    from stages import train_sweep as train_stage
+    from stages.local import local_context
+
+    triage = {"predictor": "auto", "rungs": [1], "keep": 0.5}  # no corpus here: accuracy at the rung
+    spec = write_spec(tmp_path, samples=2, width_transfer={}, triage=triage)
+    warehouse = tmp_path / "w.duckdb"
+    with local_context(spec, warehouse) as ctx:
+        assert train_stage.run(ctx) == {"completed": 4, "stopped": 4}
+    wh = Warehouse(warehouse)
+    stopped = wh.query("SELECT run_id FROM runs WHERE status = 'stopped' ORDER BY run_id")["run_id"].to_list()
+
+    changed = write_spec(tmp_path, samples=2, width_transfer={}, triage={**triage, "keep": 0.75})
+    with pytest.raises(TriageError, match="start over with python -m flows.train_sweep --spec SPEC --warehouse "
+                                          "WAREHOUSE --restart-triage"):
+        check_triage(str(warehouse), load_study(changed))
+    args = command_parser("train_sweep", "").parse_args(["--spec", str(changed), "--warehouse", str(warehouse),
+                                                        "--restart-triage"])
+    assert args.restart_triage
+    restart_triage(str(warehouse), load_study(changed))
+    assert wh.query("SELECT count(*) AS n FROM triage_decisions")["n"][0] == 0
+    assert not any(RunStore(wh.data_dir, r).path.exists() for r in stopped)
+    check_triage(str(warehouse), load_study(changed))  # no longer refused
+    with local_context(changed, warehouse) as ctx:
+        assert train_stage.run(ctx) == {"completed": 6, "stopped": 2}
+    decided = wh.query("SELECT DISTINCT keep_policy FROM triage_decisions")["keep_policy"].to_list()
+    assert decided == [load_study(changed).triage.policy]

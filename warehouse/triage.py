@@ -62,6 +62,13 @@ def savings_inputs(wh: Warehouse, study: str) -> tuple[pl.DataFrame, pl.DataFram
     return runs, epochs, float(work["s"][0])
 
 
+def forget_triage(wh: Warehouse, study: str) -> None:
+    """Drop the study's triage decisions and its triage row of `costs` (a triage started over)."""
+    with wh.writer() as con:
+        con.execute("DELETE FROM triage_decisions WHERE study = ?", [study])
+        con.execute("DELETE FROM costs WHERE study = ? AND strategy = ?", [study, STRATEGY])
+
+
 def record_savings(wh: Warehouse, study: str, row: dict) -> None:
     """Replace the study's triage row of `costs`."""
     frame = pl.DataFrame([{**row, "study": study}])
