@@ -183,18 +183,27 @@ def heldout(plan: CorpusPlan) -> pl.DataFrame:
 
     card_path = plan.out / "predictor" / "card.json"
     card = json.loads(card_path.read_text())
-    studies = []
+    committed = pl.read_parquet(plan.out / "heldout.parquet") if (plan.out / "heldout.parquet").is_file() else None
+    before = dict((card.get("heldout_of") or {}).get("studies") or [])
+    studies, kept = [], {}
     for spec in plan.specs(plan.heldout_specs):
-        path = plan.warehouse(spec)
-        if not path.is_file():
-            log.warning("held-out study %s: no warehouse %s; train it first", spec.stem, path)
-            continue
-        name = load_study(spec).name
-        studies.append((name, path, study_runs(_warehouse(path, name), name).height))
-    stamp = {"fitted_on": card.get("fitted_on"), "studies": [[n, r] for n, _, r in studies]}
-    if card.get("heldout_of") == stamp and (plan.out / "heldout.parquet").is_file():
-        log.info("held-out comparison up to date (%d studies)", len(studies))
-        return pl.read_parquet(plan.out / "heldout.parquet")
+        name, path = load_study(spec).name, plan.warehouse(spec)
+        if path.is_file():
+            studies.append((name, path, study_runs(_warehouse(path, name), name).height))
+        elif committed is not None and name in set(committed["study"]) and name in before:
+            kept[name] = before[name]  # no warehouse here: its committed rows stand, for the predictor they were made by
+        else:
+            log.warning("held-out study %s: no warehouse %s and no committed rows; train it first", spec.stem, path)
+    stamp = {"fitted_on": card.get("fitted_on"),
+             "studies": sorted([[n, r] for n, _, r in studies] + [[n, r] for n, r in kept.items()])}
+    if card.get("heldout_of") == stamp:
+        log.info("held-out comparison up to date (%d studies)", len(stamp["studies"]))
+        return committed
+    if kept and before and card.get("heldout_of", {}).get("fitted_on") != card.get("fitted_on"):
+        log.warning("held-out studies %s have no warehouse here and their rows were made by another predictor: "
+                    "left out of the comparison; train them (python -m flows.corpus)", ", ".join(kept))
+        kept = {}
+        stamp["studies"] = sorted([n, r] for n, _, r in studies)
     rows = []
     for name, path, _ in studies:
         wh = _warehouse(path, name)
@@ -206,6 +215,10 @@ def heldout(plan: CorpusPlan) -> pl.DataFrame:
             for r in corpus_predictor.accuracy_taus(made, epoch_metrics(wh, name), k).iter_rows(named=True):
                 rows.append({**r, "k": k, "runs": made.height})
     table = pl.DataFrame(rows)
+    if kept:
+        table = pl.concat([table, committed.filter(pl.col("study").is_in(list(kept)))], how="diagonal_relaxed") \
+            if table.height else committed.filter(pl.col("study").is_in(list(kept)))
+    table = table.sort("study", "k")
     table.write_parquet(plan.out / "heldout.parquet")
     for k, entry in card["predictors"].items():
         gate = entry["accuracy_gate"]

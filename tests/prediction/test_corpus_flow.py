@@ -74,3 +74,12 @@ def test_the_corpus_pipeline_trains_exports_fits_compares_and_then_changes_nothi
     assert done.returncode == 0, done.stderr[-3000:]
     assert "corpus tables up to date" in done.stderr and "corpus predictor up to date" in done.stderr
     assert "held-out comparison up to date" in done.stderr
+
+    # a fresh clone: no warehouse at all; the committed tables and comparison stand, nothing is written
+    done = subprocess.run([sys.executable, "-m", "flows.corpus", "--no-train", "--corpus-specs", str(plan.corpus_specs),
+                           "--heldout-specs", str(plan.heldout_specs), "--warehouses", str(tmp_path / "none"),
+                           "--out", str(plan.out), "--predictors", "linear"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "held-out comparison up to date (1 studies)" in done.stderr
+    assert {p: p.stat().st_mtime_ns for p in plan.out.rglob("*") if p.is_file()} == before
