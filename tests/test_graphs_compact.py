@@ -71,3 +71,20 @@ def test_compact_graphs_of_a_trained_study_match_the_full_rolled_graphs(tmp_path
             np.testing.assert_allclose(graph.features[:, j], stored, rtol=2 * FLOAT16, atol=scale * 2.0 ** -24,
                                        equal_nan=True, err_msg=name)
     assert truncated > 0  # the rule was exercised: some nodes have more than m incoming edges
+
+
+def test_the_committed_graphs_describe_corpus_runs_within_the_size_budget():
+    import json
+
+    from pipeline_lib.corpus import SHIPPED_DIR, read_corpus, read_corpus_graphs
+    from pipeline_lib.graphs.compact import TOP_M, compact_schema
+
+    table = read_corpus_graphs(SHIPPED_DIR)
+    meta = json.loads(table.schema.metadata[b"compact_graphs"])
+    assert meta["top_m"] == TOP_M and meta["node_features"] == list(NODE_FEATURES)
+    assert table.schema.remove_metadata() == compact_schema()
+    runs = read_corpus(SHIPPED_DIR).runs
+    assert set(table.column("run_id").to_pylist()) <= set(runs["run_id"])
+    assert set(table.column("study").to_pylist()) == set(meta["studies"]) <= set(runs["study"])
+    assert set(table.column("epoch").to_pylist()) == set(meta["epochs"]) == {0, 1, 2, 3}
+    assert sum(p.stat().st_size for p in SHIPPED_DIR.rglob("*") if p.is_file()) <= 60e6
