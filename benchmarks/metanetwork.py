@@ -2,7 +2,7 @@
 corpus, paired against the hand-built linear predictors and raw test accuracy at k, and on the
 held-out studies whose warehouses are here.
 
-    nice .venv/bin/python benchmarks/metanetwork.py --k 1 [2 3] [--warehouses DIR] [--write]
+    nice .venv/bin/python benchmarks/metanetwork.py --k 1 [2 3] [--ablate] [--seed N] [--warehouses DIR] [--write]
 
 For each k and each corpus study with compact graphs (corpus_data/graphs.parquet), a model is trained
 on every other such study and scores the left-out one. Every method's predictions are turned into
@@ -19,6 +19,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ from pipeline_lib.prediction.metrics import comparison_table, evaluation_table, 
 log = logging.getLogger("metanetwork")
 BASELINES = ("learning_curve", "graph+learning_curve")
 ME = "metanetwork"
+ABLATED = "metanetwork_without_graphs"
 
 
 def _within_study_percentiles(frame: pl.DataFrame, column: str) -> pl.DataFrame:
@@ -48,7 +50,7 @@ def tensors_of(table) -> dict:
     return {(g.run_id, g.epoch): graph_tensors(g) for g in decode(table)}
 
 
-def loso(corpus, graphs: dict, targets: pl.DataFrame, k: int, config: MetaConfig) -> pl.DataFrame:
+def loso(corpus, graphs: dict, targets: pl.DataFrame, k: int, config: MetaConfig, name: str = ME) -> pl.DataFrame:
     """Prediction rows (the corpus' format; y_pred = within-study percentile of the score) of every
     study with graphs, each predicted by a model trained on the others."""
     studies = sorted({s for s, r in zip(targets["study"], targets["run_id"]) if (r, 0) in graphs})
@@ -62,8 +64,8 @@ def loso(corpus, graphs: dict, targets: pl.DataFrame, k: int, config: MetaConfig
         held = data.subset(np.nonzero(test)[0])
         frames.append(pl.DataFrame({"run_id": held.run_ids, "study": study, "fold": fold, "y_true": held.target,
                                     "y_pred": predict(model, held)}))
-        log.info("k=%d %s: %.0f s", k, study, time.perf_counter() - start)
-    return _rows(pl.concat(frames), ME, k)
+        log.info("%s k=%d %s: %.0f s", name, k, study, time.perf_counter() - start)
+    return _rows(pl.concat(frames), name, k)
 
 
 def _rows(frame: pl.DataFrame, feature_set: str, k: int) -> pl.DataFrame:
@@ -164,11 +166,13 @@ def main() -> None:
     parser.add_argument("--k", type=int, nargs="+", default=[1])
     parser.add_argument("--warehouses", type=Path, help="held-out studies' warehouses (<spec stem>.duckdb)")
     parser.add_argument("--heldout-specs", type=Path, default=Path("specs/heldout"))
+    parser.add_argument("--seed", type=int, default=MetaConfig.seed, help="the training seed (spread across seeds)")
+    parser.add_argument("--ablate", action="store_true", help=f"also {ABLATED}: the same model without graphs")
     add_write_argument(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
-    config = MetaConfig()
+    config = MetaConfig(seed=args.seed)
     corpus = read_corpus()
     targets = corpus_targets(corpus.runs)
     graphs = tensors_of(read_corpus_graphs())
@@ -176,7 +180,8 @@ def main() -> None:
     all_predictions, tables = [], {}
     for k in args.k:
         mine = loso(corpus, graphs, targets, k, config)
-        predictions = pl.concat([mine, baselines(corpus, mine, targets, k)])
+        ablated = [loso(corpus, graphs, targets, k, replace(config, use_graphs=False), ABLATED)] if args.ablate else []
+        predictions = pl.concat([mine, *ablated, baselines(corpus, mine, targets, k)])
         studies = per_study(predictions, targets)
         tables[f"summary_k{k}"] = summary(predictions, targets, studies)
         tables[f"studies_k{k}"] = studies.pivot(on="feature_set", index=["split", "runs"], values="tau")

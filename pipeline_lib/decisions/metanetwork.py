@@ -46,6 +46,7 @@ class MetaConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     seed: int = 0
+    use_graphs: bool = True  # False: the same model without its graph input (an ablation)
 
 
 @dataclass
@@ -149,7 +150,8 @@ class MetaNetwork(nn.Module):
     def __init__(self, n_run_features: int, config: MetaConfig):
         super().__init__()
         self.encoder = GraphEncoder(config.hidden, config.rounds)
-        width = 2 * (2 * config.hidden) + 2 + n_run_features
+        self.use_graphs = config.use_graphs
+        width = (2 * (2 * config.hidden) + 2 if config.use_graphs else 0) + n_run_features
         self.head = nn.Sequential(nn.Linear(width, config.hidden), nn.ReLU(), nn.Linear(config.hidden, 1))
 
     def embed(self, graphs: list[GraphTensors | None]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,6 +173,8 @@ class MetaNetwork(nn.Module):
 
     def forward(self, first: list[GraphTensors | None], last: list[GraphTensors | None],
                 features: torch.Tensor) -> torch.Tensor:
+        if not self.use_graphs:
+            return self.head(features).squeeze(1)
         e0, f0 = self.embed(first)
         ek, fk = self.embed(last)
         return self.head(torch.cat([ek, ek - e0, f0[:, None], fk[:, None], features], dim=1)).squeeze(1)
