@@ -2,7 +2,7 @@
 corpus, paired against the hand-built linear predictors and raw test accuracy at k, and on the
 held-out studies whose warehouses are here.
 
-    nice .venv/bin/python benchmarks/metanetwork.py --k 1 [2 3] [--ablate] [--seed N] [--warehouses DIR] [--write]
+    nice .venv/bin/python benchmarks/metanetwork.py --k 1 [2 3] [--ablate] [--seed N] [--studies N] [--steps N] [--warehouses DIR] [--write]
 
 For each k and each corpus study with compact graphs (corpus_data/graphs.parquet), a model is trained
 on every other such study and scores the left-out one. Every method's predictions are turned into
@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from scipy.stats import bootstrap, kendalltau
 
@@ -166,16 +168,21 @@ def main() -> None:
     parser.add_argument("--k", type=int, nargs="+", default=[1])
     parser.add_argument("--warehouses", type=Path, help="held-out studies' warehouses (<spec stem>.duckdb)")
     parser.add_argument("--heldout-specs", type=Path, default=Path("specs/heldout"))
+    parser.add_argument("--studies", type=int, help="only the first N corpus studies with graphs (a quick try)")
+    parser.add_argument("--steps", type=int, default=MetaConfig.steps, help="training steps per fit")
     parser.add_argument("--seed", type=int, default=MetaConfig.seed, help="the training seed (spread across seeds)")
     parser.add_argument("--ablate", action="store_true", help=f"also {ABLATED}: the same model without graphs")
     add_write_argument(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
-    config = MetaConfig(seed=args.seed)
+    config = MetaConfig(seed=args.seed, steps=args.steps)
     corpus = read_corpus()
     targets = corpus_targets(corpus.runs)
-    graphs = tensors_of(read_corpus_graphs())
+    table = read_corpus_graphs()
+    if args.studies:
+        table = table.filter(pc.is_in(table["study"], pa.array(sorted(set(table["study"].to_pylist()))[:args.studies])))
+    graphs = tensors_of(table)
     start = time.perf_counter()
     all_predictions, tables = [], {}
     for k in args.k:
