@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 import torch
+from scipy.stats import rankdata
 from torch import nn
 
 from ..graphs.compact import NODE_FEATURES, CompactGraph
@@ -72,8 +73,6 @@ def graph_tensors(graph: CompactGraph) -> GraphTensors:
 
 
 def _percentiles(values: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
     return (rankdata(values) - 0.5) / len(values)
 
 

@@ -94,19 +94,18 @@ def compact_schema() -> pa.Schema:
 def compact_table(study: str, rows: list[dict]) -> pa.Table:
     """Rows of `compact_row` as an Arrow table of `compact_schema` (float16 lists stay float16)."""
     schema = compact_schema()
-    columns = {"study": [study] * len(rows)}
-    for field in schema:
-        if field.name != "study":
-            columns[field.name] = [r[field.name] for r in rows]
-    arrays = [pa.array(columns[f.name], type=f.type) if not pa.types.is_list(f.type)
-              else pa.ListArray.from_arrays(_offsets(columns[f.name]), pa.array(np.concatenate(columns[f.name])
-                                                                                 if rows else [], f.type.value_type))
-              for f in schema]
+    arrays = [pa.array([study] * len(rows), pa.string())]
+    for field in list(schema)[1:]:
+        values = [r[field.name] for r in rows]
+        arrays.append(_list_array(values, field.type) if pa.types.is_list(field.type) else pa.array(values, field.type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _offsets(values: list[np.ndarray]) -> pa.Array:
-    return pa.array(np.concatenate([[0], np.cumsum([len(v) for v in values])]).astype(np.int32))
+def _list_array(values: list[np.ndarray], type_: pa.ListType) -> pa.Array:
+    """A list array from numpy parts without a Python loop over elements (pa.array cannot take float16 lists)."""
+    offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])]).astype(np.int32)
+    flat = np.concatenate(values) if values else np.zeros(0, type_.value_type.to_pandas_dtype())
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type_.value_type))
 
 
 def study_compact_graphs(study: str, snapshots: pl.DataFrame, runs: pl.DataFrame, data_dir: str | Path,
