@@ -7,6 +7,9 @@ Tables (one row per run, per run and epoch, per run, k and feature):
   features.parquet  the feature vectors at every k of every base feature set (long: feature, value)
   meta.json         the studies, and `feature_codes`: per base feature set, the digest of the code
                     that computed it (`fingerprints.FEATURES`)
+  graphs.parquet    per run and epoch 0..3: the compact rolled graph (`graphs.compact`), for models
+                    that learn from the graphs themselves; outside `rows_digest`, so adding or
+                    refreshing it refits nothing
 
 Across studies, scales differ (a ResNet's graph is not a LeNet's, digits' accuracies are not
 Fashion-MNIST's), so every feature is normalized within its study (`within_study_ranks`: the mid-rank
@@ -55,6 +58,16 @@ CURVE_COLUMNS = ("run_id", "epoch", "train_loss", "train_acc", "test_loss", "tes
 FEATURE_COLUMNS = ("run_id", "k", "feature_set", "feature", "value")
 REGENERATE = "make corpus  (python -m flows.corpus: features recomputed, the corpus exported and refitted)"
 HEADLINE = {Task.REGRESSION: "kendall_tau", Task.CLASSIFICATION: "balanced_accuracy"}
+
+
+GRAPHS_FILE = "graphs.parquet"
+
+
+def read_corpus_graphs(directory: str | Path | None = None):
+    """The corpus' compact rolled graphs (a pyarrow Table of `graphs.compact.compact_schema`)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(Path(directory or corpus_dir()) / GRAPHS_FILE)
 
 
 class CorpusStale(RuntimeError):

@@ -22,16 +22,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from pipeline_lib.corpus import (CorpusStale, corpus_designs, corpus_targets, loso_evaluation, loso_predictions,
-                                 read_corpus, stale_message, stale_sets, write_corpus)
+from pipeline_lib.corpus import (GRAPHS_FILE, CorpusStale, corpus_designs, corpus_targets, loso_evaluation,
+                                 loso_predictions, read_corpus, stale_message, stale_sets, write_corpus)
 from pipeline_lib.decisions import corpus as corpus_predictor
 from pipeline_lib.fingerprints import predictor_pins
+from pipeline_lib.graphs.compact import NODE_FEATURES, TOP_M, study_compact_graphs
 from pipeline_lib.spec import load_study
 from pipeline_lib.vocabulary import FITTED_PREDICTORS
 from warehouse.corpus import corpus_tables
 from warehouse.db import Warehouse
-from warehouse.predict import epoch_metrics, study_runs
+from warehouse.predict import epoch_metrics, snapshot_paths, study_runs
 
 from . import features, graph_metrics, train_sweep
 from .context import owned_data_dir
@@ -131,6 +135,59 @@ def export(plan: CorpusPlan, walls: dict[str, dict]) -> bool:
     write_corpus(plan.out, runs, curves, feats, {"studies": facts, "rows_digest": digest})
     log.info("corpus tables written: %d runs of %d studies in %s", runs.height, len(facts), plan.out)
     return True
+
+
+GRAPH_EPOCHS = range(4)
+GRAPHS_META = b"compact_graphs"
+
+
+def export_graphs(plan: CorpusPlan) -> bool:
+    """corpus_data/graphs.parquet: the compact rolled graphs (epochs 0..3, `graphs.compact`) of the
+    corpus' runs. A study with a warehouse here is rebuilt only when the stamp of its graphs (their
+    graph-stage fingerprints, the top-m rule) changed; one without keeps its committed rows. The file
+    is outside `rows_digest`: it refits nothing. True when written."""
+    runs = read_corpus(plan.out).runs
+    path = plan.out / GRAPHS_FILE
+    previous = pq.read_table(path) if path.is_file() else None
+    old = json.loads(previous.schema.metadata[GRAPHS_META])["studies"] if previous is not None else {}
+    parts, stamps = [], {}
+    for spec in plan.specs(plan.corpus_specs):
+        name = load_study(spec).name
+        ids = runs.filter(pl.col("study") == name)["run_id"].to_list()
+        warehouse = plan.warehouse(spec)
+        stamp = _graphs_stamp(_warehouse(warehouse, name), ids) if warehouse.is_file() and ids else None
+        if stamp is not None and stamp != old.get(name):
+            wh = _warehouse(warehouse, name)
+            study_rows = study_runs(wh, name).filter(pl.col("run_id").is_in(ids))
+            parts.append(study_compact_graphs(name, snapshot_paths(wh, name), study_rows, wh.data_dir, GRAPH_EPOCHS))
+            log.info("compact graphs of %s: %d snapshots", name, parts[-1].num_rows)
+        elif name in old:
+            parts.append(previous.filter(pc.equal(previous["study"], name)))
+            stamp = old[name]
+        else:
+            log.warning("corpus study %s: no graphs here or in the committed corpus; its runs have no compact graphs",
+                        name)
+            continue
+        stamps[name] = stamp
+    if previous is not None and stamps == old:
+        log.info("compact graphs up to date (%d studies)", len(stamps))
+        return False
+    table = pa.concat_tables(parts).sort_by([("study", "ascending"), ("run_id", "ascending"), ("epoch", "ascending")])
+    meta = {"top_m": TOP_M, "epochs": list(GRAPH_EPOCHS), "node_features": list(NODE_FEATURES), "studies": stamps}
+    pq.write_table(table.replace_schema_metadata({GRAPHS_META: json.dumps(meta)}), path, compression="zstd",
+                   compression_level=19)
+    log.info("compact graphs written: %d snapshots of %d studies in %s", table.num_rows, len(stamps), path)
+    return True
+
+
+def _graphs_stamp(wh: Warehouse, ids: list[str]) -> str | None:
+    """A digest of the study's computed graphs of epochs 0..3 of `ids` (run, epoch, graph-stage
+    fingerprint) and the top-m rule; None when it has none."""
+    graphs = wh.query("SELECT run_id, epoch, fingerprint FROM graphs WHERE error IS NULL AND epoch <= ? "
+                      "AND run_id IN (SELECT unnest(?)) ORDER BY run_id, epoch", [max(GRAPH_EPOCHS), ids])
+    if graphs.is_empty():
+        return None
+    return hashlib.sha256(f"{TOP_M}:{NODE_FEATURES}".encode() + graphs.write_csv().encode()).hexdigest()
 
 
 def _previous_walls(previous, name: str) -> dict:
@@ -243,6 +300,8 @@ def run(plan: CorpusPlan) -> dict:
             log.info("study %s", spec.stem)
             walls[spec.stem] = train_study(spec, plan.warehouse(spec))
     exported = export(plan, walls)
+    graphs = export_graphs(plan)
     fitted = fit(plan)
     table = heldout(plan)
-    return {"trained": sorted(walls), "exported": exported, "fitted": fitted, "heldout_studies": table["study"].n_unique()}
+    return {"trained": sorted(walls), "exported": exported, "graphs": graphs, "fitted": fitted,
+            "heldout_studies": table["study"].n_unique()}

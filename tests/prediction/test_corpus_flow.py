@@ -38,8 +38,8 @@ def test_the_corpus_pipeline_trains_exports_fits_compares_and_then_changes_nothi
     plan = _specs(tmp_path)
     monkeypatch.setenv(CORPUS_ENV, str(plan.out))  # scoring the held-out study reads this corpus' predictor
     first = run(plan)
-    assert first == {"trained": ["corpus-a", "corpus-b", "heldout-c"], "exported": True, "fitted": True,
-                     "heldout_studies": 1}
+    assert first == {"trained": ["corpus-a", "corpus-b", "heldout-c"], "exported": True, "graphs": True,
+                     "fitted": True, "heldout_studies": 1}
     corpus = read_corpus(plan.out)
     assert set(corpus.runs["study"]) == {"corpus-a", "corpus-b"} and corpus.runs.height == 32
     card = json.loads((plan.out / "predictor" / "card.json").read_text())
@@ -64,8 +64,8 @@ def test_the_corpus_pipeline_trains_exports_fits_compares_and_then_changes_nothi
 
     before = {p: p.stat().st_mtime_ns for p in plan.out.rglob("*") if p.is_file()}
     second = run(plan)
-    assert second == {"trained": ["corpus-a", "corpus-b", "heldout-c"], "exported": False, "fitted": False,
-                      "heldout_studies": 1}
+    assert second == {"trained": ["corpus-a", "corpus-b", "heldout-c"], "exported": False, "graphs": False,
+                      "fitted": False, "heldout_studies": 1}
     assert {p: p.stat().st_mtime_ns for p in plan.out.rglob("*") if p.is_file()} == before
 
     done = subprocess.run([sys.executable, "-m", "flows.corpus", "--no-train", "--corpus-specs", str(plan.corpus_specs),
@@ -73,7 +73,7 @@ def test_the_corpus_pipeline_trains_exports_fits_compares_and_then_changes_nothi
                            "--out", str(plan.out), "--predictors", "linear"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "corpus tables up to date" in done.stderr and "corpus predictor up to date" in done.stderr
-    assert "held-out comparison up to date" in done.stderr
+    assert "held-out comparison up to date" in done.stderr and "compact graphs up to date" in done.stderr
 
     # a fresh clone: no warehouse at all; the committed tables and comparison stand, nothing is written
     done = subprocess.run([sys.executable, "-m", "flows.corpus", "--no-train", "--corpus-specs", str(plan.corpus_specs),
