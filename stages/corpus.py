@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,13 +28,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline_lib.corpus import (GRAPHS_FILE, CorpusStale, corpus_designs, corpus_targets, loso_evaluation,
+from pipeline_lib.corpus import (CORPUS_ENV, GRAPHS_FILE, CorpusStale, corpus_designs, corpus_targets, loso_evaluation,
                                  loso_predictions, read_corpus, stale_message, stale_sets, write_corpus)
 from pipeline_lib.decisions import corpus as corpus_predictor
 from pipeline_lib.fingerprints import predictor_pins
 from pipeline_lib.graphs.compact import NODE_FEATURES, TOP_M, study_compact_graphs
 from pipeline_lib.spec import load_study
-from pipeline_lib.vocabulary import FITTED_PREDICTORS
 from warehouse.corpus import corpus_tables
 from warehouse.db import Warehouse
 from warehouse.predict import epoch_metrics, snapshot_paths, study_runs
@@ -54,7 +55,7 @@ class CorpusPlan:
     out: Path
     jobs: int = 2
     train: bool = True
-    predictors: tuple[str, ...] = tuple(FITTED_PREDICTORS)
+    predictors: tuple[str, ...] = ("linear",)  # what the shipped predictor is fitted with
     studies: list[str] = field(default_factory=list)  # spec stems to train (default: all)
 
     def specs(self, folder: Path) -> list[Path]:
@@ -290,18 +291,51 @@ def heldout(plan: CorpusPlan) -> pl.DataFrame:
     return table
 
 
+def _committed_studies(out: Path) -> set[str]:
+    """The studies whose rows the corpus at `out` holds with current code (corpus studies with no stale
+    base set, and held-out studies): a clone without their warehouses need not train them again."""
+    try:
+        corpus = read_corpus(out)
+    except FileNotFoundError:
+        return set()
+    names = set() if stale_sets(corpus.meta.get("feature_codes", {})) else set(corpus.runs["study"])
+    if (out / "heldout.parquet").is_file():
+        names |= set(pl.read_parquet(out / "heldout.parquet")["study"])
+    return names
+
+
+@contextmanager
+def _scoring_with(out: Path):
+    """The corpus at `out` is the one `--predictor corpus` scores with, while inside."""
+    before = os.environ.get(CORPUS_ENV)
+    os.environ[CORPUS_ENV] = str(out)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(CORPUS_ENV)
+        else:
+            os.environ[CORPUS_ENV] = before
+
+
 def run(plan: CorpusPlan) -> dict:
     """Every step, each skipping what is done; returns what each did."""
     walls = {}
     if plan.train:
+        committed = _committed_studies(plan.out)
         for spec in plan.specs(plan.corpus_specs) + plan.specs(plan.heldout_specs):
             if plan.studies and spec.stem not in plan.studies:
+                continue
+            if not plan.studies and not plan.warehouse(spec).is_file() and load_study(spec).name in committed:
+                log.info("study %s: in the committed corpus, no warehouse %s here; not trained again (name it with "
+                         "--study to train it)", spec.stem, plan.warehouse(spec))
                 continue
             log.info("study %s", spec.stem)
             walls[spec.stem] = train_study(spec, plan.warehouse(spec))
     exported = export(plan, walls)
     graphs = export_graphs(plan)
     fitted = fit(plan)
-    table = heldout(plan)
+    with _scoring_with(plan.out):
+        table = heldout(plan)
     return {"trained": sorted(walls), "exported": exported, "graphs": graphs, "fitted": fitted,
             "heldout_studies": table["study"].n_unique()}
