@@ -189,5 +189,5 @@ def test_read_only_connection_during_the_graph_stage_loses_no_graph(tmp_path, pr
         holder.wait()
     assert graph_metrics(spec, wh_path) == {"computed": 0, "failed": 0, "skipped": 6}  # all loaded from staging
     assert not list(DataLayout(wh.data_dir).staged_graphs.glob("*.parquet"))
-    assert wh.query("SELECT count(*) AS n FROM graphs WHERE error IS NULL")["n"][0] == 9
+    assert wh.query("SELECT count(*) AS n FROM graphs WHERE error IS NULL")["n"][0] == 6
     assert wh.query("SELECT count(DISTINCT (run_id, epoch)) AS n FROM graph_summaries")["n"][0] == 6
