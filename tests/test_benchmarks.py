@@ -15,7 +15,7 @@ TINY = {
                             "--epochs", "1", "--plain-runs", "1", "--repeats", "1", "--vmap"],
     "graph_metrics.py": ["--graphs", "lenet", "--quick"],
     "command_wall.py": ["--repeats", "1"],
-    "metanetwork.py": ["--k", "1", "--studies", "3", "--steps", "5", "--ablate"],
+    "metanetwork.py": ["--k", "1", "--studies", "3", "--steps", "5", "--ablate", "--within", "corpus-digits-alexnet-mixed"],
     "study_wall.py": ["--samples", "2", "--subset", "64", "--test-subset", "64", "--epochs", "2", "--repeats", "1"],
 }
 
