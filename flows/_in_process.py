@@ -67,7 +67,7 @@ def _score(args: argparse.Namespace) -> None:
     check_warehouse("score", args, load_study(args.spec).name)
     with local_context(args.spec, args.warehouse) as ctx:
         plan = score.plan_scoring(ctx.warehouse, ctx.study.name, args.predictor, args.at_epoch)
-        score.study_differences(ctx, plan.predictor)
+        score.study_differences(ctx, plan.source)
         score.run(ctx, predictor=args.predictor, at_epoch=args.at_epoch, confidence=args.confidence)
 
 

@@ -43,7 +43,7 @@ def main() -> None:
     check_warehouse("score", args, load_study(args.spec).name)
     with study_context(args.spec, args.warehouse) as context:
         plan = stage.plan_scoring(context.warehouse, context.study.name, args.predictor, args.at_epoch)
-        stage.study_differences(context, plan.predictor)  # refusals before Prefect starts
+        stage.study_differences(context, plan.source)  # refusals before Prefect starts
     score(args.spec, args.warehouse, args.predictor, args.at_epoch, args.confidence)
 
 

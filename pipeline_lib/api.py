@@ -11,8 +11,9 @@
 
 The features are the pipeline's own (`pipeline_lib.features`), computed only for the base sets the
 predictor reads, and of the graph sets only the node properties its fitted selection keeps
-(`decisions.path_cost`, as triage does); the score is `decisions.scoring.score`, so a live model
-gets the prediction its saved snapshots would get in the warehouse.
+(`sources.ScoreSource.graph_properties`, as triage reads them); the score is the source's
+(`sources.RegisteredSource.score`, as the scoring stage's), so a live model gets the prediction its
+saved snapshots would get in the warehouse.
 """
 from __future__ import annotations
 
@@ -26,12 +27,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
-from sklearn.pipeline import Pipeline
 from torch import nn
 
-from .decisions.path_cost import columns_used, properties_read
-from .decisions.scoring import design_matrix, score
-from .features import FEATURE_SETS, GRAPH_BASE_SETS, base_set_features
+from .decisions.sources import RegisteredSource
+from .features import GRAPH_BASE_SETS, base_set_features
 from .features.curves import CURVE_METRICS
 from .graphs.rolled import RolledGraphTemplate, model_input_shape, template_for
 from .graphs.snapshot_metrics import SUMMARY_SCHEMA, graph_node_metrics
@@ -106,18 +105,16 @@ def _cpu_state(model: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch
 
 
 class Predictor:
-    """A registered regression predictor (skops file + its `predictors` row) and, when registered, its
-    classification twin for P(good); see the module docstring for use."""
+    """A registered regression predictor (`source`: its row, skops file and, when registered, its
+    classification twin for P(good)); see the module docstring for use."""
 
-    def __init__(self, model: Pipeline, entry: dict, twin: tuple[Pipeline, dict] | None = None,
-                 graph_options: GraphOptions | None = None, confidence: float = 0.9):
-        if entry["task"] != Task.REGRESSION:
-            raise PredictionError(f"predictor {entry['id']} is a {entry['task']} predictor; load a regression one")
-        self.model, self.entry, self.twin, self.confidence = model, entry, twin, confidence
-        self.k: int = int(entry["k"])
-        self.bases: tuple[str, ...] = FEATURE_SETS[entry["feature_set"]]
-        read = columns_used(model, entry["features"]) + (columns_used(twin[0], twin[1]["features"]) if twin else [])
-        self.properties: tuple[str, ...] = properties_read(read) if self.reads_graphs else ()
+    def __init__(self, source: RegisteredSource, graph_options: GraphOptions | None = None, confidence: float = 0.9):
+        if source.row["task"] != Task.REGRESSION:
+            raise PredictionError(f"predictor {source.id} is a {source.row['task']} predictor; load a regression one")
+        self.source, self.confidence = source, confidence
+        self.k: int = source.k
+        self.bases: tuple[str, ...] = source.feature_sets
+        self.properties: tuple[str, ...] = source.graph_properties or ()
         self.graph_options = (graph_options or GraphOptions()).model_copy(update={"properties": list(self.properties)})
 
     @classmethod
@@ -127,7 +124,7 @@ class Predictor:
         as the scoring stage checks it (`registry.load`: digest, code, trusted types); graphs are
         built with its study's `graphs:` options unless `graph_options` says otherwise."""
         from warehouse.db import Warehouse  # the registry's reads, as the scoring stage makes them
-        from warehouse.registry import classification_twin, load_predictor
+        from warehouse.registry import registered_source
 
         wh = Warehouse(warehouse)
         pid = predictor
@@ -140,20 +137,16 @@ class Predictor:
                 raise PredictionError(f"no registered regression predictor of study {predictor!r} at k = {k} "
                                       f"in {warehouse}")
             pid = best["id"][0]
-        model, entry = load_predictor(wh, pid)
+        source = registered_source(wh, pid)
         if kwargs.get("graph_options") is None:  # the graphs the predictor was fitted on: its study's options
-            spec = wh.query("SELECT spec_json FROM studies WHERE study = ?", [entry["study"]])
+            spec = wh.query("SELECT spec_json FROM studies WHERE study = ?", [source.study])
             if spec.height:
                 kwargs["graph_options"] = GraphOptions.model_validate(json.loads(spec["spec_json"][0])["graphs"])
-        return cls(model, entry, classification_twin(wh, entry), **kwargs)
-
-    @property
-    def reads_graphs(self) -> bool:
-        return bool(set(self.bases) & set(GRAPH_BASE_SETS))
+        return cls(source, **kwargs)
 
     def new_history(self, hparams: dict) -> History:
         """A History keeping weights only when this predictor reads graph features."""
-        return History(dict(hparams), keep_states=self.reads_graphs)
+        return History(dict(hparams), keep_states=self.source.reads_graphs)
 
     def predict(self, model: nn.Module | Mapping[str, torch.Tensor], history: History) -> Prediction:
         """The prediction at epoch k = `self.k` for `model` (its weights at epoch k: a module, or a
@@ -162,8 +155,7 @@ class Predictor:
             return Prediction(math.nan, math.nan, math.nan, None, self.k, self.confidence, diverged=True)
         runs = self._run_frame(history)
         features = pl.concat([self._base_features(base, model, history, runs) for base in self.bases])
-        X = design_matrix(features, [RUN_ID], self.entry["features"])
-        row = score(self.model, self.entry, X, [RUN_ID], self.confidence, self.twin).row(0, named=True)
+        row = self.source.score(features, [RUN_ID], self.confidence).row(0, named=True)
         return Prediction(row["predicted"], row["low"], row["high"], row["p_good"], self.k, self.confidence)
 
     # -- features -----------------------------------------------------------------------------------
@@ -172,11 +164,11 @@ class Predictor:
         if "hparams" in self.bases:
             missing = [name for name in (*HPARAMS, "architecture") if name not in hp]
             if missing:
-                raise PredictionError(f"predictor {self.entry['id']} reads the hyper-parameters; history.hparams "
+                raise PredictionError(f"predictor {self.source.row['id']} reads the hyper-parameters; history.hparams "
                                       f"lacks {missing}")
-            if hp["architecture"] not in self.entry["architectures"]:
-                raise PredictionError(f"predictor {self.entry['id']} was fitted on architectures "
-                                      f"{self.entry['architectures']}, not {hp['architecture']!r}")
+            if hp["architecture"] not in self.source.row["architectures"]:
+                raise PredictionError(f"predictor {self.source.row['id']} was fitted on architectures "
+                                      f"{self.source.row['architectures']}, not {hp['architecture']!r}")
         return pl.DataFrame([{"run_id": RUN_ID, "diverged_epoch": history.diverged_epoch(),
                               **{name: hp.get(name) for name in HPARAMS},
                               "architecture": hp.get("architecture"), "width": float(hp.get("width", 1.0)),
@@ -210,7 +202,7 @@ class Predictor:
         the node properties the predictor reads."""
         lacking = [e for e in range(self.k) if e not in history.states]
         if lacking:
-            raise PredictionError(f"predictor {self.entry['id']} reads graph features of epochs 0..{self.k}; the "
+            raise PredictionError(f"predictor {self.source.row['id']} reads graph features of epochs 0..{self.k}; the "
                                   f"history holds no weights of epochs {lacking} (record(epoch, model, ...) with "
                                   "keep_states)")
         template = self._template(model, history.hparams)
@@ -226,7 +218,7 @@ class Predictor:
         return summaries.filter((pl.col("scope") == "graph") | pl.col("scope").str.starts_with("depth:"))
 
     def _template(self, model, hparams: dict) -> RolledGraphTemplate:
-        input_shape, _ = model_input_shape(self.entry["dataset"])
+        input_shape, _ = model_input_shape(self.source.row["dataset"])
         try:
             if isinstance(model, nn.Module):
                 training = model.training  # tracing puts the model in eval mode; the loop's mode is kept
@@ -238,14 +230,14 @@ class Predictor:
                 raise PredictionError("a state_dict alone needs hparams['architecture'] (a project family) to "
                                       "rebuild its graph; pass the model instead")
             return template_for(hparams["architecture"], float(hparams.get("width", 1.0)), int(hparams.get("depth", 1)),
-                                self.entry["dataset"])
+                                self.source.row["dataset"])
         except PredictionError:
             raise
         except Exception as e:  # torch.fx's TraceError, UnsupportedOperation, shape mismatches
             raise ModelNotTraceable(f"the graph tracer cannot read this model ({type(e).__name__}: {e}); predictor "
-                                    f"{self.entry['id']} reads graph features ({self.entry['feature_set']}), so it "
+                                    f"{self.source.row['id']} reads graph features ({self.source.row['feature_set']}), so it "
                                     "needs a model of Conv2d/Linear/BatchNorm/pooling/activation layers traceable by "
-                                    f"torch.fx on {self.entry['dataset']} images {input_shape}") from e
+                                    f"torch.fx on {self.source.row['dataset']} images {input_shape}") from e
 
 
 __all__ = ["History", "ModelNotTraceable", "Prediction", "PredictionError", "Predictor"]

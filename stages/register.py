@@ -4,7 +4,7 @@ Each (feature set, k, task, predictor) whose features cover every finished run i
 them, saved with skops under <data_dir>/predictors/<id>.skops and recorded in `predictors` with its
 pooled cross-validated metrics and intervals (from `evaluations`, so run it after evaluate), what
 its out-of-fold predictions say of its uncertainty, the columns it reads, and what loading checks
-(the file's digest, the pins of `fingerprints.PREDICTOR`: `warehouse.registry.load_predictor`).
+(the file's digest, the pins of `fingerprints.PREDICTOR`: `decisions.registry.load`).
 Then the cost of the decision path: per k, the best predictor's (and the best graph predictor's)
 graph work per snapshot for just the quantities it reads, against every property, measured on a
 sample of the study's snapshots, beside the training seconds per model-epoch, into `costs`.
@@ -33,7 +33,7 @@ from pipeline_lib.vocabulary import FITTED_PREDICTORS, Split, Task
 from warehouse import decision_path
 from warehouse.db import Warehouse
 from warehouse.predict import design_matrices, record_stage, stage_fingerprint, study_runs
-from warehouse.registry import load_predictor, record_predictors
+from warehouse.registry import record_predictors, registered_source
 from warehouse.triage import was_triaged
 
 from ._prediction import fingerprint_to_run, too_few_configurations
@@ -114,8 +114,9 @@ def chosen_predictors(wh: Warehouse, study: str) -> pl.DataFrame:
     chosen = decision_path.timed_predictors(wh, study)
     properties = []
     for pid in chosen["id"]:
-        model, row = load_predictor(wh, pid)
-        properties.append(list(path_cost.properties_read(path_cost.columns_used(model, row["features"]))))
+        source = registered_source(wh, pid)
+        used = path_cost.columns_used(source.model, source.row["features"])
+        properties.append(list(path_cost.properties_read(used)))
     return chosen.with_columns(pl.Series("properties", properties, dtype=pl.List(pl.Utf8)))
 
 

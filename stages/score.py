@@ -15,17 +15,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import polars as pl
-from sklearn.pipeline import Pipeline
 
-from pipeline_lib.decisions import corpus
 from pipeline_lib.decisions.predictor_source import differences
-from pipeline_lib.decisions.scoring import ScoringError, check_compatible, design_matrix, score
+from pipeline_lib.decisions.scoring import ScoringError, ranked
+from pipeline_lib.decisions.sources import ScoreSource, named_corpus
 from pipeline_lib.decisions.study_match import Mismatch
-from pipeline_lib.features import FEATURE_SETS, GRAPH_BASE_SETS, base_set_features
+from pipeline_lib.features import GRAPH_BASE_SETS, base_set_features
 from pipeline_lib.vocabulary import Task
 from warehouse.db import Warehouse
 from warehouse.predict import epoch_metrics, graph_ready_runs, invariant_graph_summaries, snapshot_paths
-from warehouse.registry import best_predictor, classification_twin, load_predictor
+from warehouse.registry import best_predictor, registered_source
 from warehouse.runs import recorded_study
 from warehouse.scores import record_scores, runs_with_last_epoch
 
@@ -36,19 +35,18 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ScoringPlan:
-    model: Pipeline       # the predictor, loaded (its file and code checked)
-    predictor: dict       # its row of `predictors`
+    source: ScoreSource   # checked against the runs; it loads its files once, when first scoring
     runs: pl.DataFrame    # the runs to score: every one has reached epoch k
     waiting: int          # runs of the study that have not reached epoch k yet
 
 
-def choose_predictor(wh: Warehouse, which: str, k: int, runs: pl.DataFrame) -> dict:
+def choose_source(wh: Warehouse, which: str, k: int, runs: pl.DataFrame) -> ScoreSource:
     """The registered regression predictor `which` (an id); with `which` = 'best' the one of highest
     pooled out-of-fold Kendall tau among those fitted at this k on the runs' dataset and
     architectures; with `which` a study name, the best such predictor of that study; with `which` =
     'corpus' the corpus predictor at k (pipeline_lib/decisions/corpus.py), whatever the warehouse holds."""
-    if corpus.is_corpus(which):
-        return corpus.row_of(which, k)
+    if (shipped := named_corpus(which, k)) is not None:
+        return shipped
     of_study = None
     if which != "best":
         rows = wh.query("SELECT * FROM predictors WHERE id = ?", [which])
@@ -61,7 +59,7 @@ def choose_predictor(wh: Warehouse, which: str, k: int, runs: pl.DataFrame) -> d
             if row["task"] != Task.REGRESSION or row["k"] != k:
                 raise ScoringError(f"predictor {which} is a {row['task']} predictor fitted at k = {row['k']}; scoring "
                                    f"at epoch {k} needs a regression predictor fitted at k = {k}")
-            return row
+            return registered_source(wh, which)
         of_study = which
     datasets, architectures = sorted(set(runs["dataset"])), sorted(set(runs["architecture"]))
     row = best_predictor(wh, k, datasets, architectures, of_study)
@@ -69,12 +67,13 @@ def choose_predictor(wh: Warehouse, which: str, k: int, runs: pl.DataFrame) -> d
         raise ScoringError(f"no registered regression predictor at k = {k}{f' of study {of_study!r}' if of_study else ''} "
                            f"with a cross-validated Kendall tau covers dataset {datasets} and architectures "
                            f"{architectures}; register a study of these (flows.register) or score at another epoch")
-    return row
+    return registered_source(wh, row["id"])
 
 
-def plan_scoring(wh: Warehouse, study: str, which: str, k: int) -> ScoringPlan:
-    """The predictor and the runs it will score, or ScoringError saying why it cannot (no run at
-    epoch k, a dataset or architecture the predictor never saw, the graph stage not run), or
+def plan_scoring(wh: Warehouse, study: str, which: str | ScoreSource, k: int) -> ScoringPlan:
+    """The source (`which`: a name `choose_source` resolves, or a source already chosen, as triage's)
+    and the runs it will score, or ScoringError saying why it cannot (no run at epoch k, fewer runs
+    than it ranks together, a dataset or architecture it never saw, the graph stage not run), or
     RegistryError when its file, its model code or a library changed since it was registered."""
     runs = runs_with_last_epoch(wh, study)
     if runs.is_empty():
@@ -84,13 +83,15 @@ def plan_scoring(wh: Warehouse, study: str, which: str, k: int) -> ScoringPlan:
     if ready.is_empty():
         raise ScoringError(f"no run of study {study!r} has reached epoch {k} yet (furthest: epoch "
                            f"{runs['last_epoch'].max()}); train further or score at a lower --at-epoch")
-    predictor = choose_predictor(wh, which, k, ready)
-    (corpus.check_runs if corpus.is_corpus(predictor["id"]) else check_compatible)(ready, predictor)
-    bases = FEATURE_SETS[predictor["feature_set"]]
+    source = which if isinstance(which, ScoreSource) else choose_source(wh, which, k, ready)
+    if ready.height < source.min_cohort:
+        raise ScoringError(f"{source.name} ranks the runs of a study among themselves: it needs at least "
+                           f"{source.min_cohort} runs at epoch {k}, found {ready.height}")
+    bases = source.feature_sets
     if set(bases) & set(GRAPH_BASE_SETS):
         lacking = set(ready["run_id"]) - set(graph_ready_runs(wh, study, k)["run_id"])
         if lacking:
-            raise ScoringError(f"predictor {predictor['id']} reads graph features ({predictor['feature_set']}), but "
+            raise ScoringError(f"predictor {source.id} reads graph features ({source.feature_set}), but "
                                f"{len(lacking)} run(s) of study {study!r} that reached epoch {k} lack processed graphs "
                                f"of their snapshots at epochs 0..{k} (e.g. run {sorted(lacking)[0]}); run "
                                "flows.graph_metrics on the study first")
@@ -98,10 +99,10 @@ def plan_scoring(wh: Warehouse, study: str, which: str, k: int) -> ScoringPlan:
         snapped = set(snapshot_paths(wh, study).filter(pl.col("epoch") == k)["run_id"])
         lacking = set(ready.filter(pl.col("diverged_epoch").is_null() | (pl.col("diverged_epoch") > k))["run_id"]) - snapped
         if lacking:
-            raise ScoringError(f"predictor {predictor['id']} reads weight statistics, but {len(lacking)} run(s) have "
+            raise ScoringError(f"predictor {source.id} reads weight statistics, but {len(lacking)} run(s) have "
                                f"no snapshot at epoch {k} (e.g. run {sorted(lacking)[0]})")
-    model, predictor = load_predictor(wh, predictor["id"])
-    return ScoringPlan(model, predictor, ready.drop("last_epoch"), runs.height - ready.height)
+    source.check(ready)  # after the cheap refusals: it loads the predictor's file
+    return ScoringPlan(source, ready.drop("last_epoch"), runs.height - ready.height)
 
 
 def _features(wh: Warehouse, study: str, k: int, runs: pl.DataFrame, bases: tuple[str, ...]) -> pl.DataFrame:
@@ -112,44 +113,41 @@ def _features(wh: Warehouse, study: str, k: int, runs: pl.DataFrame, bases: tupl
     return pl.concat([base_set_features(base, k, runs, **inputs) for base in bases])
 
 
-def score_study(wh: Warehouse, study: str, which: str, k: int, confidence: float = 0.9,
+def score_study(wh: Warehouse, study: str, which: str | ScoreSource, k: int, confidence: float = 0.9,
                 mismatches: list[str] = ()) -> tuple[pl.DataFrame, ScoringPlan]:
-    """Score every run of the study that reached epoch k; replaces the study's scores by this
-    predictor at this k and returns them (with the plan: predictor, runs, runs still short of k).
-    `mismatches`: how the predictor's study differs from this one, recorded with the scores."""
+    """Score every run of the study that reached epoch k and return the scores (with the plan: source,
+    runs, runs still short of k). A predictor's scores replace the study's scores by it at this k, with
+    `mismatches` (how its study differs from this one); test accuracy (in epoch_metrics) is not recorded again."""
     plan = plan_scoring(wh, study, which, k)
-    predictor = plan.predictor
+    source = plan.source
     run_ids = plan.runs["run_id"].to_list()
-    X = design_matrix(_features(wh, study, k, plan.runs, FEATURE_SETS[predictor["feature_set"]]), run_ids,
-                      predictor["features"])
-    if corpus.is_corpus(predictor["id"]):  # it reads features normalized within the study (its input contract)
-        X = corpus.normalize(X)
-    scores = score(plan.model, predictor, X, run_ids, confidence, classification_twin(wh, predictor)).with_columns(
-        pl.lit(study).alias("study"), pl.lit(predictor["id"]).alias("predictor_id"), pl.lit(k, pl.Int32).alias("k"),
+    scores = ranked(source.score(_features(wh, study, k, plan.runs, source.feature_sets), run_ids, confidence)
+                    ).with_columns(
+        pl.lit(study).alias("study"), pl.lit(source.id, pl.Utf8).alias("predictor_id"), pl.lit(k, pl.Int32).alias("k"),
         pl.lit(confidence).alias("confidence"), pl.lit(list(mismatches), pl.List(pl.Utf8)).alias("mismatches"),
         pl.lit(datetime.now(timezone.utc).replace(tzinfo=None)).alias("scored_at"))
-    record_scores(wh, study, predictor["id"], k, scores)
+    if source.id is not None:
+        record_scores(wh, study, source.id, k, scores)
     return scores, plan
 
 
-def study_differences(ctx: StudyContext, predictor: dict) -> list[Mismatch]:
-    """How the predictor's study differs from this one, by name; refused where its scores would mean
-    nothing here (`predictor_source.differences`). The corpus predictor has no one study: its input
-    contract is checked instead (`corpus.check_runs`)."""
-    if corpus.is_corpus(predictor["id"]):
-        return []
-    return differences(ctx.study, predictor, recorded_study(ctx.warehouse, predictor["study"]))
+def study_differences(ctx: StudyContext, source: ScoreSource) -> list[Mismatch]:
+    """How the source's study differs from this one, by name; refused where its scores would mean
+    nothing here (`predictor_source.differences`; none for a source of no one study)."""
+    theirs = recorded_study(ctx.warehouse, source.study) if source.study is not None else None
+    return differences(ctx.study, source, theirs)
 
 
 def run(ctx: StudyContext, predictor: str = "best", at_epoch: int = 2, confidence: float = 0.9) -> dict:
     """Score the study's runs that reached epoch `at_epoch`; returns the predictor, how many were
     scored and how the predictor's study differs from this one (each difference also warned)."""
     wh, name = ctx.warehouse, ctx.study.name
-    differences = study_differences(ctx, plan_scoring(wh, name, predictor, at_epoch).predictor)
+    source = plan_scoring(wh, name, predictor, at_epoch).source
+    differences = study_differences(ctx, source)
     for difference in differences:
         log.warning("predictor of another study: %s", difference)
-    scores, plan = score_study(wh, name, predictor, at_epoch, confidence, [str(m) for m in differences])
-    chosen = plan.predictor
+    scores, plan = score_study(wh, name, source, at_epoch, confidence, [str(m) for m in differences])
+    chosen = plan.source.row
     log.info("scored %d runs of %s at epoch %d with predictor %s (%s, %s, fitted on study %s)%s", scores.height,
              name, at_epoch, chosen["id"], chosen["feature_set"], chosen["predictor"], chosen["study"],
              f"; {plan.waiting} runs have not reached epoch {at_epoch} yet" if plan.waiting else "")

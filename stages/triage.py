@@ -23,20 +23,16 @@ from datetime import datetime, timezone
 import polars as pl
 
 from pipeline_lib.corpus import CorpusStale
-from pipeline_lib.decisions.corpus import MIN_RUNS, is_corpus
-from pipeline_lib.decisions.path_cost import columns_used, properties_read
-from pipeline_lib.decisions.predictor_source import (CORPUS, REGISTERED, Source, auto_source, corpus_predictor, named_source,
-                                                     reads_graphs)
-from pipeline_lib.decisions.savings import triage_savings
-from pipeline_lib.decisions.scoring import ScoringError, check_compatible
 from pipeline_lib.decisions.keep import kept_count
-from pipeline_lib.decisions.triage import ACCURACY, TriageError, accuracy_scores, decide, split_cohort
+from pipeline_lib.decisions.predictor_source import auto_source, corpus_predictor, named_source
+from pipeline_lib.decisions.savings import triage_savings
+from pipeline_lib.decisions.sources import ScoreSource, named_corpus
+from pipeline_lib.decisions.triage import TriageError, decide, split_cohort
 from pipeline_lib.run_state import RunStore
 from pipeline_lib.spec import KeepPGood, Study, expand_runs
 from pipeline_lib.vocabulary import Decision, RunStatus
 from warehouse.db import Warehouse
-from warehouse.predict import epoch_metrics
-from warehouse.registry import classification_twin, load_predictor, ranked_predictors
+from warehouse.registry import ranked_predictors, registered_source
 from warehouse.runs import record_runs, recorded_study
 from warehouse.triage import (cohort, forget_triage, record_decisions, record_savings, recorded_decisions,
                               savings_inputs, undecided_runs)
@@ -44,7 +40,7 @@ from warehouse.triage import (cohort, forget_triage, record_decisions, record_sa
 from . import graph_metrics
 from .context import StudyContext
 from .report import artifact_key, artifact_rows
-from .score import choose_predictor, score_study
+from .score import choose_source, score_study
 
 log = logging.getLogger(__name__)
 RESTART = "python -m flows.train_sweep --spec SPEC --warehouse WAREHOUSE --restart-triage"
@@ -100,74 +96,50 @@ def restart(wh: Warehouse, study: Study) -> int:
     return len(stopped)
 
 
-def rung_source(wh: Warehouse | None, study: Study, k: int, cohort: int | None = None) -> Source:
+def rung_source(wh: Warehouse | None, study: Study, k: int, cohort: int | None = None) -> ScoreSource:
     """Where the scores at rung k come from (`predictor_source`), checked usable before anything
-    trains: a named predictor must exist, fit the study (ScoringError naming what differs), have
-    residuals for intervals and load (RegistryError otherwise); keeping by P(good) needs a
-    calibrated classification twin (TriageError otherwise, also when scoring by accuracy)."""
+    trains: a named predictor must exist, fit the study (ScoringError naming what differs), rank no
+    more runs together than the cohort holds, have residuals for intervals and load (RegistryError
+    otherwise); keeping by P(good) needs a calibrated classification twin (TriageError otherwise,
+    also when scoring by accuracy)."""
     triage = study.triage
     if cohort is None:  # not yet trained: as far as the spec says
         cohort = planned_cohorts(study).get(k)
+    spec_runs = pl.DataFrame({"run_id": "(spec)", "dataset": study.dataset.name, "architecture": study.architectures})
     if triage.predictor == "auto":
         rows = ranked_predictors(wh, k, [study.dataset.name], study.architectures) if wh is not None else pl.DataFrame()
-        candidates = [(row, recorded_study(wh, row["study"])) for row in rows.iter_rows(named=True)]
+        candidates = [(registered_source(wh, row["id"]), recorded_study(wh, row["study"]))
+                      for row in rows.iter_rows(named=True)]
         try:
-            corpus_row, refused = corpus_predictor(k, study), None
+            shipped, refused = corpus_predictor(k, study), None
         except CorpusStale as e:
-            corpus_row, refused = None, str(e)
+            shipped, refused = None, str(e)
             log.warning("auto at epoch %d: the corpus predictor is refused: %s", k, e)
-        source = auto_source(study, k, candidates, corpus_row, cohort, refused)
-    elif is_corpus(triage.predictor):  # ships with the project: no warehouse needed, no one study to compare with
-        spec_runs = pl.DataFrame({"dataset": study.dataset.name, "architecture": study.architectures})
-        row = choose_predictor(wh, triage.predictor, k, spec_runs)
-        check_compatible(spec_runs.with_columns(run_id=pl.lit("(spec)")), row)
-        if cohort is not None and cohort < MIN_RUNS:
-            raise TriageError(f"triage.predictor corpus ranks the runs of a cohort among themselves and needs at least "
-                              f"{MIN_RUNS} of them at epoch {k}; this study's cohort there has {cohort}. Add runs "
-                              "(samples, seeds or widths), keep more of them, or use predictor: auto (test accuracy at "
-                              "the rung for so few runs)")
-        source = Source(CORPUS, row, f"named in the spec: {triage.predictor}")
-    else:
-        if wh is None:
+        source = auto_source(study, k, candidates, shipped, cohort, refused)
+        source.check(spec_runs)
+    else:  # the corpus predictor ships with the project: no warehouse needed, no one study to compare with
+        source = named_corpus(triage.predictor, k)
+        if source is None and wh is None:
             raise TriageError(f"triage.predictor {triage.predictor!r} names a registered predictor, but the warehouse "
                               "does not exist yet; register a study of this dataset there first (flows.study or "
                               "flows.register), or use predictor: auto or corpus")
-        spec_runs = pl.DataFrame({"dataset": study.dataset.name, "architecture": study.architectures})
-        row = choose_predictor(wh, triage.predictor, k, spec_runs)
-        check_compatible(spec_runs.with_columns(run_id=pl.lit("(spec)")), row)
-        source = named_source(study, triage.predictor, row, recorded_study(wh, row["study"]))
-    row = source.predictor
-    if source.kind == CORPUS and isinstance(triage.keep, KeepPGood) and cohort is None:
-        raise TriageError(f"the corpus predictor ranks the runs of a cohort among themselves (at least {MIN_RUNS}), "
-                          f"but keep {{p_good: {triage.keep.p_good}}} leaves an unknown number of runs for epoch {k}; "
-                          "decide at one rung, or keep a fraction or a number of runs")
-    if source.kind == ACCURACY and isinstance(triage.keep, KeepPGood):
-        raise TriageError(f"triage.keep {{p_good: {triage.keep.p_good}}} needs a predictor with a calibrated "
-                          f"classification twin, but at epoch {k} {source.reason}; keep a fraction or a number of "
-                          "runs instead")
-    if source.kind == REGISTERED:
-        if not row["oof_residuals"]:
-            raise ScoringError(f"predictor {row['id']} has no out-of-fold residuals to build intervals from; run the "
-                               f"evaluate stage of study {row['study']}, then register again")
-        if isinstance(triage.keep, KeepPGood):
-            twin = classification_twin(wh, row)
-            if twin is None or not twin[1]["calibration"]:
-                raise TriageError(f"triage.keep {{p_good: {triage.keep.p_good}}} needs a calibrated classification "
-                                  f"twin of predictor {row['id']} (study {row['study']}, {row['feature_set']}, k = "
-                                  f"{row['k']}); none is registered: keep a fraction or a number of runs instead")
-        load_predictor(wh, row["id"])
+        source = source or choose_source(wh, triage.predictor, k, spec_runs)
+        source.check(spec_runs)
+        theirs = recorded_study(wh, source.study) if source.study is not None else None
+        source = named_source(study, triage.predictor, source, theirs)
+        if cohort is not None and cohort < source.min_cohort:
+            raise TriageError(f"triage.predictor {triage.predictor} ranks the runs of a cohort among themselves and "
+                              f"needs at least {source.min_cohort} of them at epoch {k}; this study's cohort there has "
+                              f"{cohort}. Add runs (samples, seeds or widths), keep more of them, or use predictor: "
+                              "auto (test accuracy at the rung for so few runs)")
+    if isinstance(triage.keep, KeepPGood):
+        if cohort is None and source.min_cohort > 1:
+            raise TriageError(f"{source.name} ranks the runs of a cohort among themselves (at least "
+                              f"{source.min_cohort}), but keep {{p_good: {triage.keep.p_good}}} leaves an unknown "
+                              f"number of runs for epoch {k}; decide at one rung, or keep a fraction or a number of runs")
+        if not source.has_p_good:
+            raise TriageError(source.p_good_refusal(triage.keep.p_good))
     return source
-
-
-def needed_graph_properties(wh: Warehouse, predictor: dict) -> list[str] | None:
-    """Node properties the registered predictor (and its classification twin) really use, or None
-    when it reads no graph set (then no graph needs computing)."""
-    if not reads_graphs(predictor):
-        return None
-    models = [load_predictor(wh, predictor["id"])]
-    if (twin := classification_twin(wh, predictor)) is not None:
-        models.append(twin)
-    return list(properties_read([c for model, row in models for c in columns_used(model, row["features"])]))
 
 
 def _previous(study: Study, rung: int) -> int | None:
@@ -189,24 +161,20 @@ def decide_rung(ctx: StudyContext, rung: int) -> pl.DataFrame:
     source = rung_source(wh, study, rung, len(ready))
     log.info("deciding study %s at epoch %d: scores by %s; %s", study.name, rung, source.kind, source.reason)
     for mismatch in source.mismatches:
-        log.warning("predictor %s differs from study %s: %s", source.predictor_id, study.name, mismatch)
+        log.warning("predictor %s differs from study %s: %s", source.id, study.name, mismatch)
     graph_seconds = 0.0
-    if source.kind != ACCURACY and (properties := needed_graph_properties(wh, source.predictor)) is not None:
+    if (properties := source.graph_properties) is not None:
         log.info("predictor %s reads graph features: computing graphs of epochs 0..%d with properties %s",
-                 source.predictor_id, rung, ", ".join(properties) or "(none: Perron value only)")
+                 source.id, rung, ", ".join(properties) or "(none: Perron value only)")
         start = time.perf_counter()
         ctx.stage("graph-metrics", graph_metrics.run, until_epoch=rung, properties=properties)
         graph_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    if source.kind == ACCURACY:
-        scores = accuracy_scores(epoch_metrics(wh, study.name), ready, rung)
-    else:
-        scores, _ = score_study(wh, study.name, source.predictor_id, rung, triage.confidence,
-                                [str(m) for m in source.mismatches])
+    scores, _ = score_study(wh, study.name, source, rung, triage.confidence, [str(m) for m in source.mismatches])
     scoring_seconds = time.perf_counter() - start
     decisions = decide(scores.filter(pl.col("run_id").is_in(ready)), triage).with_columns(
         pl.lit(study.name).alias("study"), pl.lit(rung, pl.Int32).alias("rung"), pl.lit(source.kind).alias("source"),
-        pl.lit(source.reason).alias("source_reason"), pl.lit(source.predictor_id, pl.Utf8).alias("predictor_id"),
+        pl.lit(source.reason).alias("source_reason"), pl.lit(source.id, pl.Utf8).alias("predictor_id"),
         pl.lit([str(m) for m in source.mismatches], pl.List(pl.Utf8)).alias("mismatches"),
         pl.lit(triage.confidence).alias("confidence"), pl.lit(triage.policy).alias("keep_policy"),
         pl.lit(graph_seconds).alias("graph_seconds"), pl.lit(scoring_seconds).alias("scoring_seconds"),

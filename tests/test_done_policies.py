@@ -34,11 +34,11 @@ from pipeline_lib.decisions.registry import RegistryError
 from pipeline_lib.spec import GraphOptions
 from warehouse.db import Warehouse
 from warehouse.graphs import pending_snapshots
-from warehouse.registry import load_predictor
+from warehouse.registry import registered_source
 
 def loads(wh, pid):
     try:
-        load_predictor(wh, pid)
+        registered_source(wh, pid).model
         return True
     except RegistryError as e:
         return str(e)

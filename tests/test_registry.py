@@ -21,7 +21,7 @@ from pipeline_lib.spec import Study
 from tests.conftest import TINY_STUDY
 from warehouse.db import Warehouse, upsert
 from stages.register import register_study
-from warehouse.registry import load_predictor, registered
+from warehouse.registry import registered, registered_source
 
 N_CONFIGS, SEEDS = 6, 2
 
@@ -74,7 +74,8 @@ def test_registers_every_covered_unit_and_reloads_what_was_fitted(wh, study):
     assert json.loads(row["metrics_json"]) == {"kendall_tau": {"value": 0.85, "low": 0.75, "high": 0.9,
                                                                "fold_mean": 0.8, "fold_std": 0.1, "folds": 2}}
 
-    model, loaded_row = load_predictor(wh, row["id"])
+    loaded = registered_source(wh, row["id"])
+    model, loaded_row = loaded.model, loaded.row
     assert loaded_row["id"] == row["id"]
     targets = run_targets(wh.query("SELECT * FROM runs"))
     features = wh.query("SELECT run_id, feature, value FROM features WHERE feature_set = 'early_acc'")
@@ -95,21 +96,21 @@ def test_refuses_a_changed_file_and_changed_code(wh, study):
     with open(row["path"], "ab") as fh:
         fh.write(b"\0")
     with pytest.raises(registry.RegistryError, match="sha256 .* was registered: the file was changed"):
-        load_predictor(wh, row["id"])
-    load_predictor(wh, other["id"])  # untouched: loads
+        registered_source(wh, row["id"]).model
+    registered_source(wh, other["id"]).model  # untouched: loads
     pins = json.loads(other["code_digest"])
     assert set(pins) == {"code", "scikit-learn", "skops", "numpy", "scipy"}
     with wh.writer() as con:  # fitted under another scikit-learn
         con.execute("UPDATE predictors SET code_digest = ? WHERE id = ?",
                     [json.dumps({**pins, "scikit-learn": "0.0"}), other["id"]])
     with pytest.raises(registry.RegistryError, match=r"other model code or libraries \(scikit-learn 0.0 -> "):
-        load_predictor(wh, other["id"])
+        registered_source(wh, other["id"]).model
     with wh.writer() as con:  # registered before the pins: a digest of the whole prediction package
         con.execute("UPDATE predictors SET code_digest = 'feedbeef' WHERE id = ?", [other["id"]])
     with pytest.raises(registry.RegistryError, match="pins feedbeef... .from before model code and library"):
-        load_predictor(wh, other["id"])
+        registered_source(wh, other["id"]).model
     with pytest.raises(registry.RegistryError, match="no registered predictor 'nope'"):
-        load_predictor(wh, "nope")
+        registered_source(wh, "nope")
 
 
 def _untrusted(x):
@@ -142,9 +143,9 @@ def test_the_register_stage_refits_a_missing_or_changed_file_that_the_advice_sen
         row = wh.query("SELECT id, path FROM predictors ORDER BY id LIMIT 1").row(0, named=True)
         Path(row["path"]).unlink()
         with pytest.raises(registry.RegistryError, match="flows.register --spec SPEC"):
-            load_predictor(wh, row["id"])
+            registered_source(wh, row["id"]).model
         assert "predictors" in register.run(ctx)
-    load_predictor(wh, wh.query("SELECT id FROM predictors WHERE path = ?", [row["path"]])["id"][0])
+    registered_source(wh, wh.query("SELECT id FROM predictors WHERE path = ?", [row["path"]])["id"][0]).model
 
 
 def test_a_damaged_shipped_corpus_file_names_itself_and_the_remedy(tmp_path, monkeypatch):

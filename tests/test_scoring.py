@@ -19,7 +19,7 @@ from pipeline_lib.decisions.uncertainty import calibrated, conformal_intervals, 
 from pipeline_lib.prediction.evaluation import cross_validated_predictions, grouped_folds
 from tests.conftest import add_runs, write_spec
 from warehouse.db import Warehouse
-from warehouse.registry import load_predictor
+from warehouse.registry import registered_source
 from stages.score import score_study
 
 
@@ -124,12 +124,12 @@ def test_scores_another_study_with_the_best_predictor_including_runs_still_train
 
     taus = {r["id"]: json.loads(r["metrics_json"])["kendall_tau"]["value"]
             for r in wh.query("SELECT * FROM predictors WHERE task = 'regression' AND k = ?", [K]).iter_rows(named=True)}
-    assert plan.predictor["id"] == max(taus, key=taus.get) and plan.waiting == 1
+    assert plan.source.id == max(taus, key=taus.get) and plan.waiting == 1
     runs = wh.query("SELECT * FROM runs WHERE study = 'sweep-b' AND epochs_done >= 1 ORDER BY run_id")
     assert sorted(scores["run_id"]) == runs["run_id"].to_list() and scores.height == 10
 
     # the same numbers, made here from the raw tables and the saved files
-    model, row = load_predictor(wh, plan.predictor["id"])
+    model, row = plan.source.model, plan.source.row
     assert row["feature_set"] == "early_acc"  # early accuracy carries the quality; hparams draws lr at random
     acc1 = wh.query("SELECT run_id, test_acc FROM epoch_metrics WHERE epoch = 1 AND run_id IN (SELECT unnest(?))",
                     [runs["run_id"].to_list()])
@@ -141,8 +141,9 @@ def test_scores_another_study_with_the_best_predictor_including_runs_still_train
     half = _conformal_half_width(np.array(row["oof_residuals"]), 0.9)
     np.testing.assert_allclose(got["low"], np.clip(predicted - half, 0, 1))
     np.testing.assert_allclose(got["high"], np.clip(predicted + half, 0, 1))
-    classifier, twin = load_predictor(wh, _predictor(wh, feature_set="early_acc", task="classification",
-                                                     predictor=row["predictor"])["id"])
+    twin = registered_source(wh, _predictor(wh, feature_set="early_acc", task="classification",
+                                            predictor=row["predictor"])["id"])
+    classifier, twin = twin.model, twin.row
     raw = classifier.predict_proba(mine.select("diverged_by_k", "test_acc").to_numpy())[:, 1]
     slope, intercept = twin["calibration"]
     np.testing.assert_allclose(got["p_good"], expit(slope * logit(np.clip(raw, 1e-6, 1 - 1e-6)) + intercept))

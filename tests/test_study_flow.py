@@ -16,7 +16,7 @@ import flows.report as report_flow  # noqa: E402
 import flows.study as study_flow  # noqa: E402
 from pipeline_lib.features import BASE_SETS  # noqa: E402
 from pipeline_lib.graphs.properties import PROPERTIES  # noqa: E402
-from warehouse.registry import load_predictor, registered  # noqa: E402
+from warehouse.registry import registered, registered_source  # noqa: E402
 
 
 def test_study_end_to_end_and_rerun(tmp_path, prefect_harness):
@@ -41,7 +41,8 @@ def test_study_end_to_end_and_rerun(tmp_path, prefect_harness):
     assert Path(results["report"]["path"]).read_text().startswith("# Study `tiny-study`")
     predictors = registered(wh, "tiny-study")
     assert results["register"] == {"predictors": predictors.height} and predictors.height > 0
-    model, row = load_predictor(wh, predictors["id"][0])
+    source = registered_source(wh, predictors["id"][0])
+    model, row = source.model, source.row
     assert len(row["features"]) == model.n_features_in_
 
     # the decision path's costs: per k a predictor reading a strict subset of the graph quantities (the

@@ -225,6 +225,7 @@ def test_a_predictor_of_another_study_is_refused_or_warned_by_name(registered_ti
     from stages.context import StudyContext
     from stages.score import study_differences
     from stages.triage import rung_source
+    from warehouse.registry import registered_source
 
     wh = registered_tiny
     base = {**TINY_STUDY, "width_transfer": {}}
@@ -239,13 +240,14 @@ def test_a_predictor_of_another_study_is_refused_or_warned_by_name(registered_ti
     assert [str(m) for m in longer.mismatches] == ["epochs 3 here, 5 in the predictor's study"]
     # auto takes only the matching study's predictor, and says why the others were passed over
     auto = rung_source(wh, ours("auto"), 1)
-    assert auto.kind == "registered" and auto.predictor["study"] == "alike" and not auto.mismatches
+    assert auto.kind == "registered" and auto.study == "alike" and not auto.mismatches
     # flows.score's stage: the same refusal and named differences for a predictor of another study
     context = StudyContext(ours("auto"), wh, ours("auto").execution, orchestration=None)
-    row = wh.query("SELECT * FROM predictors WHERE study = 'longer' LIMIT 1").row(0, named=True)
-    assert [m.name for m in study_differences(context, row)] == ["epochs"]
+    of = lambda study: registered_source(wh, wh.query("SELECT id FROM predictors WHERE study = ? LIMIT 1",  # noqa: E731
+                                                      [study])["id"][0])
+    assert [m.name for m in study_differences(context, of("longer"))] == ["epochs"]
     with pytest.raises(ScoringError, match="train_metrics"):
-        study_differences(context, wh.query("SELECT * FROM predictors WHERE study = 'exact-metrics' LIMIT 1").row(0, named=True))
+        study_differences(context, of("exact-metrics"))
     with wh.writer() as con:
         for name in ("exact-metrics", "longer", "alike"):
             con.execute("DELETE FROM predictors WHERE study = ?", [name])
@@ -366,3 +368,64 @@ def test_a_recorded_triage_starts_over_with_the_command_its_refusal_names(tmp_pa
         assert train_stage.run(ctx) == {"completed": 6, "stopped": 2}
     decided = wh.query("SELECT DISTINCT keep_policy FROM triage_decisions")["keep_policy"].to_list()
     assert decided == [load_study(changed).triage.policy]
+
+
+def test_a_rung_reads_each_predictor_file_once(registered_tiny, tmp_path, monkeypatch):
+    """Checking the rung's source, learning what it reads and scoring the cohort share one load of the
+    predictor and one of its twin (the loader itself counted, on the real files)."""
+    from pipeline_lib.decisions import registry
+    from stages.context import StudyContext
+    from stages.triage import decide_rung
+    from tests.conftest import add_runs
+
+    wh = registered_tiny
+    pid = wh.query("""SELECT id FROM predictors WHERE study = 'tiny' AND k = 1 AND task = 'regression'
+                      AND feature_set = 'early_acc' AND predictor = 'linear'""")["id"][0]
+    add_runs(wh, "read-once", [0.2, 0.4, 0.6, 0.8], 1, last_epoch=1, status="pending")
+    study = load_study(write_spec(tmp_path, **dict(TINY_STUDY, name="read-once", width_transfer={},
+                                                   triage={"predictor": pid, "rungs": [1], "keep": 0.5})))
+    loaded, load = [], registry.load
+    monkeypatch.setattr(registry, "load", lambda path, *args: loaded.append(Path(path).name) or load(path, *args))
+    decisions = decide_rung(StudyContext(study, wh, study.execution, orchestration=None), 1)
+    assert decisions.height == 4 and decisions["p_good"].null_count() == 0  # P(good): the twin was read
+    assert len(loaded) == 2 and len(set(loaded)) == 2, loaded
+
+
+def test_each_source_declares_what_its_fitted_models_read(tmp_path, monkeypatch):
+    """A graph predictor and its twin, saved and read back, and the shipped corpus predictor: the node
+    properties a source declares are those behind the columns their fitted selections keep."""
+    import skops.io as sio
+
+    from pipeline_lib.decisions import corpus, registry
+    from pipeline_lib.decisions.sources import AccuracySource, CorpusSource, RegisteredSource
+    from pipeline_lib.fingerprints import predictor_pins
+
+    rng = np.random.default_rng(0)
+    y = rng.uniform(0.2, 0.9, 80)
+    strong = ["depth:0/eigenvector/mean@e1", "graph/strength/cv@d1", "test_acc@k"]
+    noise = [f"graph/closeness/q{i}@e1" for i in range(70)] + [f"graph/katz/q{i}@e1" for i in range(70)]
+    X = np.column_stack([y + rng.normal(0, 0.01, 80) for _ in strong] + [rng.normal(size=80) for _ in noise])
+    targets = pl.DataFrame({"config_id": [f"c{i // 2}" for i in range(80)], "final_acc": y, "good": (y > 0.5) * 1})
+    rows = {}
+    for task in ("regression", "classification"):
+        path = tmp_path / f"{task}.skops"
+        digest = registry.save(fit_on_all(task, "linear", X, targets), path)
+        rows[task] = {"id": task, "study": "s", "k": 1, "feature_set": "graph+learning_curve", "features": strong + noise,
+                      "path": str(path), "file_digest": digest, "code_digest": predictor_pins(),
+                      "calibration": [1.0, 0.0] if task == "classification" else None}
+    source = RegisteredSource(rows["regression"], rows["classification"])
+    used = [c for task in rows for c in columns_used(registry.load(rows[task]["path"], rows[task]["file_digest"],
+                                                                   predictor_pins()), strong + noise)]
+    assert source.graph_properties == properties_read(used) and "closeness" in source.graph_properties
+    assert source.feature_sets == ("graph", "learning_curve") and source.min_cohort == 1 and source.has_p_good
+    assert not RegisteredSource(rows["regression"]).has_p_good
+    assert set(RegisteredSource(rows["regression"]).graph_properties) <= set(source.graph_properties)
+
+    monkeypatch.delenv(CORPUS_ENV, raising=False)  # the shipped corpus predictor
+    shipped = CorpusSource(corpus.predictor_row(1))
+    files = [shipped.row["path"], shipped.row["twin_path"]]
+    models = [sio.load(f, trusted=[*sio.get_untrusted_types(file=f)]) for f in files]
+    declared = properties_read([c for m in models for c in columns_used(m, shipped.row["features"])])
+    assert shipped.graph_properties == (declared if shipped.reads_graphs else None)
+    assert shipped.min_cohort == corpus.MIN_RUNS and shipped.has_p_good
+    assert AccuracySource(1).feature_sets == ("early_acc",) and AccuracySource(1).graph_properties is None

@@ -13,7 +13,9 @@ from pipeline_lib.decisions.predictor_source import auto_source, named_source
 from pipeline_lib.decisions.savings import triage_savings
 from pipeline_lib.decisions.scoring import ScoringError
 from pipeline_lib.decisions.study_match import mismatches
-from pipeline_lib.decisions.triage import accuracy_scores, decide, split_cohort
+from pipeline_lib.decisions.sources import AccuracySource, CorpusSource, RegisteredSource
+from pipeline_lib.decisions.triage import decide, split_cohort
+from pipeline_lib.features import base_set_features
 from pipeline_lib.spec import SpecError, Study, TriageSpec, load_study
 from tests.conftest import TINY_STUDY, write_spec
 
@@ -62,7 +64,10 @@ def test_a_failed_or_diverged_run_does_not_block_its_rung():
 def test_accuracy_at_the_rung_is_the_score():
     metrics = pl.DataFrame({"run_id": ["a", "a", "b", "b", "c"], "epoch": [1, 2, 1, 2, 2],
                             "test_acc": [0.3, 0.5, 0.6, 0.4, 0.9]})
-    scores = accuracy_scores(metrics, ["a", "b"], 2)
+    runs = pl.DataFrame({"run_id": ["a", "b"], "diverged_epoch": [None, None]}, schema_overrides={"diverged_epoch": pl.Int64})
+    source = AccuracySource(2)
+    assert source.feature_sets == ("early_acc",) and source.graph_properties is None and not source.has_p_good
+    scores = source.score(base_set_features("early_acc", 2, runs, metrics), ["a", "b"], 0.9)
     assert dict(zip(scores["run_id"], scores["predicted"])) == {"a": 0.5, "b": 0.4}
     assert scores["low"].null_count() == 2
     assert decide(scores, TriageSpec(rungs=[2], keep=1)).filter(pl.col("decision") == "keep")["run_id"].to_list() == ["a"]
@@ -83,9 +88,9 @@ def test_every_difference_is_named():
     assert other == {"dataset", "architectures"}
 
 
-def _row(pid: str, study: str, feature_set: str = "hparams", **extra) -> dict:
-    return {"id": pid, "study": study, "feature_set": feature_set, "predictor": "linear", "oof_residuals": [0.1],
-            **extra}
+def _row(pid: str, study: str, feature_set: str = "hparams", **extra) -> RegisteredSource:
+    return RegisteredSource({"id": pid, "study": study, "feature_set": feature_set, "predictor": "linear",
+                             "oof_residuals": [0.1], **extra})
 
 
 def test_auto_takes_a_matching_study_then_the_corpus_then_accuracy():
@@ -93,12 +98,12 @@ def test_auto_takes_a_matching_study_then_the_corpus_then_accuracy():
     longer, triaged, same = _study(name="longer", epochs=5), _study(name="cut"), _study(name="twin")
     candidates = [(_row("p1", "longer"), longer), (_row("p2", "cut", triaged=True), triaged),
                   (_row("p3", "gone"), None), (_row("p4", "twin"), same)]
-    chosen = auto_source(ours, 1, candidates, corpus_row=None)
-    assert (chosen.kind, chosen.predictor_id) == ("registered", "p4") and "its study matches" in chosen.reason
+    chosen = auto_source(ours, 1, candidates, corpus_source=None)
+    assert (chosen.kind, chosen.id) == ("registered", "p4") and "its study matches" in chosen.reason
 
-    corpus = {"id": "corpus-k1", "accuracy_gate": {"holds": True, "worse_on": []}}
+    corpus = CorpusSource({"id": "corpus-k1", "accuracy_gate": {"holds": True, "worse_on": []}})
     fallback = auto_source(ours, 1, candidates[:3], corpus)
-    assert (fallback.kind, fallback.predictor_id) == ("corpus", "corpus-k1")
+    assert (fallback.kind, fallback.id) == ("corpus", "corpus-k1")
     for why in ("p1: epochs 3 here, 5 in the predictor's study", "p2: fitted on the kept runs of triaged study cut",
                 "p3: study gone's spec is not recorded"):
         assert why in fallback.reason
@@ -109,13 +114,13 @@ def test_auto_takes_a_matching_study_then_the_corpus_then_accuracy():
 
     # never worse than the raw rule: a corpus predictor that trails test accuracy on a held-out study
     # (or has no such comparison) is passed over for accuracy, and the reason names the studies
-    losing = {"id": "corpus-k1", "accuracy_gate": {"holds": False, "worse_on": ["s1", "s2"]}}
+    losing = CorpusSource({"id": "corpus-k1", "accuracy_gate": {"holds": False, "worse_on": ["s1", "s2"]}})
     gated = auto_source(ours, 1, [], losing, cohort=8)
     assert gated.kind == "accuracy" and "ranks worse than test accuracy at epoch 1 (tau or top-5 kept) on held-out studies s1, s2" in gated.reason
-    assert auto_source(ours, 1, [], {"id": "corpus-k1"}, cohort=8).kind == "accuracy"
+    assert auto_source(ours, 1, [], CorpusSource({"id": "corpus-k1"}), cohort=8).kind == "accuracy"
 
-    cold = auto_source(ours, 2, [], corpus_row=None)
-    assert (cold.kind, cold.predictor) == ("accuracy", None)
+    cold = auto_source(ours, 2, [], corpus_source=None)
+    assert (cold.kind, cold.id, cold.row) == ("accuracy", None, None)
     assert "test accuracy at epoch 2 (i-Epoch rule)" in cold.reason
 
 

@@ -1,12 +1,12 @@
 """The predictor registry (schema/007_predictors.sql, 008_scores.sql, the view best_predictors of
 014_best_predictor.sql): record a study's fitted predictors, look one up and load it, refusing a
-changed file (the fitting is `stages.register`)."""
+changed file (the fitting is `stages.register`; the checks, `decisions.registry.load`)."""
 from __future__ import annotations
 
 import polars as pl
-from sklearn.pipeline import Pipeline
 
-from pipeline_lib.decisions import corpus, registry
+from pipeline_lib.decisions import registry
+from pipeline_lib.decisions.sources import RegisteredSource
 from pipeline_lib.vocabulary import Task
 
 from .db import Warehouse, replace_where
@@ -42,24 +42,14 @@ def best_predictor(wh: Warehouse, k: int, datasets: list[str], architectures: li
     return rows.row(0, named=True) if rows.height else None
 
 
-def load_predictor(wh: Warehouse, pid: str) -> tuple[Pipeline, dict]:
-    """The fitted model and its row; RegistryError if the id is unknown or the file fails its checks."""
-    if corpus.is_corpus(pid):  # shipped with the project (pipeline_lib/corpus_data/predictor/), not registered here
-        row = corpus.row_of(pid)
-        return corpus.load_model(row), row
+def registered_source(wh: Warehouse, pid: str) -> RegisteredSource:
+    """The registered predictor `pid` with its classification twin when one is registered (the same
+    study, feature set, k and model), loaded when first used; RegistryError if the id is unknown."""
     rows = wh.query("SELECT * FROM predictors WHERE id = ?", [pid])
     if rows.is_empty():
         raise registry.RegistryError(f"no registered predictor {pid!r} in {wh.path}")
     row = rows.row(0, named=True)
-    return registry.load(row["path"], row["file_digest"], row["code_digest"]), row
-
-
-def classification_twin(wh: Warehouse, predictor: dict) -> tuple[Pipeline, dict] | None:
-    """The classification predictor fitted with the same study, feature set, k and model, if registered."""
-    if corpus.is_corpus(predictor["id"]):
-        return corpus.load_twin(predictor)
-    rows = wh.query("""SELECT id FROM predictors WHERE task = ? AND study = ? AND feature_set = ?
-                       AND k = ? AND predictor = ?""",
-                    [Task.CLASSIFICATION, predictor["study"], predictor["feature_set"], predictor["k"],
-                     predictor["predictor"]])
-    return load_predictor(wh, rows["id"][0]) if rows.height else None
+    twins = wh.query("""SELECT * FROM predictors WHERE task = ? AND study = ? AND feature_set = ?
+                        AND k = ? AND predictor = ? AND id <> ?""",
+                     [Task.CLASSIFICATION, row["study"], row["feature_set"], row["k"], row["predictor"], pid])
+    return RegisteredSource(row, twins.row(0, named=True) if twins.height else None)

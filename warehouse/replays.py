@@ -21,7 +21,7 @@ from pipeline_lib.vocabulary import FINISHED, Split, Task
 
 from .db import Warehouse, replace_where
 from .predict import epoch_metrics, graph_seconds, load_features, study_runs
-from .registry import load_predictor
+from .registry import registered_source
 
 TRANSFER_PREDICTOR = "linear"  # the same model family as online's refits, so the two differ only in their data
 
@@ -90,9 +90,10 @@ def _transfer(wh: Warehouse, study: Study, rows: pl.DataFrame, run_ids: list[str
                      [study.name, study.dataset.name, k, feature_set, Task.REGRESSION, TRANSFER_PREDICTOR])
     out = []
     for pid, source in found.iter_rows():
-        model, row = load_predictor(wh, pid)
+        fitted = registered_source(wh, pid)
+        row = fitted.row
         if architectures <= set(row["architectures"]):
-            out.append(Predictions.from_model(model, list(row["features"]), rows, run_ids, k, feature_set,
+            out.append(Predictions.from_model(fitted.model, list(row["features"]), rows, run_ids, k, feature_set,
                                               f"study {source} ({TRANSFER_PREDICTOR}, {row['runs_used']} runs)"))
     return out
 

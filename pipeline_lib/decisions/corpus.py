@@ -172,24 +172,12 @@ def predictor_row(k: int, directory: Path | None = None) -> dict:
 
 
 def check_runs(runs: pl.DataFrame, row: dict) -> None:
-    """Refuse what the contract excludes: too few runs, a dataset or architecture outside the corpus."""
-    if runs.height < MIN_RUNS:
-        raise ScoringError(f"the corpus predictor ranks the runs of a study among themselves: it needs at least "
-                           f"{MIN_RUNS} runs at epoch {row['k']}, found {runs.height}")
+    """Refuse runs of a dataset or architecture outside the corpus (the least number of runs scored
+    together, MIN_RUNS, is its source's `min_cohort`: `sources.CorpusSource`)."""
     for column, seen in (("dataset", row["datasets"]), ("architecture", row["architectures"])):
         if unseen := sorted(set(runs[column]) - set(seen)):
             raise ScoringError(f"runs have {column} {unseen}, but the corpus holds {column} {seen} only; "
                                "choose a predictor registered on such runs")
-
-
-def is_corpus(which: str) -> bool:
-    """Whether a predictor name or id means the corpus predictor (`corpus`, `corpus-k<k>`)."""
-    return which == CORPUS or which.startswith(f"{CORPUS}-k")
-
-
-def row_of(which: str, k: int | None = None) -> dict:
-    """The corpus predictor's row, by name (at epoch k) or by id."""
-    return predictor_row(k if which == CORPUS else int(which.removeprefix(f"{CORPUS}-k")))
 
 
 def _load_shipped(path: str, digest: str, pins: str) -> Pipeline:
@@ -206,9 +194,9 @@ def load_model(row: dict) -> Pipeline:
     return _load_shipped(row["path"], row["file_digest"], row["code_digest"])
 
 
-def load_twin(row: dict) -> tuple[Pipeline, dict]:
-    """The classification twin, with the row whose calibration turns its scores into P(good)."""
-    return _load_shipped(row["twin_path"], row["twin_digest"], row["code_digest"]), row
+def load_twin(row: dict) -> Pipeline:
+    """The classification twin (the row's calibration turns its scores into P(good))."""
+    return _load_shipped(row["twin_path"], row["twin_digest"], row["code_digest"])
 
 
 def normalize(X: np.ndarray) -> np.ndarray:

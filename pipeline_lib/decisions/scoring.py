@@ -1,5 +1,5 @@
-"""Scoring runs at epoch k with a registered predictor: the checks that make a score meaningful,
-the design matrix in the predictor's own column order, and the scores with their uncertainty.
+"""Scoring runs at epoch k with a predictor: the checks that make a score meaningful, the design
+matrix in the predictor's own column order, and the rank of the scores (which `sources` make).
 
 A score is only as good as the predictor's training data: a run of another dataset or of an
 architecture the predictor never saw is refused, not extrapolated to (other widths are allowed:
@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from sklearn.pipeline import Pipeline
 
 from pipeline_lib.prediction.evaluation import feature_matrix
-
-from .uncertainty import calibrated, conformal_intervals
 
 SCORE_SCHEMA = {"run_id": pl.Utf8, "predicted": pl.Float64, "low": pl.Float64, "high": pl.Float64,
                 "p_good": pl.Float64, "rank": pl.Int32}
@@ -25,8 +22,7 @@ class ScoringError(ValueError):
 
 def check_compatible(runs: pl.DataFrame, predictor: dict) -> None:
     """Refuse runs whose dataset or architecture the predictor was not fitted on."""
-    datasets = predictor.get("datasets") or [predictor["dataset"]]  # the corpus predictor's are several
-    for column, seen in (("dataset", datasets), ("architecture", predictor["architectures"])):
+    for column, seen in (("dataset", [predictor["dataset"]]), ("architecture", predictor["architectures"])):
         unseen = runs.filter(~pl.col(column).is_in(seen))
         if unseen.height:
             raise ScoringError(
@@ -47,21 +43,7 @@ def design_matrix(features: pl.DataFrame, run_ids: list[str], columns: list[str]
     return out
 
 
-def score(model: Pipeline, predictor: dict, X: np.ndarray, run_ids: list[str], confidence: float,
-          twin: tuple[Pipeline, dict] | None = None) -> pl.DataFrame:
-    """Predicted final accuracy, its conformal interval at `confidence`, the calibrated P(good) of
-    the classification twin (NULL without one or without a calibration), and rank (1 = best)."""
-    if not predictor["oof_residuals"]:
-        raise ScoringError(f"predictor {predictor['id']} has no out-of-fold residuals to build intervals "
-                           f"from; run the evaluate stage of study {predictor['study']}, then register again")
-    predicted = model.predict(X)
-    interval = conformal_intervals(np.asarray(predictor["oof_residuals"]), predicted, confidence)
-    p_good = np.full(len(run_ids), np.nan)
-    if twin is not None and twin[1]["calibration"]:
-        classifier = twin[0]
-        raw = classifier.predict_proba(X)[:, list(classifier.classes_).index(1.0)]
-        p_good = calibrated(raw, twin[1]["calibration"])
-    return pl.DataFrame({"run_id": run_ids, "predicted": predicted, "low": interval[:, 0], "high": interval[:, 1],
-                         "p_good": p_good}).with_columns(
-        pl.col("p_good").fill_nan(None),
+def ranked(scores: pl.DataFrame) -> pl.DataFrame:
+    """A source's scores (`sources.ScoreSource.score`) with their rank (1 = best predicted, ties share)."""
+    return scores.with_columns(
         pl.col("predicted").rank("min", descending=True).cast(pl.Int32).alias("rank")).cast(SCORE_SCHEMA)

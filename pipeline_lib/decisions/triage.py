@@ -1,6 +1,5 @@
-"""Triage: which runs of a rung's cohort continue past it, from their scores (a predictor's, or the
-test accuracy at the rung: the i-Epoch rule); the graph properties a predictor's scoring needs are
-`path_cost.properties_read`'s, so the triage computes only those."""
+"""Triage: which runs of a rung's cohort continue past it, from their scores (a source's,
+`sources.ScoreSource`: a predictor's, or the test accuracy at the rung, the i-Epoch rule)."""
 from __future__ import annotations
 
 import polars as pl
@@ -17,7 +16,6 @@ class TriageError(ValueError):
 
 DECISION_SCHEMA = {"run_id": pl.Utf8, "predicted": pl.Float64, "low": pl.Float64, "high": pl.Float64,
                    "p_good": pl.Float64, "rank": pl.Int32, "decision": pl.Utf8}
-ACCURACY = "accuracy"  # the source that scores a run by its test accuracy at the rung (no predictor)
 
 
 def split_cohort(cohort: pl.DataFrame, rung: int) -> tuple[list[str], dict[str, str]]:
@@ -35,13 +33,6 @@ def split_cohort(cohort: pl.DataFrame, rung: int) -> tuple[list[str], dict[str, 
         else:
             excluded[run["run_id"]] = f"at epoch {run['last_epoch']}, short of the rung"
     return ready, excluded
-
-
-def accuracy_scores(epoch_metrics: pl.DataFrame, run_ids: list[str], rung: int) -> pl.DataFrame:
-    """Scores by the i-Epoch rule: the test accuracy at the rung (no interval, no P(good))."""
-    return (epoch_metrics.filter(pl.col("run_id").is_in(run_ids) & (pl.col("epoch") == rung))
-            .select("run_id", pl.col("test_acc").alias("predicted"), pl.lit(None, pl.Float64).alias("low"),
-                    pl.lit(None, pl.Float64).alias("high"), pl.lit(None, pl.Float64).alias("p_good")))
 
 
 def decide(scores: pl.DataFrame, triage: TriageSpec) -> pl.DataFrame:

@@ -45,8 +45,7 @@ class TriagePruner(BasePruner):
         if not rungs:
             raise ValueError("give the rungs (epochs) to decide at, or a predictor")
         self.rule = keep_rule(keep)
-        if isinstance(self.rule.keep, KeepPGood) and (predictor is None or predictor.twin is None
-                                                       or not predictor.twin[1]["calibration"]):
+        if isinstance(self.rule.keep, KeepPGood) and (predictor is None or not predictor.source.has_p_good):
             raise ValueError("a P(good) keep rule needs a predictor with a calibrated classification twin "
                              "(accuracies carry no P(good))")
         if min_trials < 1:

@@ -22,7 +22,7 @@ from pipeline_lib.snapshots import read_snapshot
 from warehouse.predict import (epoch_metrics, invariant_graph_summaries, load_features, snapshot_paths, study_runs,
                                write_features, write_results)
 from stages.register import register_study
-from warehouse.registry import load_predictor
+from warehouse.registry import registered_source
 
 K = 1
 FEATURE_SET = "all"  # every base set: graph (only the selected properties), weights, curves, hparams
@@ -71,10 +71,11 @@ def test_live_model_gets_the_registry_s_prediction_on_the_pipeline_s_feature_row
     wh, study = registered.warehouse, registered.study
     pid = _entry(wh, study.name, predictor)
     api = Predictor.load(wh.path, pid)
-    assert api.k == K and api.twin is not None
+    assert api.k == K and api.source.has_p_good
     assert api.graph_options.model_dump(exclude={"properties"}) == study.graphs.model_dump(exclude={"properties"})
-    model, entry = load_predictor(wh, pid)
-    twin_model, twin_entry = load_predictor(wh, _entry(wh, study.name, predictor, "classification"))
+    model, entry = api.source.model, api.source.row
+    twin = registered_source(wh, _entry(wh, study.name, predictor, "classification"))
+    twin_model, twin_entry = twin.model, twin.row
     runs = study_runs(wh, study.name).filter(pl.col("diverged_epoch").is_null()).sort("run_id")
     features = load_features(wh, study.name, K, FEATURE_SETS[FEATURE_SET])
     for run in runs.head(3).iter_rows(named=True):
@@ -94,9 +95,10 @@ def test_study_name_and_k_load_its_best_and_graph_work_is_limited_to_what_it_rea
     api = Predictor.load(wh.path, study.name, k=K)
     taus = wh.query("""SELECT id, json_extract(metrics_json, '$.kendall_tau.value')::DOUBLE AS tau FROM predictors
                        WHERE study = ? AND k = ? AND task = 'regression' AND tau IS NOT NULL""", [study.name, K])
-    assert api.entry["id"] == taus.sort(["tau", "id"], descending=[True, False])["id"][0]
+    assert api.source.id == taus.sort(["tau", "id"], descending=[True, False])["id"][0]
     graph_api = Predictor.load(wh.path, _entry(wh, study.name, "linear"))
-    selected = [c for model, row in ((graph_api.model, graph_api.entry), graph_api.twin)  # P(good) reads the twin's
+    fitted = graph_api.source
+    selected = [c for model, row in ((fitted.model, fitted.row), (fitted.twin_model, fitted.twin_row))  # P(good): twin's
                 for c, kept in zip(row["features"], model.named_steps["select"].get_support()) if kept]
     named = {c.split("/")[1] for c in selected if c.split("/")[0] == "graph" or c.startswith("depth:")}
     assert set(graph_api.graph_options.properties) == named - {"perron_value"}

@@ -202,7 +202,7 @@ def test_corpus_predictor_scores_a_study_without_predictors(tiny_corpus, tmp_pat
     small = warehouses["corpus-a"]
     assert small.warehouse.query("SELECT count(*) AS n FROM predictors")["n"][0] == 0
     scores, plan = score_study(small.warehouse, small.study.name, "corpus", 1)
-    assert plan.predictor["id"] == "corpus-k1" and scores.height == 16
+    assert plan.source.id == "corpus-k1" and scores.height == 16
     assert scores["predicted"].is_between(-1, 2).all() and scores["p_good"].is_between(0, 1).all()
     assert sorted(scores["rank"]) == sorted(pl.Series(scores["predicted"]).rank("min", descending=True).cast(pl.Int32))
     stored = small.warehouse.query("SELECT count(*) AS n FROM scores WHERE predictor_id = 'corpus-k1'")["n"][0]
@@ -212,7 +212,7 @@ def test_corpus_predictor_scores_a_study_without_predictors(tiny_corpus, tmp_pat
     # triage takes it by name too, P(good) included (its calibration comes from the LOSO scores)
     triaged = small.study.model_copy(update={"triage": TriageSpec(predictor="corpus", at_epoch=1, keep={"p_good": 0.5})})
     source = rung_source(small.warehouse, triaged, 1)
-    assert source.kind == "corpus" and source.predictor_id == "corpus-k1"
+    assert source.kind == "corpus" and source.id == "corpus-k1"
 
 
 def _changed_code(monkeypatch, base: str) -> None:
