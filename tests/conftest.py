@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import polars as pl
@@ -34,6 +37,20 @@ TINY_STUDY = {
     "predict": {"k_epochs": [1, 2], "n_folds": 2},
     "width_transfer": {"train_widths": [0.5], "test_widths": [1.0]},
 }
+
+
+@contextmanager
+def mounted_tmpfs(folder: Path, options: str) -> Iterator[bool]:
+    """A real tmpfs mounted on `folder` with `options` (e.g. "size=1m", "ro,size=1m") while inside;
+    False when it cannot be mounted (mounting needs root), so the test can skip."""
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                                           capture_output=True).returncode != 0:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
 
 
 def write_spec(directory: Path, **overrides) -> Path:

@@ -10,6 +10,7 @@ import resource
 import signal
 import subprocess
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +23,7 @@ from flows.train_sweep import main as train_main
 from flows.train_sweep import train_sweep
 from pipeline_lib.layout import DataLayout
 from pipeline_lib.spec import expand_runs, load_study
-from tests.conftest import train_in_process, write_spec
+from tests.conftest import mounted_tmpfs, train_in_process, write_spec
 from warehouse.db import Warehouse
 
 pytestmark = pytest.mark.slow
@@ -127,13 +128,10 @@ def read_only_dir(tmp_path):
         yield folder
         folder.chmod(0o755)
         return
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("running as root, where chmod does not deny writes, and a read-only tmpfs cannot be mounted")
-    try:
+    with mounted_tmpfs(folder, "ro,size=1m") as mounted:
+        if not mounted:
+            pytest.skip("running as root, where chmod does not deny writes, and a read-only tmpfs cannot be mounted")
         yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_a_read_only_warehouse_folder_is_one_error_line(tmp_path, read_only_dir, prefect_harness, command):
@@ -158,20 +156,13 @@ def test_a_full_disk_is_one_error_line(tmp_path, prefect_harness, full):
 
     spec, folder = write_spec(tmp_path, **ONE_K), tmp_path / "disk"
     folder.mkdir()
-    preexec = None
-    if full == "tmpfs":
-        if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
-                                               capture_output=True).returncode != 0:
+    with mounted_tmpfs(folder, "size=1m") if full == "tmpfs" else nullcontext(True) as mounted:
+        if not mounted:
             pytest.skip("mounting a tmpfs needs root")
-    else:
-        preexec = _disk_full_after(40_000)  # a snapshot fits, the warehouse log does not
-    try:
+        preexec = None if full == "tmpfs" else _disk_full_after(40_000)  # a snapshot fits, the warehouse log does not
         done = subprocess.run([sys.executable, "-m", "flows.train_sweep", "--spec", str(spec), "--warehouse",
                                str(folder / "w.duckdb")], cwd=ROOT, capture_output=True, text=True, timeout=300,
                               env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}, preexec_fn=preexec)
-    finally:
-        if full == "tmpfs":
-            subprocess.run(["umount", str(folder)], check=True)
     error = _ends_in_one_error_line(done.stdout + done.stderr)
     assert done.returncode == 1 and str(folder) in error + done.stderr
     assert ("No space left on device" if full == "tmpfs" else "File too large") in done.stderr

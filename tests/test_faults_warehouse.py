@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from tests.conftest import mounted_tmpfs
 from warehouse.db import LOCK_TIMEOUT_ENV, Warehouse, WarehouseError, upsert
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,13 +29,10 @@ def small_tmpfs(tmp_path):
     """A real 3 MiB tmpfs (needs root; skipped elsewhere)."""
     mount = tmp_path / "tmpfs"
     mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    try:
+    with mounted_tmpfs(mount, "size=3m") as mounted:
+        if not mounted:
+            pytest.skip("mounting a tmpfs needs root")
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_full_disk_names_the_real_error_and_a_rerun_after_freeing_space_completes(small_tmpfs):
