@@ -67,7 +67,9 @@ def _assert_same_run(stacked, single, data_dir_a, data_dir_b, weights_atol, loss
 
 @pytest.mark.parametrize("architecture, optimizer, vector_width, dtype, train_metrics", [
     ("lenet", "sgd", 0, "float32", "epoch"),
-    ("lenet", "adam", 2, "float32", "epoch"),
+    # Adam in float64: in float32 it turns the summation-order noise of near-zero gradients into
+    # lr-sized steps (weights 1.3e-4 apart after one epoch on an AVX2 EPYC, within 1e-5 elsewhere)
+    ("lenet", "adam", 2, "float64", "epoch"),
     ("lenet", "sgd", 2, "float32", "exact"),
     ("resnet", "sgd", 0, "float64", "epoch"),  # BatchNorm: per-run batch statistics and running stats
     ("resnet", "adam", 2, "float64", "exact"),
