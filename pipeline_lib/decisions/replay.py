@@ -182,7 +182,8 @@ class RungTriage:
 
 
 def simulate_rungs(curves: Curves, order: np.ndarray, triage: TriageSpec, scores: Scorer, workers: int,
-                   graph_seconds: np.ndarray | None = None, graph_epochs: int = 0) -> Outcome:
+                   graph_seconds: np.ndarray | None = None, graph_epochs: int = 0,
+                   on_decision: Callable[[int, pl.DataFrame], None] | None = None) -> Outcome:
     """The triage `flows.train_sweep` runs, replayed: phase by phase, with a barrier at each rung.
 
     Phase i trains the cohort (every run at the first rung, then the runs kept at the rung before)
@@ -193,7 +194,8 @@ def simulate_rungs(curves: Curves, order: np.ndarray, triage: TriageSpec, scores
     makespan. Then, as `decisions.triage.split_cohort` does, a run that ended before the rung gets no
     decision, and the runs that reached it are scored (`scores(rung, run ids)`) and kept or stopped by
     `decisions.triage.decide`: timed, and added to the decision seconds and the wall time. After the
-    last rung the kept runs train to their end. `kept`: runs that reached their end unstopped."""
+    last rung the kept runs train to their end. `kept`: runs that reached their end unstopped.
+    `on_decision(rung, decisions)`, when given, sees each rung's decisions (`decide`'s frame)."""
     n, g = len(curves.run_ids), graph_epochs
     graph = np.zeros((n, curves.epochs + 1)) if graph_seconds is None or g == 0 else graph_seconds
     epochs = np.zeros(n, dtype=np.int64)
@@ -219,6 +221,8 @@ def simulate_rungs(curves: Curves, order: np.ndarray, triage: TriageSpec, scores
         start = time.perf_counter()
         decided = decide(scores(rung, [curves.run_ids[run] for run in ready]), triage)
         spent["decision"] += time.perf_counter() - start
+        if on_decision is not None:
+            on_decision(rung, decided)
         keep = set(decided.filter(pl.col("decision") == Decision.KEEP)["run_id"])
         cohort = [run for run in ready if curves.run_ids[run] in keep]
         stopped[[run for run in ready if curves.run_ids[run] not in keep]] = True
