@@ -6,11 +6,17 @@ decides continue or stop, seeing only what exists at that simulated moment (the 
 at that epoch, and the final accuracy of runs that have already ended: `Policy.finished`). A worker
 whose run stops or ends takes the next run of the order. The policies are in `policies.py`.
 
+Beside them, the synchronous triage `flows.train_sweep` runs (`simulate_rungs`, the `triage` family):
+phase by phase, the cohort trained to the rung on W workers, a barrier, then one decision for the
+whole cohort by `decisions.triage.decide` on the scores of the shipped code (`rung_scores`: the
+accuracy at the rung through `AccuracySource`, or a fixed predictor), timed and charged.
+
 What a replay costs (`Outcome`): training seconds of every epoch trained; the recorded graph seconds
 of the snapshots a policy's features need (on the timeline: the worker computes them after the
 epoch); the decision seconds a policy spends (scoring, refits), measured around each call and added
 to the wall time as if serial (an upper bound: they are small and do not reorder events, so the
-decisions stay reproducible). What it buys, against the truth of training every run to the end:
+decisions stay reproducible; the synchronous triage adds each decision's measured seconds to the
+wall at its barrier). What it buys, against the truth of training every run to the end:
 regret of the best run trained to its end, recall of the true top 10%, whether the best run survived.
 """
 from __future__ import annotations

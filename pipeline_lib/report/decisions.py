@@ -113,9 +113,12 @@ def replay_section(rows: pl.DataFrame, out_dir: Path) -> tuple[list[str], list[s
         "trained to the end for unbiased labels, charged), accuracy at the rung until 5 configurations have ended; "
         "`transfer`: a predictor fitted on other studies only, registered on one (`transfer (registered)`) or the "
         "corpus' refit without this study (`transfer (corpus)`); `oracle`: this study's out-of-fold predictions (fitted "
-        "on its final accuracies: NOT deployable). Stop rule `alpha`: stop a run only when its conformal chance of "
-        "ending in the top 10% is below alpha. Epochs: every epoch trained / train-all's; seconds add the recorded "
-        "graph seconds of the snapshots a policy's features need and the measured scoring and refitting seconds. "
+        "on its final accuracies: NOT deployable); `triage`: the synchronous rung-by-rung triage of "
+        "flows.train_sweep (the whole cohort trained to each rung of its list, then the best fraction kept; by "
+        "accuracy at the rung, or by a registered transfer predictor). Stop rule `alpha`: stop a run only when its "
+        "conformal chance of ending in the top 10% is below alpha. Epochs: every epoch trained / train-all's; "
+        "seconds add the recorded graph seconds of the snapshots a policy's features need and the measured scoring "
+        "and refitting seconds. "
         "Regret: best final accuracy minus the best trained to the end. Brackets: 2.5-97.5% over orders.", "",
         *[f"- {line}" for line in headline], "",
         "![replay pareto](replay_pareto.png)", "",
