@@ -148,8 +148,11 @@ def pareto_plot(summary: pl.DataFrame, path: Path) -> Path:
             .group_by(["policy", "deployable"], maintain_order=True):
         colour = "black" if policy == "i_epoch" else next(colours)
         xs, ys = group["epochs_fraction"].to_numpy(), group["regret"].to_numpy()
-        xerr = [xs - group["epochs_fraction_low"].to_numpy(), group["epochs_fraction_high"].to_numpy() - xs]
-        yerr = [ys - group["regret_low"].to_numpy(), group["regret_high"].to_numpy() - ys]
+        # clipped at 0: the mean of equal values (a synchronous triage epochs the same in every order) may
+        # fall an ulp outside their 2.5-97.5% range, and matplotlib refuses negative bars
+        low, high = group["epochs_fraction_low"].to_numpy(), group["epochs_fraction_high"].to_numpy()
+        xerr = np.clip([xs - low, high - xs], 0, None)
+        yerr = np.clip([ys - group["regret_low"].to_numpy(), group["regret_high"].to_numpy() - ys], 0, None)
         ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt="o" if deployable else "s", color=colour, alpha=0.7, ms=5,
                     elinewidth=0.6, mfc=colour if deployable else "none",
                     label=policy + ("" if deployable else " (not deployable)"))
