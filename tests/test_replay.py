@@ -1,5 +1,6 @@
-"""Replay v2: the asynchronous simulation, its policies and what the report reads, every number worked
-out by hand on five hand-built curves (or an independent reference).
+"""Replay v2: the asynchronous simulation, its policies, the synchronous triage (`simulate_rungs`, on
+curves of its own below) and what the report reads, every number worked out by hand on five
+hand-built curves (or an independent reference).
 
     run  acc e1..e3        seconds/epoch  final
     a    .50 .60 .90       1              .90   <- top
