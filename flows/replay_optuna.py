@@ -4,9 +4,10 @@
         [--workers 4] [--orders 20] [--out reports/optuna-<study>]
 
 Reads the intermediate values that `trial.report(value, step)` stored (pipeline_lib/decisions/
-optuna_study.py), replays train-all, i-Epoch and Optuna's pruners over the trials' order and seeded
-random orders with W workers (pipeline_lib/decisions/replay.py), and writes replay.md with its
-figure. It needs no spec and no warehouse, and runs in this process without Prefect.
+optuna_study.py), replays train-all, i-Epoch, Optuna's pruners and the synchronous triage by
+accuracy over the trials' order and seeded random orders with W workers (pipeline_lib/decisions/
+replay.py), and writes replay.md with its figure. It needs no spec and no warehouse, and runs in
+this process without Prefect.
 """
 from __future__ import annotations
 

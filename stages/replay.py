@@ -3,10 +3,12 @@
 W parallel workers replay the recorded per-epoch seconds, runs started in the sweep's order and in
 seeded random orders, under train-all, i-Epoch, Optuna's pruners, `online` (a predictor refit on the
 runs already ended), `transfer` (registered predictors of other studies of the dataset, and the
-corpus predictor refit without this study when the corpus covers it: `corpus_transfer`) and `oracle`
-(this study's out-of-fold predictions: not deployable); see pipeline_lib/decisions/replay.py and
-policies.py. The rows replace the study's rows of `replays`; the report's Decisions section reads
-them, and the stage writes the same section to reports/<study>/replay.md with its figure.
+corpus predictor refit without this study when the corpus covers it: `corpus_transfer`), `oracle`
+(this study's out-of-fold predictions: not deployable) and `triage` (the synchronous rung-by-rung
+triage of flows.train_sweep, by accuracy at the rung or a registered transfer predictor); see
+pipeline_lib/decisions/replay.py and policies.py. The rows replace the study's rows of `replays`;
+the report's Decisions section reads them, and the stage writes the same section to
+reports/<study>/replay.md with its figure.
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Replay v2: the asynchronous simulation, its policies and what the report reads, every number worked
-out by hand on five hand-built curves (or an independent reference).
+"""Replay v2: the asynchronous simulation, its policies, the synchronous triage (`simulate_rungs`, on
+curves of its own below) and what the report reads, every number worked out by hand on five
+hand-built curves (or an independent reference).
 
     run  acc e1..e3        seconds/epoch  final
     a    .50 .60 .90       1              .90   <- top
@@ -18,8 +19,10 @@ import optuna
 import polars as pl
 import pytest
 
-from pipeline_lib.decisions import corpus, policies, replay
+from pipeline_lib.decisions import corpus, policies, replay, rung_scores
+from pipeline_lib.decisions.sources import SCORES_SCHEMA, AccuracySource
 from pipeline_lib.report.decisions import replay_section
+from pipeline_lib.spec import TriageSpec
 
 NAN = math.nan
 ORDER = ["a", "b", "c", "d", "e"]
@@ -241,6 +244,18 @@ def test_matching_and_the_headline_by_hand(tmp_path):
     assert (tmp_path / "replay_pareto.png").stat().st_size > 10_000
 
 
+def test_the_pareto_plot_takes_a_mean_an_ulp_outside_its_range(tmp_path):
+    # A setting equal in every order (a synchronous triage trains the same epochs in each) can have a mean an
+    # ulp above its 97.5% quantile (Polars' grouped mean of three equal 0.2175...: flows.replay_optuna raised
+    # "'xerr' must not contain negative values"): the bar is clipped at 0.
+    from pipeline_lib.report.decisions import pareto_plot
+
+    summary = replay.summarise(replay_rows()).with_columns(
+        (pl.col("epochs_fraction") - 1e-16).alias("epochs_fraction_high"),
+        (pl.col("regret") + 1e-16).alias("regret_low"))
+    assert pareto_plot(summary, tmp_path / "p.png").stat().st_size > 10_000
+
+
 def test_study_verdict_by_hand():
     # To the rows above: transfer from the corpus at 0.5 mean epochs (0.5 / 0.7 of i-Epoch's, best kept in
     # 1 of 2 orders), transfer from a registered study never reaching regret 0, and a stop rule whose
@@ -278,3 +293,117 @@ def test_pareto_front_against_brute_force():
     front = set(replay.pareto_front(points))
     brute = {a for a in points if not any(b != a and b[0] <= a[0] and b[1] <= a[1] for b in points)}
     assert front == brute
+
+
+# the synchronous triage of flows.train_sweep -----------------------------------------------------------
+
+def _rung_curves() -> replay.Curves:
+    """Four epochs, five runs (rows in launch order a..e):
+
+        run  acc e1..e4            seconds/epoch   final
+        a    .50 .60 .70 .80       1 1 1 1         .80
+        b    .70 .72 diverged at epoch 3: ends at 2   2 1           .10 (chance)
+        c    .65 .70 .75 .85       3 1 1 1         .85   <- best
+        d    .20 .30 .40 .50       1 1 1 1         .50
+        e    diverged at epoch 1: no epoch recorded               .10"""
+    acc = np.array([[0.5, 0.6, 0.7, 0.8], [0.7, 0.72, NAN, NAN], [0.65, 0.7, 0.75, 0.85], [0.2, 0.3, 0.4, 0.5],
+                    [NAN] * 4])
+    seconds = np.array([[1, 1, 1, 1], [2, 1, 0, 0], [3, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0]], dtype=float)
+    return replay.Curves(tuple("abcde"), acc, seconds, np.array([4, 2, 4, 4, 0]), np.array([0.8, 0.1, 0.85, 0.5, 0.1]))
+
+
+def _triage(**rule) -> TriageSpec:
+    return TriageSpec(rungs=[1, 3], **rule)
+
+
+@pytest.mark.parametrize("order, workers, wall", [
+    # rung 1: e ended before it (no decision); a .50, b .70, c .65, d .20 ready: 1/3 of 4 keeps ceil(4/3) = 2,
+    # b and c. Phase 1 (epoch 1 of every run, seconds a 1, b 2, c 3, d 1, e 0), W=2 in order a..e: a [0, 1],
+    # b [0, 2], c [1, 4], d [2, 3], e [3, 3]: 4 s. Phase 2 (to rung 3): b trains epoch 2 (1 s) and ends,
+    # c epochs 2-3 (2 s): 2 s. Rung 3: b ended before it (no decision), c alone ready: ceil(1/3) = 1 keeps it.
+    # Phase 3: c's epoch 4, 1 s. Wall 4 + 2 + 1 = 7.
+    ([0, 1, 2, 3, 4], 2, 7.0),
+    # order b, a, d, c, e: b [0, 2], a [0, 1], d [1, 2], c [2, 5], e: phase 1 takes 5 s: 5 + 2 + 1 = 8
+    ([1, 0, 3, 2, 4], 2, 8.0),
+    # one worker: every second trained in turn, 1 + 3 + 6 + 1 = 11
+    ([0, 1, 2, 3, 4], 1, 11.0),
+])
+def test_synchronous_triage_phases_by_hand(order, workers, wall):
+    curves = _rung_curves()
+    out = replay.simulate_rungs(curves, np.array(order), _triage(keep=1 / 3), rung_scores.accuracy_scorer(curves),
+                                workers)
+    assert out.epochs.tolist() == [1, 2, 4, 1, 0]
+    # a and d stopped at rung 1; b (diverged, never stopped), c (to its end) and e (diverged) ended
+    assert out.kept.tolist() == [False, True, True, False, True]
+    assert out.train_seconds == 1 + 3 + 6 + 1 + 0 and out.graph_seconds == 0.0
+    assert 0 < out.decision_seconds < 1  # two decisions, timed
+    assert out.wall_seconds - out.decision_seconds == pytest.approx(wall)
+    row = replay.judge(curves, out, SHARE)
+    assert row["epochs"] == 8 and row["epochs_fraction"] == 8 / 14 and row["regret"] == 0.0 and row["best_kept"]
+
+
+def test_synchronous_triage_charges_graph_seconds_and_ahead_of_time_scores():
+    # Snapshots 0 and 1 of every run that trains epoch 1 (a-d) need a graph, 0.5 s each: +1 s in phase 1
+    # (a 2, b 3, c 4, d 2, e 0; W=2: a [0, 2], b [0, 3], c [2, 6], d [3, 5], e: 6 s), then 2 + 1: wall 9.
+    # Fixed predictions: at rung 1 d .9, a .8 best (reduction factor 2: 2 of 4 ready), at rung 3 a .7 over
+    # d .6 (1 of 2), charged 0.25 s per run scored: 4 + 2 runs = 1.5 s.
+    curves = _rung_curves()
+    graphs = np.full((5, 5), 0.5)
+    scores = rung_scores.FixedScores(1, curves.run_ids, np.array([0.8, 0.1, 0.2, 0.9, 0.0]), 0.25)
+    with pytest.raises(ValueError, match="cannot score rung 3"):
+        replay.simulate_rungs(curves, np.arange(5), _triage(keep=0.5), scores, 2, graphs, graph_epochs=1)
+    scores = _PerRung({1: np.array([0.8, 0.1, 0.2, 0.9, 0.0]), 3: np.array([0.7, 0.1, 0.2, 0.6, 0.0])})
+    out = replay.simulate_rungs(curves, np.arange(5), _triage(reduction_factor=2), scores, 2, graphs, graph_epochs=1)
+    assert out.epochs.tolist() == [4, 1, 1, 3, 0] and out.kept.tolist() == [True, False, False, False, True]
+    assert out.graph_seconds == 4.0
+    # phase 2: a epochs 2-3 (2 s), d epochs 2-3 (2 s): 2 s; phase 3: a's epoch 4, 1 s
+    assert out.decision_seconds >= 1.5 and out.wall_seconds - out.decision_seconds == pytest.approx(6 + 2 + 1)
+
+
+class _PerRung:
+    """Fixed predictions per rung, charged 0.25 s per run scored (as `FixedScores` is)."""
+
+    def __init__(self, values: dict[int, np.ndarray]):
+        self.scorers = {k: rung_scores.FixedScores(k, tuple("abcde"), v, 0.25) for k, v in values.items()}
+
+    def __call__(self, rung: int, run_ids: list[str]) -> pl.DataFrame:
+        return self.scorers[rung](rung, run_ids)
+
+    @property
+    def charged_seconds(self) -> float:
+        return sum(s.charged_seconds for s in self.scorers.values())
+
+
+def test_accuracy_scores_are_the_accuracy_source_s():
+    # the scorer's frame is AccuracySource.score's of the test_acc@k feature, and any ScoreSource wrapped with
+    # its feature rows at k decides as the scorer does
+    curves = _rung_curves()
+    got = rung_scores.accuracy_scorer(curves)(1, ["c", "a", "d"])
+    assert got.columns == list(SCORES_SCHEMA) and got["run_id"].to_list() == ["c", "a", "d"]
+    assert got["predicted"].to_list() == [0.65, 0.5, 0.2] and got["p_good"].null_count() == 3
+    rows = pl.DataFrame({"run_id": list("abcd"), "feature": "test_acc@k", "value": [0.5, 0.7, 0.65, 0.2]})
+    wrapped = rung_scores.source_scorer(AccuracySource(1), rows)
+    assert wrapped(1, ["c", "a", "d"]).equals(got)
+    with pytest.raises(ValueError, match="not at rung 3"):
+        replay.simulate_rungs(curves, np.arange(5), _triage(keep=0.5), wrapped, 2)
+
+
+def test_the_triage_family_is_raced_and_reported(curves, tmp_path):
+    # the five runs of three epochs above: rung lists below 3 only, 4 fractions + 3 reduction factors each
+    sweep = replay.Sweep(curves, np.zeros((5, 4)), np.arange(5), np.array(["lenet"] * 5))
+    settings = replay.Settings(workers=2, random_orders=1, share=SHARE)
+    triage = [labels for labels, _ in replay.policy_grid(sweep, settings) if labels["family"] == "triage"]
+    assert len(triage) == 3 * 7 and {t["source"] for t in triage} == {"accuracy"}
+    assert {t["setting"].split(" ")[0] for t in triage} == {"rungs=1", "rungs=2", "rungs=1,2"}
+    assert {"rungs=1,2 keep=0.5", "rungs=2 reduction_factor=3"} <= {t["setting"] for t in triage}
+    rows = replay.replay_sweep(sweep, settings)
+    # rung 1, keep 0.5: b .70, c .65, a .50 of 5 ready (e .30, d .20): ceil(2.5) = 3 go on, in every order
+    row = rows.filter(pl.col("setting") == "rungs=1 keep=0.5")
+    assert row["epochs"].to_list() == [3 + 3 + 3 + 1 + 1] * 2 and row["keep_fraction"].to_list() == [0.5] * 2
+    assert row["rung"].to_list() == [1, 1] and row["regret"].to_list() == [0.0, 0.0]
+    summary = replay.summarise(rows)
+    assert "triage" in set(replay.matching(summary)["policy"])
+    assert replay.study_verdict(summary)["best i-Epoch"].startswith("rung ")
+    assert any(label.startswith("triage @") for label in replay.front_matching(summary)["policy"])
+    lines, _ = replay_section(rows, tmp_path)
+    assert "rungs=1,2 keep=0.5" in "\n".join(lines)

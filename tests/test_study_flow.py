@@ -96,7 +96,10 @@ def test_study_end_to_end_and_rerun(tmp_path, prefect_harness):
     assert out["rows"] == rows.height and set(rows["order_index"]) == {0, 1}
     full = rows.filter(pl.col("policy") == "train_all")
     assert full["epochs_fraction"].to_list() == [1.0, 1.0] and full["regret"].to_list() == [0.0, 0.0]
-    assert {"i_epoch", "online", "oracle", "MedianPruner"} <= set(rows["policy"])
+    assert {"i_epoch", "online", "oracle", "MedianPruner", "triage"} <= set(rows["policy"])
+    triage = rows.filter(pl.col("source") == "accuracy")  # the synchronous triage, rung lists below 3 epochs
+    assert set(triage["policy"]) == {"triage"} and triage.height == 3 * 7 * 2
+    assert {"rungs=1 keep=0.5", "rungs=1,2 reduction_factor=3"} <= set(triage["setting"])
     assert not rows.filter(pl.col("policy") == "oracle")["deployable"].any()
     assert (rows["epochs_fraction"] <= 1.0 + 1e-12).all() and (rows["regret"] >= 0).all()
     assert (Path(reports) / "tiny-study" / "replay.md").read_text().startswith("### Replayed stopping policies")

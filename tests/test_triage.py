@@ -23,6 +23,8 @@ from pipeline_lib.corpus import CORPUS_ENV
 from pipeline_lib.datasets import load_dataset
 from flows.triage import check_triage
 from pipeline_lib.decisions.registry import fit_on_all
+from pipeline_lib.decisions.replay import Curves, simulate_rungs
+from pipeline_lib.decisions.rung_scores import accuracy_scorer
 from pipeline_lib.decisions.scoring import ScoringError
 from pipeline_lib.decisions.path_cost import columns_used, properties_read
 from pipeline_lib.decisions.triage import TriageError, decide
@@ -314,6 +316,26 @@ def test_cold_start_triage_decides_each_rung_by_accuracy(tmp_path, prefect_harne
     # a matter of timing, which belongs to benchmarks (docs/benchmarks.md), not to this test
     saved = wh.query("SELECT fraction FROM costs WHERE study = 'cold' AND strategy = 'triage'")["fraction"][0]
     assert saved > 0
+    # The replay's synchronous triage on the curves this sweep recorded (a stopped run's end at its stop rung;
+    # the decisions read no final accuracy) decides each rung as the flow did, by the study's own TriageSpec,
+    # and trains each run as far as the flow did.
+    study = load_study(spec)
+    curves = Curves.from_frames(wh.query("SELECT run_id, epoch, test_acc, seconds FROM epoch_metrics"),
+                                wh.query("SELECT run_id, coalesce(final_test_acc, 'NaN'::DOUBLE) AS final_acc "
+                                         "FROM runs WHERE study = 'cold'"), [c.run_id for c in expand_runs(study)])
+    replayed: dict[int, pl.DataFrame] = {}
+    out = simulate_rungs(curves, np.arange(len(curves.run_ids)), study.triage, accuracy_scorer(curves), 2,
+                         on_decision=replayed.__setitem__)
+    assert sorted(replayed) == study.triage.rungs == [1, 2]
+    for rung, made in replayed.items():
+        recorded = decisions.filter(pl.col("rung") == rung)
+        for decision in ("keep", "stop"):
+            assert set(made.filter(pl.col("decision") == decision)["run_id"]) == \
+                set(recorded.filter(pl.col("decision") == decision)["run_id"]), (rung, decision)
+        columns = ["run_id", "predicted", "rank", "decision"]
+        assert made.select(columns).sort("run_id").equals(recorded.select(columns).sort("run_id"))
+    assert dict(zip(curves.run_ids, out.epochs.tolist())) == {r: run["epochs_done"] for r, run in runs.items()}
+    assert {r for r, kept in zip(curves.run_ids, out.kept) if kept} == cohort
 
 
 @pytest.mark.slow

@@ -1,10 +1,11 @@
 """A finished Optuna study as a sweep to replay: its trials' intermediate values are the curves.
 
 Only the curves are known (no weights, no features), so the policies that read curves alone are
-raced on it: train-all, i-Epoch, Optuna's pruners (`replay.policy_grid` with no designs, transfer or
-oracle). Each trial's seconds are its wall time spread evenly over its reported steps. Only COMPLETE
-trials have a final value; pruned or failed ones are left out (and counted), so on a study that
-already pruned, the race is among the trials that survived its pruner.
+raced on it: train-all, i-Epoch, Optuna's pruners and the synchronous triage by accuracy
+(`replay.policy_grid` with no designs, transfer or oracle). Each trial's seconds are its wall time
+spread evenly over its reported steps. Only COMPLETE trials have a final value; pruned or failed
+ones are left out (and counted), so on a study that already pruned, the race is among the trials
+that survived its pruner.
 """
 from __future__ import annotations
 

@@ -6,11 +6,17 @@ decides continue or stop, seeing only what exists at that simulated moment (the 
 at that epoch, and the final accuracy of runs that have already ended: `Policy.finished`). A worker
 whose run stops or ends takes the next run of the order. The policies are in `policies.py`.
 
+Beside them, the synchronous triage `flows.train_sweep` runs (`simulate_rungs`, the `triage` family):
+phase by phase, the cohort trained to the rung on W workers, a barrier, then one decision for the
+whole cohort by `decisions.triage.decide` on the scores of the shipped code (`rung_scores`: the
+accuracy at the rung through `AccuracySource`, or a fixed predictor), timed and charged.
+
 What a replay costs (`Outcome`): training seconds of every epoch trained; the recorded graph seconds
 of the snapshots a policy's features need (on the timeline: the worker computes them after the
 epoch); the decision seconds a policy spends (scoring, refits), measured around each call and added
 to the wall time as if serial (an upper bound: they are small and do not reorder events, so the
-decisions stay reproducible). What it buys, against the truth of training every run to the end:
+decisions stay reproducible; the synchronous triage adds each decision's measured seconds to the
+wall at its barrier). What it buys, against the truth of training every run to the end:
 regret of the best run trained to its end, recall of the true top 10%, whether the best run survived.
 """
 from __future__ import annotations
@@ -27,10 +33,14 @@ import polars as pl
 from threadpoolctl import threadpool_limits
 
 from pipeline_lib.features import GRAPH_SETS
+from pipeline_lib.spec import TriageSpec
+from pipeline_lib.vocabulary import Decision
 
 from . import policies
 from .policies import embed
+from .rung_scores import FixedScores, Scorer, accuracy_scorer
 from .scoring import design_matrix
+from .triage import decide
 
 TOP_SHARE = 0.1
 
@@ -168,6 +178,66 @@ def simulate(curves: Curves, order: np.ndarray, policy: Policy, workers: int,
                    now + spent["decision"])
 
 
+@dataclass(frozen=True)
+class RungTriage:
+    """A synchronous triage to replay (`simulate_rungs`): the spec's rungs and keep rule, the scorer
+    of a rung's ready runs (`rung_scores`), and the snapshots 0..graph_epochs whose graphs it reads."""
+    triage: TriageSpec
+    scores: Scorer
+    graph_epochs: int = 0
+
+
+def simulate_rungs(curves: Curves, order: np.ndarray, triage: TriageSpec, scores: Scorer, workers: int,
+                   graph_seconds: np.ndarray | None = None, graph_epochs: int = 0,
+                   on_decision: Callable[[int, pl.DataFrame], None] | None = None) -> Outcome:
+    """The triage `flows.train_sweep` runs, replayed: phase by phase, with a barrier at each rung.
+
+    Phase i trains the cohort (every run at the first rung, then the runs kept at the rung before)
+    to rung r_i, a run whose curve ends earlier (diverged) to its end; its runs are list-scheduled in
+    `order` on `workers` workers (a free worker takes the next), each taking the recorded seconds of
+    the epochs it trains in the phase plus, with `graph_epochs` g > 0, the recorded graph seconds of
+    its snapshots 0..g trained in the phase (charged as `simulate` does); the phase lasts its
+    makespan. Then, as `decisions.triage.split_cohort` does, a run that ended before the rung gets no
+    decision, and the runs that reached it are scored (`scores(rung, run ids)`) and kept or stopped by
+    `decisions.triage.decide`: timed, and added to the decision seconds and the wall time. After the
+    last rung the kept runs train to their end. `kept`: runs that reached their end unstopped.
+    `on_decision(rung, decisions)`, when given, sees each rung's decisions (`decide`'s frame)."""
+    n, g = len(curves.run_ids), graph_epochs
+    graph = np.zeros((n, curves.epochs + 1)) if graph_seconds is None or g == 0 else graph_seconds
+    epochs = np.zeros(n, dtype=np.int64)
+    stopped = np.zeros(n, dtype=bool)
+    spent = {"graph": 0.0, "decision": 0.0, "wall": 0.0}
+    cohort = [int(run) for run in order]
+    for rung in [*triage.rungs, None]:
+        free = [0.0] * min(workers, len(cohort))  # when each worker is free, the phase starting at 0
+        for run in cohort:
+            last = int(curves.epochs_done[run]) if rung is None else min(rung, int(curves.epochs_done[run]))
+            trained = range(int(epochs[run]) + 1, last + 1)
+            extra = sum(graph[run, e] + (graph[run, 0] if e == 1 else 0.0) for e in trained if e <= g)
+            spent["graph"] += extra
+            heapq.heappush(free, heapq.heappop(free) + float(curves.seconds[run, epochs[run]:last].sum()) + extra)
+            epochs[run] = max(int(epochs[run]), last)
+        spent["wall"] += max(free, default=0.0)
+        if rung is None:
+            break
+        ready = [run for run in cohort if curves.epochs_done[run] >= rung]  # the others diverged: no decision
+        if not ready:
+            cohort = []
+            continue
+        start = time.perf_counter()
+        decided = decide(scores(rung, [curves.run_ids[run] for run in ready]), triage)
+        spent["decision"] += time.perf_counter() - start
+        if on_decision is not None:
+            on_decision(rung, decided)
+        keep = set(decided.filter(pl.col("decision") == Decision.KEEP)["run_id"])
+        cohort = [run for run in ready if curves.run_ids[run] in keep]
+        stopped[[run for run in ready if curves.run_ids[run] not in keep]] = True
+    spent["decision"] += getattr(scores, "charged_seconds", 0.0)
+    trained = np.arange(curves.epochs)[None, :] < epochs[:, None]
+    return Outcome(epochs, ~stopped & (epochs >= curves.epochs_done), float(curves.seconds[trained].sum()),
+                   spent["graph"], spent["decision"], spent["wall"] + spent["decision"])
+
+
 def top_runs(final: np.ndarray, share: float = TOP_SHARE) -> np.ndarray:
     """The ceil(share x n) runs of highest final accuracy (ties broken by the sweep's order)."""
     n_top = max(1, math.ceil(share * len(final) - 1e-9))
@@ -289,7 +359,8 @@ class Sweep:
 @dataclass(frozen=True)
 class Settings:
     """The replay's grid: workers, random orders, i-Epoch rungs, keep fractions, stop-rule alphas,
-    online's labelled fraction, and the top share that recall and the stop rule are about."""
+    online's labelled fraction, the top share that recall and the stop rule are about, and the
+    synchronous triage's rung lists and reduction factors (besides the keep fractions)."""
     workers: int = 4
     random_orders: int = 20
     rungs: tuple[int, ...] = (1, 2, 3)
@@ -297,12 +368,15 @@ class Settings:
     alphas: tuple[float, ...] = (0.05, 0.1, 0.2)
     labelled_fraction: float = 0.1
     share: float = TOP_SHARE
+    triage_rungs: tuple[tuple[int, ...], ...] = ((1,), (2,), (1, 2), (1, 3))
+    reduction_factors: tuple[int, ...] = (2, 3, 4)
 
 
-def policy_grid(sweep: Sweep, settings: Settings) -> list[tuple[dict, Callable[[int], Policy]]]:
-    """(labels, factory of a fresh policy for an order's seed) for every policy and setting replayed."""
+def policy_grid(sweep: Sweep, settings: Settings) -> list[tuple[dict, Callable[[int], Policy | RungTriage]]]:
+    """(labels, factory of a fresh policy for an order's seed) for every policy and setting replayed:
+    an asynchronous policy (`simulate`) or a synchronous triage (`RungTriage`, `simulate_rungs`)."""
     epochs = sweep.curves.epochs
-    grid: list[tuple[dict, Callable[[int], Policy]]] = [
+    grid: list[tuple[dict, Callable[[int], Policy | RungTriage]]] = [
         (_labels("train_all", "train_all", "", True), lambda seed: policies.TrainAll())]
     rules = [(f"fraction={f}", {"fraction": f}) for f in settings.fractions]
     for rung in (r for r in settings.rungs if r < epochs):
@@ -343,6 +417,32 @@ def policy_grid(sweep: Sweep, settings: Settings) -> list[tuple[dict, Callable[[
                                  pred.k, share=settings.share, graph_epochs=g, bins=sweep.architectures,
                                  embedding=pred.embedding, predictions=pred.values,
                                  seconds_per_run=pred.seconds_per_run, **rule)))
+    return grid + triage_grid(sweep, settings)
+
+
+def triage_grid(sweep: Sweep, settings: Settings) -> list[tuple[dict, Callable[[int], RungTriage]]]:
+    """The `triage` family: the synchronous triage of `flows.train_sweep` (`simulate_rungs`), at each
+    rung list of `settings.triage_rungs` below the sweep's epochs, keeping each fraction of
+    `settings.fractions` or 1/eta of each reduction factor eta, scored by the test accuracy at the
+    rung (source `accuracy`), and at k alone by each fixed `transfer` predictor (charged as there)."""
+    curves = sweep.curves
+    rules = [(f"keep={f:g}", {"keep": f}, f) for f in settings.fractions] + \
+        [(f"reduction_factor={eta}", {"reduction_factor": eta}, 1 / eta) for eta in settings.reduction_factors]
+    grid: list[tuple[dict, Callable[[int], RungTriage]]] = []
+    for rungs in (r for r in settings.triage_rungs if max(r) < curves.epochs):
+        for text, rule, fraction in rules:
+            spec = TriageSpec(rungs=list(rungs), **rule)
+            grid.append((_labels("triage", "triage", f"rungs={','.join(map(str, rungs))} {text}", True, rung=rungs[0],
+                                 source="accuracy", fraction=fraction),
+                         lambda seed, spec=spec: RungTriage(spec, accuracy_scorer(curves))))
+    for pred in (t for t in sweep.transfer if isinstance(t, Predictions) and t.k < curves.epochs):
+        g = pred.k if pred.feature_set in GRAPH_SETS else 0
+        for text, rule, fraction in rules:
+            spec = TriageSpec(rungs=[pred.k], **rule)
+            grid.append((_labels("triage", "triage", f"rungs={pred.k} {text}", True, rung=pred.k,
+                                 feature_set=pred.feature_set, source=pred.source, fraction=fraction),
+                         lambda seed, spec=spec, pred=pred, g=g: RungTriage(
+                             spec, FixedScores(pred.k, curves.run_ids, pred.values, pred.seconds_per_run), g)))
     return grid
 
 
@@ -368,7 +468,12 @@ def replay_sweep(sweep: Sweep, settings: Settings, progress: Callable[[int, int]
         with threadpool_limits(1):
             for i, (labels, make) in enumerate(grid):
                 for index, order in enumerate(launch_orders):
-                    outcome = simulate(curves, order, make(index), settings.workers, sweep.graph_seconds)
+                    made = make(index)
+                    if isinstance(made, RungTriage):
+                        outcome = simulate_rungs(curves, order, made.triage, made.scores, settings.workers,
+                                                 sweep.graph_seconds, made.graph_epochs)
+                    else:
+                        outcome = simulate(curves, order, made, settings.workers, sweep.graph_seconds)
                     rows.append({**labels, "order_index": index, "workers": settings.workers,
                                  **judge(curves, outcome, settings.share)})
                 if progress:
@@ -436,7 +541,10 @@ def matching(summary: pl.DataFrame) -> pl.DataFrame:
 
 def policy_kind(policy: str, source: str | None) -> str:
     """The family a replayed policy is reported under across studies: i-Epoch, each Optuna pruner,
-    online, transfer from a registered study, transfer from the corpus without the study."""
+    online, transfer from a registered study, transfer from the corpus without the study, and the
+    synchronous triage by accuracy (`triage`) or by a predictor transferred from a registered study."""
+    if policy == "triage" and source != "accuracy":
+        return "triage (corpus)" if (source or "").startswith("corpus") else "triage (registered)"
     if policy == "transfer":
         return "transfer (corpus)" if (source or "").startswith("corpus") else "transfer (registered)"
     return policy

@@ -113,9 +113,12 @@ def replay_section(rows: pl.DataFrame, out_dir: Path) -> tuple[list[str], list[s
         "trained to the end for unbiased labels, charged), accuracy at the rung until 5 configurations have ended; "
         "`transfer`: a predictor fitted on other studies only, registered on one (`transfer (registered)`) or the "
         "corpus' refit without this study (`transfer (corpus)`); `oracle`: this study's out-of-fold predictions (fitted "
-        "on its final accuracies: NOT deployable). Stop rule `alpha`: stop a run only when its conformal chance of "
-        "ending in the top 10% is below alpha. Epochs: every epoch trained / train-all's; seconds add the recorded "
-        "graph seconds of the snapshots a policy's features need and the measured scoring and refitting seconds. "
+        "on its final accuracies: NOT deployable); `triage`: the synchronous rung-by-rung triage of "
+        "flows.train_sweep (the whole cohort trained to each rung of its list, then the best fraction kept; by "
+        "accuracy at the rung, or by a registered transfer predictor). Stop rule `alpha`: stop a run only when its "
+        "conformal chance of ending in the top 10% is below alpha. Epochs: every epoch trained / train-all's; "
+        "seconds add the recorded graph seconds of the snapshots a policy's features need and the measured scoring "
+        "and refitting seconds. "
         "Regret: best final accuracy minus the best trained to the end. Brackets: 2.5-97.5% over orders.", "",
         *[f"- {line}" for line in headline], "",
         "![replay pareto](replay_pareto.png)", "",
@@ -145,8 +148,11 @@ def pareto_plot(summary: pl.DataFrame, path: Path) -> Path:
             .group_by(["policy", "deployable"], maintain_order=True):
         colour = "black" if policy == "i_epoch" else next(colours)
         xs, ys = group["epochs_fraction"].to_numpy(), group["regret"].to_numpy()
-        xerr = [xs - group["epochs_fraction_low"].to_numpy(), group["epochs_fraction_high"].to_numpy() - xs]
-        yerr = [ys - group["regret_low"].to_numpy(), group["regret_high"].to_numpy() - ys]
+        # clipped at 0: the mean of equal values (a synchronous triage epochs the same in every order) may
+        # fall an ulp outside their 2.5-97.5% range, and matplotlib refuses negative bars
+        low, high = group["epochs_fraction_low"].to_numpy(), group["epochs_fraction_high"].to_numpy()
+        xerr = np.clip([xs - low, high - xs], 0, None)
+        yerr = np.clip([ys - group["regret_low"].to_numpy(), group["regret_high"].to_numpy() - ys], 0, None)
         ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt="o" if deployable else "s", color=colour, alpha=0.7, ms=5,
                     elinewidth=0.6, mfc=colour if deployable else "none",
                     label=policy + ("" if deployable else " (not deployable)"))

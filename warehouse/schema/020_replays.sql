@@ -3,10 +3,13 @@
 -- started in the sweep's order (order_index 0) and in seeded random orders (1..n), under stopping
 -- policies that use only what they would know at decision time. One row per (policy setting, order).
 --   policy:       train_all | i_epoch | online | transfer | oracle | an Optuna pruner's class name
+--                 | triage (the synchronous rung-by-rung triage of flows.train_sweep; setting: its rung list
+--                 and keep rule, e.g. "rungs=1,3 keep=0.25", rung: its first rung)
 --   deployable:   false for oracle (out-of-fold predictions fitted on this sweep's final accuracies)
 --   rung:         the epoch a rung rule decides at (NULL for train_all and the pruners)
 --   keep_fraction / alpha: the rule: ASHA-like keep fraction, or stop when P(top share) < alpha
---   source:       what a predictor was fitted on (online: refit on ended runs; transfer: the study)
+--   source:       what a predictor was fitted on (online: refit on ended runs; transfer: the study;
+--                 triage: accuracy, or the transfer predictor's study)
 --   epochs, seconds: every epoch trained (runs finished for labels included); seconds = training
 --                 + recorded graph seconds of the snapshots the policy's features need + measured
 --                 decision seconds (scoring, refits); fraction = seconds / train-all's
