@@ -361,8 +361,8 @@ class Pasha:
 
     def _record(self, k: int, run: int, acc: float) -> None:
         self.rungs[k][run] = acc if np.isfinite(acc) else -1.0  # below any accuracy: ranks last
-        if self.top >= 1 and k in (self.top, self.top - 1) and not self._stable():
-            self.top = min(self.top + 1, len(self.levels) - 1)
+        if 1 <= self.top < len(self.levels) - 1 and k in (self.top, self.top - 1) and not self._stable():
+            self.top += 1
             self.growths.append(sum(map(len, self.rungs)))
 
     def _stable(self) -> bool:
