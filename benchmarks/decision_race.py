@@ -3,12 +3,14 @@ asynchronous i-Epoch, PASHA, Optuna's SuccessiveHalving, Hyperband and Median pr
 the committed corpus' studies, each family's setting chosen leave one study out; the default keep
 rule chosen by the same rule (`pipeline_lib/decisions/race.py` says what and how).
 
-    nice .venv/bin/python benchmarks/decision_race.py [--studies N] [--orders 20] [--write [DIR]]
+    nice .venv/bin/python benchmarks/decision_race.py [--studies N] [--orders 20] [--rows FILE] [--write [DIR]]
 
 Prints the tables. --write writes docs/results/race.md, docs/results/race.png and
 benchmarks/results/decision_race.json (every setting's numbers per study, with their intervals over
 orders; the shipped default, which `TriagePruner` and `TriageScheduler` take); --write DIR writes
-all three to DIR. The README quotes the committed race.
+all three to DIR. --rows FILE keeps every replay's row (Parquet): read from FILE when it exists
+(the tables made again without replaying; --studies and --orders are then those of FILE), else
+written there. The README quotes the committed race.
 """
 from __future__ import annotations
 
@@ -166,6 +168,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--studies", type=int, help="only the first N corpus studies (a quick try)")
     parser.add_argument("--orders", type=int, default=race.SETTINGS.random_orders, help="seeded random orders")
+    parser.add_argument("--rows", type=Path, help="every replay's row: read when the file exists, else written")
     add_write_argument(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -173,8 +176,15 @@ def main() -> None:
     start = time.perf_counter()
     studies = race.corpus_curves(studies=args.studies)
     settings = race.settings_for(args.orders)
-    rows = race.race(studies, settings, progress=lambda name, s: print(f"  {name}: {s:.1f} s", file=sys.stderr,
-                                                                       flush=True))
+    if args.rows is not None and args.rows.exists():
+        rows = pl.read_parquet(args.rows)
+        studies = {name: curves for name, curves in studies.items() if name in set(rows["study"])}
+        settings = race.settings_for(int(rows["order_index"].max()))
+    else:
+        rows = race.race(studies, settings, progress=lambda name, s: print(f"  {name}: {s:.1f} s", file=sys.stderr,
+                                                                           flush=True))
+        if args.rows is not None:
+            rows.write_parquet(args.rows)
     summary = race.summarise(rows)
     held_out = race.loso(summary)
     families = race.family_table(held_out, summary)

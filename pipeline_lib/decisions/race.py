@@ -32,7 +32,7 @@ over the orders with their 2.5-97.5% range over orders (the best-run-kept rate w
 interval over orders).
 
 THE RULE (fixed before the race was run): from a family's settings raced on every one of the
-studies it may read, take those whose mean (over those studies) share of the true top 5 kept is at
+studies it may read (and that can run on the study chosen for: a rung below its epochs), take those whose mean (over those studies) share of the true top 5 kept is at
 least `MIN_TOP5` (0.8) and whose mean best-run-kept rate is at least `MIN_BEST_KEPT` (0.9); of them
 the one of fewest mean epochs (share of train-all's); if none qualifies, the one of highest mean
 top-5 share (then fewest epochs). Ties: fewer epochs, then higher top-5 share, then the label.
@@ -172,10 +172,13 @@ def summarise(rows: pl.DataFrame) -> pl.DataFrame:
 
 # Choosing -------------------------------------------------------------------------------------------
 
-def choose(summary: pl.DataFrame) -> dict:
+def choose(summary: pl.DataFrame, among: set[str] | None = None) -> dict:
     """THE RULE (module docstring) on one family's per-study summary rows of the studies it may read:
-    the chosen label with its means over those studies and whether it qualified."""
+    the chosen label with its means over those studies and whether it qualified. `among`: the labels
+    that can run on the study chosen for (its grid: a rung or warm-up below its epochs)."""
     studies = summary["study"].n_unique()
+    if among is not None:
+        summary = summary.filter(pl.col("label").is_in(sorted(among)))
     means = (summary.group_by("label", maintain_order=True)
              .agg(pl.col("study").n_unique().alias("studies"), *(pl.col(m).mean() for m in MEASURES))
              .filter(pl.col("studies") == studies))
@@ -200,7 +203,7 @@ def loso(summary: pl.DataFrame) -> pl.DataFrame:
                 own.filter(pl.col("study") != held)
             if reads.is_empty():
                 continue
-            chosen = choose(reads)
+            chosen = choose(reads, set(own.filter(pl.col("study") == held)["label"]))
             numbers = own.filter((pl.col("study") == held) & (pl.col("label") == chosen["label"])).row(0, named=True)
             rows.append({"family": family, "deployable": family != ORACLE, "study": held, "label": chosen["label"],
                          "qualified": chosen["qualified"], **{k: v for k, v in numbers.items()
