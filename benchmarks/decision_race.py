@@ -9,8 +9,8 @@ Prints the tables. --write writes docs/results/race.md, docs/results/race.png an
 benchmarks/results/decision_race.json (every setting's numbers per study, with their intervals over
 orders; the shipped default, which `TriagePruner` and `TriageScheduler` take); --write DIR writes
 all three to DIR. --rows FILE keeps every replay's row (Parquet): read from FILE when it exists
-(the tables made again without replaying; --studies and --orders are then those of FILE), else
-written there. The README quotes the committed race.
+(the tables made again without replaying; --studies and --orders are then those of FILE, and the
+time and load reported those of the replays, kept beside it as FILE.json), else written there. The README quotes the committed race.
 """
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ def families_table(families: pl.DataFrame) -> list[str]:
     lines = ["| family | setting the rule picks on all studies | top-5 share kept | epochs / train-all | "
              "seconds / train-all | regret | best run kept |", "|---|---|---|---|---|---|---|"]
     for row in families.iter_rows(named=True):
-        lines.append(f"| {NAMES.get(row['family'], row['family'])} | {row['on_all_studies'] or '(per study)'} | "
+        pick = "(per study)" if row["on_all_studies"] is None else row["on_all_studies"] or "-"
+        lines.append(f"| {NAMES.get(row['family'], row['family'])} | {pick} | "
                      f"{interval(row, 'top5_kept')} | {interval(row, 'epochs_fraction')} | {interval(row, 'fraction')} | "
                      f"{interval(row, 'regret', 3)} | {interval(row, 'best_kept_rate')} |")
     return lines
@@ -85,13 +86,27 @@ def front_table(points: pl.DataFrame) -> list[str]:
     return lines
 
 
-def verdict(families: pl.DataFrame, paired: pl.DataFrame, default: dict) -> list[str]:
+def aggressive(points: pl.DataFrame) -> str:
+    """The triage settings keeping 1/8 or 1/16: each fraction's setting of highest mean top-5 share."""
+    parts = []
+    for fraction in (0.125, 0.0625):
+        group = points.filter((pl.col("policy") == race.SHIPPED) & pl.col("label").str.ends_with(f"keep={fraction}"))
+        if group.height:
+            row = group.sort(["top5_kept", "epochs_fraction"], descending=[True, False]).row(0, named=True)
+            parts.append(f"keeping 1/{round(1 / fraction)}, at best `{row['label']}`: top-5 share {row['top5_kept']:.2f}, "
+                         f"best run kept {row['best_kept_rate']:.2f}, {row['epochs_fraction']:.0%} of the epochs")
+    return "; ".join(parts)
+
+
+def verdict(families: pl.DataFrame, paired: pl.DataFrame, default: dict, points: pl.DataFrame) -> list[str]:
     by = {row["family"]: row for row in families.iter_rows(named=True)}
     shipped, oracle = by[race.SHIPPED], by.get(race.ORACLE)
     spec = default["spec"]
     rule = f"reduction_factor: {spec['reduction_factor']}" if "reduction_factor" in spec else f"keep: {spec['keep']:g}"
     beating = [NAMES.get(f, f) for f, b in zip(paired["family"], paired["beats"]) if b]
     losing = [NAMES.get(f, f) for f, b in zip(paired["family"], paired["loses"]) if b]
+    trading = [row for row in paired.iter_rows(named=True) if not row["beats"] and not row["loses"]
+               and (row["epochs_fraction_high"] < 0 or row["top5_kept_low"] > 0)]
     lines = [
         f"- **Ship the synchronous triage by accuracy at `{default['setting']}`** (a spec's `triage:` section: "
         f"`rungs: {spec['rungs']}`, `{rule}`; `TriagePruner` and `TriageScheduler` default to keep {default['keep']:.4g} "
@@ -107,8 +122,13 @@ def verdict(families: pl.DataFrame, paired: pl.DataFrame, default: dict) -> list
                 f"not worse on the other): {', '.join(beating)}." if beating else
                 "**No deployable rival beats it**: none is better on the top-5 share or on epochs, paired by study "
                 "with the interval clear of 0, without being worse on the other.")
-        + (f" Worse than it by that test: {', '.join(losing)}." if losing else ""),
+        + (f" Worse than it by that test: {', '.join(losing)}." if losing else "")
+        + "".join(f" {NAMES.get(row['family'], row['family'])} trades: {row['epochs_fraction']:+.2f} of train-all's "
+                  f"epochs for {row['top5_kept']:+.2f} top-5 share and {row['best_kept_rate']:+.2f} best-run-kept rate."
+                  for row in trading),
     ]
+    if (text := aggressive(points)):
+        lines.append(f"- The aggressive keep rules of the triage stay far below the bar (means over all studies): {text}.")
     if oracle is not None:
         lines.append(f"- The hindsight-best i-Epoch (the rule applied to each study's own outcome: an oracle, not "
                      f"deployable) keeps {interval(oracle, 'top5_kept')} of the top 5 for "
@@ -145,7 +165,7 @@ def markdown(meta: dict, families: pl.DataFrame, paired: pl.DataFrame, held_out:
         "fewest mean epochs; with none, the one of highest top-5 share. Leave one study out: for each study the "
         "rule reads the other studies only, and the family scores the chosen setting's numbers on the held-out "
         "study. The hindsight i-Epoch applies the rule to the study itself (an oracle).", "",
-        "## Verdict", "", *verdict(families, paired, default), "",
+        "## Verdict", "", *verdict(families, paired, default, points), "",
         "## Families, each setting chosen leave one study out", "",
         "Means over studies of the held-out numbers, [95% bootstrap interval over studies] (seeded).", "",
         *families_table(families), "",
@@ -176,15 +196,15 @@ def main() -> None:
     start = time.perf_counter()
     studies = race.corpus_curves(studies=args.studies)
     settings = race.settings_for(args.orders)
+    measured = None
     if args.rows is not None and args.rows.exists():
         rows = pl.read_parquet(args.rows)
         studies = {name: curves for name, curves in studies.items() if name in set(rows["study"])}
         settings = race.settings_for(int(rows["order_index"].max()))
+        measured = json.loads(args.rows.with_name(args.rows.name + ".json").read_text())
     else:
         rows = race.race(studies, settings, progress=lambda name, s: print(f"  {name}: {s:.1f} s", file=sys.stderr,
                                                                            flush=True))
-        if args.rows is not None:
-            rows.write_parquet(args.rows)
     summary = race.summarise(rows)
     held_out = race.loso(summary)
     families = race.family_table(held_out, summary)
@@ -192,8 +212,13 @@ def main() -> None:
     points = race.front(summary)
     default = race.defaults(summary)
     wall = time.perf_counter() - start
-    meta = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.node(),
-            "cores": os.cpu_count(), "load_average_1m_end": os.getloadavg()[0], "wall_seconds": wall,
+    measured = measured or {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                            "machine": platform.node(), "cores": os.cpu_count(),
+                            "load_average_1m_end": os.getloadavg()[0], "wall_seconds": wall}
+    if args.rows is not None and not args.rows.exists():
+        rows.write_parquet(args.rows)
+        args.rows.with_name(args.rows.name + ".json").write_text(json.dumps(measured) + "\n")
+    meta = {**measured,
             "settings": {"workers": settings.workers, "random_orders": settings.random_orders,
                          "fractions": list(settings.fractions), "rungs": list(settings.rungs),
                          "triage_rungs": [list(r) for r in settings.triage_rungs],

@@ -320,7 +320,8 @@ def figure(points: pl.DataFrame, families: pl.DataFrame, path: Path) -> Path:
         yerr = np.clip([[row["top5_kept"] - row["top5_kept_low"]], [row["top5_kept_high"] - row["top5_kept"]]], 0, None)
         ax.errorbar([row["epochs_fraction"]], [row["top5_kept"]], xerr=xerr, yerr=yerr, fmt="D", ms=9, color=colour,
                     mfc=colour if row["deployable"] else "none", capsize=3,
-                    label=f"{family}, leave one study out" if row["deployable"] else f"{family} (oracle, not deployable)")
+                    label=("train-all" if family == "train_all" else f"{family}, leave one study out")
+                    if row["deployable"] else f"{family} (oracle, not deployable)")
     ax.set(xlabel="epochs trained / train-all's (mean over studies)",
            ylabel="share of the true top 5 trained to their end (mean)", xlim=(0, 1.05), ylim=(0, 1.05))
     ax.axhline(MIN_TOP5, color="grey", linestyle=":", linewidth=1)
