@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import platform
 import sys
@@ -184,6 +185,17 @@ def markdown(meta: dict, families: pl.DataFrame, paired: pl.DataFrame, held_out:
     return "\n".join(lines)
 
 
+def rounded(value):
+    """Floats to 6 significant digits, through dicts and lists (the json stays small)."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}") if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v) for v in value]
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--studies", type=int, help="only the first N corpus studies (a quick try)")
@@ -236,8 +248,9 @@ def main() -> None:
         d.mkdir(parents=True, exist_ok=True)
     results = {**meta, "studies": {name: {"runs": len(c.run_ids), "epochs": c.epochs} for name, c in studies.items()},
                "default": default, "families": families.to_dicts(), "paired": paired.to_dicts(),
-               "held_out": held_out.to_dicts(), "front": points.to_dicts(), "summary": summary.to_dicts()}
-    (json_dir / "decision_race.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
+               "held_out": held_out.to_dicts(), "front": points.to_dicts(),
+               "summary": summary.to_dict(as_series=False)}  # columns: per study and setting, over orders
+    (json_dir / "decision_race.json").write_text(json.dumps(rounded(results), separators=(",", ":")) + "\n")
     (docs_dir / "race.md").write_text(text)
     race.figure(points, families, docs_dir / "race.png")
     for path in (json_dir / "decision_race.json", docs_dir / "race.md", docs_dir / "race.png"):
