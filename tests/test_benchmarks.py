@@ -16,6 +16,7 @@ TINY = {
     "graph_metrics.py": ["--graphs", "lenet", "--quick"],
     "command_wall.py": ["--repeats", "1"],
     "metanetwork.py": ["--k", "1", "--studies", "3", "--steps", "5", "--ablate", "--within", "corpus-digits-alexnet-mixed"],
+    "decision_race.py": ["--studies", "2", "--orders", "1"],
     "study_wall.py": ["--samples", "2", "--subset", "64", "--test-subset", "64", "--epochs", "2", "--repeats", "1"],
 }
 

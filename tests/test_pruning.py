@@ -4,8 +4,10 @@ by hand here, not from the code under test."""
 from __future__ import annotations
 
 import functools
+import json
 import math
 import multiprocessing
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -17,6 +19,7 @@ from pipeline_lib.pruning.optuna_pruner import TriagePruner
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 EPOCHS, RUNG = 3, 1
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @functools.cache
@@ -114,7 +117,32 @@ def test_rules_that_cannot_work_are_refused():
     with pytest.raises(ValueError, match="needs a predictor"):
         TriagePruner(keep={"p_good": 0.5}, rungs=[1])
     with pytest.raises(ValueError, match="rungs"):
-        TriagePruner(keep=0.5)
+        TriagePruner(keep=0.5, rungs=[])
+
+
+def _race_default() -> dict:
+    return json.loads((ROOT / "benchmarks" / "results" / "decision_race.json").read_text())["default"]
+
+
+def test_the_pruner_defaults_to_the_rule_the_decision_race_picks():
+    """TriagePruner's default keep rule is the race's choice for the synchronous triage by accuracy, as
+    benchmarks/results/decision_race.json and docs/results/race.md state it."""
+    race = _race_default()
+    pruner = TriagePruner()
+    assert pruner.rungs == tuple(race["rungs"]) and pruner.rule.keep_rule == pytest.approx(race["keep"])
+    assert f"Ship the synchronous triage by accuracy at `{race['setting']}`" in \
+        (ROOT / "docs" / "results" / "race.md").read_text()
+
+
+def test_the_ray_scheduler_defaults_to_the_same_rule():
+    pytest.importorskip("ray")
+    from pipeline_lib.pruning.ray_scheduler import TriageScheduler
+
+    race = _race_default()
+    scheduler = TriageScheduler(metric="test_acc", mode="max")
+    assert scheduler.rungs == tuple(race["rungs"]) and scheduler.rule.keep_rule == pytest.approx(race["keep"])
+    with pytest.raises(ValueError, match="rungs"):
+        TriageScheduler(keep=0.5, rungs=[])
 
 
 @pytest.mark.slow

@@ -270,3 +270,134 @@ class OptunaPolicy:
             self.study.tell(trial, state=TrialState.FAIL)
         else:
             self.study.tell(trial, final)
+
+
+class Pasha:
+    """PASHA (Bohdal, Balles, Wistuba, Ermis, Archambeau, Zappella: "PASHA: Efficient HPO and NAS with
+    Progressive Resource Allocation", ICLR 2023, arXiv:2207.06940): asynchronous successive halving
+    (ASHA, promotion type: Li et al. 2020) whose maximum resource starts low and grows by one rung
+    whenever the ranking of the runs at the two current top rungs is not stable.
+
+    Rungs at epochs r_min x eta^j below the sweep's epochs E, then E itself. The current maximum starts
+    at the second rung. Every run pauses on reaching a rung (the simulation hears no: the run stops
+    for now; `resume` may hand it back at once). A free worker asks `resume` (ASHA's get_job): from
+    the rung below the current maximum down to the first, the best not yet promoted run among the top
+    floor(n / eta) of the n runs that reached that rung (ties to the earlier arrival; a non-finite
+    accuracy ranks last) trains on to the next rung; with none anywhere, the worker takes the next
+    run of the order. A run at the current maximum waits there; when the maximum grows, the runs
+    waiting at the old maximum are promoted from it like any rung's, so a paused run is resumed,
+    not lost. A run promoted to E trains to its end.
+
+    The ranking check (after every rung result): the runs at the current maximum rung, ranked by
+    their accuracy there and by their accuracy at the rung below. `soft` (the paper's soft ranking):
+    the rankings agree when, position by position, the run ranked i-th at the top rung lies within
+    epsilon of the accuracy, at the rung below, of the run ranked i-th there; epsilon is estimated as
+    in the paper and Syne Tune's PASHA: the 90th percentile of the accuracy differences, at the
+    latest epoch up to the top rung both reached (past the rung below), of the pairs of runs whose
+    curves crossed and crossed back before it (their order there held earlier, the opposite order
+    in between); no such pair keeps the last estimate (at first 0). `soft=False`: exact ranking
+    (epsilon 0). When they disagree, the maximum grows by one rung (up to E).
+
+    The sweep is a fixed list of runs, not a sampler: once it has drained (no run left to start or
+    promote), PASHA's answer is the best run at the highest rung reached; when that rung is below E
+    it trains on to its end (`answer`: charged, on one worker, as the paper retrains its pick), so a
+    PASHA replay keeps the runs promoted to E and its pick."""
+    graph_epochs = 0
+
+    def __init__(self, epochs: int, r_min: int = 1, eta: int = 3, soft: bool = True, percentile: float = 90.0):
+        if r_min < 1 or eta < 2:
+            raise ValueError("PASHA needs r_min >= 1 and eta >= 2")
+        self.levels = [r_min * eta ** j for j in range(epochs) if r_min * eta ** j < epochs] + [epochs]
+        self.eta, self.soft, self.percentile = eta, soft, percentile
+        self.top = min(1, len(self.levels) - 1)  # index of the current maximum rung: the second
+        self.rungs: list[dict[int, float]] = [{} for _ in self.levels]  # per rung, run -> accuracy, in arrival order
+        self.promoted: list[set[int]] = [set() for _ in self.levels]
+        self.history: dict[int, list[float]] = {}  # per run, accuracy at epochs 1, 2, ...
+        self.epsilon = 0.0
+        self.picked: int | None = None
+        self.answered = False
+        self.growths: list[int] = []  # the number of rung results seen when the maximum grew (for tests)
+
+    def started(self, run: int) -> None:
+        self.history[run] = []
+
+    def stopped(self, run: int) -> None: ...
+
+    def continues(self, run: int, epoch: int, acc: float) -> bool:
+        self.history[run].append(acc)
+        if run == self.picked or epoch not in self.levels:
+            return True
+        self._record(self.levels.index(epoch), run, acc)
+        return False  # paused at the rung: `resume` decides whether it goes on
+
+    def finished(self, run: int, final: float, diverged: bool) -> None:
+        if not diverged and len(self.history[run]) == self.levels[-1] - 1:
+            self.history[run].append(final)
+            self._record(len(self.levels) - 1, run, final)
+
+    def resume(self) -> int | None:
+        for k in range(self.top - 1, -1, -1):
+            ranked = self._ranked(self.rungs[k])
+            for run in ranked[:len(ranked) // self.eta]:
+                if run not in self.promoted[k]:
+                    self.promoted[k].add(run)
+                    return run
+        return None
+
+    def answer(self) -> int | None:
+        if self.answered:
+            return None
+        self.answered = True
+        reached = max((k for k, rung in enumerate(self.rungs) if rung), default=None)
+        if reached is None or reached == len(self.levels) - 1:
+            return None
+        self.picked = self._ranked(self.rungs[reached])[0]
+        return self.picked
+
+    @staticmethod
+    def _ranked(rung: dict[int, float]) -> list[int]:
+        """Runs of a rung, best first; ties to the earlier arrival (a stable sort of the arrival order)."""
+        return sorted(rung, key=lambda r: -rung[r])
+
+    def _record(self, k: int, run: int, acc: float) -> None:
+        self.rungs[k][run] = acc if np.isfinite(acc) else -1.0  # below any accuracy: ranks last
+        if 1 <= self.top < len(self.levels) - 1 and k in (self.top, self.top - 1) and not self._stable():
+            self.top += 1
+            self.growths.append(sum(map(len, self.rungs)))
+
+    def _stable(self) -> bool:
+        """Whether the runs at the current maximum rung rank there as they ranked at the rung below."""
+        upper, lower = self.rungs[self.top], self.rungs[self.top - 1]
+        if len(upper) < 2:
+            return True
+        at_top = self._ranked(upper)
+        below = [run for run in self._ranked(lower) if run in upper]
+        if at_top == below:
+            return True
+        epsilon = self._estimate_epsilon() if self.soft else 0.0
+        return all(abs(lower[a] - lower[b]) <= epsilon for a, b in zip(at_top, below))
+
+    def _estimate_epsilon(self) -> float:
+        """The paper's epsilon (see the class): unchanged when no pair of runs crossed and crossed back."""
+        low, high = self.levels[self.top - 1], self.levels[self.top]
+        runs = [r for r, h in self.history.items() if len(h) > low]
+        if len(runs) < 2:
+            return self.epsilon
+        acc = np.full((len(runs), high), np.nan)
+        for i, r in enumerate(runs):
+            h = self.history[r][:high]
+            acc[i, :len(h)] = h
+        reached = np.array([min(len(self.history[r]), high) for r in runs])
+        i, j = np.triu_indices(len(runs), 1)
+        last = np.minimum(reached[i], reached[j])  # the latest epoch both reached, past the rung below
+        ahead = acc[i] > acc[j]  # (pairs, epochs); NaN compares as not ahead
+        now = ahead[np.arange(len(i)), last - 1][:, None]
+        before = np.arange(high)[None, :] < (last - 1)[:, None]
+        same, opposite = before & (ahead == now), before & (ahead != now)
+        first_same = np.where(same.any(1), same.argmax(1), high)
+        last_opposite = np.where(opposite.any(1), high - 1 - opposite[:, ::-1].argmax(1), -1)
+        gaps = np.abs(acc[i, last - 1] - acc[j, last - 1])[(first_same < last_opposite)]
+        gaps = gaps[np.isfinite(gaps)]
+        if gaps.size:
+            self.epsilon = float(np.percentile(gaps, self.percentile))
+        return self.epsilon

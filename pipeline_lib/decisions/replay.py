@@ -17,7 +17,14 @@ epoch); the decision seconds a policy spends (scoring, refits), measured around 
 to the wall time as if serial (an upper bound: they are small and do not reorder events, so the
 decisions stay reproducible; the synchronous triage adds each decision's measured seconds to the
 wall at its barrier). What it buys, against the truth of training every run to the end:
-regret of the best run trained to its end, recall of the true top 10%, whether the best run survived.
+regret of the best run trained to its end, recall of the true top 10%, the share of the true top 5
+trained to their end, whether the best run survived.
+
+A policy that pauses runs and resumes them later (promotion-type successive halving: `policies.Pasha`)
+says no at a rung like any other (the run is stopped for now) and offers, through an optional
+`resume()`, a paused run for a free worker to train on before the worker takes the next run of the
+order (also asked for idle workers after every event); an optional `answer()`, asked once the sweep
+has drained, names a run to train on to its end (its pick), trained then on one worker.
 """
 from __future__ import annotations
 
@@ -43,6 +50,7 @@ from .scoring import design_matrix
 from .triage import decide
 
 TOP_SHARE = 0.1
+TOP_N = 5  # the true top 5 by final accuracy: the share of them trained to their end (`top5_kept`)
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,8 @@ class Policy(Protocol):
     `stopped` when it said no; `finished` when the run ends (its final accuracy: a label it may learn
     from from then on). `graph_epochs` = snapshots 0..graph_epochs of every run need a graph (0: none).
     An optional `charged_seconds`, read at the end: decision work done outside these calls (scores
-    made ahead of time), added to the measured decision seconds."""
+    made ahead of time), added to the measured decision seconds. Optional `resume()` and `answer()`:
+    a paused run to train on, and the run to finish once the sweep has drained (`simulate`)."""
     graph_epochs: int
 
     def started(self, run: int) -> None: ...
@@ -150,17 +159,35 @@ def simulate(curves: Curves, order: np.ndarray, policy: Policy, workers: int,
         epochs[run] = e
         heapq.heappush(events, (now + curves.seconds[run, e - 1] + extra, place[run], run))
 
-    def start_next(now: float) -> None:
-        run = next(queue, None)
+    def take_paused(now: float) -> bool:
+        run = timed(resume) if resume is not None else None
         if run is not None:
-            timed(policy.started, int(run))
             train_next_epoch(int(run), now)
+        return run is not None
 
+    def start_next(now: float) -> None:
+        if take_paused(now):
+            return
+        run = next(queue, None)
+        if run is None:
+            idle[0] += 1
+            return
+        timed(policy.started, int(run))
+        train_next_epoch(int(run), now)
+
+    resume, answer = getattr(policy, "resume", None), getattr(policy, "answer", None)
+    idle = [max(workers - n, 0)]  # workers with nothing to train
     place = {int(r): i for i, r in enumerate(order)}
     for _ in range(min(workers, n)):
         start_next(0.0)
     now = 0.0
-    while events:
+    while events or answer is not None:
+        if not events:  # drained: the policy's pick trains on to its end
+            pick = timed(answer)
+            if pick is None:
+                break
+            train_next_epoch(int(pick), now)
+            continue
         now, _, run = heapq.heappop(events)
         e = epochs[run]
         if e >= curves.epochs_done[run]:
@@ -172,6 +199,8 @@ def simulate(curves: Curves, order: np.ndarray, policy: Policy, workers: int,
         else:
             timed(policy.stopped, run)
             start_next(now)
+        while idle[0] and take_paused(now):
+            idle[0] -= 1
     trained = np.arange(curves.epochs)[None, :] < epochs[:, None]
     spent["decision"] += getattr(policy, "charged_seconds", 0.0)
     return Outcome(epochs, kept, float(curves.seconds[trained].sum()), spent["graph"], spent["decision"],
@@ -246,9 +275,19 @@ def top_runs(final: np.ndarray, share: float = TOP_SHARE) -> np.ndarray:
     return mask
 
 
+def top_n_runs(final: np.ndarray, n_top: int = TOP_N) -> np.ndarray:
+    """The n_top runs of highest final accuracy (all runs when fewer; ties broken by the sweep's order)."""
+    mask = np.zeros(len(final), dtype=bool)
+    mask[np.argsort(-final, kind="stable")[:n_top]] = True
+    return mask
+
+
 def judge(curves: Curves, outcome: Outcome, share: float = TOP_SHARE) -> dict:
-    """One replay's row: compute spent (epochs, seconds, wall) and what it bought against train-all."""
+    """One replay's row: compute spent (epochs, seconds, wall) and what it bought against train-all:
+    regret, best run kept, recall of the true top share, and `top5_kept`, the share of the true top
+    5 by final accuracy (`top_n_runs`) that reached their end."""
     top = top_runs(curves.final, share)
+    top5 = top_n_runs(curves.final)
     best = float(curves.final[outcome.kept].max()) if outcome.kept.any() else float("nan")
     seconds = outcome.train_seconds + outcome.graph_seconds + outcome.decision_seconds
     return {"epochs": int(outcome.epochs.sum()),
@@ -259,7 +298,8 @@ def judge(curves: Curves, outcome: Outcome, share: float = TOP_SHARE) -> dict:
             "runs_kept": int(outcome.kept.sum()), "regret": float(curves.final.max()) - best,
             "best_kept": bool(outcome.kept[curves.final == curves.final.max()].any()),
             "recall_top": float((top & outcome.kept).sum() / top.sum()),
-            "top_missed": int((top & ~outcome.kept).sum())}
+            "top_missed": int((top & ~outcome.kept).sum()),
+            "top5_kept": float((top5 & outcome.kept).sum() / top5.sum())}
 
 
 def pruner_grid(epochs: int) -> dict[str, list[tuple[str, Callable]]]:
@@ -453,13 +493,15 @@ def _labels(policy: str, family: str, setting: str, deployable: bool, rung: int 
             "feature_set": feature_set, "source": source, "keep_fraction": fraction, "alpha": alpha}
 
 
-def replay_sweep(sweep: Sweep, settings: Settings, progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
+def replay_sweep(sweep: Sweep, settings: Settings, progress: Callable[[int, int], None] | None = None,
+                 grid: list[tuple[dict, Callable[[int], Policy | RungTriage]]] | None = None) -> pl.DataFrame:
     """One row per (policy setting, order): the `replays` table's columns but study and time.
+    `grid`: the settings to replay (default `policy_grid(sweep, settings)`).
 
     One thread: on a few dozen rows, OpenMP workers of the k-NN and the pipelines only wait on each
     other (a difficulty estimate took 56 ms instead of 5 ms on 2 busy cores)."""
     curves = sweep.curves
-    grid = policy_grid(sweep, settings)
+    grid = policy_grid(sweep, settings) if grid is None else grid
     launch_orders = orders(len(curves.run_ids), settings.random_orders)
     rows = []
     verbosity = optuna.logging.get_verbosity()
@@ -494,15 +536,17 @@ MATCH_BEST_KEPT = 0.95  # ... keeping the best run in at least this share of ord
 
 def summarise(rows: pl.DataFrame) -> pl.DataFrame:
     """Per policy setting, over its orders: means with the 2.5-97.5% range of epochs (fraction of
-    train-all's) and regret, best-run-kept rate, recall of the top share, miss rate (share of the top
-    runs stopped), top share of the stopped (share of the stopped runs that were top runs: what the
-    stop rule's alpha is about), seconds (fraction of train-all's) and simulated wall time."""
+    train-all's), regret and the share of the true top 5 kept (`top5_kept`, when the rows have it:
+    rows stored before it have not), best-run-kept rate, recall of the top share, miss rate (share
+    of the top runs stopped), top share of the stopped (share of the stopped runs that were top runs:
+    what the stop rule's alpha is about), seconds (fraction of train-all's) and simulated wall time."""
     def spread(column: str) -> list[pl.Expr]:
         return [pl.col(column).mean().alias(column), pl.col(column).quantile(0.025, "linear").alias(f"{column}_low"),
                 pl.col(column).quantile(0.975, "linear").alias(f"{column}_high")]
     stopped = rows["runs_kept"].max() - pl.col("runs_kept")  # train-all keeps every run
     return rows.group_by(SETTING_KEYS, maintain_order=True).agg(
         pl.len().alias("orders"), *spread("epochs_fraction"), *spread("regret"),
+        *(spread("top5_kept") if "top5_kept" in rows.columns else []),
         pl.col("best_kept").mean().alias("best_kept_rate"), pl.col("recall_top").mean(),
         (1 - pl.col("recall_top")).mean().alias("miss_rate"),
         (pl.col("top_missed").sum() / stopped.sum()).alias("top_share_of_stopped"), pl.col("fraction").mean(),

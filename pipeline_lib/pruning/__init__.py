@@ -18,6 +18,13 @@ from ..decisions.triage import decide
 from ..spec import KeepPGood, TriageSpec
 
 SCORE_KEYS = ("predicted", "low", "high", "p_good")
+# The default keep rule of `TriagePruner` and `TriageScheduler`: keep the best half by accuracy at epoch 2,
+# the rule the decision race picks for the synchronous triage by accuracy on the 16 corpus studies
+# (docs/results/race.md; benchmarks/results/decision_race.json, "default"; tests/test_pruning.py checks
+# the two agree). Chosen leave one study out it kept 86% of the true top 5 and the best run in 94% of
+# orders for 64% of train-all's epochs.
+DEFAULT_RUNGS = (2,)
+DEFAULT_KEEP = 0.5
 
 
 def keep_rule(keep: float | int | dict | KeepPGood) -> TriageSpec:

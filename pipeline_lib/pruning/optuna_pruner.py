@@ -15,7 +15,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from ..spec import KeepPGood
-from . import keep_rule, keeps, lost
+from . import DEFAULT_KEEP, DEFAULT_RUNGS, keep_rule, keeps, lost
 
 if TYPE_CHECKING:  # the accuracy rule needs neither torch nor the predictors' stack
     import torch
@@ -32,16 +32,20 @@ class TriagePruner(BasePruner):
 
     keep: a fraction 0 < x < 1 (the best, rounded up), a number N >= 1 (top N) or {"p_good": t}
     (needs a predictor). rungs: the epochs (Optuna steps) at which to decide; with a predictor, its k.
+    Without them: keep the best half at epoch 2 (`DEFAULT_KEEP`, `DEFAULT_RUNGS`: the rule the
+    decision race picks, docs/results/race.md).
     min_trials: no trial is stopped at a rung until this many (it included) have been scored there.
     """
 
-    def __init__(self, keep: float | int | dict, rungs: Sequence[int] | None = None,
+    def __init__(self, keep: float | int | dict = DEFAULT_KEEP, rungs: Sequence[int] | None = None,
                  predictor: Predictor | None = None, min_trials: int = 4):
         if predictor is not None:
             if rungs is not None and tuple(rungs) != (predictor.k,):
                 raise ValueError(f"the predictor predicts at k = {predictor.k}: it decides at that rung only, "
                                  f"not at {list(rungs)}")
             rungs = (predictor.k,)
+        elif rungs is None:
+            rungs = DEFAULT_RUNGS
         if not rungs:
             raise ValueError("give the rungs (epochs) to decide at, or a predictor")
         self.rule = keep_rule(keep)

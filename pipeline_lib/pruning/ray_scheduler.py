@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from ..spec import KeepPGood
-from . import keep_rule, keeps, lost
+from . import DEFAULT_KEEP, DEFAULT_RUNGS, keep_rule, keeps, lost
 
 
 class TriageScheduler(FIFOScheduler):
@@ -20,11 +20,13 @@ class TriageScheduler(FIFOScheduler):
 
     keep, min_trials: as `TriagePruner`. rungs: values of `time_attr` (default: the trial's
     training_iteration, i.e. its number of reports; report epoch 0 too and use time_attr="epoch"
-    to count epochs). use_predictions: rank on the reported `predicted` (and `p_good`) instead of
-    `metric`; the trials' reports carry them at the rungs.
+    to count epochs). By default the best half at 2 (`DEFAULT_KEEP`, `DEFAULT_RUNGS`: the rule the
+    decision race picks, in epochs, docs/results/race.md). use_predictions: rank on the reported
+    `predicted` (and `p_good`) instead of `metric`; the trials' reports carry them at the rungs.
     """
 
-    def __init__(self, keep: float | int | dict, rungs: Sequence[int], metric: str | None = None,
+    def __init__(self, keep: float | int | dict = DEFAULT_KEEP, rungs: Sequence[int] = DEFAULT_RUNGS,
+                 metric: str | None = None,
                  mode: str | None = None, time_attr: str = "training_iteration", use_predictions: bool = False,
                  min_trials: int = 4):
         super().__init__()
