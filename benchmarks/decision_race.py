@@ -7,7 +7,7 @@ rule chosen by the same rule (`pipeline_lib/decisions/race.py` says what and how
 
 Prints the tables. --write writes docs/results/race.md, docs/results/race.png and
 benchmarks/results/decision_race.json (every setting's numbers per study, with their intervals over
-orders; the shipped default, which `TriagePruner` and `TriageScheduler` take); --write DIR writes
+orders; the shipped defaults: the triage's, and under "pruner" the asynchronous one `TriagePruner` and `TriageScheduler` take); --write DIR writes
 all three to DIR. --rows FILE keeps every replay's row (Parquet): read from FILE when it exists
 (the tables made again without replaying; --studies and --orders are then those of FILE, and the
 time and load reported those of the replays, kept beside it as FILE.json), else written there. The README quotes the committed race.
@@ -102,7 +102,7 @@ def aggressive(points: pl.DataFrame) -> str:
 def verdict(families: pl.DataFrame, paired: pl.DataFrame, default: dict, points: pl.DataFrame) -> list[str]:
     by = {row["family"]: row for row in families.iter_rows(named=True)}
     shipped, oracle = by[race.SHIPPED], by.get(race.ORACLE)
-    spec = default["spec"]
+    spec, pruner = default["spec"], default["pruner"]
     rule = f"reduction_factor: {spec['reduction_factor']}" if "reduction_factor" in spec else f"keep: {spec['keep']:g}"
     beating = [NAMES.get(f, f) for f, b in zip(paired["family"], paired["beats"]) if b]
     losing = [NAMES.get(f, f) for f, b in zip(paired["family"], paired["loses"]) if b]
@@ -110,11 +110,16 @@ def verdict(families: pl.DataFrame, paired: pl.DataFrame, default: dict, points:
                and (row["epochs_fraction_high"] < 0 or row["top5_kept_low"] > 0)]
     lines = [
         f"- **Ship the synchronous triage by accuracy at `{default['setting']}`** (a spec's `triage:` section: "
-        f"`rungs: {spec['rungs']}`, `{rule}`; `TriagePruner` and `TriageScheduler` default to keep {default['keep']:.4g} "
-        f"at rungs {default['rungs']}). The rule picks it on all {shipped['studies']} studies "
+        f"`rungs: {spec['rungs']}`, `{rule}`). The rule picks it on all {shipped['studies']} studies "
         + ("(it qualifies: " if default["qualified"] else "(no setting qualifies; the highest top-5 share: ")
         + f"mean top-5 share {default['mean_top5_kept']:.2f}, best run kept {default['mean_best_kept_rate']:.2f}, "
         f"{default['mean_epochs_fraction']:.0%} of train-all's epochs).",
+        f"- **`TriagePruner` and `TriageScheduler` default to keep {pruner['keep']:.4g} at rungs {pruner['rungs']}** "
+        f"(`{pruner['setting']}`): they decide each trial as it reaches a rung, against the trials seen there, the "
+        f"asynchronous i-Epoch of this race, for which the rule picks that setting on all {shipped['studies']} studies "
+        + ("(it qualifies: " if pruner["qualified"] else "(no setting qualifies; the highest top-5 share: ")
+        + f"mean top-5 share {pruner['mean_top5_kept']:.2f}, best run kept {pruner['mean_best_kept_rate']:.2f}, "
+        f"{pruner['mean_epochs_fraction']:.0%} of train-all's epochs).",
         f"- Chosen leave one study out, the triage family keeps {interval(shipped, 'top5_kept')} of the true top 5 and "
         f"the best run in {interval(shipped, 'best_kept_rate')} of orders, for {interval(shipped, 'epochs_fraction')} of "
         f"train-all's epochs ({interval(shipped, 'fraction')} of its seconds, decisions included), regret "

@@ -69,6 +69,7 @@ SETTINGS = Settings(fractions=FRACTIONS)  # 4 workers, 20 seeded orders, i-Epoch
 PRUNERS = ("SuccessiveHalvingPruner", "HyperbandPruner", "MedianPruner")
 PASHA_GRID = ((1, 2), (1, 3), (1, 4), (2, 2))  # (r_min, eta): three rungs at least below 6 epochs and more
 SHIPPED = "triage"
+PRUNER_RULE = "i_epoch"  # the asynchronous rule of TriagePruner and TriageScheduler
 ORACLE = "i_epoch (hindsight)"
 FAMILIES = (SHIPPED, "i_epoch", "pasha", *PRUNERS)  # the deployable families the rule chooses for
 MIN_TOP5 = 0.8
@@ -289,10 +290,16 @@ def triage_default(label: str) -> dict:
 
 
 def defaults(summary: pl.DataFrame) -> dict:
-    """The shipped default keep rule: the rule applied to the triage family on all studies."""
+    """The shipped default keep rules: the rule applied on all studies to the triage family (a spec's
+    synchronous triage), and under `pruner` to the asynchronous i-Epoch (what `TriagePruner` and
+    `TriageScheduler` apply: each trial decided as it reaches a rung, against those seen there)."""
     chosen = choose(summary.filter(pl.col("policy") == SHIPPED))
+    pruner = choose(summary.filter(pl.col("policy") == PRUNER_RULE))
+    rung, fraction = (part.split("=")[1] for part in pruner["label"].split())
     return {**triage_default(chosen["label"]), "qualified": chosen["qualified"],
-            **{f"mean_{m}": chosen[m] for m in MEASURES}}
+            **{f"mean_{m}": chosen[m] for m in MEASURES},
+            "pruner": {"setting": pruner["label"], "rungs": [int(rung)], "keep": float(fraction),
+                       "qualified": pruner["qualified"], **{f"mean_{m}": pruner[m] for m in MEASURES}}}
 
 
 # The figure -----------------------------------------------------------------------------------------

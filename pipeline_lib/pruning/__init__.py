@@ -18,12 +18,11 @@ from ..decisions.triage import decide
 from ..spec import KeepPGood, TriageSpec
 
 SCORE_KEYS = ("predicted", "low", "high", "p_good")
-# The default keep rule of `TriagePruner` and `TriageScheduler`: keep the best half by accuracy at epoch 2,
-# the rule the decision race picks for the synchronous triage by accuracy on the 16 corpus studies
-# (docs/results/race.md; benchmarks/results/decision_race.json, "default"; tests/test_pruning.py checks
-# the two agree). Chosen leave one study out it kept 86% of the true top 5 and the best run in 94% of
-# orders for 64% of train-all's epochs.
-DEFAULT_RUNGS = (2,)
+# The default keep rule of `TriagePruner` and `TriageScheduler`: keep the best half by accuracy at epoch 3,
+# the rule the decision race picks for the asynchronous i-Epoch (their rule: each trial decided as it
+# reaches the rung, against the trials seen there) on the 16 corpus studies (docs/results/race.md;
+# benchmarks/results/decision_race.json, "default" -> "pruner"; tests/test_pruning.py checks the two agree).
+DEFAULT_RUNGS = (3,)
 DEFAULT_KEEP = 0.5
 
 

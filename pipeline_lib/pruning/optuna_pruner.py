@@ -32,8 +32,8 @@ class TriagePruner(BasePruner):
 
     keep: a fraction 0 < x < 1 (the best, rounded up), a number N >= 1 (top N) or {"p_good": t}
     (needs a predictor). rungs: the epochs (Optuna steps) at which to decide; with a predictor, its k.
-    Without them: keep the best half at epoch 2 (`DEFAULT_KEEP`, `DEFAULT_RUNGS`: the rule the
-    decision race picks, docs/results/race.md).
+    Without them: keep the best half at epoch 3 (`DEFAULT_KEEP`, `DEFAULT_RUNGS`: the rule the
+    decision race picks for this asynchronous rule, docs/results/race.md).
     min_trials: no trial is stopped at a rung until this many (it included) have been scored there.
     """
 

@@ -20,8 +20,8 @@ class TriageScheduler(FIFOScheduler):
 
     keep, min_trials: as `TriagePruner`. rungs: values of `time_attr` (default: the trial's
     training_iteration, i.e. its number of reports; report epoch 0 too and use time_attr="epoch"
-    to count epochs). By default the best half at 2 (`DEFAULT_KEEP`, `DEFAULT_RUNGS`: the rule the
-    decision race picks, in epochs, docs/results/race.md). use_predictions: rank on the reported
+    to count epochs). By default the best half at 3 (`DEFAULT_KEEP`, `DEFAULT_RUNGS`: the rule the
+    decision race picks for the asynchronous i-Epoch, in epochs, docs/results/race.md). use_predictions: rank on the reported
     `predicted` (and `p_good`) instead of `metric`; the trials' reports carry them at the rungs.
     """
 
