@@ -106,6 +106,8 @@ def test_keep_rules():
     assert kept(KeepPGood(p_good=0.6)) == {"b", "d", "e"}  # no P(good): stopped
     ranks = decide(scores, TriageSpec(at_epoch=1, keep=2)).sort("rank")
     assert ranks["run_id"].to_list() == ["b", "d", "c", "a", "e"] and ranks["rank"].to_list() == [1, 2, 3, 4, 5]
+    unscored = scores.with_columns(pl.Series("predicted", [0.5, float("nan"), 0.7, None, 0.1]))
+    assert decide(unscored, TriageSpec(at_epoch=1, keep=2)).sort("rank")["run_id"].to_list() == ["c", "a", "e", "b", "d"]
 
 
 def test_graph_properties_are_those_the_fitted_model_selects():

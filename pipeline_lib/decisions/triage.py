@@ -38,9 +38,11 @@ def split_cohort(cohort: pl.DataFrame, rung: int) -> tuple[list[str], dict[str, 
 def decide(scores: pl.DataFrame, triage: TriageSpec) -> pl.DataFrame:
     """Keep or stop each scored run (run_id, predicted, low, high, p_good) of one rung's cohort by the
     spec's keep rule: the best predicted fraction (rounded up; 1/reduction_factor) or top N, or
-    P(good) >= t. Rank 1 = best predicted (ties by run id)."""
+    P(good) >= t. Rank 1 = best predicted (ties by run id); a run without a score (NaN or null) ranks
+    last (Polars would sort NaN above every number)."""
     ranked = (scores.select("run_id", "predicted", "low", "high", "p_good")
-              .sort(["predicted", "run_id"], descending=[True, False]).with_row_index("rank", offset=1))
+              .sort(pl.col("predicted").fill_nan(None), "run_id", descending=[True, False], nulls_last=True)
+              .with_row_index("rank", offset=1))
     keep = triage.keep_rule
     if isinstance(keep, KeepPGood):
         kept = pl.col("p_good").fill_null(-1.0) >= keep.p_good

@@ -45,6 +45,5 @@ def keeps(scores: dict[str, dict], this: str, rule: TriageSpec) -> bool:
     frame = pl.DataFrame(
         [{"run_id": key, **{name: row.get(name) for name in SCORE_KEYS}} for key, row in scores.items()],
         schema={"run_id": pl.Utf8, **{name: pl.Float64 for name in SCORE_KEYS}})
-    frame = frame.with_columns(pl.col("predicted").fill_nan(None).fill_null(-math.inf))
     decision = decide(frame, rule).filter(pl.col("run_id") == this)["decision"]
     return decision[0] == "keep"
