@@ -38,12 +38,16 @@ demo: setup
 	$(PY) -m flows.study --spec $(SPEC) --warehouse $(WAREHOUSE)
 	$(if $(TRIAGE_SPEC),$(PY) -m flows.train_sweep --spec $(TRIAGE_SPEC) --warehouse $(WAREHOUSE))
 
+# One pytest worker per core (pytest-xdist); a test file stays on one worker, so its module fixtures
+# (a trained study, a README project) are built once.
+PYTEST := $(PY) -m pytest -q -n auto --dist loadfile
+
 test: setup
-	$(PY) -m pytest -q tests
+	$(PYTEST) tests
 
 # The edit loop: every test but the end-to-end ones that start Prefect flows or servers (marked slow).
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PYTEST) -m "not slow" tests
 
 # The corpus and its predictor (flows/corpus.py): trains what specs/corpus/ and specs/heldout/ add
 # (hours on 2 cores; each step skips what is done), exports pipeline_lib/corpus_data/, fits and compares.
