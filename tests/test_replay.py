@@ -375,17 +375,13 @@ class _PerRung:
 
 
 def test_accuracy_scores_are_the_accuracy_source_s():
-    # the scorer's frame is AccuracySource.score's of the test_acc@k feature, and any ScoreSource wrapped with
-    # its feature rows at k decides as the scorer does
+    # the scorer's frame is AccuracySource.score's of the test_acc@k feature
     curves = _rung_curves()
     got = rung_scores.accuracy_scorer(curves)(1, ["c", "a", "d"])
     assert got.columns == list(SCORES_SCHEMA) and got["run_id"].to_list() == ["c", "a", "d"]
     assert got["predicted"].to_list() == [0.65, 0.5, 0.2] and got["p_good"].null_count() == 3
     rows = pl.DataFrame({"run_id": list("abcd"), "feature": "test_acc@k", "value": [0.5, 0.7, 0.65, 0.2]})
-    wrapped = rung_scores.source_scorer(AccuracySource(1), rows)
-    assert wrapped(1, ["c", "a", "d"]).equals(got)
-    with pytest.raises(ValueError, match="not at rung 3"):
-        replay.simulate_rungs(curves, np.arange(5), _triage(keep=0.5), wrapped, 2)
+    assert AccuracySource(1).score(rows, ["c", "a", "d"], 0.9).equals(got)
 
 
 def test_the_triage_family_is_raced_and_reported(curves, tmp_path):

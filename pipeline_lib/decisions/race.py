@@ -45,7 +45,6 @@ all studies (`defaults`).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -53,13 +52,14 @@ from typing import Callable
 
 import numpy as np
 import polars as pl
+from scipy.stats import binomtest
 
 from pipeline_lib.corpus import Corpus, read_corpus
 from pipeline_lib.prediction.targets import run_targets
 from pipeline_lib.spec import expand_runs, load_study
 
 from . import policies, replay
-from .replay import Curves, Settings, Sweep
+from .replay import Curves, Settings, Sweep, spread
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +105,17 @@ def corpus_curves(specs_dir: Path = SPECS_DIR, corpus: Corpus | None = None,
 
 # Replaying ------------------------------------------------------------------------------------------
 
+def curves_only(curves: Curves) -> Sweep:
+    """A sweep of curves alone: no graph seconds, features or predictors; each run its own configuration."""
+    n = len(curves.run_ids)
+    return Sweep(curves, np.zeros((n, curves.epochs + 1)), np.array(curves.run_ids), np.zeros(n))
+
+
 def race_grid(curves: Curves, settings: Settings = SETTINGS,
               pasha: tuple[tuple[int, int], ...] = PASHA_GRID) -> list[tuple[dict, Callable]]:
     """(labels, factory) of every raced setting: `replay.policy_grid`'s train-all, i-Epoch, the three
     Optuna pruners and the triage by accuracy (a sweep with no features or predictors), and PASHA."""
-    n = len(curves.run_ids)
-    sweep = Sweep(curves, np.zeros((n, curves.epochs + 1)), np.array(curves.run_ids), np.zeros(n))
-    grid = [(labels, make) for labels, make in replay.policy_grid(sweep, settings)
+    grid = [(labels, make) for labels, make in replay.policy_grid(curves_only(curves), settings)
             if labels["policy"] in ("train_all", "i_epoch", SHIPPED, *PRUNERS)]
     for r_min, eta in pasha:
         for soft in (True, False):
@@ -135,40 +139,25 @@ def race(studies: dict[str, Curves], settings: Settings = SETTINGS,
     frames = []
     for name, curves in studies.items():
         start = time.perf_counter()
-        rows = replay.replay_sweep(Sweep(curves, np.zeros((len(curves.run_ids), curves.epochs + 1)),
-                                         np.array(curves.run_ids), np.zeros(len(curves.run_ids))),
-                                   settings, grid=race_grid(curves, settings, pasha))
+        rows = replay.replay_sweep(curves_only(curves), settings, grid=race_grid(curves, settings, pasha))
         frames.append(rows.with_columns(pl.lit(name).alias("study"), label_column()))
         if progress:
             progress(name, time.perf_counter() - start)
     return pl.concat(frames, how="diagonal_relaxed")
 
 
-def wilson(successes: float, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """The 95% Wilson score interval of a proportion."""
-    if n == 0:
-        return (math.nan, math.nan)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
 def summarise(rows: pl.DataFrame) -> pl.DataFrame:
     """Per study and setting over its orders: means with the 2.5-97.5% range over orders of the epochs
     and seconds (shares of train-all's), regret and top-5 share kept; the best-run-kept rate with its
     95% Wilson interval over orders; runs kept, wall and decision seconds (means)."""
-    def spread(column: str) -> list[pl.Expr]:
-        return [pl.col(column).mean().alias(column), pl.col(column).quantile(0.025, "linear").alias(f"{column}_low"),
-                pl.col(column).quantile(0.975, "linear").alias(f"{column}_high")]
     out = rows.group_by("study", "policy", "label", "deployable", maintain_order=True).agg(
         pl.len().alias("orders"), *spread("top5_kept"), *spread("epochs_fraction"), *spread("fraction"),
         *spread("regret"), pl.col("best_kept").mean().alias("best_kept_rate"), pl.col("best_kept").sum().alias("_kept"),
         pl.col("keep_fraction").first(), pl.col("runs_kept").mean(), pl.col("wall_seconds").mean(),
         pl.col("decision_seconds").mean())
-    bounds = [wilson(k, n) for k, n in zip(out["_kept"], out["orders"])]
-    return out.with_columns(pl.Series("best_kept_rate_low", [b[0] for b in bounds]),
-                            pl.Series("best_kept_rate_high", [b[1] for b in bounds])).drop("_kept")
+    bounds = [binomtest(int(k), n).proportion_ci(method="wilson") for k, n in zip(out["_kept"], out["orders"])]
+    return out.with_columns(pl.Series("best_kept_rate_low", [b.low for b in bounds]),
+                            pl.Series("best_kept_rate_high", [b.high for b in bounds])).drop("_kept")
 
 
 # Choosing -------------------------------------------------------------------------------------------

@@ -534,15 +534,18 @@ MATCH_EPOCHS = 0.75     # the goal: i-Epoch's best regret with at most this shar
 MATCH_BEST_KEPT = 0.95  # ... keeping the best run in at least this share of orders
 
 
+def spread(column: str) -> list[pl.Expr]:
+    """A column's mean over a group's orders with its 2.5-97.5% range (`<column>_low`, `_high`)."""
+    return [pl.col(column).mean().alias(column), pl.col(column).quantile(0.025, "linear").alias(f"{column}_low"),
+            pl.col(column).quantile(0.975, "linear").alias(f"{column}_high")]
+
+
 def summarise(rows: pl.DataFrame) -> pl.DataFrame:
     """Per policy setting, over its orders: means with the 2.5-97.5% range of epochs (fraction of
     train-all's), regret and the share of the true top 5 kept (`top5_kept`, when the rows have it:
     rows stored before it have not), best-run-kept rate, recall of the top share, miss rate (share
     of the top runs stopped), top share of the stopped (share of the stopped runs that were top runs:
     what the stop rule's alpha is about), seconds (fraction of train-all's) and simulated wall time."""
-    def spread(column: str) -> list[pl.Expr]:
-        return [pl.col(column).mean().alias(column), pl.col(column).quantile(0.025, "linear").alias(f"{column}_low"),
-                pl.col(column).quantile(0.975, "linear").alias(f"{column}_high")]
     stopped = rows["runs_kept"].max() - pl.col("runs_kept")  # train-all keeps every run
     return rows.group_by(SETTING_KEYS, maintain_order=True).agg(
         pl.len().alias("orders"), *spread("epochs_fraction"), *spread("regret"),

@@ -8,14 +8,11 @@ attribute `charged_seconds`, read at the end of a replay, is decision work done 
 - `accuracy_scorer`: the test accuracy at the rung from the recorded curves: the `test_acc@k`
   feature as the features stage builds it (`features.curves.early_acc_features`), scored by
   `AccuracySource.score` (the i-Epoch rule of `predictor: auto` without a predictor);
-- `source_scorer`: any `ScoreSource` (a registered predictor, the corpus predictor) through its own
-  `score`, from the sweep's feature rows at its k (long: run_id, feature, value);
 - `FixedScores`: a fixed predictor's predictions made ahead of time (`replay.Predictions`), charged
   their measured seconds for every run scored.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -23,7 +20,7 @@ import polars as pl
 
 from pipeline_lib.features.curves import early_acc_features
 
-from .sources import SCORES_SCHEMA, AccuracySource, ScoreSource
+from .sources import SCORES_SCHEMA, AccuracySource
 
 if TYPE_CHECKING:
     from .replay import Curves
@@ -43,21 +40,6 @@ def accuracy_scorer(curves: Curves, confidence: float = 0.9) -> Scorer:
         metrics = pl.DataFrame({"run_id": run_ids, "epoch": [rung] * len(run_ids), "test_acc": acc},
                                schema={"run_id": pl.Utf8, "epoch": pl.Int64, "test_acc": pl.Float64})
         return AccuracySource(rung).score(early_acc_features(runs, metrics, rung), run_ids, confidence)
-
-    return scores
-
-
-def source_scorer(source: ScoreSource, features: pl.DataFrame | Mapping[int, pl.DataFrame],
-                  confidence: float = 0.9) -> Scorer:
-    """Scores by `source.score(features, run_ids, confidence)`, the call triage makes: `features` are
-    the sweep's feature rows at the source's k (or per rung, a mapping rung -> rows) of the feature
-    sets it reads; it sees the runs of the cohort that reached the rung, scored together."""
-    by_rung = features if isinstance(features, Mapping) else {source.k: features}
-
-    def scores(rung: int, run_ids: list[str]) -> pl.DataFrame:
-        if rung not in by_rung:
-            raise ValueError(f"{source.name} has feature rows at epoch(s) {sorted(by_rung)}, not at rung {rung}")
-        return source.score(by_rung[rung], run_ids, confidence)
 
     return scores
 
